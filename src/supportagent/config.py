@@ -1,0 +1,154 @@
+"""Typed schema of `params.yaml`: loaded once, validated, unknown or mistyped keys fail by name."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+METHODS = ("qlora", "prompt_tuning")
+SYSTEMS = ("zero_shot", "retrieval", *METHODS)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SubsetParams(Strict):
+    top_n_brands: int = Field(5, ge=1)
+    brands: list[str] = []  # explicit list overrides top_n_brands
+    keep_context: bool = True  # keep the turn a follow-up customer tweet answers
+    max_context_chars: int = Field(280, ge=0)
+    strip_signatures: bool = True
+    min_customer_chars: int = Field(8, ge=1)
+    min_reply_chars: int = Field(12, ge=1)
+    max_customer_chars: int = Field(400, ge=1)
+    max_reply_chars: int = Field(280, ge=1)
+    min_latin_share: float = Field(0.5, ge=0, le=1)  # drop pairs written mostly in other scripts
+    max_pairs_per_brand: int = Field(300, ge=0)  # 0 = no cap
+    max_total_bytes: int = Field(0, ge=0)  # 0 = no cap
+
+
+class SplitParams(Strict):
+    train: float = Field(0.8, gt=0, lt=1)
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self):
+        if abs(self.train + self.val + self.test - 1) > 1e-6:
+            raise ValueError(f"split.train + split.val + split.test must be 1, got {self.train + self.val + self.test}")
+        return self
+
+
+class IntentParams(Strict):
+    weight: int = Field(ge=0, le=100)
+    keywords: list[str]
+
+
+class HandoffParams(Strict):
+    policy: Literal["append", "replace"] = "append"
+    note: str = "I'm passing this to a senior member of our team, who will follow up with you directly."
+
+
+class RulesParams(Strict):
+    escalation_keywords: list[str]
+    intents: dict[str, IntentParams]
+    default_intent: str = "other"
+    escalation_priority_boost: int = Field(30, ge=0, le=100)
+    caps_boost: int = Field(10, ge=0, le=100)
+    punctuation_boost: int = Field(5, ge=0, le=100)
+    profanity_boost: int = Field(10, ge=0, le=100)
+    repeat_contact_boost: int = Field(10, ge=0, le=100)
+    profanity: list[str] = []
+    bands: dict[str, int] = {"medium": 40, "high": 70}
+    max_message_chars: int = Field(1000, ge=16)
+    handoff: HandoffParams = HandoffParams()
+
+    @model_validator(mode="after")
+    def _default_intent_known(self):
+        if self.default_intent in self.intents:
+            raise ValueError(f"rules.default_intent '{self.default_intent}' must not be one of rules.intents")
+        return self
+
+
+class ModelParams(Strict):
+    base: str = "smollm2-135m-instruct"
+    revision: str | None = None  # pinned hub revision (commit) for hub ids
+    system_prompt: str = "You are a customer support agent for {brand} on Twitter. Reply in one short, polite tweet."
+    max_prompt_tokens: int = Field(192, ge=16)
+    max_reply_tokens: int = Field(64, ge=4)
+
+
+class TrainParams(Strict):
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(50, ge=1)
+    log_every: int = Field(5, ge=1)
+    save_every: int = Field(50, ge=1)
+    max_steps: int = Field(-1)  # -1 = from epochs
+    max_train_pairs: int = Field(0, ge=0)  # 0 = all
+    max_val_pairs: int = Field(32, ge=0)  # validation subset used at intervals; 0 = all
+    # QLoRA
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    # prompt tuning
+    num_virtual_tokens: int = Field(20, ge=1)
+    prompt_init: Literal["text", "random"] = "text"
+    prompt_init_text: str = "Reply as a helpful, concise customer support agent for the brand."
+
+
+class TrainGroup(Strict):
+    qlora: TrainParams
+    prompt_tuning: TrainParams
+
+
+class EvaluateParams(Strict):
+    test_size: int = Field(100, ge=0)  # 0 = whole test split
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    repetition_penalty: float = Field(1.1, ge=1.0)
+    latency_samples: int = Field(10, ge=0)
+    review_samples: int = Field(30, ge=0)
+
+
+class Params(Strict):
+    seed: int = 42
+    method: Literal["qlora", "prompt_tuning"] = "qlora"
+    subset: SubsetParams = SubsetParams()
+    split: SplitParams = SplitParams()
+    rules: RulesParams
+    model: ModelParams = ModelParams()
+    train: TrainGroup
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+class ParamsError(ValueError):
+    pass
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid params"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key (typo? see params.yaml)" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the project root or pass --params")
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_describe(err, path)) from None

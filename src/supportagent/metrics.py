@@ -1,0 +1,70 @@
+"""Reply quality metrics on a 0-100 scale, computed offline (sacreBLEU, rouge-score, MiniLM).
+
+`evaluate.load(...)` is not used: it downloads metric code from the Hugging Face Hub at run time."""
+from __future__ import annotations
+
+import re
+import string
+
+import numpy as np
+
+_PUNCT = re.compile("[" + re.escape(string.punctuation + "’‘“”…") + "]")
+_HANDLE = re.compile(r"@\w+")
+_LINK = re.compile(r"(?:https?://|www\.)\S+|<url>", re.IGNORECASE)
+
+
+def normalise_for_match(text: str) -> str:
+    """Lower-cased, handles and URLs masked, punctuation stripped, whitespace collapsed."""
+    text = _LINK.sub(" url ", text.lower())
+    text = _HANDLE.sub(" user ", text)
+    return " ".join(_PUNCT.sub(" ", text).split())
+
+
+def exact_match(preds: list[str], refs: list[str]) -> float:
+    if not preds:
+        return 0.0
+    return 100 * float(np.mean([normalise_for_match(p) == normalise_for_match(r) for p, r in zip(preds, refs)]))
+
+
+def repetition(text: str) -> float:
+    """Share of 3-grams in a reply that repeat an earlier 3-gram of the same reply."""
+    words = text.lower().split()
+    grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    return 0.0 if not grams else 1 - len(set(grams)) / len(grams)
+
+
+def rouge_l(preds: list[str], refs: list[str]) -> list[float]:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [100 * scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)]
+
+
+def cosine(embedder, a: list[str], b: list[str]) -> np.ndarray:
+    ea = embedder.encode(a, normalize_embeddings=True, batch_size=64, convert_to_numpy=True)
+    eb = embedder.encode(b, normalize_embeddings=True, batch_size=64, convert_to_numpy=True)
+    return 100 * np.clip((ea * eb).sum(axis=1), -1, 1)
+
+
+def score(preds: list[str], refs: list[str], customers: list[str], embedder) -> tuple[dict, dict]:
+    """Corpus metrics and the per-example columns they come from."""
+    import sacrebleu
+
+    if not preds:
+        raise ValueError("no predictions to score: the evaluated test split is empty")
+    rl = rouge_l(preds, refs)
+    sim = cosine(embedder, preds, refs)
+    rel = cosine(embedder, preds, customers)
+    per_example = {"rouge_l": rl, "semantic_similarity": sim.tolist(), "relevance": rel.tolist()}
+    corpus = {
+        "bleu": round(sacrebleu.corpus_bleu(preds, [refs]).score, 2),
+        "chrf": round(sacrebleu.corpus_chrf(preds, [refs]).score, 2),
+        "rouge_l": round(float(np.mean(rl)), 2),
+        "exact_match": round(exact_match(preds, refs), 2),
+        "semantic_similarity": round(float(np.mean(sim)), 2),
+        "relevance": round(float(np.mean(rel)), 2),
+        "repetition": round(100 * float(np.mean([repetition(p) for p in preds])), 2),
+        "avg_words": round(float(np.mean([len(p.split()) for p in preds])), 2),
+    }
+    return corpus, per_example
+

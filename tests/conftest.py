@@ -1,0 +1,82 @@
+"""Shared fixtures: params, the real SmolLM2 tokenizer, and a tiny random Llama built from a config."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def params():
+    from supportagent.config import load_params
+
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """The embedded model's tokenizer (from the GGUF, ~40 s once per session)."""
+    from transformers import AutoTokenizer
+
+    from supportagent import models
+
+    built = ROOT / "models/base/hf"
+    if (built / "tokenizer.json").exists():
+        return built
+    out = tmp_path_factory.mktemp("tokenizer")
+    tok = AutoTokenizer.from_pretrained(models.package_dir(models.EMBEDDED_PACKAGE), gguf_file=models.EMBEDDED_GGUF)
+    models._fix_special_tokens(tok)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from supportagent import models
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    models._fix_special_tokens(tok)
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tokenizer) -> Path:
+    """A base-model folder (manifest + safetensors) holding a 2-layer random Llama with the real tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny_base")
+    hf = root / "hf"
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    LlamaForCausalLM(config).save_pretrained(hf, safe_serialization=True)
+    tokenizer.save_pretrained(hf)
+    (root / "manifest.json").write_text(json.dumps({"base": "tiny-random-llama", "source": "gguf", "path": "hf"}))
+    return root
+
+
+@pytest.fixture
+def tiny_pairs():
+    import pandas as pd
+
+    rows = []
+    brands = ["SpotifyCares", "AmazonHelp"]
+    for i in range(24):
+        brand = brands[i % 2]
+        rows.append({"pair_id": i, "conversation_id": i, "brand": brand, "created_at": None, "context": "",
+                     "customer": f"my playlist number {i} vanished, please help" if brand == "SpotifyCares"
+                     else f"where is my order {i}? it is late",
+                     "reply": "Sorry about that! DM us and we'll take a look." if brand == "SpotifyCares"
+                     else "We're sorry for the delay. Please DM us your order details."})
+    return pd.DataFrame(rows)

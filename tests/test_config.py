@@ -1,0 +1,50 @@
+import pytest
+import yaml
+
+from supportagent.config import METHODS, ParamsError, load_params
+
+from conftest import ROOT
+
+
+def test_params_yaml_loads_and_is_complete():
+    p = load_params(ROOT / "params.yaml")
+    assert p.method in METHODS
+    assert abs(p.split.train + p.split.val + p.split.test - 1) < 1e-9
+    assert set(p.rules.intents) and p.rules.default_intent not in p.rules.intents
+
+
+def _write(tmp_path, mutate):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = _write(tmp_path, lambda r: r["train"]["qlora"].update(lora_rank=8))
+    with pytest.raises(ParamsError, match=r"train\.qlora\.lora_rank: unknown key"):
+        load_params(path)
+
+
+def test_mistyped_value_is_named(tmp_path):
+    path = _write(tmp_path, lambda r: r["evaluate"].update(test_size="many"))
+    with pytest.raises(ParamsError, match=r"evaluate\.test_size"):
+        load_params(path)
+
+
+def test_split_must_sum_to_one(tmp_path):
+    path = _write(tmp_path, lambda r: r["split"].update(train=0.9))
+    with pytest.raises(ParamsError, match="must be 1"):
+        load_params(path)
+
+
+def test_unknown_method_is_rejected(tmp_path):
+    path = _write(tmp_path, lambda r: r.update(method="full_finetune"))
+    with pytest.raises(ParamsError, match="method"):
+        load_params(path)
+
+
+def test_missing_file_says_where(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")

@@ -1,0 +1,132 @@
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supportagent.cleaning import clean_text
+from supportagent.config import SplitParams, SubsetParams
+from supportagent.data import DataError, Report, build_pairs, make_subset, read_raw, split_pairs
+
+from conftest import ROOT
+
+THREADS = ROOT / "tests/fixtures/threads.csv"
+LOOSE = SubsetParams(top_n_brands=5, max_pairs_per_brand=0, min_customer_chars=3, min_reply_chars=5)
+
+
+@pytest.fixture
+def pairs():
+    return make_subset(THREADS, LOOSE, seed=1)
+
+
+def test_earliest_reply_is_kept_and_later_ones_dropped(pairs):
+    df, metrics = pairs
+    first = df[df.pair_id == 1].iloc[0]
+    assert first.reply == "Sorry about that! Can you try logging out and back in?"  # not the 22:40 follow-up
+    assert metrics["dropped"]["later_reply_to_same_tweet"] == 1
+
+
+def test_reply_without_customer_tweet_is_counted(pairs):
+    df, metrics = pairs
+    assert 999 not in set(df.pair_id)
+    assert metrics["dropped"]["reply_without_customer_tweet"] == 1
+
+
+def test_follow_up_keeps_previous_turn_as_context_and_same_conversation(pairs):
+    df, _ = pairs
+    follow = df[df.pair_id == 4].iloc[0]
+    assert follow.context == "Sorry about that! Can you try logging out and back in?"
+    assert follow.conversation_id == df[df.pair_id == 1].iloc[0].conversation_id == 1
+
+
+def test_cleaning_mentions_urls_entities_signatures(pairs):
+    df, _ = pairs
+    by_id = df.set_index("pair_id")
+    assert by_id.loc[1, "customer"] == "my playlist disappeared after the update & I'm sad"
+    assert by_id.loc[4, "customer"] == "nope still gone. see <url> @user has the same"
+    assert by_id.loc[4, "reply"].endswith("we'll restore it.")  # "-Becky" removed
+    assert by_id.loc[6, "reply"].endswith("by DM?")  # "^PL" removed
+    assert "\n" not in by_id.loc[11, "customer"]
+
+
+def test_short_texts_malformed_rows_and_duplicates_are_counted(pairs):
+    df, metrics = pairs
+    assert metrics["dropped"]["malformed_field"] == 1  # inbound "maybe"
+    assert metrics["dropped"]["malformed_line"] == 1  # 9 fields
+    assert metrics["dropped"]["duplicate_pair"] == 1  # pair 13 repeats pair 11 after cleaning
+    assert metrics["rows_read"] == 16
+
+
+def test_default_min_length_drops_ok(tmp_path):
+    _, metrics = make_subset(THREADS, SubsetParams(max_pairs_per_brand=0), seed=1)
+    assert metrics["dropped"]["customer_too_short"] >= 1  # "ok"
+
+
+def test_signature_regex_keeps_normal_endings():
+    assert clean_text("We can help with that - DM us", strip_signatures=True) == "We can help with that - DM us"
+    assert clean_text("Happy to help! ^JK", strip_signatures=True) == "Happy to help!"
+    assert clean_text("Glad it works now -AA", strip_signatures=True) == "Glad it works now"
+
+
+def test_missing_file_names_dvc_pull(tmp_path):
+    with pytest.raises(DataError, match="dvc pull"):
+        make_subset(tmp_path / "twcs.csv", LOOSE, 1)
+
+
+def test_missing_columns_are_named(tmp_path):
+    path = tmp_path / "twcs.csv"
+    path.write_text("tweet_id,author_id,text\n1,a,b\n")
+    with pytest.raises(DataError, match="inbound"):
+        make_subset(path, LOOSE, 1)
+
+
+def test_filter_leaving_nothing_reports_counts():
+    with pytest.raises(DataError, match="dropped per reason.*reply_too_short"):
+        make_subset(THREADS, LOOSE.model_copy(update={"min_reply_chars": 500, "max_reply_chars": 600}), 1)
+
+
+def test_brand_cap_keeps_small_brands(pairs):
+    df, _ = make_subset(THREADS, LOOSE.model_copy(update={"max_pairs_per_brand": 1}), 1)
+    assert df.brand.value_counts().to_dict() == {"AmazonHelp": 1, "SpotifyCares": 1}
+
+
+def test_explicit_brand_list_overrides_and_unknown_brand_fails():
+    df, _ = make_subset(THREADS, LOOSE.model_copy(update={"brands": ["SpotifyCares"]}), 1)
+    assert set(df.brand) == {"SpotifyCares"}
+    with pytest.raises(DataError, match="Nike"):
+        make_subset(THREADS, LOOSE.model_copy(update={"brands": ["Nike"]}), 1)
+
+
+def test_non_latin_pairs_are_dropped(tmp_path):
+    text = THREADS.read_text() + "17,400001,True,Wed Nov 01 16:00:00 +0000 2017,@AppleSupport 電話で対応してもらいましたが改良されませんでした,18,\n" \
+        "18,AppleSupport,False,Wed Nov 01 16:05:00 +0000 2017,@400001 カスタマーサービスにてお問い合わせ済みとのことで,,17\n"
+    (tmp_path / "t.csv").write_text(text)
+    _, metrics = make_subset(tmp_path / "t.csv", LOOSE, 1)
+    assert metrics["dropped"]["non_latin_text"] == 1
+
+
+def _synthetic_pairs(conversations: list[int], brands: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"pair_id": range(len(conversations)), "conversation_id": conversations,
+                         "brand": [f"b{b}" for b in brands], "customer": "x", "reply": "y", "context": ""})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3)), min_size=1, max_size=200), st.integers(0, 10))
+def test_splits_never_share_a_conversation(rows, seed):
+    df = _synthetic_pairs([c for c, _ in rows], [b for _, b in rows])
+    splits = split_pairs(df, SplitParams(), seed)
+    seen = [set(s.conversation_id) for s in splits.values()]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    assert sum(len(s) for s in splits.values()) == len(df)
+
+
+def test_split_is_deterministic_and_close_to_80_10_10():
+    df = _synthetic_pairs(list(range(1000)), [i % 5 for i in range(1000)])
+    a, b = split_pairs(df, SplitParams(), 3), split_pairs(df, SplitParams(), 3)
+    assert all(a[k].pair_id.tolist() == b[k].pair_id.tolist() for k in a)
+    assert 780 <= len(a["train"]) <= 820 and 80 <= len(a["test"]) <= 120
+    assert set(a["test"].brand) == {f"b{i}" for i in range(5)}
+
+
+def test_empty_pairs_cannot_be_split():
+    with pytest.raises(DataError, match="subset"):
+        split_pairs(_synthetic_pairs([], []), SplitParams(), 1)

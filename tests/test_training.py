@@ -1,0 +1,142 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from supportagent import models
+from supportagent.generation import Generator, load_system
+from supportagent.models import ModelError
+from supportagent.training import PadCollator, build_model, train
+
+
+def _tp(params, method, **kw):
+    base = dict(max_steps=4, batch_size=4, eval_every=2, save_every=2, log_every=1, max_val_pairs=4, lr=5e-3)
+    return getattr(params.train, method).model_copy(update={**base, **kw})
+
+
+def _train(params, method, tiny_base, tiny_pairs, tmp_path, **kw):
+    return train(method, tiny_pairs, tiny_pairs.head(4), tiny_base, tmp_path / method, _tp(params, method, **kw),
+                 params.model, params.rules, params.seed, tmp_path / "plots" / method,
+                 checkpoint_root=tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
+def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pairs, tmp_path, method):
+    m = _train(params, method, tiny_base, tiny_pairs, tmp_path)
+    out = tmp_path / method
+    assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
+    assert m["steps"] == 4 and m["adapter_mb"] > 0 and 0 < m["trainable_percent"] < 100
+    assert m["final_val_loss"] is not None and m["tokens_per_second"] > 0
+    curve = pd.read_csv(tmp_path / "plots" / method / "loss.csv")
+    assert list(curve.columns) == ["step", "loss"] and len(curve) >= 3
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["base_manifest"]["base"] == "tiny-random-llama"
+
+
+def test_qlora_uses_4bit_base_and_trains_only_lora(params, tiny_base, tokenizer):
+    import bitsandbytes as bnb
+
+    model = build_model("qlora", tiny_base, params.train.qlora, tokenizer)
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and all(not m.support_avx512bf16_for_cpu for m in layers)
+    assert layers[0].weight.quant_state.quant_type == "nf4"
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def _lora_grad_norm(model, batch):
+    model.zero_grad()
+    model.train()
+    model(**batch).loss.backward()
+    return torch.sqrt(sum(p.grad.float().pow(2).sum() for p in model.parameters() if p.grad is not None)).item()
+
+
+def test_gradients_survive_a_validation_pass(params, tiny_base, tokenizer, tiny_pairs):
+    """bitsandbytes 0.50 repacks 4-bit weights on a no-grad eval forward on CPU, after which gradients
+    are silently wrong; build_model must prevent it."""
+    model = build_model("qlora", tiny_base, params.train.qlora.model_copy(update={"lora_dropout": 0.0}), tokenizer)
+    for name, p in model.named_parameters():  # make LoRA B non-zero so that A receives gradient too
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    ids = tokenizer(["where is my order?", "my playlist vanished"], padding=True, return_tensors="pt")
+    batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": x, "labels": x} for x in ids["input_ids"].tolist()])
+    before = _lora_grad_norm(model, batch)
+    model.eval()
+    with torch.no_grad():
+        model(**batch)  # the validation pass
+    after = _lora_grad_norm(model, batch)
+    assert before > 0 and after == pytest.approx(before, rel=1e-3)
+
+
+class _Interrupt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_from_checkpoint(params, tiny_base, tiny_pairs, tmp_path):
+    tp = _tp(params, "prompt_tuning", max_steps=6)
+    common = dict(base_dir=tiny_base, out_dir=tmp_path / "pt", params=tp, model_params=params.model,
+                  rules_params=params.rules, seed=params.seed, plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
+    with pytest.raises(KeyboardInterrupt):
+        train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), callbacks=(_Interrupt(),), **common)
+    assert (tmp_path / "ckpt/prompt_tuning/checkpoint-2").exists()
+    m = train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), **common)
+    assert m["resumed_from"] == "checkpoint-2" and m["steps"] == 6
+    assert pd.read_csv(tmp_path / "plots/loss.csv")["step"].max() == 6
+    assert not (tmp_path / "ckpt/prompt_tuning").exists()  # finished runs leave nothing to resume
+
+
+def test_changed_params_do_not_resume_stale_checkpoints(params, tiny_base, tiny_pairs, tmp_path):
+    common = dict(base_dir=tiny_base, out_dir=tmp_path / "pt", model_params=params.model, rules_params=params.rules,
+                  seed=params.seed, plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
+    with pytest.raises(KeyboardInterrupt):
+        train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), params=_tp(params, "prompt_tuning", max_steps=6),
+              callbacks=(_Interrupt(),), **common)
+    m = train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), params=_tp(params, "prompt_tuning", max_steps=6, lr=1e-3),
+              **common)
+    assert m["resumed_from"] is None
+
+
+def test_soft_prompt_generation_matches_peft_forward(params, tiny_base, tiny_pairs, tmp_path, tokenizer):
+    _train(params, "prompt_tuning", tiny_base, tiny_pairs, tmp_path)
+    model, tok = load_system("prompt_tuning", str(tiny_base), str(tmp_path / "prompt_tuning"))
+    prompt = tok("where is my order?")["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long)).logits
+    gen = Generator(model, tok, max_new_tokens=3, repetition_penalty=1.0)
+    assert gen.soft_prompt is not None and gen.soft_prompt.shape[1] == params.train.prompt_tuning.num_virtual_tokens
+    first = gen.generate([prompt])[0]
+    expected = logits[0, -1].argmax().item()
+    assert (first.token_ids[:1] or [tok.eos_token_id]) == [expected]
+
+
+def test_left_padded_batches_equal_single_generation(tiny_base, tokenizer):
+    model = models.load_base(tiny_base)
+    gen = Generator(model, tokenizer, max_new_tokens=6, repetition_penalty=1.0)
+    prompts = [tokenizer("hi")["input_ids"], tokenizer("where is my order, it is very late now")["input_ids"]]
+    batched = [r.text for r in gen.generate(prompts)]
+    single = [gen.generate([p])[0].text for p in prompts]
+    assert batched == single
+
+
+def test_adapter_errors_are_clear(params, tiny_base, tiny_pairs, tmp_path):
+    with pytest.raises(ModelError, match="dvc repro"):
+        models.check_adapter(tmp_path / "missing", tiny_base)
+    _train(params, "prompt_tuning", tiny_base, tiny_pairs, tmp_path)
+    adapter = tmp_path / "prompt_tuning"
+    other = tmp_path / "other_base"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"base": "another-model", "source": "local", "path": str(tiny_base / "hf")}))
+    with pytest.raises(ModelError, match="trained on base tiny-random-llama"):
+        models.check_adapter(adapter, other)
+    (adapter / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="corrupted"):
+        models.check_adapter(adapter, tiny_base)
+
+
+def test_unavailable_hub_model_says_how_to_provide_it(tmp_path):
+    with pytest.raises(ModelError, match="local Hugging Face cache.*embedded default"):
+        models.prepare_base("no-such-org/no-such-model-xyz", None, tmp_path)
