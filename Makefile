@@ -41,3 +41,7 @@ bench-subset: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+BASE ?= main
+pr-report: $(STAMP)
+	$(BIN)/python -m supportagent pr-report --base $(BASE) --out reports/pr_report.md

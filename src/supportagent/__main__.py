@@ -1,4 +1,4 @@
-"""Command line: `python -m supportagent {rules,reply,readme}`."""
+"""Command line: `python -m supportagent {rules,reply,readme,pr-report}`."""
 from __future__ import annotations
 
 import argparse
@@ -76,6 +76,15 @@ def cmd_readme(args) -> None:
         print(f"updated {args.readme}")
 
 
+def cmd_pr_report(args) -> None:
+    from .prreport import render
+
+    text = render(args.base, all_metrics=args.all, plots_url=args.plots_url)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="supportagent", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -102,12 +111,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--check", action="store_true", help="fail if the README differs from the metrics")
     p.set_defaults(func=cmd_readme)
 
+    p = sub.add_parser("pr-report", help="markdown of `dvc params diff` and `dvc metrics diff` against a base rev")
+    p.add_argument("--base", default="main", help="git rev to compare with (default main)")
+    p.add_argument("--out", help="also write the markdown to this file")
+    p.add_argument("--all", action="store_true", help="every metric, not only the key ones")
+    p.add_argument("--plots-url", help="link to the rendered plots, added to the report")
+    p.set_defaults(func=cmd_pr_report)
+
     args = parser.parse_args(argv)
     from .config import ParamsError
     from .models import ModelError
     try:
         args.func(args)
-    except (ParamsError, ModelError, FileNotFoundError, ValueError) as err:
+    except (ParamsError, ModelError, FileNotFoundError, ValueError, RuntimeError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -193,6 +193,18 @@ def render_tables(root: str | Path = ".") -> str:
                [[s, *(evals[s][k] for k in ["latency_p50_ms", "latency_p95_ms", "replies_per_s", "adapter_mb", "base_mb"])]
                 for s in SYSTEMS]),
     ]
+    gpu = root / "benchmarks/gpu_h100.json"
+    if gpu.exists():
+        g = load_json(gpu)
+        m = g["metrics"]
+        parts += ["", f"### The same stages on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`, "
+                      f"params of {g['date']}: {g.get('note', 'see the file')})", "",
+                  _table(["stage", "seconds"], [[k, v] for k, v in g["stage_seconds"].items()]
+                         + [["all model stages", g["model_stages_seconds"]]]), "",
+                  _table(["method", "tokens/s", "peak GPU MB", "train s", "final val loss"],
+                         [[k.split("/")[1], *(m[k][x] for x in ["tokens_per_second", "peak_memory_mb", "train_seconds",
+                                                                 "final_val_loss"])]
+                          for k in sorted(m) if k.startswith("train/")])]
     return "\n".join(parts) + "\n"
 
 
