@@ -56,7 +56,7 @@ def read_raw(path: str | Path, report: Report) -> pd.DataFrame:
         "tweet_id": pd.to_numeric(df["tweet_id"], errors="coerce"),
         "author_id": df["author_id"].astype(str),
         "inbound": df["inbound"].str.strip().str.lower().map({"true": True, "false": False}),
-        "created_at": pd.to_datetime(df["created_at"], format="%a %b %d %H:%M:%S %z %Y", errors="coerce", utc=True),
+        "created_at": parse_dates(df["created_at"]),
         "text": df["text"],
         "parent_id": pd.to_numeric(df["in_response_to_tweet_id"].replace("", None), errors="coerce"),
     })
@@ -67,6 +67,22 @@ def read_raw(path: str | Path, report: Report) -> pd.DataFrame:
     dup = out["tweet_id"].duplicated()
     report.drop("duplicate_tweet_id", dup.sum())
     out = out[~dup].astype({"tweet_id": "int64", "inbound": bool})
+    return out
+
+
+def parse_dates(texts: pd.Series) -> pd.Series:
+    """TWCS timestamps ("Tue Oct 31 22:10:47 +0000 2017") -> UTC datetimes; unparsable -> NaT.
+
+    pyarrow's strptime handles the usual +0000 form ~6x faster than pandas; other offsets fall back."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(texts.to_numpy(dtype=object), type=pa.string())
+    fast = pc.strptime(pc.utf8_slice_codeunits(arr, 4), format="%b %d %H:%M:%S +0000 %Y", unit="us", error_is_null=True)
+    out = pd.Series(fast.to_pandas(), index=texts.index).dt.tz_localize("UTC")
+    rest = out.isna() & texts.ne("")
+    if rest.any():
+        out[rest] = pd.to_datetime(texts[rest], format="%a %b %d %H:%M:%S %z %Y", errors="coerce", utc=True)
     return out
 
 

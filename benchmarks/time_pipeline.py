@@ -1,0 +1,72 @@
+"""Time every stage of `dvc repro` on this machine and record it with the machine's facts.
+
+    python benchmarks/time_pipeline.py            # runs each stage in order (`dvc repro -s`), timing it
+    python benchmarks/time_pipeline.py --force    # retrain and re-evaluate everything
+    python benchmarks/time_pipeline.py --times F  # only record times already measured ("stage seconds rc=0" lines)
+
+Writes benchmarks/cpu.json: seconds per stage, the training metrics, and CPU facts."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDER = ["subset", "split", "rules", "base", "train@qlora", "train@prompt_tuning", "evaluate@zero_shot",
+         "evaluate@retrieval", "evaluate@qlora", "evaluate@prompt_tuning", "compare"]
+
+
+def cpu_facts() -> dict:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    import torch
+
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def run(force: bool) -> dict:
+    dvc = str(Path(sys.executable).parent / "dvc")
+    times = {}
+    for stage in ORDER:
+        start = time.perf_counter()
+        subprocess.run([dvc, "repro", "-s", *(["-f"] if force else []), stage], cwd=ROOT, check=True)
+        times[stage] = round(time.perf_counter() - start, 1)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--times", help="record these measured times instead of running")
+    args = ap.parse_args()
+    if args.times:
+        rows = [line.split() for line in Path(args.times).read_text().splitlines() if line.strip()]
+        times = {r[0]: float(r[1]) for r in rows if r[0] in ORDER}
+    else:
+        times = run(args.force)
+    train = {m: json.loads((ROOT / f"metrics/train/{m}.json").read_text()) for m in ("qlora", "prompt_tuning")}
+    group = lambda prefix: round(sum(v for k, v in times.items() if k.startswith(prefix)), 1)
+    record = {
+        "what": "wall seconds per stage of `dvc repro` (default params), on this machine",
+        "stage_seconds": times, "train_seconds_total": group("train@"), "evaluate_seconds_total": group("evaluate@"),
+        "pipeline_seconds": round(sum(times.values()), 1),
+        "targets_seconds": {"train_total": 900, "evaluate_total": 300, "pipeline": 1200},
+        "training_tokens_per_second": {m: t["tokens_per_second"] for m, t in train.items()},
+        "training_peak_rss_mb": {m: t["peak_memory_mb"] for m, t in train.items()},
+        "machine": cpu_facts(), "date": time.strftime("%Y-%m-%d"),
+    }
+    (ROOT / "benchmarks/cpu.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
