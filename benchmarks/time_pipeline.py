@@ -47,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--times", help="record these measured times instead of running")
+    ap.add_argument("--note", help="free text stored with the record (how the run was made)")
     args = ap.parse_args()
     if args.times:
         rows = [line.split() for line in Path(args.times).read_text().splitlines() if line.strip()]
@@ -64,6 +65,8 @@ def main() -> None:
         "training_peak_rss_mb": {m: t["peak_memory_mb"] for m, t in train.items()},
         "machine": cpu_facts(), "date": time.strftime("%Y-%m-%d"),
     }
+    if args.note:
+        record["note"] = args.note
     (ROOT / "benchmarks/cpu.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
