@@ -18,7 +18,7 @@ def main() -> None:
     write_plot_data(evals, Path("plots/compare"))
     write_pngs(evals, Path("plots/train"), Path("plots/png"))
     preds = {s: read_predictions(f"reports/predictions/{s}.jsonl") for s in SYSTEMS}
-    write_samples(preds, p.evaluate.review_samples, p.seed, Path("reports/samples.md"))
+    write_samples(preds, p.evaluate.review_samples, p.seed, Path("reports/samples.md"), p.rules)
     print(f"served: {p.method}; best ROUGE-L: {max(SYSTEMS, key=lambda s: evals[s]['rouge_l'])}")
 
 

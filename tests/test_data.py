@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from supportagent.cleaning import clean_text
 from supportagent.config import SplitParams, SubsetParams
-from supportagent.data import DataError, Report, build_pairs, make_subset, read_raw, split_pairs
+from supportagent.data import DataError, make_subset, split_pairs
 
 from conftest import ROOT
 

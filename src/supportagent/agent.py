@@ -63,8 +63,9 @@ class SupportAgent:
                     for it in items]
         todo = [i for i, (_, _, text) in enumerate(prepared) if text.strip()]
         start = time.perf_counter()
-        replies, _ = self.generator.generate_all([prepared[i][0] for i in todo], batch_size or self.params.evaluate.batch_size,
-                                                 progress=len(todo) > batch_size if batch_size else False)
+        batch_size = batch_size or self.params.evaluate.batch_size
+        replies, _ = self.generator.generate_all([prepared[i][0] for i in todo], batch_size,
+                                                 progress=len(todo) > batch_size)
         per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
         by_index = dict(zip(todo, replies))
         handoff = self.params.rules.handoff

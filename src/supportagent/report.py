@@ -102,7 +102,7 @@ def write_pngs(evals: dict, loss_dir: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path: Path) -> None:
+def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path: Path, rules) -> None:
     """A fixed random draw of test messages with every system's reply, for manual review."""
     ref = predictions["zero_shot"]
     ids = ref["pair_id"].sample(n=min(n, len(ref)), random_state=seed).sort_values().tolist()
@@ -110,9 +110,8 @@ def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path:
     lines = ["# Replies for manual review", "",
              f"{len(ids)} test messages drawn at random (seed {seed}), with every system's reply. Rate each reply for "
              "helpfulness, tone and coherence (1-5) in the blank columns. Data: TWCS, CC BY-NC-SA 4.0.", ""]
-    from .config import load_params
     from .rules import apply_rules
-    rules = load_params().rules
+
     for k, pid in enumerate(ids, 1):
         row = by_system["zero_shot"].loc[pid]
         tags = apply_rules(row["customer"], rules, row["context"] or "").tag_line()

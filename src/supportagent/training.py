@@ -36,9 +36,6 @@ class EncodedPairs(Dataset):
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
 
-    def n_tokens(self) -> int:
-        return sum(len(x["input_ids"]) for x in self.items)
-
 
 class PadCollator:
     """Dynamic right padding to the longest example of the batch; padded labels are -100."""
@@ -122,11 +119,10 @@ def build_model(method: str, base_dir: str | Path, params: TrainParams, tokenize
 
 def count_params(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # 4-bit weights are packed two to a byte: count the base's logical parameters from its config
+    # 4-bit weights are packed two to a byte
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cfg = base.config
     total = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1) for p in base.parameters())
-    return trainable, total if total else cfg.num_parameters()
+    return trainable, total
 
 
 def run_fingerprint(method: str, params: TrainParams, frames: list[pd.DataFrame], base_dir: Path) -> str:
@@ -201,7 +197,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         curve.restore()
 
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     final_val = trainer.evaluate()["eval_loss"] if val_ds is not None else None
 
