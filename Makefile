@@ -21,8 +21,9 @@ data/raw/twcs.csv: data/raw/twcs.csv.dvc | $(STAMP)
 
 data: data/raw/twcs.csv
 
+# stage commands call `python`: the venv's bin goes first on PATH
 repro: $(STAMP) data/raw/twcs.csv
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs

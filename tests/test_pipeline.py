@@ -1,5 +1,6 @@
 """End-to-end: the real `dvc repro` of every stage on a tiny configuration in a temporary copy."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,10 @@ def _raw_csv(path: Path) -> None:
 
 
 def _dvc(cwd, *args):
-    proc = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
+    # stage commands call `python`: it must be this environment's, as with an activated venv
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(bin_dir / "dvc"), *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
