@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test test-fast data readme readme-check pr-report bench-subset clean-venv
+.PHONY: repro test test-fast data readme readme-check pr-report bench-subset bench-7b full clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -39,6 +39,15 @@ readme-check: $(STAMP)
 
 bench-subset: $(STAMP)
 	$(BIN)/python benchmarks/bench_subset.py
+
+# GPU machines: the 7B-architecture benchmark and the `full` configuration (metrics/full/)
+bench-7b: $(STAMP)
+	$(BIN)/python benchmarks/gpu_7b.py --out benchmarks/gpu_7b.json
+
+full: $(STAMP) data/raw/twcs.csv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/gpu_pipeline.py --label full --overrides configs/full.yaml \
+	    --workdir build/full --stages subset split base train@qlora train@prompt_tuning evaluate@zero_shot \
+	    evaluate@retrieval evaluate@qlora evaluate@prompt_tuning compare --collect metrics/full --out benchmarks/gpu_full.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,10 +1,14 @@
-"""Run the pipeline's model stages on a GPU machine and record wall time per stage.
+"""Run the pipeline's stages outside DVC (e.g. on a GPU machine without DVC) and record wall time per stage.
 
-Used on the lent H100 (no DVC there): the stage scripts run in dvc.yaml's order on already-split data
-(`data/processed/*.parquet` carried along), then every metrics file and the timings are gathered
-into one JSON with GPU, driver and package versions.
+The stage scripts run in dvc.yaml's order in a working folder (default: the project itself). With
+`--overrides configs/full.yaml` the folder gets params.yaml merged with those keys, so a second
+configuration runs beside the default one without touching its outputs. Every metrics file and
+the timings are gathered into one JSON with GPU, driver and package versions; `--collect DIR`
+copies the metrics files into DIR (e.g. metrics/full).
 
-    python benchmarks/gpu_pipeline.py --out gpu_h100_default.json [--params params.yaml] [--label default]
+    python benchmarks/gpu_pipeline.py --out gpu.json                     # model stages, default params
+    python benchmarks/gpu_pipeline.py --out full.json --label full --overrides configs/full.yaml \
+        --workdir build/full --stages subset split base train@qlora ... --collect metrics/full
 """
 from __future__ import annotations
 
@@ -12,14 +16,21 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = [["base.py"], ["train.py", "qlora"], ["train.py", "prompt_tuning"], ["evaluate.py", "zero_shot"],
-          ["evaluate.py", "retrieval"], ["evaluate.py", "qlora"], ["evaluate.py", "prompt_tuning"]]
+SCRIPTS = {"subset": ["subset.py"], "split": ["split.py"], "rules": ["rules_report.py"], "base": ["base.py"],
+           "train@qlora": ["train.py", "qlora"], "train@prompt_tuning": ["train.py", "prompt_tuning"],
+           "evaluate@zero_shot": ["evaluate.py", "zero_shot"], "evaluate@retrieval": ["evaluate.py", "retrieval"],
+           "evaluate@qlora": ["evaluate.py", "qlora"], "evaluate@prompt_tuning": ["evaluate.py", "prompt_tuning"],
+           "compare": ["compare.py"]}
+MODEL_STAGES = [s for s in SCRIPTS if s.split("@")[0] in ("base", "train", "evaluate")]
 
 
 def versions() -> dict:
@@ -53,16 +64,34 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--label", default="default")
-    ap.add_argument("--skip", nargs="*", default=[], help="stage names to skip, e.g. base")
+    ap.add_argument("--stages", nargs="*", default=MODEL_STAGES, choices=list(SCRIPTS))
+    ap.add_argument("--overrides", help="a file of params that differ from params.yaml, e.g. configs/full.yaml")
+    ap.add_argument("--workdir", default=str(ROOT), help="where the stages read and write (default: the project)")
+    ap.add_argument("--collect", help="copy the metrics files here afterwards, e.g. metrics/full")
     args = ap.parse_args()
+    work = Path(args.workdir).resolve()
+    if work != ROOT:
+        from supportagent.config import merge
+
+        work.mkdir(parents=True, exist_ok=True)
+        raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+        if args.overrides:
+            raw = merge(raw, yaml.safe_load(Path(args.overrides).read_text()))
+        (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        raw_csv = work / "data/raw/twcs.csv"
+        if not raw_csv.exists() and (ROOT / "data/raw/twcs.csv").exists():
+            raw_csv.parent.mkdir(parents=True, exist_ok=True)
+            raw_csv.symlink_to(ROOT / "data/raw/twcs.csv")
+    elif args.overrides:
+        sys.exit("--overrides needs a --workdir other than the project (the default outputs stay as DVC made them)")
     timings = {}
-    for stage in STAGES:
-        name = stage[0][:-3] + ("@" + stage[1] if len(stage) > 1 else "")
-        if name in args.skip:
-            continue
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SUPPORTAGENT_PARAMS": str(work / "params.yaml"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    for name in args.stages:
+        script, *argv = SCRIPTS[name]
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, f"stages/{stage[0]}", *stage[1:]], cwd=ROOT, text=True,
-                              capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run([sys.executable, str(ROOT / "stages" / script), *argv], cwd=work, text=True,
+                              capture_output=True, env=env)
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"{name}: {timings[name]} s (rc {proc.returncode})", flush=True)
         if proc.returncode:
@@ -70,9 +99,16 @@ def main() -> None:
             break
     metrics = {}
     for sub in ("train", "eval"):
-        for f in sorted((ROOT / "metrics" / sub).glob("*.json")):
+        for f in sorted((work / "metrics" / sub).glob("*.json")):
             metrics[f"{sub}/{f.stem}"] = json.loads(f.read_text())
-    record = {"label": args.label, "machine": gpu_facts(), "versions": versions(), "stage_seconds": timings,
+    if args.collect:
+        dest = Path(args.collect)
+        for f in (work / "metrics").rglob("*.json"):
+            target = dest / f.relative_to(work / "metrics")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+    record = {"label": args.label, "overrides": args.overrides, "machine": gpu_facts(), "versions": versions(),
+              "stage_seconds": timings,
               "model_stages_seconds": round(sum(timings.values()), 1), "metrics": metrics,
               "date": time.strftime("%Y-%m-%d")}
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

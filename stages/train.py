@@ -1,4 +1,6 @@
-"""DVC stage `train@<method>`: fit one adapter on the train split (params: seed, model, rules, train.<method>)."""
+"""DVC stage `train@<method>`: fit one adapter on the train split (params: seed, model, rules, train.<method>).
+
+Several GPUs (DDP): `accelerate launch --config_file configs/accelerate/ddp.yaml stages/train.py <method>`."""
 import sys
 from pathlib import Path
 
@@ -20,8 +22,9 @@ def main() -> None:
         base_dir="models/base", out_dir=f"models/{method}", params=getattr(p.train, method),
         model_params=p.model, rules_params=p.rules, seed=p.seed, plots_dir=f"plots/train/{method}",
     )
-    write_json(f"metrics/train/{method}.json", metrics)
-    print(metrics)
+    if metrics is not None:  # None on the non-main processes of `accelerate launch`
+        write_json(f"metrics/train/{method}.json", metrics)
+        print(metrics)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,18 @@ def test_unknown_method_is_rejected(tmp_path):
 def test_missing_file_says_where(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_full_config_merges_onto_params_and_validates():
+    default = load_params(ROOT / "params.yaml")
+    full = load_params(ROOT / "params.yaml", overrides=ROOT / "configs/full.yaml")
+    assert full.subset.max_pairs_per_brand == 0 and full.train.qlora.epochs > default.train.qlora.epochs
+    assert full.rules == default.rules  # untouched groups come from params.yaml
+    assert full.train.qlora.lora_r == default.train.qlora.lora_r  # nested groups merge key by key
+
+
+def test_override_with_unknown_key_names_the_overrides_file(tmp_path):
+    bad = tmp_path / "full.yaml"
+    bad.write_text("train:\n  qlora:\n    epoch: 3\n")
+    with pytest.raises(ParamsError, match=r"(?s)full\.yaml.*train\.qlora\.epoch: unknown key"):
+        load_params(ROOT / "params.yaml", overrides=bad)

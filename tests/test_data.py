@@ -130,3 +130,16 @@ def test_split_is_deterministic_and_close_to_80_10_10():
 def test_empty_pairs_cannot_be_split():
     with pytest.raises(DataError, match="subset"):
         split_pairs(_synthetic_pairs([], []), SplitParams(), 1)
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("@AmazonHelp @x my order\u00a0is  late", "my order is late"),  # Unicode space, leading mentions
+    ("thanks @José and@me, see www.EXAMPLE.com/a?b", "thanks @user and@me, see <url>"),  # handle glued to a word stays
+    ("a @b@c", "a @user@c"),
+    ("line\u2028break\x85here &amp; &lt;3", "line break here & <3"),
+    ("Sorry about that! ^JK", "Sorry about that!"),
+    ("We can help - Dan C", "We can help"),
+])
+def test_rules_match_pythons_unicode_semantics(raw, clean):
+    """The RE2 patterns (run by pyarrow) must behave like Python's Unicode \\s and \\w."""
+    assert clean_text(raw, strip_signatures=True) == clean

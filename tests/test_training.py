@@ -38,7 +38,7 @@ def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pair
 def test_qlora_uses_4bit_base_and_trains_only_lora(params, tiny_base, tokenizer):
     import bitsandbytes as bnb
 
-    model = build_model("qlora", tiny_base, params.train.qlora, tokenizer)
+    model = build_model("qlora", tiny_base, params.train.qlora)
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and all(not m.support_avx512bf16_for_cpu for m in layers)
     assert layers[0].weight.quant_state.quant_type == "nf4"
@@ -56,7 +56,7 @@ def _lora_grad_norm(model, batch):
 def test_gradients_survive_a_validation_pass(params, tiny_base, tokenizer, tiny_pairs):
     """bitsandbytes 0.50 repacks 4-bit weights on a no-grad eval forward on CPU, after which gradients
     are silently wrong; build_model must prevent it."""
-    model = build_model("qlora", tiny_base, params.train.qlora.model_copy(update={"lora_dropout": 0.0}), tokenizer)
+    model = build_model("qlora", tiny_base, params.train.qlora.model_copy(update={"lora_dropout": 0.0}))
     for name, p in model.named_parameters():  # make LoRA B non-zero so that A receives gradient too
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.02)
@@ -68,6 +68,26 @@ def test_gradients_survive_a_validation_pass(params, tiny_base, tokenizer, tiny_
         model(**batch)  # the validation pass
     after = _lora_grad_norm(model, batch)
     assert before > 0 and after == pytest.approx(before, rel=1e-3)
+
+
+@pytest.mark.parametrize("every_n", [1, 2])
+def test_checkpointing_keeps_gradients_and_recomputes(params, tiny_base, tokenizer, every_n):
+    """Gradient checkpointing (all or every n-th layer) must give the same LoRA gradients as none."""
+    p = params.train.qlora.model_copy(update={"lora_dropout": 0.0})
+    ids = tokenizer(["where is my order?", "my playlist vanished"], padding=True, return_tensors="pt")
+    batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": x, "labels": x} for x in ids["input_ids"].tolist()])
+    norms = []
+    for n in (0, every_n):
+        torch.manual_seed(0)
+        model = build_model("qlora", tiny_base, p.model_copy(update={"checkpoint_every_n_layers": n}))
+        for name, w in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(w, std=0.02)
+        layers = model.get_base_model().model.layers
+        flags = [bool(getattr(layer, "gradient_checkpointing", False)) for layer in layers]
+        assert any(flags) == bool(n) and (n != 1 or all(flags))
+        norms.append(_lora_grad_norm(model, batch))
+    assert norms[0] > 0 and norms[1] == pytest.approx(norms[0], rel=1e-4)
 
 
 class _Interrupt(TrainerCallback):

@@ -94,6 +94,7 @@ class TrainParams(Strict):
     max_steps: int = Field(-1)  # -1 = from epochs
     max_train_pairs: int = Field(0, ge=0)  # 0 = all
     max_val_pairs: int = Field(32, ge=0)  # validation subset used at intervals; 0 = all
+    checkpoint_every_n_layers: int = Field(0, ge=0)  # gradient checkpointing: 1 = every layer, 0 = off
     # QLoRA
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -113,6 +114,7 @@ class TrainGroup(Strict):
 class EvaluateParams(Strict):
     test_size: int = Field(100, ge=0)  # 0 = whole test split
     batch_size: int = Field(16, ge=1)
+    cuda_batch_size: int = Field(128, ge=1)  # on a GPU a decoding step costs about the same for 1 or 128 replies
     max_new_tokens: int = Field(64, ge=1)
     repetition_penalty: float = Field(1.1, ge=1.0)
     latency_samples: int = Field(10, ge=0)
@@ -143,12 +145,23 @@ def _describe(err: ValidationError, path: Path) -> str:
     return "\n".join(lines)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied key by key (nested groups merge, lists and values replace)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def load_params(path: str | Path = "params.yaml", overrides: str | Path | None = None) -> Params:
+    """The validated params; `overrides` (e.g. configs/full.yaml) holds only the keys that differ."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the project root or pass --params")
     raw = yaml.safe_load(path.read_text()) or {}
+    if overrides is not None:
+        raw = merge(raw, yaml.safe_load(Path(overrides).read_text()) or {})
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError(_describe(err, path)) from None
+        raise ParamsError(_describe(err, Path(overrides) if overrides else path)) from None

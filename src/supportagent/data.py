@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cleaning import clean_texts
+from .cleaning import ARROW_STR, NON_LETTERS, clean_texts
 from .config import SplitParams, SubsetParams
 
 REQUIRED_COLUMNS = ["tweet_id", "author_id", "inbound", "created_at", "text", "in_response_to_tweet_id"]
@@ -100,8 +100,10 @@ def conversation_roots(tweet_ids: np.ndarray, parent: pd.Series, max_depth: int 
 
 def latin_share(texts: pd.Series) -> pd.Series:
     """Share of letters that are basic Latin (a-z): the embedded model and the metrics are English-centric."""
-    letters = texts.str.count(r"[^\W\d_]")
-    latin = texts.str.count(r"[A-Za-z]")
+    texts = texts.astype(ARROW_STR)
+    # lengths after deleting runs of other characters: ~3x faster than counting matches one by one
+    letters = texts.str.replace(NON_LETTERS, "", regex=True).str.len()
+    latin = texts.str.replace(r"[^A-Za-z]+", "", regex=True).str.len()
     return (latin / letters.where(letters > 0, 1)).where(letters > 0, 1.0)
 
 

@@ -31,7 +31,7 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     ev = params.evaluate
     gen = Generator(model, tok, ev.max_new_tokens, ev.repetition_penalty)
     prompts = [prepare(params, tok, r.brand, r.customer, r.context)[0] for r in test.itertuples()]
-    replies, per_s = gen.generate_all(prompts, ev.batch_size)
+    replies, per_s = gen.generate_all(prompts, ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size)
     latency = gen.latency_ms(prompts[: ev.latency_samples])
     footprint = model.get_base_model().get_memory_footprint() if hasattr(model, "get_base_model") else model.get_memory_footprint()
     sizes = {"adapter_mb": models.folder_mb(adapter_dir) if adapter_dir else 0.0,

@@ -130,7 +130,10 @@ def compute_dtype() -> torch.dtype:
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's device: under `accelerate launch` (DDP) each process takes the GPU of its LOCAL_RANK."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
 
 
 def load_tokenizer(base_dir: str | Path):
@@ -170,7 +173,7 @@ def load_base(base_dir: str | Path, quantize_4bit: bool = False, for_training: b
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=torch.uint8,
         )
-        kwargs["device_map"] = {"": device().type if device().type == "cpu" else 0}
+        kwargs["device_map"] = {"": "cpu" if device().type == "cpu" else device().index}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if not quantize_4bit:
         model.to(device())

@@ -215,17 +215,66 @@ def render_tables(root: str | Path = ".") -> str:
                   _table(["target", "measured", "wanted", "met"], [[*r, "yes" if ok(r[1], r[2]) else "**no**"] for r in rows])]
     gpu = root / "benchmarks/gpu_h100.json"
     if gpu.exists():
-        g = load_json(gpu)
-        m = g["metrics"]
-        parts += ["", f"### The same stages on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`, "
-                      f"params of {g['date']}: {g.get('note', 'see the file')})", "",
-                  _table(["stage", "seconds"], [[k, v] for k, v in g["stage_seconds"].items()]
-                         + [["all model stages", g["model_stages_seconds"]]]), "",
-                  _table(["method", "tokens/s", "peak GPU MB", "train s", "final val loss"],
-                         [[k.split("/")[1], *(m[k][x] for x in ["tokens_per_second", "peak_memory_mb", "train_seconds",
-                                                                 "final_val_loss"])]
-                          for k in sorted(m) if k.startswith("train/")])]
+        parts += ["", *gpu_tables(load_json(gpu), evals, root)]
     return "\n".join(parts) + "\n"
+
+
+def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
+    """README sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
+    conf = g["configurations"]
+    default, full, big = conf["default"], conf["full"], conf["mistral_7b"]
+    stages = list(default["stage_seconds"])
+    out = [f"### The model stages on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`)", "",
+           _table(["stage", "default params, s", "configs/full.yaml, s"],
+                  [[k, default["stage_seconds"][k], full["stage_seconds"].get(k, "–")] for k in stages]
+                  + [["all model stages (target for default: <= 180)", default["model_stages_seconds"],
+                      full["model_stages_seconds"]]])]
+    full_dir = root / "metrics/full"
+    if (full_dir / "eval").exists():
+        fe = {s: load_json(full_dir / f"eval/{s}.json") for s in SYSTEMS}
+        ft = {m: load_json(full_dir / f"train/{m}.json") for m in METHODS}
+        fd = load_json(full_dir / "data.json")
+        out += ["", f"### What more data and compute buy: `configs/full.yaml` on the GPU (`metrics/full/`)", "",
+                f"All {fd['pairs']:,} pairs of the top-5 brands (no per-brand cap, so SpotifyCares is "
+                f"{100 * fd['pairs_per_brand'].get('SpotifyCares', 0) / fd['pairs']:.0f}% of them), longer context, "
+                f"{ft['qlora']['epochs']:g} epochs at batch {full_train_batch(root)}; its own test split (n={fe['qlora']['n']}).", "",
+                _table(["system", "ROUGE-L full", "ROUGE-L default (CPU)", "semantic sim. full", "semantic sim. default",
+                        "BLEU full", "chrF full"],
+                       [[s, fe[s]["rouge_l"], evals[s]["rouge_l"], fe[s]["semantic_similarity"],
+                         evals[s]["semantic_similarity"], fe[s]["bleu"], fe[s]["chrf"]] for s in SYSTEMS]), "",
+                _table(["target (full configuration)", "measured", "met"],
+                       [["qlora ROUGE-L >= 25 (Hardalov et al. 2018: 24.5, seq2seq on all of TWCS)", fe["qlora"]["rouge_l"],
+                         "yes" if fe["qlora"]["rouge_l"] >= 25 else "**no**"],
+                        ["qlora ROUGE-L above retrieval", f"{fe['qlora']['rouge_l']} vs {fe['retrieval']['rouge_l']}",
+                         "yes" if fe["qlora"]["rouge_l"] > fe["retrieval"]["rouge_l"] else "**no**"],
+                        ["qlora semantic similarity above retrieval",
+                         f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
+                         "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
+    rows = [[v["method"], v["batch"], v["checkpoint_every_n_layers"], v.get("lora_dropout", "–"),
+             "oom" if v.get("oom") else v["tokens_per_second"], v.get("peak_memory_gib", "–"),
+             v.get("mfu", "–"), v.get("hfu", "–")]
+            for k, v in big["results"].items() if not k.startswith("serve")]
+    q = g["qlora_7b"]
+    out += ["", f"### Mistral-7B architecture, random weights, sequence length {big['results'][next(iter(big['results']))]['seq']} "
+                f"(`benchmarks/gpu_7b.py`)", "",
+            "Checkpoint = gradient checkpointing of every n-th decoder layer (0 = off). MFU counts forward + "
+            f"input-gradient FLOPs of the frozen base against {big['peak_tflops_bf16']:.0f} TFLOP/s bf16; HFU adds the recompute.", "",
+            _table(["method", "batch", "checkpoint", "LoRA dropout", "tokens/s", "peak GiB", "MFU", "HFU"], rows), "",
+            f"Chosen QLoRA configuration ({q['chosen_as']}): **{q['tokens_per_second']:,.0f} tokens/s at "
+            f"{q['peak_memory_gib']} GiB** (target >= 7,239 tokens/s at <= 10 GiB: "
+            f"{'met' if q['tokens_per_second'] >= 7239 and q['peak_memory_gib'] <= 10 else '**not met**'}).", "",
+            _table(["serving (64 new tokens, 128-token prompt)", "p50 ms (batch 1)", "p95 ms (batch 1)", "batch",
+                    "replies/s batched"],
+                   [[k.removeprefix("serve_"), v["latency_p50_ms"], v["latency_p95_ms"], v["batch"], v["replies_per_s"]]
+                    for k, v in big["results"].items() if k.startswith("serve") and not v.get("oom")])]
+    return out
+
+
+def full_train_batch(root: Path) -> str:
+    import yaml
+
+    over = yaml.safe_load((root / "configs/full.yaml").read_text()) if (root / "configs/full.yaml").exists() else {}
+    return str(over.get("train", {}).get("qlora", {}).get("batch_size", "?"))
 
 
 def update_readme(readme: str | Path = "README.md", root: str | Path = ".", check: bool = False) -> bool:

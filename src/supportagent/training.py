@@ -84,37 +84,62 @@ def _trainer_class():
     return ReplyLossTrainer
 
 
-def build_model(method: str, base_dir: str | Path, params: TrainParams, tokenizer):
-    """Base + trainable adapter for `method`; the base stays frozen."""
-    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model, prepare_model_for_kbit_training
+def set_checkpointing(model, every_n_layers: int) -> None:
+    """Gradient checkpointing of every n-th decoder layer (1 = all, 0 = off): the checkpointed layers
+    recompute their activations in the backward pass, trading compute for activation memory."""
+    if every_n_layers:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False},
+                                            every_n_layers=every_n_layers)
+    elif getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
 
-    if method == "qlora":
-        model = models.load_base(base_dir, quantize_4bit=True, for_training=True)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        # k-bit preparation upcasts the (tied) embedding/lm_head to fp32; bf16 keeps the large
-        # vocabulary matmul at the compute dtype (it is frozen, so nothing is lost in training)
-        dtype = models.compute_dtype()
-        for name, p in model.named_parameters():
-            if not p.requires_grad and p.dtype == torch.float32 and p.ndim == 2:
-                p.data = p.data.to(dtype)
-        config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=params.lora_r, lora_alpha=params.lora_alpha,
-                            lora_dropout=params.lora_dropout, target_modules=list(params.target_modules), bias="none")
-        model = get_peft_model(model, config)
-    elif method == "prompt_tuning":
-        model = models.load_base(base_dir)
-        _, path = models.read_manifest(base_dir)
-        text_init = params.prompt_init == "text"
-        config = PromptTuningConfig(
-            task_type=TaskType.CAUSAL_LM, num_virtual_tokens=params.num_virtual_tokens,
-            prompt_tuning_init=PromptTuningInit.TEXT if text_init else PromptTuningInit.RANDOM,
-            prompt_tuning_init_text=params.prompt_init_text if text_init else None,
-            tokenizer_name_or_path=str(path) if text_init else None,
-        )
-        model = get_peft_model(model, config)
-        model.prompt_encoder.float()  # the few trainable vectors learn in fp32
-    else:
-        raise ValueError(f"unknown method {method!r}")
+
+def add_lora(model, params: TrainParams):
+    """LoRA adapters on a loaded 4-bit base, after peft's k-bit training preparation."""
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    # k-bit preparation upcasts every frozen 16-bit tensor (norms, embedding, lm_head) to fp32. On a
+    # GPU fp32 norm weights turn the whole residual stream fp32 (twice the activation memory and
+    # traffic); RMSNorm normalises in fp32 internally anyway, so the frozen tensors go back to the
+    # compute dtype. On an fp32 CPU this changes nothing.
+    dtype = models.compute_dtype()
+    for p in model.parameters():
+        if not p.requires_grad and p.dtype == torch.float32:
+            p.data = p.data.to(dtype)
+    set_checkpointing(model, params.checkpoint_every_n_layers)
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=params.lora_r, lora_alpha=params.lora_alpha,
+                        lora_dropout=params.lora_dropout, target_modules=list(params.target_modules), bias="none")
+    return get_peft_model(model, config)
+
+
+def add_soft_prompt(model, params: TrainParams, tokenizer_path: str | Path | None = None):
+    """A trainable soft prompt (prompt tuning) in front of a frozen 16-bit base."""
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+
+    text_init = params.prompt_init == "text"
+    if text_init and tokenizer_path is None:
+        raise ValueError("prompt_init: text needs the base's tokenizer")
+    set_checkpointing(model, params.checkpoint_every_n_layers)
+    config = PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM, num_virtual_tokens=params.num_virtual_tokens,
+        prompt_tuning_init=PromptTuningInit.TEXT if text_init else PromptTuningInit.RANDOM,
+        prompt_tuning_init_text=params.prompt_init_text if text_init else None,
+        tokenizer_name_or_path=str(tokenizer_path) if text_init else None,
+    )
+    model = get_peft_model(model, config)
+    model.prompt_encoder.float()  # the few trainable vectors learn in fp32
     return model
+
+
+def build_model(method: str, base_dir: str | Path, params: TrainParams):
+    """Base + trainable adapter for `method`; the base stays frozen."""
+    if method == "qlora":
+        return add_lora(models.load_base(base_dir, quantize_4bit=True, for_training=True), params)
+    if method == "prompt_tuning":
+        _, path = models.read_manifest(base_dir)
+        return add_soft_prompt(models.load_base(base_dir), params, path)
+    raise ValueError(f"unknown method {method!r}")
 
 
 def count_params(model) -> tuple[int, int]:
@@ -142,8 +167,9 @@ def peak_memory_mb() -> float:
 
 def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: str | Path, out_dir: str | Path,
           params: TrainParams, model_params: ModelParams, rules_params: RulesParams, seed: int,
-          plots_dir: str | Path, checkpoint_root: str | Path = "checkpoints", callbacks: tuple = ()) -> dict:
-    """Train one method, save its adapter to `out_dir` and return the training metrics."""
+          plots_dir: str | Path, checkpoint_root: str | Path = "checkpoints", callbacks: tuple = ()) -> dict | None:
+    """Train one method, save its adapter to `out_dir` and return the training metrics (None on the
+    non-main processes of a multi-GPU run under `accelerate launch`)."""
     from transformers import TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -157,7 +183,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     if params.max_val_pairs:
         val_df = val_df.sample(n=min(params.max_val_pairs, len(val_df)), random_state=seed)
     val_ds = EncodedPairs(val_df, tokenizer, model_params, rules_params) if len(val_df) else None
-    model = build_model(method, base_dir, params, tokenizer)
+    model = build_model(method, base_dir, params)
     trainable, total = count_params(model)
 
     out_dir, plots_dir = Path(out_dir), Path(plots_dir)
@@ -176,6 +202,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         logging_steps=params.log_every, logging_first_step=True,
         save_strategy="steps", save_steps=params.save_every, save_total_limit=2,
         report_to="none", remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True,
+        ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding",
     )
     curve = LossCurve(plots_dir)
@@ -200,6 +227,8 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     final_val = trainer.evaluate()["eval_loss"] if val_ds is not None else None
+    if not trainer.is_world_process_zero():  # DDP: the main process alone writes the adapter and metrics
+        return None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -243,6 +272,8 @@ class LossCurve(TrainerCallback):
                 rows.extend(pd.read_csv(f).to_dict("records"))
 
     def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero:
+            return
         logs = logs or {}
         if "loss" in logs:
             self.train.append({"step": state.global_step, "loss": round(float(logs["loss"]), 5)})
@@ -252,6 +283,8 @@ class LossCurve(TrainerCallback):
         self._write()
 
     def on_epoch_end(self, args, state, control, **kw):
+        if not state.is_world_process_zero:
+            return
         train = self.train[-1]["loss"] if self.train else float("nan")
         val = self.val[-1]["val_loss"] if self.val else float("nan")
         print(f"epoch {state.epoch:.2f}: step {state.global_step}, train loss {train:.4f}, "

@@ -1,0 +1,39 @@
+"""The committed multi-GPU launch configuration (accelerate, DDP), checked on a CPU."""
+from types import SimpleNamespace
+
+import torch
+
+from supportagent import models
+from supportagent.training import LossCurve
+
+from conftest import ROOT
+
+CONFIG = ROOT / "configs/accelerate/ddp.yaml"
+
+
+def test_accelerate_reads_the_ddp_config_as_multi_gpu_bf16():
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    args = launch_command_parser().parse_args(["--config_file", str(CONFIG), "stages/train.py", "qlora"])
+    args, _, _ = _validate_launch_command(args)
+    assert args.multi_gpu and not args.use_cpu
+    assert args.num_processes >= 2 and args.num_machines == 1
+    assert args.mixed_precision == "bf16"
+    assert (ROOT / args.training_script).exists() and args.training_script_args == ["qlora"]
+
+
+def test_each_ddp_process_loads_onto_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert models.device() == torch.device("cuda", 1)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert models.device() == torch.device("cuda", 0)
+
+
+def test_only_the_main_process_writes_loss_curves(tmp_path):
+    curve = LossCurve(tmp_path)
+    logs = {"loss": 1.0}
+    curve.on_log(None, SimpleNamespace(is_world_process_zero=False, global_step=1, num_input_tokens_seen=10), None, logs)
+    assert not (tmp_path / "loss.csv").exists()
+    curve.on_log(None, SimpleNamespace(is_world_process_zero=True, global_step=1, num_input_tokens_seen=10), None, logs)
+    assert (tmp_path / "loss.csv").read_text().splitlines()[1] == "1,1.0"
