@@ -46,8 +46,7 @@ bench-7b: $(STAMP)
 
 full: $(STAMP) data/raw/twcs.csv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/gpu_pipeline.py --label full --overrides configs/full.yaml \
-	    --workdir build/full --stages subset split base train@qlora train@prompt_tuning evaluate@zero_shot \
-	    evaluate@retrieval evaluate@qlora evaluate@prompt_tuning compare --collect metrics/full --out benchmarks/gpu_full.json
+	    --workdir build/full --stages all --collect metrics/full --out benchmarks/gpu_full.json
 
 clean-venv:
 	rm -rf $(VENV)

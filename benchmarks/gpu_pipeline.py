@@ -8,7 +8,7 @@ copies the metrics files into DIR (e.g. metrics/full).
 
     python benchmarks/gpu_pipeline.py --out gpu.json                     # model stages, default params
     python benchmarks/gpu_pipeline.py --out full.json --label full --overrides configs/full.yaml \
-        --workdir build/full --stages subset split base train@qlora ... --collect metrics/full
+        --workdir build/full --stages all --collect metrics/full
 """
 from __future__ import annotations
 
@@ -64,20 +64,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--label", default="default")
-    ap.add_argument("--stages", nargs="*", default=MODEL_STAGES, choices=list(SCRIPTS))
+    ap.add_argument("--stages", nargs="*", default=MODEL_STAGES, choices=[*SCRIPTS, "all"],
+                    help="stage names in dvc.yaml's order; default: the model stages; all: every stage")
     ap.add_argument("--overrides", help="a file of params that differ from params.yaml, e.g. configs/full.yaml")
     ap.add_argument("--workdir", default=str(ROOT), help="where the stages read and write (default: the project)")
     ap.add_argument("--collect", help="copy the metrics files here afterwards, e.g. metrics/full")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
     if work != ROOT:
-        from supportagent.config import merge
+        from supportagent.config import read_raw
 
         work.mkdir(parents=True, exist_ok=True)
-        raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-        if args.overrides:
-            raw = merge(raw, yaml.safe_load(Path(args.overrides).read_text()))
-        (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        (work / "params.yaml").write_text(yaml.safe_dump(read_raw(ROOT / "params.yaml", args.overrides), sort_keys=False))
         raw_csv = work / "data/raw/twcs.csv"
         if not raw_csv.exists() and (ROOT / "data/raw/twcs.csv").exists():
             raw_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +85,7 @@ def main() -> None:
     timings = {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SUPPORTAGENT_PARAMS": str(work / "params.yaml"),
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    for name in args.stages:
+    for name in list(SCRIPTS) if args.stages == ["all"] else args.stages:
         script, *argv = SCRIPTS[name]
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, str(ROOT / "stages" / script), *argv], cwd=work, text=True,

@@ -31,7 +31,7 @@ def _collapse(s: pd.Series) -> pd.Series:
 
 def clean_texts(texts: pd.Series, strip_signatures: bool = False) -> pd.Series:
     """Vectorised cleaning of a column of tweets (customer or brand)."""
-    s = texts.fillna("").astype(str).astype(ARROW_STR)
+    s = texts.fillna("").astype(ARROW_STR)
     entity = s.str.contains("&", regex=False)
     if entity.any():
         s = s.where(~entity, s[entity].map(html.unescape)).astype(ARROW_STR)

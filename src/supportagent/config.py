@@ -153,15 +153,19 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def load_params(path: str | Path = "params.yaml", overrides: str | Path | None = None) -> Params:
-    """The validated params; `overrides` (e.g. configs/full.yaml) holds only the keys that differ."""
+def read_raw(path: str | Path = "params.yaml", overrides: str | Path | None = None) -> dict:
+    """params.yaml as a dict, with `overrides` (e.g. configs/full.yaml: only the keys that differ) merged in."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the project root or pass --params")
     raw = yaml.safe_load(path.read_text()) or {}
-    if overrides is not None:
-        raw = merge(raw, yaml.safe_load(Path(overrides).read_text()) or {})
+    return merge(raw, yaml.safe_load(Path(overrides).read_text()) or {}) if overrides is not None else raw
+
+
+def load_params(path: str | Path = "params.yaml", overrides: str | Path | None = None) -> Params:
+    """The validated params (see `read_raw` for `overrides`)."""
+    raw = read_raw(path, overrides)
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError(_describe(err, Path(overrides) if overrides else path)) from None
+        raise ParamsError(_describe(err, Path(overrides) if overrides else Path(path))) from None

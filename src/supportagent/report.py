@@ -21,10 +21,11 @@ def load_json(path: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_all(root: str | Path = ".") -> tuple[dict, dict]:
-    root = Path(root)
-    evals = {s: load_json(root / f"metrics/eval/{s}.json") for s in SYSTEMS}
-    trains = {m: load_json(root / f"metrics/train/{m}.json") for m in METHODS}
+def load_all(root: str | Path = ".", metrics: str = "metrics") -> tuple[dict, dict]:
+    """Evaluation and training metrics of every system and method (`metrics/full` for the full configuration)."""
+    root = Path(root) / metrics
+    evals = {s: load_json(root / f"eval/{s}.json") for s in SYSTEMS}
+    trains = {m: load_json(root / f"train/{m}.json") for m in METHODS}
     return evals, trains
 
 
@@ -228,16 +229,18 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
            _table(["stage", "default params, s", "configs/full.yaml, s"],
                   [[k, default["stage_seconds"][k], full["stage_seconds"].get(k, "–")] for k in stages]
                   + [["all model stages (target for default: <= 180)", default["model_stages_seconds"],
-                      full["model_stages_seconds"]]])]
-    full_dir = root / "metrics/full"
-    if (full_dir / "eval").exists():
-        fe = {s: load_json(full_dir / f"eval/{s}.json") for s in SYSTEMS}
-        ft = {m: load_json(full_dir / f"train/{m}.json") for m in METHODS}
-        fd = load_json(full_dir / "data.json")
+                      full["model_stages_seconds"]]]), "",
+           _table(["training on the GPU", "tokens/s", "peak GPU MB", "train s", "final val loss"],
+                  [[f"{m} ({name})", *(c["metrics"][f"train/{m}"][x] for x in
+                                       ["tokens_per_second", "peak_memory_mb", "train_seconds", "final_val_loss"])]
+                   for name, c in (("default", default), ("full", full)) for m in METHODS])]
+    if (root / "metrics/full/eval").exists():
+        fe, ft = load_all(root, "metrics/full")
+        fd = load_json(root / "metrics/full/data.json")
         out += ["", f"### What more data and compute buy: `configs/full.yaml` on the GPU (`metrics/full/`)", "",
                 f"All {fd['pairs']:,} pairs of the top-5 brands (no per-brand cap, so SpotifyCares is "
                 f"{100 * fd['pairs_per_brand'].get('SpotifyCares', 0) / fd['pairs']:.0f}% of them), longer context, "
-                f"{ft['qlora']['epochs']:g} epochs at batch {full_train_batch(root)}; its own test split (n={fe['qlora']['n']}).", "",
+                f"{ft['qlora']['epochs']:g} epochs ({ft['qlora']['steps']} QLoRA steps); its own test split (n={fe['qlora']['n']}).", "",
                 _table(["system", "ROUGE-L full", "ROUGE-L default (CPU)", "semantic sim. full", "semantic sim. default",
                         "BLEU full", "chrF full"],
                        [[s, fe[s]["rouge_l"], evals[s]["rouge_l"], fe[s]["semantic_similarity"],
@@ -255,7 +258,8 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
              v.get("mfu", "–"), v.get("hfu", "–")]
             for k, v in big["results"].items() if not k.startswith("serve")]
     q = g["qlora_7b"]
-    out += ["", f"### Mistral-7B architecture, random weights, sequence length {big['results'][next(iter(big['results']))]['seq']} "
+    seq = next(iter(big["results"].values()))["seq"]
+    out += ["", f"### Mistral-7B architecture, random weights, sequence length {seq} "
                 f"(`benchmarks/gpu_7b.py`)", "",
             "Checkpoint = gradient checkpointing of every n-th decoder layer (0 = off). MFU counts forward + "
             f"input-gradient FLOPs of the frozen base against {big['peak_tflops_bf16']:.0f} TFLOP/s bf16; HFU adds the recompute.", "",
@@ -268,13 +272,6 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                    [[k.removeprefix("serve_"), v["latency_p50_ms"], v["latency_p95_ms"], v["batch"], v["replies_per_s"]]
                     for k, v in big["results"].items() if k.startswith("serve") and not v.get("oom")])]
     return out
-
-
-def full_train_batch(root: Path) -> str:
-    import yaml
-
-    over = yaml.safe_load((root / "configs/full.yaml").read_text()) if (root / "configs/full.yaml").exists() else {}
-    return str(over.get("train", {}).get("qlora", {}).get("batch_size", "?"))
 
 
 def update_readme(readme: str | Path = "README.md", root: str | Path = ".", check: bool = False) -> bool:
