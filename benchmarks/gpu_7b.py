@@ -159,7 +159,7 @@ def serve_speed(model, prompt_len: int, new_tokens: int, batch: int, samples: in
     vocab = gen.model.config.vocab_size
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, vocab, (prompt_len,), generator=g).tolist() for _ in range(max(batch, samples + 2))]
-    latency = gen.latency_ms(prompts[: samples + 2], warmup=2)
+    _, latency = gen.timed(prompts[:samples], warmup=2)
     sync()
     replies, per_s = gen.generate_all(prompts[:batch], batch_size=batch, progress=False)
     assert all(len(r.token_ids) == new_tokens for r in replies)

