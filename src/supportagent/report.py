@@ -154,6 +154,8 @@ def verdict(evals: dict, trains: dict) -> list[str]:
                    f"p50 latency {e['latency_p50_ms'] / 1000:.2f} s per reply.")
     for m in METHODS:
         e = evals[m]
+        if not e.get("latency_p50_ms") or not e.get("replies_per_s"):  # latency_samples 0, or nothing batched
+            continue
         hours = TWEETS_PER_DAY * e["latency_p50_ms"] / 1000 / 3600
         out.append(f"- At {TWEETS_PER_DAY:,} tweets a day, **{m}** needs about {hours:.1f} single-stream CPU-hours of "
                    f"generation a day on this 2-core machine ({TWEETS_PER_DAY / (e['replies_per_s'] * 3600):.1f} h batched), "
