@@ -158,7 +158,7 @@ def serve_speed(model, prompt_len: int, new_tokens: int, batch: int, samples: in
         gen.soft_prompt = soft_prompt
     vocab = gen.model.config.vocab_size
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(3, vocab, (prompt_len,), generator=g).tolist() for _ in range(max(batch, samples + 2))]
+    prompts = [torch.randint(3, vocab, (prompt_len,), generator=g).tolist() for _ in range(max(batch, samples))]
     _, latency = gen.timed(prompts[:samples], warmup=2)
     sync()
     replies, per_s = gen.generate_all(prompts[:batch], batch_size=batch, progress=False)

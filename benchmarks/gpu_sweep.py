@@ -21,18 +21,18 @@ from supportagent.evaluation import evaluate_system  # noqa: E402
 from supportagent.training import train  # noqa: E402
 
 SWEEPS = {
-    # first sweep (benchmarks/sweep.json): learning rate, rank, size; test_size 48
-    "defaults": [
+    # first sweep (benchmarks/sweep.json): learning rate, rank, size; 48 test replies
+    "defaults": (48, [
         ("qlora", {"max_train_pairs": 240, "lr": 1e-3}, [1.1, 1.0]),
         ("qlora", {"max_train_pairs": 240, "lr": 2e-3}, [1.0]),
         ("qlora", {"max_train_pairs": 240, "lr": 1e-3, "lora_r": 8, "lora_alpha": 16}, [1.0]),
         ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.03}, [1.1, 1.0]),
         ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.1}, [1.0]),
         ("prompt_tuning", {"max_train_pairs": 300, "lr": 0.03, "num_virtual_tokens": 8}, [1.0]),
-    ],
+    ]),
     # second sweep (benchmarks/sweep_budget.json): at the CPU default's token budget, more optimizer
     # steps (smaller batches) for prompt tuning, and LoRA without dropout; the whole test split
-    "budget": [
+    "budget": (0, [
         ("prompt_tuning", {}, [1.0]),
         ("prompt_tuning", {"batch_size": 4}, [1.0]),
         ("prompt_tuning", {"batch_size": 2}, [1.0]),
@@ -44,7 +44,7 @@ SWEEPS = {
         ("prompt_tuning", {"batch_size": 2, "lr": 0.02}, [1.0]),
         ("prompt_tuning", {"batch_size": 1, "lr": 0.005}, [1.0]),
         ("prompt_tuning", {"batch_size": 2, "lr": 0.015}, [1.0]),
-    ],
+    ]),
 }
 
 
@@ -53,8 +53,8 @@ def main(out: str, sweep: str = "budget", only: str | None = None) -> None:
     data = ROOT / "data/processed"
     tr, va, te = (pd.read_parquet(data / f"{s}.parquet") for s in ("train", "val", "test"))
     results = []
-    test_size = 48 if sweep == "defaults" else 0
-    for i, (method, update, penalties) in enumerate(SWEEPS[sweep]):
+    test_size, configs = SWEEPS[sweep]
+    for i, (method, update, penalties) in enumerate(configs):
         if only and method not in only.split(",") and str(i) not in only.split(","):  # a method or indices
             continue
         tp = getattr(p.train, method).model_copy(update=update)

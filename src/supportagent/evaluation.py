@@ -40,7 +40,7 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     single, latency = gen.timed(prompts[:k])
     batched, per_s = gen.generate_all(prompts[k:], ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size)
     replies = single + batched
-    return [r.text for r in replies], [r.truncated for r in replies], per_s if batched else None, latency, sizes
+    return [r.text for r in replies], [r.truncated for r in replies], per_s, latency, sizes
 
 
 def _retrieval_replies(params: Params, test: pd.DataFrame, train: pd.DataFrame, embedder):

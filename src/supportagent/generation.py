@@ -35,7 +35,7 @@ class Generator:
         self.device = next(model.parameters()).device
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]]) -> list[Reply]:
+    def generate(self, prompts: list[list[int]], max_new_tokens: int | None = None) -> list[Reply]:
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
@@ -44,7 +44,8 @@ class Generator:
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+        max_new_tokens = max_new_tokens or self.max_new_tokens
+        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                       repetition_penalty=self.repetition_penalty, eos_token_id=self.tokenizer.eos_token_id,
                       pad_token_id=pad, temperature=None, top_p=None, top_k=None)
         if self.soft_prompt is not None:
@@ -53,7 +54,7 @@ class Generator:
             embeds = torch.cat([soft, embeds], dim=1)
             mask = torch.cat([torch.ones(len(prompts), soft.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
             out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
-            new = out if out.shape[1] <= self.max_new_tokens else out[:, embeds.shape[1]:]
+            new = out if out.shape[1] <= max_new_tokens else out[:, embeds.shape[1]:]
         else:
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
             new = out[:, width:]
@@ -81,12 +82,8 @@ class Generator:
     def timed(self, prompts: list[list[int]], warmup: int = 1) -> tuple[list[Reply], dict]:
         """Replies one prompt at a time (batch size 1), each timed, after `warmup` short untimed
         generations. The replies are real predictions, so measuring latency costs no extra decoding."""
-        keep, self.max_new_tokens = self.max_new_tokens, min(4, self.max_new_tokens)
-        try:
-            for p in prompts[:warmup]:
-                self.generate([p])
-        finally:
-            self.max_new_tokens = keep
+        for p in prompts[:warmup]:
+            self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
         replies, times = [], []
         for p in prompts:
             t = time.perf_counter()
