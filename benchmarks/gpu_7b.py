@@ -7,7 +7,12 @@ quantised in place to NF4 with double quantisation and trained with LoRA (the pr
 configuration records tokens/s, peak GPU memory, MFU and HFU; serving records latency p50/p95 at
 batch size 1 and replies/s batched.
 
-    python benchmarks/gpu_7b.py --out bench_7b.json [--quick]
+    python benchmarks/gpu_7b.py --out bench_7b.json
+    NCCL_NVLS_ENABLE=0 torchrun --nproc_per_node 2 benchmarks/gpu_7b.py --out ddp.json --pt --qlora 16:1:0
+
+Under torchrun each process drives one GPU and the model is wrapped in DistributedDataParallel
+(gradients of the trainable parameters all-reduced over NCCL; the frozen base is neither broadcast
+nor synchronised); tokens/s counts all GPUs, the batch is per GPU, serving is skipped.
 
 MFU counts model FLOPs per trained token as 2 x (forward + input-gradient backward) over the matmul
 parameters plus causal attention; the frozen base computes no weight gradients. HFU adds the forward
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +41,42 @@ TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_la
 MISTRAL_7B = dict(vocab_size=32768, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                   num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768,
                   rope_theta=1e6, tie_word_embeddings=False)
+
+
+def init_distributed() -> int:
+    """Under torchrun (WORLD_SIZE > 1): one process per GPU (its LOCAL_RANK), NCCL (gloo on a CPU).
+    Returns the number of processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if DEVICE == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        torch.distributed.init_process_group("nccl" if DEVICE == "cuda" else "gloo")
+    return world
+
+
+def world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
+def all_max(x: float) -> float:
+    """The largest value over all processes (the slowest rank's time, the fullest GPU's memory)."""
+    if world_size() == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64, device=DEVICE)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t)
+
+
+def data_parallel(model):
+    """DistributedDataParallel over the trainable parameters only: the frozen (4-bit) base is the
+    same on every rank (same seed), so it is neither broadcast at the start nor synchronised."""
+    if world_size() == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    model._ddp_params_and_buffers_to_ignore = [n for n, p in model.named_parameters() if not p.requires_grad] + \
+        [n for n, _ in model.named_buffers()]
+    return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if DEVICE == "cuda" else None)
 
 
 def sync() -> None:
@@ -115,6 +157,7 @@ def train_speed(model, batch: int, seq: int, steps: int, warmup: int, n_virtual:
     ids = torch.randint(3, vocab, (batch, seq), device=DEVICE)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
     model.train()
+    net, gpus = data_parallel(model), world_size()
     free()
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -123,20 +166,22 @@ def train_speed(model, batch: int, seq: int, steps: int, warmup: int, n_virtual:
             sync()
             start = time.perf_counter()
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            loss = reply_loss(model, inputs, n_virtual)
+            loss = reply_loss(net, inputs, n_virtual)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     sync()
-    seconds = time.perf_counter() - start
-    tps = batch * seq * steps / seconds
+    seconds = all_max(time.perf_counter() - start)
+    tps = gpus * batch * seq * steps / seconds  # all GPUs together; batch is per GPU
     share = (1 / every_n) if every_n else 0.0
     model_flops, hw_flops = flops_per_token(model, seq, share)
-    out = {"tokens_per_second": round(tps, 1), "step_seconds": round(seconds / steps, 4),
-           "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEVICE == "cuda" else None,
-           "mfu": round(tps * model_flops / (peak_tflops * 1e12), 4),
-           "hfu": round(tps * hw_flops / (peak_tflops * 1e12), 4), "loss": round(float(loss), 3)}
-    del opt, params
+    peak = all_max(torch.cuda.max_memory_allocated() / 2**30) if DEVICE == "cuda" else None
+    out = {"gpus": gpus, "tokens_per_second": round(tps, 1), "tokens_per_second_per_gpu": round(tps / gpus, 1),
+           "step_seconds": round(seconds / steps, 4),
+           "peak_memory_gib": round(peak, 2) if peak is not None else None,  # the fullest GPU's
+           "mfu": round(tps * model_flops / (gpus * peak_tflops * 1e12), 4),
+           "hfu": round(tps * hw_flops / (gpus * peak_tflops * 1e12), 4), "loss": round(float(loss), 3)}
+    del opt, params, net
     model.zero_grad(set_to_none=True)
     return out
 
@@ -193,12 +238,17 @@ def main() -> None:
     ap.add_argument("--qlora", nargs="*", default=["8:1:0.05", "8:1:0", "16:1:0", "8:2:0", "4:2:0", "4:0:0", "2:0:0"],
                     help="batch:checkpoint_every_n_layers:lora_dropout per QLoRA configuration")
     ap.add_argument("--pt", nargs="*", default=["8:1", "8:0"], help="batch:checkpoint_every_n_layers")
+    ap.add_argument("--no-serve", action="store_true", help="training only (always so under torchrun)")
     args = ap.parse_args()
+    gpus = init_distributed()
+    serve = gpus == 1 and not args.no_serve
+    main_process = int(os.environ.get("RANK", "0")) == 0
     torch.backends.cuda.matmul.allow_tf32 = True
     results: dict = {}
     arch = {**MISTRAL_7B, **(TINY if args.tiny else {})}
-    record = {"what": "Mistral-7B-architecture model, random weights, one GPU: training speed and memory "
-                      f"at sequence length {args.seq}, serving latency", "machine": gpu_facts(),
+    record = {"what": f"Mistral-7B-architecture model, random weights, {gpus} GPU(s): training speed and memory "
+                      f"at sequence length {args.seq}" + (", serving latency" if serve else ""), "gpus": gpus,
+              "machine": gpu_facts(),
               "versions": versions(), "config": arch,
               "peak_tflops_bf16": args.peak_tflops, "flops_note": __doc__.split("MFU counts")[1].strip(),
               "results": results, "date": time.strftime("%Y-%m-%d")}
@@ -219,7 +269,8 @@ def main() -> None:
     set_checkpointing(pt.get_base_model(), 0)
     pt.eval()
     soft = pt.get_prompt(batch_size=1).detach().to(torch.bfloat16)
-    run("serve_prompt_tuning_bf16", lambda: serve_speed(model, 128, 64, 32, 5, soft), results)
+    if serve:
+        run("serve_prompt_tuning_bf16", lambda: serve_speed(model, 128, 64, 32, 5, soft), results)
     model = pt.get_base_model()
     del pt
 
@@ -241,19 +292,23 @@ def main() -> None:
         if spec != args.qlora[-1]:
             model = lora.unload()
             del lora
-    set_checkpointing(lora.get_base_model(), 0)
-    lora.eval()
-    run("serve_qlora_nf4", lambda: serve_speed(lora, 128, 64, 32, 5), results)
-    base = lora.get_base_model()
-    with lora.disable_adapter():
-        run("serve_prompt_tuning_nf4", lambda: serve_speed(base, 128, 64, 32, 5, soft), results)
+    if serve:
+        set_checkpointing(lora.get_base_model(), 0)
+        lora.eval()
+        run("serve_qlora_nf4", lambda: serve_speed(lora, 128, 64, 32, 5), results)
+        base = lora.get_base_model()
+        with lora.disable_adapter():
+            run("serve_prompt_tuning_nf4", lambda: serve_speed(base, 128, 64, 32, 5, soft), results)
 
     ok = [v for k, v in results.items() if k.startswith("qlora") and not v.get("oom") and (v["peak_memory_gib"] or 0) <= 10]
     if ok:
         best = max(ok, key=lambda v: v["tokens_per_second"])
         record["qlora_7b"] = {**best, "chosen_as": "fastest QLoRA configuration within 10 GiB peak"}
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record.get("qlora_7b"), indent=2))
+    if main_process:
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record.get("qlora_7b"), indent=2))
+    if gpus > 1:
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

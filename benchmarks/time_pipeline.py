@@ -44,6 +44,9 @@ def run(force: bool) -> dict:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT / "src"))
+    from supportagent.models import compute_dtype
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--times", help="record these measured times instead of running")
@@ -63,11 +66,16 @@ def main() -> None:
         "targets_seconds": {"train_total": 900, "evaluate_total": 300, "pipeline": 1200},
         "training_tokens_per_second": {m: t["tokens_per_second"] for m, t in train.items()},
         "training_peak_rss_mb": {m: t["peak_memory_mb"] for m, t in train.items()},
-        "machine": cpu_facts(), "date": time.strftime("%Y-%m-%d"),
+        "rouge_l": {f.stem: json.loads(f.read_text())["rouge_l"] for f in sorted((ROOT / "metrics/eval").glob("*.json"))},
+        "machine": {**cpu_facts(), "compute_dtype": str(compute_dtype()).removeprefix("torch.")},
+        "date": time.strftime("%Y-%m-%d"),
     }
     if args.note:
         record["note"] = args.note
-    (ROOT / "benchmarks/cpu.json").write_text(json.dumps(record, indent=2) + "\n")
+    out = ROOT / "benchmarks/cpu.json"
+    if out.exists():  # runs of other settings, kept for comparison
+        record["other_runs"] = json.loads(out.read_text()).get("other_runs", [])
+    out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
 

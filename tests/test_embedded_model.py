@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from supportagent import models
 from supportagent.agent import prepare
@@ -14,6 +15,17 @@ def test_embedded_gguf_converts_and_answers(tmp_path, params):
     manifest = models.prepare_base(models.EMBEDDED, None, tmp_path)
     assert manifest["source"] == "gguf" and len(manifest["gguf_sha256"]) == 64
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    # the GGUF is parsed once inside prepare_base; a plain transformers load must give the same weights
+    import gguf
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    assert gguf.GGUFReader.__module__ == "gguf.gguf_reader"  # the parse-once patch is undone
+    plain = AutoModelForCausalLM.from_pretrained(models.package_dir(models.EMBEDDED_PACKAGE),
+                                                 gguf_file=models.EMBEDDED_GGUF, dtype=torch.bfloat16).state_dict()
+    saved = load_file(tmp_path / "hf" / "model.safetensors")
+    assert set(saved) <= set(plain) and len(saved) >= 270
+    assert all(torch.equal(saved[k], plain[k]) for k in saved)
     tok = models.load_tokenizer(tmp_path)
     assert tok.eos_token == "<|im_end|>" and tok.pad_token_id == tok.eos_token_id
     model = models.load_base(tmp_path)

@@ -16,10 +16,18 @@ def _tp(params, method, **kw):
     return getattr(params.train, method).model_copy(update={**base, **kw})
 
 
-def _train(params, method, tiny_base, tiny_pairs, tmp_path, **kw):
+def _train(params, method, tiny_base, tiny_pairs, tmp_path, callbacks=(), **kw):
     return train(method, tiny_pairs, tiny_pairs.head(4), tiny_base, tmp_path / method, _tp(params, method, **kw),
                  params.model, params.rules, params.seed, tmp_path / "plots" / method,
-                 checkpoint_root=tmp_path / "ckpt")
+                 checkpoint_root=tmp_path / "ckpt", callbacks=callbacks)
+
+
+class CountEvaluations(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_evaluate(self, args, state, control, **kw):
+        self.steps.append(state.global_step)
 
 
 @pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
@@ -33,6 +41,37 @@ def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pair
     assert list(curve.columns) == ["step", "loss"] and len(curve) >= 3
     info = json.loads((out / "training_info.json").read_text())
     assert info["base_manifest"]["base"] == "tiny-random-llama"
+
+
+def test_final_val_loss_reuses_the_evaluation_at_the_last_step(params, tiny_base, tiny_pairs, tmp_path):
+    counted = CountEvaluations()
+    m = _train(params, "prompt_tuning", tiny_base, tiny_pairs, tmp_path, callbacks=(counted,), max_steps=5, eval_every=3)
+    assert counted.steps == [3, 5]  # at eval_every, and once at the end: no second pass for the final loss
+    val = pd.read_csv(tmp_path / "plots" / "prompt_tuning" / "val_loss.csv")
+    assert val["step"].tolist() == [3, 5] and m["final_val_loss"] == round(val["val_loss"].iloc[-1], 4)
+
+
+def test_soft_prompt_loss_is_the_same_inside_ddp(params, tiny_base, tokenizer, tmp_path):
+    """Under `accelerate launch` the Trainer hands compute_loss a DistributedDataParallel wrapper; the
+    loss must still skip the soft prompt's positions (it once did not, and DDP prompt tuning diverged)."""
+    from torch.nn.parallel import DistributedDataParallel
+    from transformers import TrainingArguments
+
+    from supportagent.training import _trainer_class
+
+    model = build_model("prompt_tuning", tiny_base, params.train.prompt_tuning)
+    ids = tokenizer(["where is my order?", "my playlist vanished"], padding=True, return_tensors="pt")
+    batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": x, "labels": x} for x in ids["input_ids"].tolist()])
+    batch["labels"][:, :2] = -100  # a prompt: only the reply is learned
+    trainer = _trainer_class()(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    expected = model(**batch).loss.item()  # peft's own loss, which knows the virtual tokens
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        wrapped = trainer.compute_loss(DistributedDataParallel(model), batch).item()
+    finally:
+        torch.distributed.destroy_process_group()
+    assert trainer.compute_loss(model, batch).item() == pytest.approx(expected, rel=1e-5)
+    assert wrapped == pytest.approx(expected, rel=1e-5)
 
 
 def test_qlora_uses_4bit_base_and_trains_only_lora(params, tiny_base, tokenizer):
@@ -138,6 +177,9 @@ def test_cpu_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_bas
 
     _train(params, "qlora", tiny_base, tiny_pairs, tmp_path)
     model, tok = load_system("qlora", str(tiny_base), str(tmp_path / "qlora"))
+    for m in model.modules():  # the reference: dequantise, then matmul (bitsandbytes' AVX512-BF16 kernel rounds in bf16)
+        if isinstance(m, bnb.nn.Linear4bit):
+            m.support_avx512bf16_for_cpu = False
     batch = {"input_ids": torch.tensor([tok("my parcel never arrived, please help")["input_ids"]])}
     with torch.no_grad():
         before = model(**batch).logits
@@ -156,6 +198,23 @@ def test_left_padded_batches_equal_single_generation(tiny_base, tokenizer):
     batched = [r.text for r in gen.generate(prompts)]
     single = [gen.generate([p])[0].text for p in prompts]
     assert batched == single
+
+
+def test_cpu_gqa_attention_equals_transformers_sdpa_on_padded_batches(tiny_base, tokenizer):
+    assert models.attention_implementation() == models.CPU_ATTENTION  # generation on a CPU
+    assert models.attention_implementation(for_training=True) == "sdpa"
+    fast, plain = models.load_base(tiny_base), models.load_base(tiny_base, for_training=True)
+    assert fast.config._attn_implementation == models.CPU_ATTENTION and plain.config._attn_implementation == "sdpa"
+    assert fast.config.num_key_value_heads < fast.config.num_attention_heads  # grouped-query attention
+    prompts = [tokenizer("hi")["input_ids"], tokenizer("where is my order, it is very late now")["input_ids"]]
+    replies = [[r.token_ids for r in Generator(m, tokenizer, max_new_tokens=8, repetition_penalty=1.0).generate(prompts)]
+               for m in (fast, plain)]
+    assert replies[0] == replies[1]
+    ids = torch.tensor([[tokenizer.pad_token_id] * 3 + prompts[0], prompts[1][:len(prompts[0]) + 3]])
+    mask = (torch.arange(ids.shape[1]) >= torch.tensor([[3], [0]])).long()
+    with torch.no_grad():
+        a, b = (m(input_ids=ids, attention_mask=mask).logits for m in (fast, plain))
+    assert torch.allclose(a[mask.bool()], b[mask.bool()], atol=1e-5)
 
 
 def test_adapter_errors_are_clear(params, tiny_base, tiny_pairs, tmp_path):

@@ -1,6 +1,8 @@
 """The one place that resolves, converts and loads base models, adapters and the embedding model."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -47,6 +49,30 @@ def _fix_special_tokens(tokenizer, model=None) -> None:
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once():
+    """transformers reads a GGUF file's header four times for one tokenizer and model (two configs,
+    the tokenizer, the weights) and rebuilds gguf's tensor-name table once per submodule (~400 times).
+    Both are pure functions of their arguments, so within this block each is computed once: the
+    `base` stage drops from ~56 s to ~23 s on 2 cores, with byte-identical output (a test checks)."""
+    import gguf
+
+    readers: dict[str, object] = {}
+    make_reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    def reader(path, *args, **kwargs):
+        key = os.fspath(path)
+        if key not in readers:
+            readers[key] = make_reader(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = make_reader, name_map
+
+
 def prepare_base(base: str, revision: str | None, out_dir: str | Path) -> dict:
     """Resolve `model.base` to a folder of safetensors and write its identity to `out_dir/manifest.json`.
 
@@ -60,8 +86,9 @@ def prepare_base(base: str, revision: str | None, out_dir: str | Path) -> dict:
     if base == EMBEDDED:
         folder = package_dir(EMBEDDED_PACKAGE)
         gguf = folder / EMBEDDED_GGUF
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=EMBEDDED_GGUF)
-        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=EMBEDDED_GGUF, dtype=torch.bfloat16)
+        with _gguf_parsed_once():
+            tok = AutoTokenizer.from_pretrained(folder, gguf_file=EMBEDDED_GGUF)
+            gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=EMBEDDED_GGUF, dtype=torch.bfloat16)
         # the dequantised weights are plain tensors; rebuild without the GGUF marker so they can be saved
         config = gguf_model.config
         if hasattr(config, "quantization_config"):
@@ -108,18 +135,20 @@ def read_manifest(base_dir: str | Path) -> tuple[dict, Path]:
     return manifest, (base_dir / manifest["path"]) if manifest["source"] == "gguf" else Path(manifest["path"])
 
 
-def cpu_has_fast_bf16() -> bool:
-    """bf16 matmuls are fast only with AVX512-BF16 or AMX; on a plain AVX2 CPU they run ~80x
-    slower than fp32 (measured here: 0.7 vs 63 GFLOP/s), so such CPUs compute in fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
+    """Only AMX makes bf16 pay for this model on a CPU. On a plain AVX2 CPU bf16 matmuls run ~80x
+    slower than fp32, and on a Xeon with AVX512-BF16 but no AMX both trainings and generation ran
+    about twice as fast in fp32 (`python benchmarks/cpu_dtype.py` measures it on the machine at hand)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "amx_bf16" in cpuinfo.split()
 
 
 def compute_dtype() -> torch.dtype:
-    """bf16 on CUDA (Ampere+) and on CPUs with native bf16; fp32 elsewhere.
+    """bf16 on CUDA (Ampere+) and on CPUs with AMX; fp32 elsewhere.
     SUPPORTAGENT_DTYPE=float32|bfloat16 overrides."""
     forced = os.environ.get("SUPPORTAGENT_DTYPE")
     if forced:
@@ -134,6 +163,36 @@ def device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
+
+
+CPU_ATTENTION = "sdpa_gqa"
+
+
+def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """PyTorch SDPA with grouped-query attention done inside the kernel (`enable_gqa`), also when a
+    padding mask is given. transformers' `sdpa` copies each key/value head to every query head it
+    serves whenever there is a mask (batched, left-padded generation): on a CPU that copy of the
+    whole KV cache in every layer and decoding step was a fifth of a step's time. Same results."""
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
+        is_causal=bool(causal and attention_mask is None and query.shape[2] > 1),
+        enable_gqa=query.shape[1] != key.shape[1])
+    return out.transpose(1, 2).contiguous(), None
+
+
+def attention_implementation(for_training: bool = False) -> str:
+    """`sdpa_gqa` for generation on a CPU (where the copy costs); transformers' own `sdpa` for training
+    (so adapters train exactly as before) and on a GPU, whose fused kernels take a mask only without
+    `enable_gqa`."""
+    if for_training or device().type != "cpu":
+        return "sdpa"
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(CPU_ATTENTION, _sdpa_gqa)
+    AttentionMaskInterface.register(CPU_ATTENTION, sdpa_mask)
+    return CPU_ATTENTION
 
 
 def load_tokenizer(base_dir: str | Path):
@@ -162,14 +221,14 @@ def disable_cpu_repack(model) -> int:
 
 
 def dense_4bit_for_cpu(model) -> int:
-    """CPU serving: fold each NF4 layer, and the LoRA adapter on it, into one plain fp32 Linear.
+    """CPU serving: fold each NF4 layer, and the LoRA adapter on it, into one plain Linear (compute dtype).
 
     The weight is bitsandbytes' own dequantisation of the 4-bit base (what it recomputes on every CPU
     call) plus the adapter's delta B @ A * scale, so the model computes the same function as the
-    adapter on its 4-bit base, up to fp32 rounding (a test checks logits and replies). This is not the
+    adapter on its 4-bit base, up to rounding (a test checks logits and replies). This is not the
     lossy merge into the original 16-bit base: the adapter stays on the quantised weights it was
     trained with. It removes the per-call dequantisation and the adapter's extra small matmuls
-    (1.4x faster generation here, same replies), at the price of the base held in fp32 (0.5 GB for SmolLM2).
+    (1.4x faster generation here, same replies), at the price of the base held unquantised (0.5 GB in fp32 for SmolLM2).
     No-op on a GPU, where the bitsandbytes kernels serve the 4-bit base. Returns the layers folded.
     """
     if device().type != "cpu":
@@ -205,7 +264,8 @@ def load_base(base_dir: str | Path, quantize_4bit: bool = False, for_training: b
 
     _, path = read_manifest(base_dir)
     dtype = compute_dtype()
-    kwargs = dict(dtype=dtype, trust_remote_code=False, use_safetensors=True)
+    kwargs = dict(dtype=dtype, trust_remote_code=False, use_safetensors=True,
+                  attn_implementation=attention_implementation(for_training))
     if quantize_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

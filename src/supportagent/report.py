@@ -199,7 +199,7 @@ def render_tables(root: str | Path = ".") -> str:
                                              "trainable_params", "trainable_percent", "adapter_mb", "final_train_loss",
                                              "final_val_loss"])] for m in METHODS]), "",
         "### Serving cost (batch size 1 latency after warm-up; batched throughput)", "",
-        "On this CPU the QLoRA adapter is served folded into the dequantised 4-bit base (fp32 in memory; "
+        "On this CPU the QLoRA adapter is served folded into the dequantised 4-bit base (held in the compute dtype; "
         "identical replies on a 32-prompt check; see Method); on a GPU the 4-bit base itself is served.", "",
         _table(["system", "p50 ms", "p95 ms", "replies/s batched", "adapter MB", "base MB as trained"],
                [[s, *(evals[s][k] for k in ["latency_p50_ms", "latency_p95_ms", "replies_per_s", "adapter_mb", "base_mb"])]
@@ -221,6 +221,9 @@ def render_tables(root: str | Path = ".") -> str:
     gpu = root / "benchmarks/gpu_h100.json"
     if gpu.exists():
         parts += ["", *gpu_tables(load_json(gpu), evals, root)]
+    ddp = root / "benchmarks/gpu_2x_h200.json"
+    if ddp.exists():
+        parts += ["", *ddp_tables(load_json(ddp))]
     return "\n".join(parts) + "\n"
 
 
@@ -229,13 +232,14 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     conf = g["configurations"]
     default, full, big = conf["default"], conf["full"], conf["mistral_7b"]
     stages = list(default["stage_seconds"])
-    out = [f"### The model stages on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`)", "",
+    out = [f"### The pipeline on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`)", "",
+           *([f"Default params as {default['params_note']}.", ""] if default.get("params_note") else []),
            _table(["stage", "default params, s", "configs/full.yaml, s"],
                   [[k, default["stage_seconds"][k], full["stage_seconds"].get(k, "–")] for k in stages]
-                  + [["all model stages one after another, as `dvc repro` runs them", default["model_stages_seconds"],
-                      full["model_stages_seconds"]]]
-                  + ([[f"model stages, wall clock with `--jobs {default['concurrent']['jobs']}` (independent stages side by side; "
-                       "whole-pipeline target for default: <= 180; compare not included)", default["concurrent"]["wall_seconds"], "–"]]
+                  + [["one after another, as `dvc repro` runs them (default: the whole pipeline; full: its model stages)",
+                      default["model_stages_seconds"], full["model_stages_seconds"]]]
+                  + ([[f"whole pipeline, wall clock with `--jobs {default['concurrent']['jobs']}` (independent stages side by "
+                       "side; target for default: <= 180)", f"**{default['concurrent']['wall_seconds']}**", "–"]]
                      if "concurrent" in default else [])), "",
            _table(["training on the GPU", "tokens/s", "peak GPU MB", "train s", "final val loss"],
                   [[f"{m} ({name})", *(c["metrics"][f"train/{m}"][x] for x in
@@ -279,6 +283,32 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                    [[k.removeprefix("serve_"), v["latency_p50_ms"], v["latency_p95_ms"], v["batch"], v["replies_per_s"]]
                     for k, v in big["results"].items() if k.startswith("serve") and not v.get("oom")])]
     return out
+
+
+def ddp_tables(d: dict) -> list[str]:
+    """README section from benchmarks/gpu_2x_h200.json: DDP scaling on two GPUs, and what it does to quality."""
+    big, full = d["mistral_7b"]["results"], d["full"]["methods"]
+    rows = [[f"7B architecture, {v['method']}", v["batch_per_gpu"], v["one_gpu"]["tokens_per_second"],
+             v["two_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
+             f"{v['one_gpu']['peak_memory_gib']} / {v['two_gpus']['peak_memory_gib']}"] for v in big.values()]
+    rows += [[f"full configuration, {m}", v["global_batch"] // d["machine"]["gpu_count"], v["one_gpu"]["tokens_per_second"],
+              v["2_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
+              f"{v['one_gpu']['peak_memory_mb'] / 1024:.2f} / {v['2_gpus']['peak_memory_mb'] / 1024:.2f}"]
+             for m, v in full.items()]
+    q = d["qlora_7b_scaling"]
+    quality = lambda v, k: v[k]["rouge_l"] if v.get(k) else "not evaluated"
+    return [f"### Two GPUs: DDP on {d['machine']['gpu_count']} x {d['machine']['gpu']}, {d['interconnect']} "
+            "(`benchmarks/gpu_2x_h200.json`)", "",
+            "Each row against one GPU of the same machine; the batch is per GPU (the full configuration keeps its "
+            "global batch, so each GPU takes half).", "",
+            _table(["workload", "batch per GPU", "tokens/s, 1 GPU", "tokens/s, 2 GPUs", "speed-up", "efficiency",
+                    "peak GiB per GPU (1 / 2)"], rows), "",
+            f"7B QLoRA speed-up on 2 GPUs: **{q['speedup']}x** (target >= {q['target_speedup']}x: "
+            f"{'met' if q['speedup'] >= q['target_speedup'] else '**not met**'}).", "",
+            _table(["full configuration, same seed", "val loss, 1 GPU", "val loss, 2 GPUs", "ROUGE-L, 1 GPU",
+                    "ROUGE-L, 2 GPUs"],
+                   [[m, v["one_gpu"]["final_val_loss"], v["2_gpus"]["final_val_loss"], quality(v, "quality_one_gpu"),
+                     quality(v, "quality_2_gpus")] for m, v in full.items()])]
 
 
 def update_readme(readme: str | Path = "README.md", root: str | Path = ".", check: bool = False) -> bool:

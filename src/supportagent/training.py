@@ -76,7 +76,9 @@ def _trainer_class():
 
     class ReplyLossTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            peft_config = getattr(model, "active_peft_config", None)
+            # under DDP `model` is the DistributedDataParallel wrapper, which hides the peft attributes:
+            # read the soft prompt's length from the model inside it
+            peft_config = getattr(self.accelerator.unwrap_model(model), "active_peft_config", None)
             n_virtual = peft_config.num_virtual_tokens if peft_config is not None and peft_config.is_prompt_learning else 0
             loss = reply_loss(model, inputs, n_virtual)
             return (loss, {}) if return_outputs else loss
@@ -138,7 +140,7 @@ def build_model(method: str, base_dir: str | Path, params: TrainParams):
         return add_lora(models.load_base(base_dir, quantize_4bit=True, for_training=True), params)
     if method == "prompt_tuning":
         _, path = models.read_manifest(base_dir)
-        return add_soft_prompt(models.load_base(base_dir), params, path)
+        return add_soft_prompt(models.load_base(base_dir, for_training=True), params, path)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -157,6 +159,16 @@ def run_fingerprint(method: str, params: TrainParams, frames: list[pd.DataFrame]
     for df in frames:
         h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def final_val_loss(trainer) -> float:
+    """Validation loss after the last step: the Trainer's own evaluation at that step when it made one
+    (it evaluates at the end of training), else a new pass. Decided from `log_history`, which every
+    process of a DDP run holds, so all of them take the same branch."""
+    last = [x for x in trainer.state.log_history if "eval_loss" in x]
+    if last and last[-1].get("step") == trainer.state.global_step:
+        return last[-1]["eval_loss"]
+    return trainer.evaluate()["eval_loss"]
 
 
 def peak_memory_mb() -> float:
@@ -226,7 +238,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    final_val = trainer.evaluate()["eval_loss"] if val_ds is not None else None
+    final_val = final_val_loss(trainer) if val_ds is not None else None
     if not trainer.is_world_process_zero():  # DDP: the main process alone writes the adapter and metrics
         return None
 
