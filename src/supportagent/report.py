@@ -215,8 +215,10 @@ def render_tables(root: str | Path = ".") -> str:
                 ["qlora ROUGE-L gain over zero-shot", round(gain["qlora"], 2), ">= 10"],
                 ["prompt_tuning ROUGE-L gain over zero-shot", round(gain["prompt_tuning"], 2), ">= 5"]]
         ok = lambda v, t: (v <= float(t[3:])) if t.startswith("<=") else (v >= float(t[3:]))
+        dtype = c["machine"].get("compute_dtype", "float32")
         parts += ["", f"### Targets on this machine ({c['machine']['cores']} cores, {c['machine']['cpu']}, "
-                      f"native bf16: {c['machine']['avx512_bf16'] or c['machine']['amx_bf16']}; `benchmarks/cpu.json`)", "",
+                      f"AVX512-BF16: {c['machine']['avx512_bf16']}, AMX: {c['machine']['amx_bf16']}, computing in {dtype}; "
+                      "`benchmarks/cpu.json`)", "",
                   _table(["target", "measured", "wanted", "met"], [[*r, "yes" if ok(r[1], r[2]) else "**no**"] for r in rows])]
     gpu = root / "benchmarks/gpu_h100.json"
     if gpu.exists():
