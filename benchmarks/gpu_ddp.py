@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,16 +22,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from gpu_pipeline import gpu_facts, versions  # noqa: E402
+from gpu_pipeline import gpu_facts, stage_env, versions  # noqa: E402
 
 METHODS = ["qlora", "prompt_tuning"]
 QUALITY = ["rouge_l", "bleu", "chrf", "semantic_similarity", "exact_match", "avg_words", "n"]
-
-
-def env_for(work: Path, gpus: str) -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "SUPPORTAGENT_PARAMS": str(work / "params.yaml"),
-            "CUDA_VISIBLE_DEVICES": gpus, "NCCL_NVLS_ENABLE": "0",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
 
 
 def side_by_side(jobs: list[tuple[str, list[str], Path, str]]) -> dict[str, float]:
@@ -41,7 +34,7 @@ def side_by_side(jobs: list[tuple[str, list[str], Path, str]]) -> dict[str, floa
     for name, argv, work, gpus in jobs:
         (work / "logs").mkdir(parents=True, exist_ok=True)
         log = open(work / "logs" / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(argv, cwd=work, env=env_for(work, gpus), stdout=log, stderr=subprocess.STDOUT),
+        procs[name] = (subprocess.Popen(argv, cwd=work, env={**stage_env(work), "CUDA_VISIBLE_DEVICES": gpus, "NCCL_NVLS_ENABLE": "0"}, stdout=log, stderr=subprocess.STDOUT),
                        time.perf_counter(), log, work)
     seconds = {}
     while len(seconds) < len(procs):
@@ -122,12 +115,12 @@ def main() -> None:
         methods[m] = {
             "global_batch": global_batch[m],
             "one_gpu": {k: t1[k] for k in ("steps", "train_seconds", "tokens_per_second", "peak_memory_mb", "final_val_loss")},
-            f"{n}_gpus": {**{k: tn[k] for k in ("steps", "train_seconds", "tokens_per_second", "peak_memory_mb", "final_val_loss")},
+            "n_gpus": {**{k: tn[k] for k in ("steps", "train_seconds", "tokens_per_second", "peak_memory_mb", "final_val_loss")},
                           "tokens_per_second_per_gpu": round(tn["tokens_per_second"] / n, 1),
                           "launch_seconds": seconds.get(f"ddp_train_{m}")},
             "speedup": round(speedup, 3), "scaling_efficiency": round(speedup / n, 3),
             "wall_speedup": round(t1["train_seconds"] / tn["train_seconds"], 3),
-            "quality_one_gpu": {k: e1[k] for k in QUALITY}, f"quality_{n}_gpus": {k: en[k] for k in QUALITY},
+            "quality_one_gpu": {k: e1[k] for k in QUALITY}, "quality_n_gpus": {k: en[k] for k in QUALITY},
             "rouge_l_difference": round(en["rouge_l"] - e1["rouge_l"], 2),
         }
     record = {"what": f"full configuration: each method trained on 1 GPU and with DDP on {n} GPUs (accelerate "

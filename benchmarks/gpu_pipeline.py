@@ -82,6 +82,12 @@ def gpu_facts() -> dict:
     return facts
 
 
+def stage_env(work: Path) -> dict:
+    """The environment a stage script runs in, outside DVC: the project's package, params from `work`."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "SUPPORTAGENT_PARAMS": str(work / "params.yaml"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
 def run_stages(selected: list[str], work: Path, env: dict, jobs: int) -> dict[str, float]:
     """Run the stages' commands in `work`; up to `jobs` at once, each as soon as the selected stages it
     needs have finished. Returns wall seconds per stage; stops at the first failure (logs in work/logs)."""
@@ -137,8 +143,7 @@ def main() -> None:
             raw_csv.symlink_to(ROOT / "data/raw/twcs.csv")
     elif args.overrides:
         sys.exit("--overrides needs a --workdir other than the project (the default outputs stay as DVC made them)")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SUPPORTAGENT_PARAMS": str(work / "params.yaml"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = stage_env(work)
     selected = list(STAGES) if args.stages == ["all"] else args.stages
     start_all = time.perf_counter()
     timings = run_stages(selected, work, env, args.jobs)

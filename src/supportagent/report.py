@@ -289,28 +289,28 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
 
 def ddp_tables(d: dict) -> list[str]:
     """README section from benchmarks/gpu_2x_h200.json: DDP scaling on two GPUs, and what it does to quality."""
-    big, full = d["mistral_7b"]["results"], d["full"]["methods"]
+    big, full, n = d["mistral_7b"]["results"], d["full"]["methods"], d["machine"]["gpu_count"]
     rows = [[f"7B architecture, {v['method']}", v["batch_per_gpu"], v["one_gpu"]["tokens_per_second"],
-             v["two_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
-             f"{v['one_gpu']['peak_memory_gib']} / {v['two_gpus']['peak_memory_gib']}"] for v in big.values()]
-    rows += [[f"full configuration, {m}", v["global_batch"] // d["machine"]["gpu_count"], v["one_gpu"]["tokens_per_second"],
-              v["2_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
-              f"{v['one_gpu']['peak_memory_mb'] / 1024:.2f} / {v['2_gpus']['peak_memory_mb'] / 1024:.2f}"]
+             v["n_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
+             f"{v['one_gpu']['peak_memory_gib']} / {v['n_gpus']['peak_memory_gib']}"] for v in big.values()]
+    rows += [[f"full configuration, {m}", v["global_batch"] // n, v["one_gpu"]["tokens_per_second"],
+              v["n_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
+              f"{v['one_gpu']['peak_memory_mb'] / 1024:.2f} / {v['n_gpus']['peak_memory_mb'] / 1024:.2f}"]
              for m, v in full.items()]
     q = d["qlora_7b_scaling"]
     quality = lambda v, k: v[k]["rouge_l"] if v.get(k) else "not evaluated"
-    return [f"### Two GPUs: DDP on {d['machine']['gpu_count']} x {d['machine']['gpu']}, {d['interconnect']} "
+    return [f"### Several GPUs: DDP on {n} x {d['machine']['gpu']}, {d['interconnect']} "
             "(`benchmarks/gpu_2x_h200.json`)", "",
             "Each row against one GPU of the same machine; the batch is per GPU (the full configuration keeps its "
             "global batch, so each GPU takes half).", "",
-            _table(["workload", "batch per GPU", "tokens/s, 1 GPU", "tokens/s, 2 GPUs", "speed-up", "efficiency",
-                    "peak GiB per GPU (1 / 2)"], rows), "",
-            f"7B QLoRA speed-up on 2 GPUs: **{q['speedup']}x** (target >= {q['target_speedup']}x: "
+            _table(["workload", "batch per GPU", "tokens/s, 1 GPU", f"tokens/s, {n} GPUs", "speed-up", "efficiency",
+                    f"peak GiB per GPU (1 / {n})"], rows), "",
+            f"7B QLoRA speed-up on {n} GPUs: **{q['speedup']}x** (target >= {q['target_speedup']}x: "
             f"{'met' if q['speedup'] >= q['target_speedup'] else '**not met**'}).", "",
-            _table(["full configuration, same seed", "val loss, 1 GPU", "val loss, 2 GPUs", "ROUGE-L, 1 GPU",
-                    "ROUGE-L, 2 GPUs"],
-                   [[m, v["one_gpu"]["final_val_loss"], v["2_gpus"]["final_val_loss"], quality(v, "quality_one_gpu"),
-                     quality(v, "quality_2_gpus")] for m, v in full.items()])]
+            _table(["full configuration, same seed", "val loss, 1 GPU", f"val loss, {n} GPUs", "ROUGE-L, 1 GPU",
+                    f"ROUGE-L, {n} GPUs"],
+                   [[m, v["one_gpu"]["final_val_loss"], v["n_gpus"]["final_val_loss"], quality(v, "quality_one_gpu"),
+                     quality(v, "quality_n_gpus")] for m, v in full.items()])]
 
 
 def update_readme(readme: str | Path = "README.md", root: str | Path = ".", check: bool = False) -> bool:
