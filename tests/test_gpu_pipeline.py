@@ -1,4 +1,6 @@
-"""The stage runner of benchmarks/gpu_pipeline.py: its graph comes from dvc.yaml, and it respects it."""
+"""dvc.yaml's stage graph (declared code, what each stage needs) and the stage runner of
+benchmarks/gpu_pipeline.py that follows it."""
+import ast
 import json
 import sys
 from pathlib import Path
@@ -15,10 +17,31 @@ def test_stage_graph_follows_dvc_yaml():
     assert all(f'"{name}"' in lock for name in g)  # the same stage names DVC records
     assert g["train@qlora"]["cmd"] == "python stages/train.py qlora"
     assert set(g["train@qlora"]["needs"]) == {"split", "base"}
-    assert g["evaluate@qlora"]["needs"] == ["split", "train@qlora"]
-    assert g["evaluate@retrieval"]["needs"] == ["split"]
+    assert g["evaluate@qlora"]["needs"] == ["split", "base", "train@qlora"]
+    assert g["evaluate@retrieval"]["needs"] == ["split", "base"]  # reads the base's manifest
     assert {f"evaluate@{s}" for s in ("zero_shot", "retrieval", "qlora", "prompt_tuning")} <= set(g["compare"]["needs"])
     assert g["base"]["needs"] == []
+
+
+def _imports(module: Path) -> set[str]:
+    """The package's modules that `module` imports (relative imports, at any depth of the file)."""
+    found = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module} if node.module else {a.name for a in node.names}
+    return {m for m in found if (module.parent / f"{m}.py").exists()}
+
+
+def test_every_stage_declares_the_code_its_declared_code_imports():
+    """A stage that runs src/supportagent/X.py must rerun when a module X imports changes. config.py is
+    the params schema: what it changes arrives through the params each stage declares."""
+    src = ROOT / "src" / "supportagent"
+    for name, spec in gpu_pipeline.stage_graph().items():
+        declared = {Path(d).stem for d in spec["deps"] if d.startswith("src/supportagent/")}
+        needed = set().union(*(_imports(src / f"{m}.py") for m in declared)) - {"config"}
+        assert needed <= declared, f"{name} runs code from {sorted(needed - declared)} without declaring it in dvc.yaml"
+        if name.startswith("evaluate@"):
+            assert "base" in spec["needs"], name  # predictions name the base they were made with
 
 
 def test_concurrent_runner_waits_for_what_a_stage_needs(tmp_path, monkeypatch):
