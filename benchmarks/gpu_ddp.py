@@ -8,6 +8,7 @@ process's peak GPU memory, and the quality of both runs side by side.
 
     python benchmarks/gpu_ddp.py --out ddp.json                       # every phase
     python benchmarks/gpu_ddp.py --out ddp.json --phases prep single  # part of it (state stays in --workdir)
+    python benchmarks/gpu_ddp.py --out pt.json --methods prompt_tuning  # one method, every phase
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def main() -> None:
     times_file.write_text(json.dumps(seconds))
     if "evaluate" not in args.phases:
         return
-    jobs = [(f"{kind}_eval_{m}", [py, evaluate, m], w, "") for kind, w in [("single", single), ("ddp", ddp)] for m in METHODS]
+    jobs = [(f"{kind}_eval_{m}", [py, evaluate, m], w, "") for kind, w in [("single", single), ("ddp", ddp)] for m in args.methods]
     for i in range(0, len(jobs), n):
         seconds.update(side_by_side([(*job[:3], str(k)) for k, job in enumerate(jobs[i:i + n])]))
 
@@ -108,7 +109,7 @@ def main() -> None:
 
     global_batch = {m: v["batch_size"] for m, v in yaml.safe_load((single / "params.yaml").read_text())["train"].items()}
     methods = {}
-    for m in METHODS:
+    for m in args.methods:
         t1, tn = read(single, "train", m), read(ddp, "train", m)
         e1, en = read(single, "eval", m), read(ddp, "eval", m)
         speedup = tn["tokens_per_second"] / t1["tokens_per_second"]

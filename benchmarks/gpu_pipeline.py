@@ -75,8 +75,9 @@ def gpu_facts() -> dict:
         facts.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
                      gpu_memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))
         try:
-            facts["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                             capture_output=True, text=True).stdout.strip()
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True).stdout
+            facts["driver"] = next(iter(out.split()), None)  # one line per GPU: the first
         except OSError:
             pass
     return facts
