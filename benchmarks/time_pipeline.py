@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["subset", "split", "rules", "base", "train@qlora", "train@prompt_tuning", "evaluate@zero_shot",
+ORDER = ["subset", "split", "rules", "index", "base", "train@qlora", "train@prompt_tuning", "evaluate@zero_shot",
          "evaluate@retrieval", "evaluate@qlora", "evaluate@prompt_tuning", "compare"]
 
 

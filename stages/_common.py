@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from supportagent.config import ParamsError, load_params
+from supportagent.config import load_params
+from supportagent.errors import ParamsError, UserError
 
 PARAMS = Path(os.environ.get("SUPPORTAGENT_PARAMS", "params.yaml"))
 
@@ -26,10 +27,7 @@ def write_json(path: str | Path, obj) -> None:
 
 def run(main) -> None:
     """Run a stage; known input errors exit with their message instead of a traceback."""
-    from supportagent.data import DataError
-    from supportagent.models import ModelError
-
     try:
         main()
-    except (DataError, ModelError, ParamsError, FileNotFoundError) as err:
+    except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")

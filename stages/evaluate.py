@@ -1,4 +1,4 @@
-"""DVC stage `evaluate@<system>`: replies and metrics of one system on the test split (params: seed, model, rules, evaluate)."""
+"""DVC stage `evaluate@<system>`: replies and metrics of one system on the test split (params: seed, model, rules, evaluate, retrieval, brands)."""
 import sys
 from pathlib import Path
 
@@ -6,7 +6,8 @@ import pandas as pd
 from _common import params, run, write_json
 
 from supportagent.config import METHODS, SYSTEMS
-from supportagent.evaluation import evaluate_system, write_predictions
+from supportagent.evaluation import evaluate_system
+from supportagent.predictions import write_predictions
 
 
 def main() -> None:
@@ -16,8 +17,9 @@ def main() -> None:
     p = params()
     data = Path("data/processed")
     metrics, rows = evaluate_system(system, p, pd.read_parquet(data / "test.parquet"), pd.read_parquet(data / "train.parquet"),
+                                    base_dir="models/base", index_dir="models/index",
                                     adapter_dir=f"models/{system}" if system in METHODS else None)
-    write_predictions(f"reports/predictions/{system}.jsonl", rows)
+    write_predictions(f"reports/predictions/{system}.jsonl", rows, base_dir="models/base")
     write_json(f"metrics/eval/{system}.json", metrics)
     print({k: v for k, v in metrics.items() if k != "per_brand"})
 

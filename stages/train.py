@@ -1,4 +1,4 @@
-"""DVC stage `train@<method>`: fit one adapter on the train split (params: seed, model, rules, train.<method>).
+"""DVC stage `train@<method>`: fit one adapter on the train split (params: seed, model, rules, retrieval, train.<method>).
 
 Several GPUs (DDP): `accelerate launch --config_file configs/accelerate/ddp.yaml stages/train.py <method>`."""
 import sys
@@ -19,8 +19,8 @@ def main() -> None:
     data = Path("data/processed")
     metrics = train(
         method, pd.read_parquet(data / "train.parquet"), pd.read_parquet(data / "val.parquet"),
-        base_dir="models/base", out_dir=f"models/{method}", params=getattr(p.train, method),
-        model_params=p.model, rules_params=p.rules, seed=p.seed, plots_dir=f"plots/train/{method}",
+        base_dir="models/base", index_dir="models/index", out_dir=f"models/{method}", params=getattr(p.train, method),
+        model_params=p.model, rules_params=p.rules, retrieval=p.retrieval, seed=p.seed, plots_dir=f"plots/train/{method}",
     )
     if metrics is not None:  # None on the non-main processes of `accelerate launch`
         write_json(f"metrics/train/{method}.json", metrics)

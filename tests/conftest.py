@@ -66,17 +66,40 @@ def tiny_base(tmp_path_factory, tokenizer) -> Path:
     return root
 
 
-@pytest.fixture
-def tiny_pairs():
+def make_tiny_pairs():
     import pandas as pd
 
     rows = []
     brands = ["SpotifyCares", "AmazonHelp"]
     for i in range(24):
         brand = brands[i % 2]
-        rows.append({"pair_id": i, "conversation_id": i, "brand": brand, "created_at": None, "context": "",
+        rows.append({"pair_id": i, "conversation_id": i // 4 * 4 + i % 2, "brand": brand, "created_at": None, "context": "",
                      "customer": f"my playlist number {i} vanished, please help" if brand == "SpotifyCares"
                      else f"where is my order {i}? it is late",
-                     "reply": "Sorry about that! DM us and we'll take a look." if brand == "SpotifyCares"
-                     else "We're sorry for the delay. Please DM us your order details."})
+                     "reply": f"Sorry about playlist {i}! DM us and we'll take a look." if brand == "SpotifyCares"
+                     else f"We're sorry for the delay of order {i}. Please DM us your order details."})
     return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def tiny_pairs():
+    """24 pairs of two brands; each conversation holds two pairs of one brand."""
+    return make_tiny_pairs()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from supportagent import models
+
+    return models.load_embedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory, embedder) -> Path:
+    """The embedding index of `tiny_pairs`, built by the `index` stage's code with the real MiniLM."""
+    from supportagent import models
+    from supportagent.retrieval import build_index
+
+    out = tmp_path_factory.mktemp("index")
+    build_index(make_tiny_pairs(), embedder, out, models.embedder_id())
+    return out

@@ -10,12 +10,12 @@ from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def agent_factory(tiny_base):
+def agent_factory(tiny_base, tiny_index):
     def make(params, policy="append"):
         rules = params.rules.model_copy(update={"handoff": params.rules.handoff.model_copy(update={"policy": policy})})
         p = params.model_copy(update={"rules": rules,
                                       "evaluate": params.evaluate.model_copy(update={"max_new_tokens": 4})})
-        return SupportAgent(p, method="zero_shot", base_dir=str(tiny_base))
+        return SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
     return make
 
 
@@ -71,3 +71,25 @@ def test_reply_cli_reports_a_missing_adapter_clearly(tmp_path, tiny_base):
                            "--brand", "X", "--message", "hi", "--method", "qlora", "--base", str(tiny_base),
                            "--adapter", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "dvc repro" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_served_reply_fills_the_brand_link_and_tags_the_examples_source(params, agent_factory, monkeypatch):
+    from supportagent.config import BrandParams
+    from supportagent.generation import Reply
+
+    agent = agent_factory(params)
+    agent.params = agent.params.model_copy(update={"brands": {"AmazonHelp": BrandParams(support_url="https://help.example")}})
+    monkeypatch.setattr(agent.generator, "generate_all",
+                        lambda prompts, batch_size, progress=True: ([Reply("Please DM us here: <url>", False, [])] * len(prompts), 1.0))
+    same, other = agent.reply_many([{"brand": "AmazonHelp", "text": "where is my order?"},
+                                    {"brand": "DeltaAssist", "text": "my bag is lost"}])
+    assert same.model_reply == "Please DM us here: <url>" and same.reply == "Please DM us here: https://help.example"
+    assert same.examples_source == "same_brand" and "source=same_brand" in same.tags
+    assert other.examples_source == "other_brands" and "<url>" not in other.reply  # no link for that brand
+
+
+def test_reply_cli_names_the_stage_for_a_missing_index(tmp_path, tiny_base):
+    proc = subprocess.run([sys.executable, "-m", "supportagent", "--params", str(ROOT / "params.yaml"), "reply",
+                           "--brand", "X", "--message", "hi", "--method", "zero_shot", "--base", str(tiny_base),
+                           "--index", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "dvc repro index" in proc.stderr and "Traceback" not in proc.stderr

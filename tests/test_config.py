@@ -63,3 +63,22 @@ def test_override_with_unknown_key_names_the_overrides_file(tmp_path):
     bad.write_text("train:\n  qlora:\n    epoch: 3\n")
     with pytest.raises(ParamsError, match=r"(?s)full\.yaml.*train\.qlora\.epoch: unknown key"):
         load_params(ROOT / "params.yaml", overrides=bad)
+
+
+@pytest.mark.parametrize("mutate, named", [
+    (lambda r: r["retrieval"].update(k=-1), r"retrieval\.k"),
+    (lambda r: r["retrieval"].update(fields="customer"), r"retrieval\.fields"),
+    (lambda r: r["brands"]["AppleSupport"].update(support_link="https://x"), r"brands\.AppleSupport\.support_link: unknown key"),
+])
+def test_retrieval_and_brand_keys_are_checked_by_name(tmp_path, mutate, named):
+    with pytest.raises(ParamsError, match=named):
+        load_params(_write(tmp_path, mutate))
+
+
+def test_every_selected_brand_has_a_link_for_served_replies():
+    """The default brands' `<url>` masks are filled, not dropped (placeholders.py's fallback is for other brands)."""
+    import json
+
+    p = load_params(ROOT / "params.yaml")
+    brands = json.loads((ROOT / "metrics/data.json").read_text())["pairs_per_brand"]
+    assert all(p.brands[b].support_url.startswith("https://") for b in brands)

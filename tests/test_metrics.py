@@ -47,3 +47,21 @@ def test_rouge_uses_stemming():
 def test_no_predictions_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         score([], [], [], FakeEmbedder())
+
+
+def test_template_metrics_see_repeated_replies_and_masks():
+    from supportagent.metrics import distinct_2, distinct_replies
+
+    templates = ["Send us a note at <url>.", "send us a note at <url>", "Sorry! DM us.", "Happy to help."]
+    assert distinct_replies(templates) == 75.0  # case and punctuation do not make a template new
+    assert distinct_2(["a b c", "a b d"]) == 75.0 and distinct_2([]) == 0.0
+
+
+def test_placeholder_rate_counts_served_replies(embedder):
+    from supportagent.metrics import score
+
+    preds = ["DM us at <url>", "All fixed!"]
+    corpus, _ = score(preds, ["DM us <url>", "Fixed."], ["help", "help"], embedder)
+    assert corpus["placeholder_rate"] == 50.0
+    corpus, _ = score(preds, ["DM us <url>", "Fixed."], ["help", "help"], embedder, served=["DM us at https://x", "All fixed!"])
+    assert corpus["placeholder_rate"] == 0.0 and corpus["rouge_l"] > 0

@@ -16,10 +16,10 @@ def _tp(params, method, **kw):
     return getattr(params.train, method).model_copy(update={**base, **kw})
 
 
-def _train(params, method, tiny_base, tiny_pairs, tmp_path, callbacks=(), **kw):
-    return train(method, tiny_pairs, tiny_pairs.head(4), tiny_base, tmp_path / method, _tp(params, method, **kw),
-                 params.model, params.rules, params.seed, tmp_path / "plots" / method,
-                 checkpoint_root=tmp_path / "ckpt", callbacks=callbacks)
+def _train(params, method, tiny_base, tiny_pairs, tmp_path, callbacks=(), index=None, **kw):
+    return train(method, tiny_pairs, tiny_pairs.head(4), tiny_base, index, tmp_path / method, _tp(params, method, **kw),
+                 params.model, params.rules, params.retrieval.model_copy(update={"k": 2 if index else 0}), params.seed,
+                 tmp_path / "plots" / method, checkpoint_root=tmp_path / "ckpt", callbacks=callbacks)
 
 
 class CountEvaluations(TrainerCallback):
@@ -31,8 +31,8 @@ class CountEvaluations(TrainerCallback):
 
 
 @pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
-def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pairs, tmp_path, method):
-    m = _train(params, method, tiny_base, tiny_pairs, tmp_path)
+def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pairs, tiny_index, tmp_path, method):
+    m = _train(params, method, tiny_base, tiny_pairs, tmp_path, index=tiny_index)  # with retrieved examples
     out = tmp_path / method
     assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
     assert m["steps"] == 4 and m["adapter_mb"] > 0 and 0 < m["trainable_percent"] < 100
@@ -137,8 +137,9 @@ class _Interrupt(TrainerCallback):
 
 def test_interrupted_run_resumes_from_checkpoint(params, tiny_base, tiny_pairs, tmp_path):
     tp = _tp(params, "prompt_tuning", max_steps=6)
-    common = dict(base_dir=tiny_base, out_dir=tmp_path / "pt", params=tp, model_params=params.model,
-                  rules_params=params.rules, seed=params.seed, plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
+    common = dict(base_dir=tiny_base, index_dir=None, out_dir=tmp_path / "pt", params=tp, model_params=params.model,
+                  rules_params=params.rules, retrieval=params.retrieval.model_copy(update={"k": 0}), seed=params.seed,
+                  plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
         train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), callbacks=(_Interrupt(),), **common)
     assert (tmp_path / "ckpt/prompt_tuning/checkpoint-2").exists()
@@ -149,8 +150,9 @@ def test_interrupted_run_resumes_from_checkpoint(params, tiny_base, tiny_pairs, 
 
 
 def test_changed_params_do_not_resume_stale_checkpoints(params, tiny_base, tiny_pairs, tmp_path):
-    common = dict(base_dir=tiny_base, out_dir=tmp_path / "pt", model_params=params.model, rules_params=params.rules,
-                  seed=params.seed, plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
+    common = dict(base_dir=tiny_base, index_dir=None, out_dir=tmp_path / "pt", model_params=params.model,
+                  rules_params=params.rules, retrieval=params.retrieval.model_copy(update={"k": 0}), seed=params.seed,
+                  plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
         train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), params=_tp(params, "prompt_tuning", max_steps=6),
               callbacks=(_Interrupt(),), **common)

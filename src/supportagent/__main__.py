@@ -51,7 +51,7 @@ def cmd_reply(args) -> None:
             it.setdefault("brand", args.brand)
     if not items:
         sys.exit("error: nothing to answer: give --message, or --file with JSON lines / CSV rows (brand, text)")
-    agent = SupportAgent(params, method=args.method, base_dir=args.base, adapter_dir=args.adapter)
+    agent = SupportAgent(params, base_dir=args.base, index_dir=args.index, method=args.method, adapter_dir=args.adapter)
     responses = [agent.reply(it["brand"] or "", it.get("text", ""), it.get("context", "") or "") for it in items] \
         if args.batch_size == 1 else agent.reply_many(items, args.batch_size)
     for r in responses:
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--method", choices=["qlora", "prompt_tuning", "zero_shot"], help="override params.method")
     p.add_argument("--base", default="models/base")
     p.add_argument("--adapter", help="adapter folder (default models/<method>)")
+    p.add_argument("--index", default="models/index", help="embedding index of the train split (retrieved examples)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--json", action="store_true", help="one JSON object per reply")
     p.set_defaults(func=cmd_reply)
@@ -119,11 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_pr_report)
 
     args = parser.parse_args(argv)
-    from .config import ParamsError
-    from .models import ModelError
+    from .errors import UserError
     try:
         args.func(args)
-    except (ParamsError, ModelError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (UserError, FileNotFoundError, ValueError, RuntimeError) as err:
         sys.exit(f"error: {err}")
 
 

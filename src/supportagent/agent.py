@@ -8,7 +8,9 @@ from . import models
 from .cleaning import clean_text
 from .config import Params
 from .generation import Generator, load_system
+from .placeholders import serve
 from .prompts import build_messages, encode
+from .retrieval import NO_EXAMPLES, ExampleIndex, Examples, embed
 from .rules import RuleResult, apply_rules
 
 CLARIFY = "Hi! Could you tell us a bit more about what's happening, so we can help?"
@@ -25,8 +27,9 @@ class AgentResponse:
     escalate: bool
     reasons: list[str]
     input_truncated: bool
-    reply: str  # what is sent: the model's reply, with the hand-off note when escalated
-    model_reply: str
+    reply: str  # what is sent: the model's reply (masks filled), with the hand-off note when escalated
+    model_reply: str  # as the model wrote it (cleaning masks such as <url> included)
+    examples_source: str | None  # where the past pairs in the prompt came from: same_brand, other_brands, None
     reply_truncated: bool
     handoff_note: str | None
     method: str
@@ -36,13 +39,14 @@ class AgentResponse:
         return asdict(self)
 
 
-def prepare(params: Params, tokenizer, brand: str, message: str, context: str = "") -> tuple[list[int], RuleResult, str]:
+def prepare(params: Params, tokenizer, brand: str, message: str, context: str = "",
+            examples: Examples = NO_EXAMPLES) -> tuple[list[int], RuleResult, str]:
     """Clean a customer message, run the rules and build the prompt ids (the same path as training)."""
     message = message if isinstance(message, str) else ""
     rules = apply_rules(message, params.rules, context)
     text = clean_text(message)[: params.rules.max_message_chars]
     ctx = clean_text(context)[: params.subset.max_context_chars] if context else ""
-    msgs = build_messages(params.model.system_prompt, brand, text, rules, ctx)
+    msgs = build_messages(params.model.system_prompt, brand, text, rules, ctx, examples=examples)
     enc = encode(tokenizer, msgs, params.model.max_prompt_tokens, params.model.max_reply_tokens)
     return enc.input_ids, rules, text
 
@@ -50,19 +54,28 @@ def prepare(params: Params, tokenizer, brand: str, message: str, context: str = 
 class SupportAgent:
     """Loads the served method once; `reply` and `reply_many` answer customer messages."""
 
-    def __init__(self, params: Params, method: str | None = None, base_dir: str = "models/base",
+    def __init__(self, params: Params, base_dir: str, index_dir: str, method: str | None = None,
                  adapter_dir: str | None = None):
         self.params = params
         self.method = method or params.method
         model, self.tokenizer = load_system(self.method, base_dir, adapter_dir)
+        self.index = self.embedder = None
+        if params.retrieval.k:  # the examples come from the train split's index, as in training
+            self.index = ExampleIndex(index_dir, embedder_id=models.embedder_id())
+            self.embedder = models.load_embedder()
         models.dense_4bit_for_cpu(model)
         ev = params.evaluate
         self.generator = Generator(model, self.tokenizer, ev.max_new_tokens, ev.repetition_penalty)
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""
-        prepared = [prepare(self.params, self.tokenizer, it.get("brand", ""), it.get("text", ""), it.get("context", ""))
-                    for it in items]
+        rp = self.params.retrieval
+        brands = [it.get("brand", "") for it in items]
+        texts = [clean_text(it.get("text", "") if isinstance(it.get("text"), str) else "") for it in items]
+        examples = [NO_EXAMPLES] * len(items) if self.index is None else \
+            self.index.examples(embed(self.embedder, texts), brands, rp.k, rp.fields, rp.max_example_chars)
+        prepared = [prepare(self.params, self.tokenizer, b, it.get("text", ""), it.get("context", ""), ex)
+                    for b, it, ex in zip(brands, items, examples)]
         todo = [i for i, (_, _, text) in enumerate(prepared) if text.strip()]
         start = time.perf_counter()
         batch_size = batch_size or self.params.evaluate.batch_size
@@ -72,20 +85,23 @@ class SupportAgent:
         by_index = dict(zip(todo, replies))
         handoff = self.params.rules.handoff
         out = []
-        for i, (it, (_, rules, text)) in enumerate(zip(items, prepared)):
+        for i, (brand, ex, (_, rules, text)) in enumerate(zip(brands, examples, prepared)):
             gen = by_index.get(i)
             model_reply = gen.text if gen else CLARIFY
+            sent = serve(model_reply, brand, self.params.brands)
             note = handoff.note if rules.escalate else None
             if note is None:
-                reply = model_reply
+                reply = sent
             elif handoff.policy == "replace":
                 reply = note
             else:
-                reply = f"{model_reply} {note}".strip()
+                reply = f"{sent} {note}".strip()
+            source = ex.source if gen and ex.pairs else None
+            tags = rules.tag_line() + (f" [examples={len(ex.pairs)} source={source}]" if source else "")
             out.append(AgentResponse(
-                brand=it.get("brand", ""), message=text, tags=rules.tag_line(), intent=rules.intent,
+                brand=brand, message=text, tags=tags, intent=rules.intent,
                 priority=rules.priority, band=rules.band, escalate=rules.escalate, reasons=rules.reasons,
-                input_truncated=rules.truncated, reply=reply, model_reply=model_reply,
+                input_truncated=rules.truncated, reply=reply, model_reply=model_reply, examples_source=source,
                 reply_truncated=bool(gen and gen.truncated), handoff_note=note, method=self.method,
                 latency_ms=round(per_item_ms, 1)))
         return out

@@ -7,6 +7,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ParamsError
+
 METHODS = ("qlora", "prompt_tuning")
 SYSTEMS = ("zero_shot", "retrieval", *METHODS)
 
@@ -121,6 +123,16 @@ class EvaluateParams(Strict):
     review_samples: int = Field(30, ge=0)
 
 
+class RetrievalParams(Strict):
+    k: int = Field(2, ge=0, le=8)  # past pairs of the same brand placed in the prompt; 0 = no examples
+    fields: Literal["pair", "reply"] = "pair"  # an example shows the customer text and the reply, or the reply only
+    max_example_chars: int = Field(160, ge=16)  # each text of an example is cut to this length
+
+
+class BrandParams(Strict):
+    support_url: str | None = None  # fills the `<url>` mask in served replies; None: the sentence is rewritten
+
+
 class Params(Strict):
     seed: int = 42
     method: Literal["qlora", "prompt_tuning"] = "qlora"
@@ -130,10 +142,8 @@ class Params(Strict):
     model: ModelParams = ModelParams()
     train: TrainGroup
     evaluate: EvaluateParams = EvaluateParams()
-
-
-class ParamsError(ValueError):
-    pass
+    retrieval: RetrievalParams = RetrievalParams()
+    brands: dict[str, BrandParams] = {}
 
 
 def _describe(err: ValidationError, path: Path) -> str:

@@ -12,13 +12,10 @@ import pandas as pd
 
 from .cleaning import ARROW_STR, NON_LETTERS, clean_texts
 from .config import SplitParams, SubsetParams
+from .errors import DataError
 
 REQUIRED_COLUMNS = ["tweet_id", "author_id", "inbound", "created_at", "text", "in_response_to_tweet_id"]
 PAIR_COLUMNS = ["pair_id", "conversation_id", "brand", "created_at", "context", "customer", "reply"]
-
-
-class DataError(ValueError):
-    """Bad input data, with a message that says what to do."""
 
 
 @dataclass

@@ -1,9 +1,7 @@
 """Evaluate one system (zero_shot, retrieval, qlora, prompt_tuning) on the test split."""
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +11,8 @@ from . import models
 from .agent import prepare
 from .config import Params
 from .metrics import score
+from .placeholders import serve
+from .retrieval import ExampleIndex, RetrievalBaseline, embed
 from .rules import apply_rules
 
 
@@ -24,7 +24,8 @@ def test_sample(test: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return test.sort_values("pair_id").reset_index(drop=True)
 
 
-def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str, adapter_dir: str | None):
+def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str, adapter_dir: str | None,
+                 index: ExampleIndex, embedder):
     from .generation import Generator, load_system
 
     model, tok = load_system(system, base_dir, adapter_dir)
@@ -34,19 +35,21 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     models.dense_4bit_for_cpu(model)
     ev = params.evaluate
     gen = Generator(model, tok, ev.max_new_tokens, ev.repetition_penalty)
-    prompts = [prepare(params, tok, r.brand, r.customer, r.context)[0] for r in test.itertuples()]
+    rp = params.retrieval
+    examples = index.examples(embed(embedder, test["customer"].tolist()), test["brand"].tolist(), rp.k, rp.fields,
+                              rp.max_example_chars)
+    prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)]
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches
     k = min(ev.latency_samples, len(prompts))
     single, latency = gen.timed(prompts[:k])
     batched, per_s = gen.generate_all(prompts[k:], ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size)
     replies = single + batched
-    return [r.text for r in replies], [r.truncated for r in replies], per_s, latency, sizes
+    extra = {"examples": [list(e.pair_ids) for e in examples], "examples_source": [e.source for e in examples]}
+    return [r.text for r in replies], [r.truncated for r in replies], per_s, latency, sizes, extra
 
 
-def _retrieval_replies(params: Params, test: pd.DataFrame, train: pd.DataFrame, embedder):
-    from .retrieval import RetrievalBaseline
-
-    base = RetrievalBaseline(train, embedder)
+def _retrieval_replies(params: Params, test: pd.DataFrame, index: ExampleIndex, embedder):
+    base = RetrievalBaseline(index, embedder)
     start = time.perf_counter()
     replies = base.reply(test["brand"].tolist(), test["customer"].tolist())
     per_s = len(test) / (time.perf_counter() - start)
@@ -57,25 +60,30 @@ def _retrieval_replies(params: Params, test: pd.DataFrame, train: pd.DataFrame, 
         times.append((time.perf_counter() - t) * 1000)
     latency = {"latency_p50_ms": round(float(np.percentile(times, 50)), 1) if times else None,
                "latency_p95_ms": round(float(np.percentile(times, 95)), 1) if times else None}
-    sizes = {"adapter_mb": round(base.vectors.nbytes / 2**20, 3),
+    sizes = {"adapter_mb": round(index.vectors.nbytes / 2**20, 3),
              "base_mb": models.folder_mb(models.package_dir(models.EMBEDDING_PACKAGE) / "model")}
-    return replies, [False] * len(replies), per_s, latency, sizes
+    return replies, [False] * len(replies), per_s, latency, sizes, {}
 
 
-def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.DataFrame,
-                    base_dir: str = "models/base", adapter_dir: str | None = None) -> tuple[dict, pd.DataFrame]:
-    """Metrics (0-100) and the per-example predictions of one system."""
+def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.DataFrame, base_dir: str,
+                    index_dir: str, adapter_dir: str | None = None) -> tuple[dict, pd.DataFrame]:
+    """Metrics (0-100) and the per-example predictions of one system. Prompts and the retrieval
+    baseline draw on the index of `train` only (an index of other data is refused)."""
     test = test_sample(test, params.evaluate.test_size, params.seed)
     embedder = models.load_embedder()
+    index = ExampleIndex(index_dir, train, models.embedder_id())
     torch.manual_seed(params.seed)
     if system == "retrieval":
-        preds, truncated, per_s, latency, sizes = _retrieval_replies(params, test, train, embedder)
+        preds, truncated, per_s, latency, sizes, extra = _retrieval_replies(params, test, index, embedder)
     else:
-        preds, truncated, per_s, latency, sizes = _llm_replies(system, params, test, base_dir, adapter_dir)
-    corpus, per_example = score(preds, test["reply"].tolist(), test["customer"].tolist(), embedder)
-    escalate = [apply_rules(c, params.rules, x).escalate for c, x in zip(test["customer"], test["context"])]
+        preds, truncated, per_s, latency, sizes, extra = _llm_replies(system, params, test, base_dir, adapter_dir, index,
+                                                                      embedder)
+    served = [serve(p, b, params.brands) for p, b in zip(preds, test["brand"])]
+    corpus, per_example = score(preds, test["reply"].tolist(), test["customer"].tolist(), embedder, served)
+    tags = [apply_rules(c, params.rules, x) for c, x in zip(test["customer"], test["context"])]
     rows = test[["pair_id", "brand", "context", "customer", "reply"]].rename(columns={"reply": "reference"}).assign(
-        prediction=preds, truncated=truncated, escalate=escalate, **per_example)
+        prediction=preds, served=served, truncated=truncated, tags=[t.tag_line() for t in tags],
+        escalate=[t.escalate for t in tags], **extra, **per_example)
     per_brand = {
         b: {"n": len(g), "rouge_l": round(g["rouge_l"].mean(), 2),
             "semantic_similarity": round(g["semantic_similarity"].mean(), 2),
@@ -86,31 +94,7 @@ def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.D
     metrics = {
         "system": system, **corpus, **latency, "replies_per_s": round(per_s, 2) if per_s else None, **sizes,
         "truncated_share": round(100 * float(np.mean(truncated)), 2),
-        "escalation_share": round(100 * float(np.mean(escalate)), 2),
+        "escalation_share": round(100 * float(rows["escalate"].mean()), 2),
         "n": len(rows), "base": manifest["base"], "per_brand": per_brand,
     }
     return metrics, rows
-
-
-def write_predictions(path: str | Path, rows: pd.DataFrame, base_dir: str = "models/base") -> None:
-    """JSON lines; the first line records the base model the predictions came from."""
-    manifest, _ = models.read_manifest(base_dir)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        f.write(json.dumps({"_base": manifest}) + "\n")
-        for rec in rows.to_dict("records"):
-            f.write(json.dumps(rec, default=str) + "\n")
-
-
-def read_predictions(path: str | Path, base_dir: str = "models/base") -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `dvc repro evaluate` first")
-    lines = path.read_text().splitlines()
-    header = json.loads(lines[0]) if lines else {}
-    manifest, _ = models.read_manifest(base_dir)
-    if header.get("_base") != manifest:
-        raise ValueError(f"{path} was produced with base {header.get('_base', {}).get('base')}, not the current "
-                         f"base {manifest.get('base')}: rerun `dvc repro` so every system uses the same base")
-    return pd.DataFrame([json.loads(x) for x in lines[1:]])

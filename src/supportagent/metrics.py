@@ -33,6 +33,17 @@ def repetition(text: str) -> float:
     return 0.0 if not grams else 1 - len(set(grams)) / len(grams)
 
 
+def distinct_replies(preds: list[str]) -> float:
+    """Share of different replies (0-100), after the exact-match normalisation: templates score low."""
+    return 100 * len({normalise_for_match(p) for p in preds}) / len(preds) if preds else 0.0
+
+
+def distinct_2(preds: list[str]) -> float:
+    """Distinct bigrams over all bigrams of all replies (Li et al. 2016), 0-100."""
+    grams = [tuple(w[i:i + 2]) for p in preds for w in [p.lower().split()] for i in range(len(w) - 1)]
+    return 100 * len(set(grams)) / len(grams) if grams else 0.0
+
+
 def rouge_l(preds: list[str], refs: list[str]) -> list[float]:
     from rouge_score import rouge_scorer
 
@@ -46,8 +57,12 @@ def cosine(embedder, a: list[str], b: list[str]) -> np.ndarray:
     return 100 * np.clip((ea * eb).sum(axis=1), -1, 1)
 
 
-def score(preds: list[str], refs: list[str], customers: list[str], embedder) -> tuple[dict, dict]:
-    """Corpus metrics and the per-example columns they come from."""
+def score(preds: list[str], refs: list[str], customers: list[str], embedder,
+          served: list[str] | None = None) -> tuple[dict, dict]:
+    """Corpus metrics and the per-example columns they come from. `preds` are the model's replies as
+    written (with cleaning masks, like the references); `served` what a customer would receive."""
+    from .placeholders import has_mask
+
     import sacrebleu
 
     if not preds:
@@ -65,6 +80,9 @@ def score(preds: list[str], refs: list[str], customers: list[str], embedder) -> 
         "relevance": round(float(np.mean(rel)), 2),
         "repetition": round(100 * float(np.mean([repetition(p) for p in preds])), 2),
         "avg_words": round(float(np.mean([len(p.split()) for p in preds])), 2),
+        "distinct_replies": round(distinct_replies(preds), 2),
+        "distinct_2": round(distinct_2(preds), 2),
+        "placeholder_rate": round(100 * float(np.mean([has_mask(s) for s in (served if served is not None else preds)])), 2),
     }
     return corpus, per_example
 

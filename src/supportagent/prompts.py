@@ -3,15 +3,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .retrieval import NO_EXAMPLES, Examples
 from .rules import RuleResult, sanitise
 
 
+def examples_block(brand: str, examples: Examples) -> list[str]:
+    """The retrieved past pairs as prompt lines, nearest first, under a header that says where they come from."""
+    if not examples.pairs:
+        return []
+    header = (f"Replies {brand} sent to similar messages:" if examples.source == "same_brand"
+              else f"Replies other brands sent to similar messages ({brand} has none yet):")
+    return [header, *(f'- Customer: "{sanitise(c)}" Reply: "{sanitise(r)}"' if c else f'- "{sanitise(r)}"'
+                      for c, r in examples.pairs)]
+
+
 def build_messages(system_prompt: str, brand: str, customer: str, tags: RuleResult | str,
-                   context: str = "", reply: str | None = None) -> list[dict]:
-    """Chat messages: system (brand), user (rule tags, optional previous turn, customer text),
-    and the assistant turn when a reference reply is given (training)."""
+                   context: str = "", reply: str | None = None, examples: Examples = NO_EXAMPLES) -> list[dict]:
+    """Chat messages: system (brand), user (rule tags, retrieved past pairs, optional previous turn,
+    customer text), and the assistant turn when a reference reply is given (training)."""
     tag_line = tags.tag_line() if isinstance(tags, RuleResult) else tags
-    user = [tag_line]
+    user = [tag_line, *examples_block(brand, examples)]
     if context:
         user.append(f"Previous turn: {sanitise(context)}")
     user.append(f"Customer: {sanitise(customer)}")

@@ -14,19 +14,22 @@ from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
 from . import models
-from .config import ModelParams, RulesParams, TrainParams
+from .config import ModelParams, RetrievalParams, RulesParams, TrainParams
 from .prompts import build_messages, encode
+from .retrieval import NO_EXAMPLES, ExampleIndex, Examples, embed
 from .rules import apply_rules
 
 
 class EncodedPairs(Dataset):
-    """Tokenised training examples (prompt from the shared contract + reference reply + end token)."""
+    """Tokenised training examples (prompt from the shared contract + reference reply + end token);
+    `examples`: the retrieved past pairs of each prompt (none by default)."""
 
-    def __init__(self, pairs: pd.DataFrame, tokenizer, model_params: ModelParams, rules_params: RulesParams):
+    def __init__(self, pairs: pd.DataFrame, tokenizer, model_params: ModelParams, rules_params: RulesParams,
+                 examples: list[Examples] | None = None):
         self.items = []
-        for row in pairs.itertuples(index=False):
+        for row, ex in zip(pairs.itertuples(index=False), examples or [NO_EXAMPLES] * len(pairs)):
             tags = apply_rules(row.customer, rules_params, row.context)
-            msgs = build_messages(model_params.system_prompt, row.brand, row.customer, tags, row.context, row.reply)
+            msgs = build_messages(model_params.system_prompt, row.brand, row.customer, tags, row.context, row.reply, ex)
             enc = encode(tokenizer, msgs, model_params.max_prompt_tokens, model_params.max_reply_tokens)
             self.items.append({"input_ids": enc.input_ids, "labels": enc.labels})
 
@@ -152,9 +155,10 @@ def count_params(model) -> tuple[int, int]:
     return trainable, total
 
 
-def run_fingerprint(method: str, params: TrainParams, frames: list[pd.DataFrame], base_dir: Path) -> str:
-    """Checkpoints are resumed only by a run with the same params, data and base."""
-    h = hashlib.sha256(method.encode() + params.model_dump_json().encode())
+def run_fingerprint(method: str, params: TrainParams, frames: list[pd.DataFrame], base_dir: Path,
+                    retrieval: RetrievalParams) -> str:
+    """Checkpoints are resumed only by a run with the same params, examples, data and base."""
+    h = hashlib.sha256(method.encode() + params.model_dump_json().encode() + retrieval.model_dump_json().encode())
     h.update((Path(base_dir) / models.MANIFEST).read_bytes())
     for df in frames:
         h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
@@ -177,9 +181,25 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: str | Path, out_dir: str | Path,
-          params: TrainParams, model_params: ModelParams, rules_params: RulesParams, seed: int,
-          plots_dir: str | Path, checkpoint_root: str | Path = "checkpoints", callbacks: tuple = ()) -> dict | None:
+def retrieved_examples(index: ExampleIndex, retrieval: RetrievalParams, train_df: pd.DataFrame,
+                       val_df: pd.DataFrame) -> tuple[list[Examples], list[Examples]]:
+    """Examples for the train pairs (never from their own conversation) and the validation pairs (from the
+    train split, as at test time)."""
+    if not retrieval.k:
+        return [NO_EXAMPLES] * len(train_df), [NO_EXAMPLES] * len(val_df)
+    args = (retrieval.k, retrieval.fields, retrieval.max_example_chars)
+    train_ex = index.examples_for_train(train_df, *args)
+    val_ex = []
+    if len(val_df):
+        queries = embed(models.load_embedder(), val_df["customer"].tolist())
+        val_ex = index.examples(queries, val_df["brand"].tolist(), *args, val_df["conversation_id"].tolist())
+    return train_ex, val_ex
+
+
+def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: str | Path, index_dir: str | Path,
+          out_dir: str | Path, params: TrainParams, model_params: ModelParams, rules_params: RulesParams,
+          retrieval: RetrievalParams, seed: int, plots_dir: str | Path, checkpoint_root: str | Path = "checkpoints",
+          callbacks: tuple = ()) -> dict | None:
     """Train one method, save its adapter to `out_dir` and return the training metrics (None on the
     non-main processes of a multi-GPU run under `accelerate launch`)."""
     from transformers import TrainingArguments, set_seed
@@ -188,13 +208,15 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     set_seed(seed)
     if train_df.empty:
         raise ValueError("the train split is empty: run `dvc repro split` and check metrics/split.json")
+    index = ExampleIndex(index_dir, train_df, models.embedder_id()) if retrieval.k else None  # the whole split
     if params.max_train_pairs:
         train_df = train_df.sample(n=min(params.max_train_pairs, len(train_df)), random_state=seed)
-    tokenizer = models.load_tokenizer(base_dir)
-    train_ds = EncodedPairs(train_df, tokenizer, model_params, rules_params)
     if params.max_val_pairs:
         val_df = val_df.sample(n=min(params.max_val_pairs, len(val_df)), random_state=seed)
-    val_ds = EncodedPairs(val_df, tokenizer, model_params, rules_params) if len(val_df) else None
+    train_ex, val_ex = retrieved_examples(index, retrieval, train_df, val_df)
+    tokenizer = models.load_tokenizer(base_dir)
+    train_ds = EncodedPairs(train_df, tokenizer, model_params, rules_params, train_ex)
+    val_ds = EncodedPairs(val_df, tokenizer, model_params, rules_params, val_ex) if len(val_df) else None
     model = build_model(method, base_dir, params)
     trainable, total = count_params(model)
 
@@ -222,7 +244,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
                       data_collator=PadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
                       callbacks=[curve, *callbacks])
     fingerprint_file = ckpt_dir / "fingerprint"
-    fingerprint = run_fingerprint(method, params, [train_df, val_df], base_dir)
+    fingerprint = run_fingerprint(method, params, [train_df, val_df], base_dir, retrieval)
     resume = None
     if ckpt_dir.exists():
         if fingerprint_file.exists() and fingerprint_file.read_text() == fingerprint:

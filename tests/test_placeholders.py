@@ -1,0 +1,28 @@
+from supportagent.config import BrandParams
+from supportagent.placeholders import NO_LINK, fill, has_mask, serve
+
+
+def test_url_mask_becomes_the_brands_link():
+    assert fill("Send us a note at <url> so we can help.", "https://help.example.com") == \
+        "Send us a note at https://help.example.com so we can help."
+
+
+def test_without_a_link_the_sentence_with_the_mask_is_dropped():
+    assert fill("Sorry about that! Send us a note at <url> so we can help. We're on it.") == "Sorry about that! We're on it."
+    assert fill("Meet us in DM and we'll continue from there. <url>") == "Meet us in DM and we'll continue from there."
+
+
+def test_a_reply_that_is_only_masks_becomes_the_fallback_sentence():
+    assert fill("<url>") == NO_LINK and fill("Ask @user here: <url>", "https://x.example") == NO_LINK
+
+
+def test_handles_are_never_sent_and_plain_text_is_untouched():
+    assert not has_mask(fill("Thanks! Tell @user we said hi. Enjoy.", "https://x.example"))
+    assert fill("All good here, enjoy!") == "All good here, enjoy!"
+    assert has_mask("ping @user") and has_mask("see <url>")
+
+
+def test_serve_uses_the_brands_params():
+    brands = {"AppleSupport": BrandParams(support_url="https://support.apple.com/contact")}
+    assert serve("DM us: <url>", "AppleSupport", brands) == "DM us: https://support.apple.com/contact"
+    assert serve("DM us: <url>", "DeltaAssist", brands) == NO_LINK
