@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-KEY_METRICS = ("rouge_l", "bleu", "semantic_similarity", "exact_match", "latency_p50_ms", "train_seconds",
+KEY_METRICS = ("rouge_l", "bleu", "semantic_similarity", "exact_match", "distinct_replies", "placeholder_rate",
+               "latency_p50_ms", "train_seconds",
                "tokens_per_second", "adapter_mb", "pairs", "final_val_loss")
 
 

@@ -112,7 +112,8 @@ def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path:
     ids = ref["pair_id"].sample(n=min(n, len(ref)), random_state=seed).sort_values().tolist()
     by_system = {s: df.set_index("pair_id") for s, df in predictions.items()}
     lines = ["# Replies for manual review", "",
-             f"{len(ids)} test messages drawn at random (seed {seed}), with every system's reply. Rate each reply for "
+             f"{len(ids)} test messages drawn at random (seed {seed}), with every system's reply as a customer would "
+             "receive it (links filled in; the reference keeps its masks). Rate each reply for "
              "helpfulness, tone and coherence (1-5) in the blank columns. Data: TWCS, CC BY-NC-SA 4.0.", ""]
     from .rules import apply_rules
 
@@ -127,7 +128,7 @@ def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path:
         for s in SYSTEMS:
             r = by_system[s].loc[pid]
             mark = " *(truncated)*" if r.get("truncated") else ""
-            lines.append(f"| {s} | {_cell(r['prediction'])}{mark} | | | |")
+            lines.append(f"| {s} | {_cell(r.get('served', r['prediction']))}{mark} | | | |")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
@@ -270,10 +271,13 @@ def ablation_tables(a: dict) -> list[str]:
             f"Same data, seed and code; the k=0 side is a real `{a['command']}` on {a['date']} "
             f"(commit {a['commit']}, {a['machine']['cores']} cores, {a['machine']['cpu']}).", "",
             _table(["system", *(n for _, n in keys)], rows), "",
-            _table(["training", "train s (k=0 → k)", "final val loss (k=0 → k)"],
-                   [[m, f"{a['k0']['training'][m]['train_seconds']} → {a['default']['training'][m]['train_seconds']}",
-                     f"{a['k0']['training'][m]['final_val_loss']} → {a['default']['training'][m]['final_val_loss']}"]
-                    for m in METHODS])]
+            _table(["training", "final val loss (k=0 → k)"],
+                   [[m, f"{a['k0']['training'][m]['final_val_loss']} → {a['default']['training'][m]['final_val_loss']}"]
+                    for m in METHODS]), "",
+            "The examples roughly double each prompt's tokens, and with them the CPU training time "
+            "(`benchmarks/cpu.json`, `other_runs`). Placeholders: both runs fill the brands' links before a reply "
+            "is sent, so neither sends a mask; what the model writes is in `reports/predictions/` (`prediction` "
+            "as written, `served` as sent)."]
 
 
 def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
