@@ -3,7 +3,9 @@
     python benchmarks/gpu_sweep.py benchmarks/sweep.json defaults         # learning rate, rank, size
     python benchmarks/gpu_sweep.py OUT.json budget [method or indices]      # -> benchmarks/sweep_budget.json
 
-Each configuration is trained and evaluated exactly as the pipeline does (same library calls)."""
+Each configuration is trained and evaluated exactly as the pipeline does (same library calls), with
+params.yaml as it is now (retrieved examples included; the recorded sweeps ran before them, with
+retrieval.k 0). For retrieval settings, see benchmarks/retrieval_sweep.py."""
 from __future__ import annotations
 
 import json
@@ -59,12 +61,13 @@ def main(out: str, sweep: str = "budget", only: str | None = None) -> None:
             continue
         tp = getattr(p.train, method).model_copy(update=update)
         t = time.perf_counter()
-        m = train(method, tr, va, ROOT / "models/base", f"/tmp/sweep/{i}", tp, p.model, p.rules, p.seed,
-                  f"/tmp/sweep_plots/{i}", checkpoint_root="/tmp/sweep_ckpt")
+        m = train(method, tr, va, ROOT / "models/base", ROOT / "models/index", f"/tmp/sweep/{i}", tp, p.model, p.rules,
+                  p.retrieval, p.seed, f"/tmp/sweep_plots/{i}", checkpoint_root="/tmp/sweep_ckpt")
         for rp in penalties:
             pe = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"repetition_penalty": rp, "test_size": test_size,
                                                                                   "latency_samples": 0})})
-            ev, _ = evaluate_system(method, pe, te, tr, str(ROOT / "models/base"), f"/tmp/sweep/{i}")
+            ev, _ = evaluate_system(method, pe, te, tr, str(ROOT / "models/base"), str(ROOT / "models/index"),
+                                    f"/tmp/sweep/{i}")
             rec = {"method": method, **update, "repetition_penalty": rp, "final_val_loss": m["final_val_loss"],
                    **{k: ev[k] for k in ("rouge_l", "bleu", "semantic_similarity", "avg_words", "truncated_share")}}
             results.append(rec)

@@ -93,3 +93,15 @@ def test_reply_cli_names_the_stage_for_a_missing_index(tmp_path, tiny_base):
                            "--brand", "X", "--message", "hi", "--method", "zero_shot", "--base", str(tiny_base),
                            "--index", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "dvc repro index" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_rules_cli_echoes_ids_and_rejects_non_string_text_per_line():
+    lines = "\n".join([json.dumps({"id": "a1", "text": "refund me now"}), json.dumps({"id": "a2", "text": 123}),
+                       json.dumps({"id": "a3", "text": None}), json.dumps({"id": "a4", "text": "thanks!"})])
+    proc = subprocess.run([sys.executable, "-m", "supportagent", "--params", str(ROOT / "params.yaml"), "rules"],
+                          input=lines, capture_output=True, text=True, timeout=120)
+    out = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert proc.returncode == 0 and [o["id"] for o in out] == ["a1", "a4"] and out[0]["escalate"]
+    assert "line 2: `text` must be a string, got int; skipped" in proc.stderr
+    assert "line 3: `text` must be a string, got NoneType; skipped" in proc.stderr
+    assert "Failed to load CPU gemm_4bit_forward" not in proc.stderr

@@ -79,6 +79,13 @@ def test_missing_columns_are_named(tmp_path):
         make_subset(path, LOOSE, 1)
 
 
+def test_a_raw_file_that_is_not_utf8_gets_a_message(tmp_path):
+    path = tmp_path / "twcs.csv"
+    path.write_bytes(THREADS.read_bytes() + "1,a,True,x,caf\xe9 ol\xe9,,\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text.*iconv"):
+        make_subset(path, LOOSE, 1)
+
+
 def test_filter_leaving_nothing_reports_counts():
     with pytest.raises(DataError, match="dropped per reason.*reply_too_short"):
         make_subset(THREADS, LOOSE.model_copy(update={"min_reply_chars": 500, "max_reply_chars": 600}), 1)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 
 def _read_items(path: str | None, stdin) -> list[dict]:
-    """JSON lines (`text`, optional `brand`, `context`) or a CSV with those columns; '-' or none = stdin."""
+    """JSON lines (`text`, optional `brand`, `context`, `id`) or a CSV with those columns; '-' or none = stdin.
+    A line that is not JSON, or whose `text` is not a string, is skipped with a warning naming the line:
+    give each item an `id` to match outputs to inputs (it is echoed in every result)."""
     if path and path != "-" and not Path(path).exists():
         sys.exit(f"error: {path} not found")
     source = stdin if not path or path == "-" else open(path, encoding="utf-8")
@@ -24,8 +26,18 @@ def _read_items(path: str | None, stdin) -> list[dict]:
         except json.JSONDecodeError as err:
             print(f"warning: line {n} is not JSON ({err.msg}); skipped", file=sys.stderr)
             continue
-        items.append(obj if isinstance(obj, dict) else {"text": str(obj)})
+        obj = obj if isinstance(obj, dict) else {"text": obj}
+        if not isinstance(obj.get("text"), str) or not isinstance(obj.get("context", ""), (str, type(None))):
+            bad = "text" if not isinstance(obj.get("text"), str) else "context"
+            print(f"warning: line {n}: `{bad}` must be a string, got {type(obj.get(bad)).__name__}; skipped",
+                  file=sys.stderr)
+            continue
+        items.append(obj)
     return items
+
+
+def _with_id(item: dict, result: dict) -> dict:
+    return {"id": item["id"], **result} if "id" in item else result
 
 
 def cmd_rules(args) -> None:
@@ -34,8 +46,8 @@ def cmd_rules(args) -> None:
 
     params = load_params(args.params).rules
     for item in _read_items(args.file, sys.stdin):
-        result = apply_rules(str(item.get("text", "")), params, str(item.get("context", "") or ""))
-        print(json.dumps({"brand": item.get("brand"), **result.to_dict()}, ensure_ascii=False))
+        result = apply_rules(item.get("text", ""), params, item.get("context", "") or "")
+        print(json.dumps(_with_id(item, {"brand": item.get("brand"), **result.to_dict()}), ensure_ascii=False))
 
 
 def cmd_reply(args) -> None:
@@ -54,9 +66,9 @@ def cmd_reply(args) -> None:
     agent = SupportAgent(params, base_dir=args.base, index_dir=args.index, method=args.method, adapter_dir=args.adapter)
     responses = [agent.reply(it["brand"] or "", it.get("text", ""), it.get("context", "") or "") for it in items] \
         if args.batch_size == 1 else agent.reply_many(items, args.batch_size)
-    for r in responses:
+    for it, r in zip(items, responses):
         if args.json:
-            print(json.dumps(r.to_dict(), ensure_ascii=False))
+            print(json.dumps(_with_id(it, r.to_dict()), ensure_ascii=False))
         else:
             print(f"{r.tags}\nescalate: {'YES' if r.escalate else 'no'}   method: {r.method}   "
                   f"latency: {r.latency_ms:.0f} ms{'   (input truncated)' if r.input_truncated else ''}"

@@ -37,6 +37,14 @@ def read_raw(path: str | Path, report: Report) -> pd.DataFrame:
             "Kaggle's 'Customer Support on Twitter' twcs.csv, put it at data/raw/twcs.csv and run "
             "`dvc add data/raw/twcs.csv`."
         )
+    try:
+        with open(path, encoding="utf-8") as f:
+            for _ in iter(lambda: f.read(1 << 24), ""):  # the whole file decodes, in 16 MB pieces
+                pass
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (byte {err.start} of a {err.end - err.start}-byte piece cannot be "
+                        "decoded): TWCS is UTF-8. Convert it (`iconv -f <its encoding> -t utf-8`) or download it again, "
+                        "then `dvc add data/raw/twcs.csv`") from None
     header = pd.read_csv(path, nrows=0).columns
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:

