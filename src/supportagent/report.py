@@ -280,6 +280,13 @@ def ablation_tables(a: dict) -> list[str]:
             "as written, `served` as sent)."]
 
 
+def _concurrent(c: dict) -> tuple[int | None, float | None]:
+    """(jobs, wall seconds) of a GPU run with several stages at once: a run made so, or its `concurrent` record."""
+    if c.get("jobs", 1) > 1:
+        return c["jobs"], c["wall_seconds"]
+    return (c["concurrent"]["jobs"], c["concurrent"]["wall_seconds"]) if "concurrent" in c else (None, None)
+
+
 def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     """README sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
     conf = g["configurations"]
@@ -289,11 +296,13 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
            *([f"Default params as {default['params_note']}.", ""] if default.get("params_note") else []),
            _table(["stage", "default params, s", "configs/full.yaml, s"],
                   [[k, default["stage_seconds"][k], full["stage_seconds"].get(k, "–")] for k in stages]
-                  + [["one after another, as `dvc repro` runs them (default: the whole pipeline; full: its model stages)",
-                      default["model_stages_seconds"], full["model_stages_seconds"]]]
-                  + ([[f"whole pipeline, wall clock with `--jobs {default['concurrent']['jobs']}` (independent stages side by "
-                       "side; target for default: <= 180)", f"**{default['concurrent']['wall_seconds']}**", "–"]]
-                     if "concurrent" in default else [])), "",
+                  + [["whole pipeline, one stage after another, as `dvc repro` runs them",
+                      *(c["model_stages_seconds"] if c.get("jobs", 1) == 1 else "–" for c in (default, full))]]
+                  + [[f"whole pipeline, wall clock with `--jobs N` (independent stages side by side; target for "
+                      "default: <= 180)",
+                      *(f"**{w}** (N={j})" if w else "–" for j, w in (_concurrent(default), _concurrent(full)))]]), "",
+           *([f"A column whose run had several stages at once (N above) has stage seconds that overlap.", ""]
+             if max(default.get("jobs", 1), full.get("jobs", 1)) > 1 else []),
            _table(["training on the GPU", "tokens/s", "peak GPU MB", "train s", "final val loss"],
                   [[f"{m} ({name})", *(c["metrics"][f"train/{m}"][x] for x in
                                        ["tokens_per_second", "peak_memory_mb", "train_seconds", "final_val_loss"])]
