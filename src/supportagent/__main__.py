@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -63,7 +64,13 @@ def cmd_reply(args) -> None:
             it.setdefault("brand", args.brand)
     if not items:
         sys.exit("error: nothing to answer: give --message, or --file with JSON lines / CSV rows (brand, text)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per model file is noise in a CLI
+    start = time.perf_counter()
     agent = SupportAgent(params, base_dir=args.base, index_dir=args.index, method=args.method, adapter_dir=args.adapter)
+    print(f"loaded {agent.method} in {time.perf_counter() - start:.1f} s (once per call: pass many messages with "
+          "--file to pay it once)", file=sys.stderr)
     responses = [agent.reply(it["brand"] or "", it.get("text", ""), it.get("context", "") or "") for it in items] \
         if args.batch_size == 1 else agent.reply_many(items, args.batch_size)
     for it, r in zip(items, responses):
