@@ -1,6 +1,6 @@
 """Cleaning masks (`<url>`, `@user`) never reach a customer: served replies get the brand's link or lose the sentence.
 
-The model learns from cleaned replies, so it writes the masks the cleaning put in (43% of train
+The model learns from cleaned replies, so it writes the masks the cleaning put in (many train
 replies carry `<url>`). Before a reply is sent, `<url>` becomes the brand's `brands.<brand>.support_url`
 from params.yaml. A mask that cannot be filled (no link for the brand, or a masked `@user` handle,
 whose account is unknown) takes its whole sentence with it; a reply left empty becomes `NO_LINK`.
