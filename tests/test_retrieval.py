@@ -5,9 +5,14 @@ import pytest
 
 from supportagent import models
 from supportagent.errors import RetrievalIndexError
-from supportagent.retrieval import ExampleIndex, RetrievalBaseline, build_index, embed
+from supportagent.config import RetrievalParams
+from supportagent.retrieval import ExampleIndex, RetrievalBaseline, build_index
 
 from conftest import make_tiny_pairs
+
+
+def _rp(k: int, fields: str, max_chars: int) -> RetrievalParams:
+    return RetrievalParams(k=k, fields=fields, max_example_chars=max_chars)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +22,7 @@ def index(tiny_index):
 
 def test_training_examples_never_come_from_the_pairs_own_conversation(index):
     pairs = make_tiny_pairs()
-    examples = index.examples_for_train(pairs, k=3, fields="pair", max_chars=200)
+    examples = index.examples_for_train(pairs, _rp(3, "pair", 200))
     conv = dict(zip(pairs["pair_id"], pairs["conversation_id"]))
     brand = dict(zip(pairs["pair_id"], pairs["brand"]))
     for pid, ex in zip(pairs["pair_id"], examples):
@@ -30,14 +35,14 @@ def test_training_examples_never_come_from_the_pairs_own_conversation(index):
 
 
 def test_examples_are_nearest_first_and_cut_to_length(index, embedder):
-    ex = index.examples(embed(embedder, ["my playlist number 6 vanished, please help"]), ["SpotifyCares"], 2, "pair", 20)[0]
+    ex = index.examples(embedder, ["my playlist number 6 vanished, please help"], ["SpotifyCares"], _rp(2, "pair", 20))[0]
     assert ex.pair_ids[0] == 6 and all(len(c) <= 21 and len(r) <= 21 for c, r in ex.pairs)
-    reply_only = index.examples(embed(embedder, ["playlist 6"]), ["SpotifyCares"], 2, "reply", 200)[0]
+    reply_only = index.examples(embedder, ["playlist 6"], ["SpotifyCares"], _rp(2, "reply", 200))[0]
     assert all(c == "" and r for c, r in reply_only.pairs)
 
 
 def test_unseen_brand_gets_pairs_of_any_brand_and_says_so(index, embedder):
-    ex = index.examples(embed(embedder, ["where is my order?"]), ["DeltaAssist"], 2, "pair", 200)[0]
+    ex = index.examples(embedder, ["where is my order?"], ["DeltaAssist"], _rp(2, "pair", 200))[0]
     assert ex.source == "other_brands" and len(ex.pairs) == 2
 
 
@@ -45,13 +50,13 @@ def test_a_brand_with_only_its_own_conversation_falls_back_to_other_brands(tiny_
     pairs = make_tiny_pairs()
     pairs.loc[pairs["brand"] == "AmazonHelp", "conversation_id"] = 99  # one conversation holds every Amazon pair
     build_index(pairs, embedder, tmp_path, models.embedder_id())
-    ex = ExampleIndex(tmp_path, pairs).examples_for_train(pairs[pairs["brand"] == "AmazonHelp"].head(2), 2, "pair", 200)
+    ex = ExampleIndex(tmp_path, pairs).examples_for_train(pairs[pairs["brand"] == "AmazonHelp"].head(2), _rp(2, "pair", 200))
     assert all(e.source == "other_brands" and e.pairs for e in ex)
     assert all(p % 2 == 0 for e in ex for p in e.pair_ids)  # SpotifyCares pairs
 
 
 def test_k_zero_gives_no_examples(index, embedder):
-    assert index.examples(embed(embedder, ["hi"]), ["SpotifyCares"], 0, "pair", 100)[0].pairs == ()
+    assert index.examples(embedder, ["hi"], ["SpotifyCares"], _rp(0, "pair", 100))[0].pairs == ()
 
 
 def test_an_index_of_another_split_is_refused_with_the_stage_to_rerun(tiny_index):
@@ -72,7 +77,7 @@ def test_a_missing_or_empty_index_says_what_to_run(tmp_path, embedder):
 def test_training_pairs_missing_from_the_index_are_refused(index):
     stray = make_tiny_pairs().head(1).assign(pair_id=1000)
     with pytest.raises(RetrievalIndexError, match="not in the index"):
-        index.examples_for_train(stray, 2, "pair", 100)
+        index.examples_for_train(stray, _rp(2, "pair", 100))
 
 
 def test_retrieval_baseline_answers_with_the_nearest_reply_of_the_brand(index, embedder):

@@ -28,9 +28,9 @@ def _read_items(path: str | None, stdin) -> list[dict]:
             print(f"warning: line {n} is not JSON ({err.msg}); skipped", file=sys.stderr)
             continue
         obj = obj if isinstance(obj, dict) else {"text": obj}
-        if not isinstance(obj.get("text"), str) or not isinstance(obj.get("context", ""), (str, type(None))):
-            bad = "text" if not isinstance(obj.get("text"), str) else "context"
-            print(f"warning: line {n}: `{bad}` must be a string, got {type(obj.get(bad)).__name__}; skipped",
+        bad = [k for k, v in (("text", obj.get("text")), ("context", obj.get("context") or "")) if not isinstance(v, str)]
+        if bad:
+            print(f"warning: line {n}: `{bad[0]}` must be a string, got {type(obj.get(bad[0])).__name__}; skipped",
                   file=sys.stderr)
             continue
         items.append(obj)

@@ -10,7 +10,7 @@ from .config import Params
 from .generation import Generator, load_system
 from .placeholders import serve
 from .prompts import build_messages, encode
-from .retrieval import NO_EXAMPLES, ExampleIndex, Examples, embed
+from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
 from .rules import RuleResult, apply_rules
 
 CLARIFY = "Hi! Could you tell us a bit more about what's happening, so we can help?"
@@ -39,16 +39,26 @@ class AgentResponse:
         return asdict(self)
 
 
-def prepare(params: Params, tokenizer, brand: str, message: str, context: str = "",
-            examples: Examples = NO_EXAMPLES) -> tuple[list[int], RuleResult, str]:
-    """Clean a customer message, run the rules and build the prompt ids (the same path as training)."""
+def read_message(params: Params, message: str, context: str = "") -> tuple[RuleResult, str, str]:
+    """The rules on the raw customer message, and the cleaned message and previous turn the prompt holds."""
     message = message if isinstance(message, str) else ""
     rules = apply_rules(message, params.rules, context)
     text = clean_text(message)[: params.rules.max_message_chars]
     ctx = clean_text(context)[: params.subset.max_context_chars] if context else ""
+    return rules, text, ctx
+
+
+def prompt_ids(params: Params, tokenizer, brand: str, rules: RuleResult, text: str, ctx: str,
+               examples: Examples = NO_EXAMPLES) -> list[int]:
     msgs = build_messages(params.model.system_prompt, brand, text, rules, ctx, examples=examples)
-    enc = encode(tokenizer, msgs, params.model.max_prompt_tokens, params.model.max_reply_tokens)
-    return enc.input_ids, rules, text
+    return encode(tokenizer, msgs, params.model.max_prompt_tokens, params.model.max_reply_tokens).input_ids
+
+
+def prepare(params: Params, tokenizer, brand: str, message: str, context: str = "",
+            examples: Examples = NO_EXAMPLES) -> tuple[list[int], RuleResult, str]:
+    """Clean a customer message, run the rules and build the prompt ids (the same path as training)."""
+    rules, text, ctx = read_message(params, message, context)
+    return prompt_ids(params, tokenizer, brand, rules, text, ctx, examples), rules, text
 
 
 class SupportAgent:
@@ -69,23 +79,20 @@ class SupportAgent:
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""
-        rp = self.params.retrieval
         brands = [it.get("brand", "") for it in items]
-        texts = [clean_text(it.get("text", "") if isinstance(it.get("text"), str) else "") for it in items]
+        read = [read_message(self.params, it.get("text", ""), it.get("context", "")) for it in items]
         examples = [NO_EXAMPLES] * len(items) if self.index is None else \
-            self.index.examples(embed(self.embedder, texts), brands, rp.k, rp.fields, rp.max_example_chars)
-        prepared = [prepare(self.params, self.tokenizer, b, it.get("text", ""), it.get("context", ""), ex)
-                    for b, it, ex in zip(brands, items, examples)]
-        todo = [i for i, (_, _, text) in enumerate(prepared) if text.strip()]
+            self.index.examples(self.embedder, [text for _, text, _ in read], brands, self.params.retrieval)
+        todo = [i for i, (_, text, _) in enumerate(read) if text.strip()]
+        prompts = [prompt_ids(self.params, self.tokenizer, brands[i], *read[i], examples[i]) for i in todo]
         start = time.perf_counter()
         batch_size = batch_size or self.params.evaluate.batch_size
-        replies, _ = self.generator.generate_all([prepared[i][0] for i in todo], batch_size,
-                                                 progress=len(todo) > batch_size)
+        replies, _ = self.generator.generate_all(prompts, batch_size, progress=len(todo) > batch_size)
         per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
         by_index = dict(zip(todo, replies))
         handoff = self.params.rules.handoff
         out = []
-        for i, (brand, ex, (_, rules, text)) in enumerate(zip(brands, examples, prepared)):
+        for i, (brand, ex, (rules, text, _)) in enumerate(zip(brands, examples, read)):
             gen = by_index.get(i)
             model_reply = gen.text if gen else CLARIFY
             sent = serve(model_reply, brand, self.params.brands)

@@ -126,7 +126,7 @@ class EvaluateParams(Strict):
 class RetrievalParams(Strict):
     k: int = Field(2, ge=0, le=8)  # past pairs of the same brand placed in the prompt; 0 = no examples
     fields: Literal["pair", "reply"] = "pair"  # an example shows the customer text and the reply, or the reply only
-    max_example_chars: int = Field(160, ge=16)  # each text of an example is cut to this length
+    max_example_chars: int = Field(100, ge=16)  # each text of an example is cut to this length
 
 
 class BrandParams(Strict):

@@ -38,21 +38,17 @@ def read_raw(path: str | Path, report: Report) -> pd.DataFrame:
             "`dvc add data/raw/twcs.csv`."
         )
     try:
-        with open(path, encoding="utf-8") as f:
-            for _ in iter(lambda: f.read(1 << 24), ""):  # the whole file decodes, in 16 MB pieces
-                pass
+        header = pd.read_csv(path, nrows=0).columns
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DataError(f"{path} lacks the column(s) {missing}; a TWCS file has {REQUIRED_COLUMNS + ['response_tweet_id']}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # all columns are read: with `usecols` pandas stops detecting lines with too many fields
+            df = pd.read_csv(path, dtype=str, on_bad_lines="warn", engine="c", keep_default_na=False)
     except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 text (byte {err.start} of a {err.end - err.start}-byte piece cannot be "
-                        "decoded): TWCS is UTF-8. Convert it (`iconv -f <its encoding> -t utf-8`) or download it again, "
-                        "then `dvc add data/raw/twcs.csv`") from None
-    header = pd.read_csv(path, nrows=0).columns
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise DataError(f"{path} lacks the column(s) {missing}; a TWCS file has {REQUIRED_COLUMNS + ['response_tweet_id']}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        # all columns are read: with `usecols` pandas stops detecting lines with too many fields
-        df = pd.read_csv(path, dtype=str, on_bad_lines="warn", engine="c", keep_default_na=False)
+        raise DataError(f"{path} is not UTF-8 text ({err.reason}): TWCS is UTF-8. Convert it (`iconv -f <its encoding> "
+                        "-t utf-8`) or download it again, then `dvc add data/raw/twcs.csv`") from None
     bad_lines = sum(len(re.findall(r"Skipping line", str(w.message))) for w in caught)
     report.rows_read = len(df) + bad_lines
     report.drop("malformed_line", bad_lines)

@@ -12,7 +12,7 @@ from .agent import prepare
 from .config import Params
 from .metrics import score
 from .placeholders import serve
-from .retrieval import ExampleIndex, RetrievalBaseline, embed
+from .retrieval import ExampleIndex, RetrievalBaseline
 from .rules import apply_rules
 
 
@@ -35,9 +35,7 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     models.dense_4bit_for_cpu(model)
     ev = params.evaluate
     gen = Generator(model, tok, ev.max_new_tokens, ev.repetition_penalty)
-    rp = params.retrieval
-    examples = index.examples(embed(embedder, test["customer"].tolist()), test["brand"].tolist(), rp.k, rp.fields,
-                              rp.max_example_chars)
+    examples = index.examples(embedder, test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
     prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)]
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches
     k = min(ev.latency_samples, len(prompts))

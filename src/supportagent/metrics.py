@@ -8,6 +8,8 @@ import string
 
 import numpy as np
 
+from .placeholders import has_mask
+
 _PUNCT = re.compile("[" + re.escape(string.punctuation + "’‘“”…") + "]")
 _HANDLE = re.compile(r"@\w+")
 _LINK = re.compile(r"(?:https?://|www\.)\S+|<url>", re.IGNORECASE)
@@ -61,8 +63,6 @@ def score(preds: list[str], refs: list[str], customers: list[str], embedder,
           served: list[str] | None = None) -> tuple[dict, dict]:
     """Corpus metrics and the per-example columns they come from. `preds` are the model's replies as
     written (with cleaning masks, like the references); `served` what a customer would receive."""
-    from .placeholders import has_mask
-
     import sacrebleu
 
     if not preds:

@@ -6,10 +6,9 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 from pathlib import Path
-
-import logging
 
 import torch
 

@@ -182,7 +182,8 @@ def render_tables(root: str | Path = ".") -> str:
     evals, trains = load_all(root)
     data = load_json(root / "metrics/data.json")
     split = load_json(root / "metrics/split.json")
-    rk = load_json(root / "metrics/comparison.json").get("retrieval", {"k": 0})
+    comp = load_json(root / "metrics/comparison.json")
+    rk = comp.get("retrieval", {"k": 0})
     brands = sorted(data["pairs_per_brand"])
     prompts = (f"Every LLM prompt holds the {rk['k']} nearest past pairs of the same brand from the train split "
                f"(`retrieval.k: {rk['k']}`, `fields: {rk['fields']}`), in training and serving alike, so `zero_shot` is "
@@ -231,7 +232,7 @@ def render_tables(root: str | Path = ".") -> str:
     cpu = root / "benchmarks/cpu.json"
     if cpu.exists():
         c = load_json(cpu)
-        served = load_json(root / "metrics/comparison.json")["served_method"]
+        served = comp["served_method"]
         other = next(m for m in METHODS if m != served)
         r = evals["retrieval"]
         rows = [["both trainings, wall s", c["train_seconds_total"], "<= 900"],

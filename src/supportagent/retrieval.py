@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import RetrievalParams
 from .errors import RetrievalIndexError
 
 VECTORS, PAIRS, MANIFEST = "vectors.npy", "pairs.parquet", "manifest.json"
@@ -96,26 +97,34 @@ class ExampleIndex:
             out.append((top, source))
         return out
 
-    def examples(self, queries: np.ndarray, brands: list[str], k: int, fields: str, max_chars: int,
-                 exclude_conversations: list | None = None) -> list[Examples]:
-        if k == 0:
+    def _examples(self, queries: np.ndarray, brands: list[str], params: RetrievalParams,
+                  exclude_conversations: list | None = None) -> list[Examples]:
+        if params.k == 0:
             return [NO_EXAMPLES] * len(brands)
-        cut = lambda t: t if len(t) <= max_chars else t[:max_chars].rstrip() + "…"
+        n = params.max_example_chars
+        cut = lambda t: t if len(t) <= n else t[:n].rstrip() + "…"
         out = []
-        for rows, source in self.nearest(queries, brands, k, exclude_conversations):
-            pairs = tuple((cut(self.pairs.at[r, "customer"]) if fields == "pair" else "", cut(self.pairs.at[r, "reply"]))
+        for rows, source in self.nearest(queries, brands, params.k, exclude_conversations):
+            pairs = tuple((cut(self.pairs.at[r, "customer"]) if params.fields == "pair" else "", cut(self.pairs.at[r, "reply"]))
                           for r in rows)
             out.append(Examples(pairs, source, tuple(int(self.pairs.at[r, "pair_id"]) for r in rows)))
         return out
 
-    def examples_for_train(self, pairs: pd.DataFrame, k: int, fields: str, max_chars: int) -> list[Examples]:
+    def examples(self, embedder, texts: list[str], brands: list[str], params: RetrievalParams,
+                 exclude_conversations: list | None = None) -> list[Examples]:
+        """The past pairs to show with each message (`params`: params.retrieval); nothing is embedded for k=0."""
+        if params.k == 0:
+            return [NO_EXAMPLES] * len(brands)
+        return self._examples(embed(embedder, texts), brands, params, exclude_conversations)
+
+    def examples_for_train(self, pairs: pd.DataFrame, params: RetrievalParams) -> list[Examples]:
         """Examples for pairs of the indexed split itself (training): their stored vectors are the
         queries, and a pair never sees itself or any pair of its own conversation."""
         missing = [p for p in pairs["pair_id"] if int(p) not in self.row_of_pair]
         if missing:
             raise RetrievalIndexError(f"{len(missing)} train pairs (e.g. pair {missing[0]}) are not in the index: run `dvc repro index`")
         queries = self.vectors[[self.row_of_pair[int(p)] for p in pairs["pair_id"]]]
-        return self.examples(queries, pairs["brand"].tolist(), k, fields, max_chars, pairs["conversation_id"].tolist())
+        return self._examples(queries, pairs["brand"].tolist(), params, pairs["conversation_id"].tolist())
 
 
 class RetrievalBaseline:

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 from . import models
 from .config import ModelParams, RetrievalParams, RulesParams, TrainParams
 from .prompts import build_messages, encode
-from .retrieval import NO_EXAMPLES, ExampleIndex, Examples, embed
+from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
 from .rules import apply_rules
 
 
@@ -187,13 +187,9 @@ def retrieved_examples(index: ExampleIndex, retrieval: RetrievalParams, train_df
     train split, as at test time)."""
     if not retrieval.k:
         return [NO_EXAMPLES] * len(train_df), [NO_EXAMPLES] * len(val_df)
-    args = (retrieval.k, retrieval.fields, retrieval.max_example_chars)
-    train_ex = index.examples_for_train(train_df, *args)
-    val_ex = []
-    if len(val_df):
-        queries = embed(models.load_embedder(), val_df["customer"].tolist())
-        val_ex = index.examples(queries, val_df["brand"].tolist(), *args, val_df["conversation_id"].tolist())
-    return train_ex, val_ex
+    val_ex = index.examples(models.load_embedder(), val_df["customer"].tolist(), val_df["brand"].tolist(), retrieval,
+                            val_df["conversation_id"].tolist()) if len(val_df) else []
+    return index.examples_for_train(train_df, retrieval), val_ex
 
 
 def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: str | Path, index_dir: str | Path,
