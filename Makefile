@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test test-fast data readme readme-check pr-report bench-subset bench-7b full clean-venv
+.PHONY: repro test test-fast data readme readme-check plots exp-show vendor-vega pr-report bench-subset bench-7b full clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,10 +22,29 @@ data/raw/twcs.csv: data/raw/twcs.csv.dvc | $(STAMP)
 data: data/raw/twcs.csv
 
 # stage commands call `python`: the venv's bin goes first on PATH
-# the README's result tables are regenerated from the run just made (latency differs by machine)
+# the README's result tables are regenerated from the run just made (latency differs by machine), and with
+# Chromium installed the screenshot of the plots page too
 repro: $(STAMP) data/raw/twcs.csv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	$(BIN)/python -m supportagent readme
+	@if command -v chromium >/dev/null; then $(MAKE) --no-print-directory plots; \
+	else echo "no chromium: plots/png/comparison.png not refreshed (apt-get install chromium; make plots)"; fi
+
+# `dvc plots show` into dvc_plots/ (offline page), checked in headless Chromium; screenshot plots/png/comparison.png
+plots: $(STAMP)
+	$(BIN)/python -m supportagent plots
+
+# the decision metrics of each experiment in a 200-column terminal (after e.g. `dvc exp run -S method=prompt_tuning`)
+EXP_COLUMNS := ^(Experiment|Created|(params\.yaml:)?(method|retrieval\.k)|(metrics/served\.json:)?(rouge_l|bleu|exact_match|semantic_similarity|latency_p50_ms|adapter_mb|train_seconds)|retrieval\.rouge_l)$$
+exp-show: $(STAMP)
+	$(BIN)/dvc exp show --drop '.*' --keep '$(EXP_COLUMNS)' $(ARGS)
+
+# rebuild .dvc/plots/page.html (the offline `dvc plots` template) from the npm registry; needs npm
+vendor-vega: $(STAMP)
+	rm -rf build/vega && mkdir -p build/vega
+	cd build/vega && for p in $$($(abspath $(BIN))/python -c "from supportagent.plots import VEGA; print(' '.join(f'{n}@{v}' for n, v in VEGA.items()))"); do \
+	    tgz=$$(npm pack -q "$$p" | tail -1) && mkdir -p "$${p%@*}" && tar xzf "$$tgz" -C "$${p%@*}" --strip-components 1; done
+	$(BIN)/python -m supportagent vendor-vega build/vega
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs

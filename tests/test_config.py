@@ -82,3 +82,21 @@ def test_every_selected_brand_has_a_link_for_served_replies():
     p = load_params(ROOT / "params.yaml")
     brands = json.loads((ROOT / "metrics/data.json").read_text())["pairs_per_brand"]
     assert all(p.brands[b].support_url.startswith("https://") for b in brands)
+
+
+def test_params_yaml_is_in_the_format_dvc_writes(tmp_path):
+    """`dvc exp run -S key=value` rewrites params.yaml with DVC's YAML dumper: in that format already, the
+    file changes only in the line of the key that was set."""
+    import shutil
+
+    from dvc.utils.serialize import modify_yaml
+
+    copy = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", copy)
+    with modify_yaml(copy) as d:
+        other = next(m for m in METHODS if m != d["method"])
+        d["method"] = other
+        d["retrieval"]["k"] += 1
+    before, after = (ROOT / "params.yaml").read_text().splitlines(), copy.read_text().splitlines()
+    changed = [b for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and changed == [f"method: {other}", f"  k: {d['retrieval']['k']}"], changed

@@ -38,6 +38,31 @@ def _dvc(cwd, *args):
     return proc.stdout
 
 
+def _exp_show(work: Path) -> str:
+    """`make exp-show` in a 200-column terminal: `dvc exp show` with the Makefile's EXP_COLUMNS filter."""
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("EXP_COLUMNS := "))
+    keep = line.split(" := ", 1)[1].replace("$$", "$")
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.run([str(bin_dir / "dvc"), "exp", "show", "--no-pager", "--drop", ".*", "--keep", keep], cwd=work,
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _plots_page_draws(work: Path) -> None:
+    """The run's `dvc plots show` page, with the project's templates, loads nothing remote and (with a browser)
+    draws every plot."""
+    from supportagent import plots
+
+    shutil.copytree(ROOT / ".dvc/plots", work / ".dvc/plots")
+    _dvc(work, "config", "plots.html_template", "plots/page.html")
+    _dvc(work, "plots", "show", "-o", "dvc_plots")
+    assert plots.remote_resources((work / "dvc_plots/index.html").read_text()) == []
+    if plots.chromium() or os.environ.get("SUPPORTAGENT_REQUIRE_BROWSER"):
+        marks = plots.drawn_marks(plots.render(work / "dvc_plots/index.html"))
+        assert len(marks) == 5 and min(marks.values()) > 0, marks
+
+
 def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     work = tmp_path / "project"
     work.mkdir()
@@ -68,7 +93,9 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
         assert ev["n"] == 4 and 0 <= ev["rouge_l"] <= 100 and ev["latency_p50_ms"] is not None
     assert json.loads((work / "metrics/served.json").read_text())["method"] == "qlora"
     assert (work / "reports/samples.md").read_text().count("| reference |") == 3
-    assert (work / "plots/png/quality.png").stat().st_size > 1000
+    loss = pd.read_csv(work / "plots/compare/loss.csv")
+    assert set(loss["method"]) == {"qlora", "prompt_tuning"} and loss["epoch"].between(0, 1.01).all()
+    _plots_page_draws(work)
     assert "up to date" in _dvc(work, "status") or "Data and pipelines are up to date" in _dvc(work, "status")
 
     # switching the served method reruns only `compare`, no training
@@ -76,5 +103,17 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _dvc(work, "status")
     assert "compare" in status and "train@" not in status and "evaluate@" not in status
-    _dvc(work, "repro")
+    (work / "params.yaml").write_text(yaml.safe_dump({**params, "method": "qlora"}, sort_keys=False))
+
+    # ... as a user does it: an experiment, then its decision metrics in a 200-column terminal
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
+        subprocess.run(cmd, cwd=work, check=True, capture_output=True)
+    out = _dvc(work, "exp", "run", "-S", "method=prompt_tuning")
+    assert "Running stage 'compare'" in out and "Running stage 'train@" not in out
     assert json.loads((work / "metrics/served.json").read_text())["method"] == "prompt_tuning"
+    table = _exp_show(work)
+    assert max(map(len, table.splitlines())) <= 200, table
+    for column in ("method", "rouge_l", "bleu", "exact_match", "semantic_similarity", "latency_p50_ms", "adapter_mb",
+                   "train_seconds", "retrieval.rouge_l"):
+        assert column in table, (column, table)
+    assert "prompt_tuning" in table and "qlora" in table  # the experiment's row and the baseline's

@@ -1,4 +1,4 @@
-"""Command line: `python -m supportagent {rules,reply,readme,pr-report}`."""
+"""Command line: `python -m supportagent {rules,reply,readme,pr-report,plots,vendor-vega}`."""
 from __future__ import annotations
 
 import argparse
@@ -104,6 +104,46 @@ def cmd_pr_report(args) -> None:
     print(text)
 
 
+def cmd_plots(args) -> None:
+    """`dvc plots show` (or `dvc plots diff REV...`) into --out, then the page rendered in headless Chromium:
+    it must load nothing from the network and every plot must draw marks; the screenshot goes to --png."""
+    import subprocess
+
+    from .plots import drawn_marks, remote_resources, render
+
+    dvc = Path(sys.executable).parent / "dvc"
+    cmd = [str(dvc) if dvc.exists() else "dvc", "plots", *(["diff", *args.diff] if args.diff else ["show"]), "-o", args.out]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[1:])} failed: {proc.stderr.strip()[-1500:]}")
+    page = Path(args.out) / "index.html"
+    remote = remote_resources(page.read_text())
+    if remote:
+        raise RuntimeError(f"{page} loads from the network: {remote[:3]} (is plots.html_template set in .dvc/config?)")
+    marks = drawn_marks(render(page, Path(args.png) if args.png else None))
+    for plot, n in marks.items():
+        print(f"{plot:>20}: {n} marks")
+    blank = [p for p, n in marks.items() if n == 0]
+    if blank or not marks:
+        raise RuntimeError(f"blank plots in {page}: {blank or 'all'}")
+    print(f"{page}: {len(marks)} plots, no network resources" + (f"; screenshot {args.png}" if args.png else ""))
+
+
+def cmd_vendor_vega(args) -> None:
+    from .plots import PAGE, VEGA, build_page, without_scripts
+
+    folder = Path(args.packages)
+    scripts = {}
+    for name, version in VEGA.items():
+        built = folder / name / "build" / f"{name}.min.js"
+        meta = json.loads((folder / name / "package.json").read_text())
+        if meta["version"] != version:
+            raise ValueError(f"{folder / name} is {name}@{meta['version']}, expected {version} (plots.VEGA)")
+        scripts[name] = built.read_text(encoding="utf-8")
+    PAGE.write_text(build_page(without_scripts(PAGE.read_text()), scripts))
+    print(f"wrote {PAGE} ({PAGE.stat().st_size / 1e6:.2f} MB) with " + ", ".join(f"{n}@{v}" for n, v in VEGA.items()))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="supportagent", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -137,6 +177,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--all", action="store_true", help="every metric, not only the key ones")
     p.add_argument("--plots-url", help="link to the rendered plots, added to the report")
     p.set_defaults(func=cmd_pr_report)
+
+    p = sub.add_parser("plots", help="render the `dvc plots` page offline in headless Chromium and check every plot")
+    p.add_argument("--diff", nargs="+", metavar="REV", help="`dvc plots diff REV...` instead of `dvc plots show`")
+    p.add_argument("--out", default="dvc_plots", help="folder of the rendered page (default dvc_plots)")
+    p.add_argument("--png", default="plots/png/comparison.png", help="screenshot of the page ('' = none)")
+    p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("vendor-vega", help="replace the scripts inlined in .dvc/plots/page.html with the builds of unpacked npm packages (`make vendor-vega`)")
+    p.add_argument("packages", help="folder holding vega/, vega-lite/ and vega-embed/ as unpacked by npm")
+    p.set_defaults(func=cmd_vendor_vega)
 
     args = parser.parse_args(argv)
     from .errors import UserError

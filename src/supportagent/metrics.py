@@ -10,6 +10,8 @@ import numpy as np
 
 from .placeholders import has_mask
 
+# the 0-100 reply-quality scores of `score`, in the order tables and plots show them
+QUALITY = ["bleu", "chrf", "rouge_l", "exact_match", "semantic_similarity", "relevance"]
 _PUNCT = re.compile("[" + re.escape(string.punctuation + "’‘“”…") + "]")
 _HANDLE = re.compile(r"@\w+")
 _LINK = re.compile(r"(?:https?://|www\.)\S+|<url>", re.IGNORECASE)

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 KEY_METRICS = ("rouge_l", "bleu", "semantic_similarity", "exact_match", "distinct_replies", "placeholder_rate",
-               "latency_p50_ms", "train_seconds",
-               "tokens_per_second", "adapter_mb", "pairs", "final_val_loss")
+               "latency_p50_ms", "train_seconds", "adapter_mb")
 
 
 def _dvc(args: list[str], cwd: Path) -> dict:
@@ -32,7 +31,9 @@ def render(base: str, cwd: str | Path = ".", all_metrics: bool = False, plots_ur
     """Params that changed and metrics that moved between `base` and the workspace, as markdown."""
     cwd = Path(cwd)
     params = _dvc(["params", "diff", base], cwd)
-    metrics = _dvc(["metrics", "diff", base], cwd)
+    # the decision metrics (what dvc.yaml declares); --all adds the detail files, which are plain outputs
+    detail = sorted(str(p.relative_to(cwd)) for p in (cwd / "metrics").rglob("*.json")) if all_metrics else []
+    metrics = _dvc(["metrics", "diff", base, *(["--targets", *detail] if detail else [])], cwd)
     lines = [f"## Pipeline changes against `{base}`", "", "### Params", ""]
     rows = [(f, k, d.get("old"), d.get("new")) for f, keys in params.items() for k, d in keys.items()]
     if rows:
