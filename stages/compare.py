@@ -1,5 +1,5 @@
 """DVC stage `compare`: decision metrics, the data of the top-level plots, review samples (params: seed, method,
-evaluate.review_samples, retrieval, rules)."""
+retrieval, review.samples)."""
 from pathlib import Path
 
 from _common import params, run, write_json
@@ -17,7 +17,7 @@ def main() -> None:
     write_json("metrics/served.json", served_metrics(evals, trains, p.method))
     write_plot_data(evals, trains, Path("plots/train"), Path("plots/compare"))
     preds = {s: read_predictions(f"reports/predictions/{s}.jsonl", base_dir="models/base") for s in SYSTEMS}
-    write_samples(preds, p.evaluate.review_samples, p.seed, Path("reports/samples.md"), p.rules)
+    write_samples(preds, p.review.samples, p.seed, Path("reports/samples.md"))
     print(f"served: {p.method}; best ROUGE-L: {max(SYSTEMS, key=lambda s: evals[s]['rouge_l'])}")
 
 

@@ -60,7 +60,7 @@ def _plots_page_draws(work: Path) -> None:
     assert plots.remote_resources((work / "dvc_plots/index.html").read_text()) == []
     if plots.chromium() or os.environ.get("SUPPORTAGENT_REQUIRE_BROWSER"):
         marks = plots.drawn_marks(plots.render(work / "dvc_plots/index.html"))
-        assert len(marks) == 5 and min(marks.values()) > 0, marks
+        assert len(marks) == 6 and min(marks.values()) > 0, marks
 
 
 def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
@@ -70,6 +70,8 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
         shutil.copy(ROOT / name, work / name)
     for d in ["stages", "src"]:
         shutil.copytree(ROOT / d, work / d, ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "reports/review").mkdir(parents=True)
+    shutil.copy(ROOT / "reports/review/ratings.csv", work / "reports/review/ratings.csv")  # header only
     (work / "data/raw").mkdir(parents=True)
     _raw_csv(work / "data/raw/twcs.csv")
     params = yaml.safe_load((work / "params.yaml").read_text())
@@ -77,7 +79,8 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     params["subset"]["max_pairs_per_brand"] = 10
     for m in ("qlora", "prompt_tuning"):
         params["train"][m].update(max_steps=2, batch_size=4, eval_every=1, save_every=1, log_every=1, max_val_pairs=4)
-    params["evaluate"].update(test_size=4, max_new_tokens=4, latency_samples=2, review_samples=3, batch_size=2)
+    params["evaluate"].update(test_size=4, max_new_tokens=4, latency_samples=2, batch_size=2)
+    params["review"]["samples"] = 3
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     _dvc(work, "init", "-q")
@@ -93,6 +96,7 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
         assert ev["n"] == 4 and 0 <= ev["rouge_l"] <= 100 and ev["latency_p50_ms"] is not None
     assert json.loads((work / "metrics/served.json").read_text())["method"] == "qlora"
     assert (work / "reports/samples.md").read_text().count("| reference |") == 3
+    assert json.loads((work / "metrics/review.json").read_text())["ratings"] == 0  # nobody has rated: no crash
     loss = pd.read_csv(work / "plots/compare/loss.csv")
     assert set(loss["method"]) == {"qlora", "prompt_tuning"} and loss["epoch"].between(0, 1.01).all()
     _plots_page_draws(work)

@@ -1,4 +1,4 @@
-"""The `dvc plots` page: offline, only the five top-level plots, each drawn in a real browser."""
+"""The `dvc plots` page: offline, only the top-level plots of dvc.yaml, each drawn in a real browser."""
 import json
 import os
 import re
@@ -13,7 +13,7 @@ from conftest import ROOT
 from supportagent import plots
 
 DVC = str(Path(sys.executable).parent / "dvc")
-PLOTS = ["training_loss", "validation_loss", "quality", "latency", "size_vs_quality"]
+PLOTS = ["training_loss", "validation_loss", "quality", "latency", "size_vs_quality", "review"]
 # CI sets this so that a missing browser fails instead of skipping (.ci/run installs Debian's chromium)
 needs_browser = pytest.mark.skipif(plots.chromium() is None and not os.environ.get("SUPPORTAGENT_REQUIRE_BROWSER"),
                                    reason="no Chromium: apt-get install chromium")
@@ -83,6 +83,7 @@ def test_every_plot_draws_marks_in_headless_chromium(tmp_path):
     # bars: 4 systems x 6 metrics; latency: a bar, whisker, tick and label per system; size: a point and label each
     assert marks["quality"] == 24 and marks["latency"] == 16 and marks["size_vs_quality"] == 8
     assert marks["training_loss"] >= 4 and marks["validation_loss"] >= 4
+    assert marks["review"] >= 1  # its bars, or the line saying nobody has rated yet
     assert png.stat().st_size > 50_000
 
 
@@ -95,7 +96,8 @@ def test_plots_diff_draws_each_revision(tmp_path):
     import yaml
 
     repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "plots/compare", repo / "plots/compare")
+    for d in ("plots/compare", "plots/review"):
+        shutil.copytree(ROOT / d, repo / d)
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]}))
     for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "config", "plots.html_template", "plots/page.html"]):
         subprocess.run(cmd, cwd=repo, check=True, capture_output=True)

@@ -4,7 +4,8 @@ import yaml
 SMALL = {
     "subset": {"max_pairs_per_brand": 40},
     "train": {"qlora": {"max_steps": 10, "max_train_pairs": 80}, "prompt_tuning": {"max_steps": 10, "max_train_pairs": 80}},
-    "evaluate": {"test_size": 16, "latency_samples": 2, "review_samples": 5},
+    "evaluate": {"test_size": 16, "latency_samples": 2},
+    "review": {"samples": 5},
 }
 
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m supportagent {rules,reply,readme,pr-report,plots,vendor-vega}`."""
+"""Command line: `python -m supportagent {rules,reply,serve,readme,pr-report,plots,vendor-vega}`."""
 from __future__ import annotations
 
 import argparse
@@ -104,6 +104,45 @@ def cmd_pr_report(args) -> None:
     print(text)
 
 
+def cmd_serve(args) -> None:
+    import os
+
+    import uvicorn
+
+    from .config import load_params
+    from .review import ReviewSet
+    from .server import Limits, create_app, is_loopback
+
+    token = args.token or os.environ.get("SUPPORTAGENT_TOKEN") or None
+    if not is_loopback(args.host) and not token:
+        sys.exit(f"error: binding to {args.host} exposes the API beyond this machine: set a bearer token "
+                 "(--token or SUPPORTAGENT_TOKEN), or bind to 127.0.0.1")
+    params = load_params(args.params)
+    try:
+        review = ReviewSet(args.predictions, params.review.systems, params.review.samples, params.seed)
+    except FileNotFoundError as err:
+        print(f"review page disabled: {err}", file=sys.stderr)
+        review = None
+    limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    answer = method = None
+    if not args.no_model:
+        from transformers.utils import logging as hf_logging
+
+        from .agent import SupportAgent
+
+        hf_logging.disable_progress_bar()
+        start = time.perf_counter()
+        agent = SupportAgent(params, base_dir=args.base, index_dir=args.index, method=args.method,
+                             adapter_dir=args.adapter)
+        method = agent.method
+        answer = lambda items: agent.reply_many(items, batch_size=limits.max_batch)  # noqa: E731
+        print(f"loaded {method} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    app = create_app(answer, method, review, args.ratings, token=token, limits=limits)
+    print(f"serving on http://{args.host}:{args.port} (reply API: POST /v1/reply; review page: /review)",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def cmd_plots(args) -> None:
     """`dvc plots show` (or `dvc plots diff REV...`) into --out, then the page rendered in headless Chromium:
     it must load nothing from the network and every plot must draw marks; the screenshot goes to --png."""
@@ -177,6 +216,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--all", action="store_true", help="every metric, not only the key ones")
     p.add_argument("--plots-url", help="link to the rendered plots, added to the report")
     p.set_defaults(func=cmd_pr_report)
+
+    p = sub.add_parser("serve", help="HTTP reply API (POST /v1/reply) and the blind review page (/review)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; wider needs --token)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", help="bearer token required on the API (or SUPPORTAGENT_TOKEN)")
+    p.add_argument("--method", choices=["qlora", "prompt_tuning", "zero_shot"], help="override params.method")
+    p.add_argument("--base", default="models/base")
+    p.add_argument("--adapter", help="adapter folder (default models/<method>)")
+    p.add_argument("--index", default="models/index")
+    p.add_argument("--predictions", default="reports/predictions", help="predictions the review page shows")
+    p.add_argument("--ratings", default="reports/review/ratings.csv", help="where review ratings are appended")
+    p.add_argument("--max-batch", type=int, default=16, help="messages answered at once")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--no-model", action="store_true", help="the review page only: no model is loaded")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plots", help="render the `dvc plots` page offline in headless Chromium and check every plot")
     p.add_argument("--diff", nargs="+", metavar="REV", help="`dvc plots diff REV...` instead of `dvc plots show`")

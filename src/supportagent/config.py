@@ -120,13 +120,24 @@ class EvaluateParams(Strict):
     max_new_tokens: int = Field(64, ge=1)
     repetition_penalty: float = Field(1.1, ge=1.0)
     latency_samples: int = Field(10, ge=0)
-    review_samples: int = Field(30, ge=0)
 
 
 class RetrievalParams(Strict):
     k: int = Field(2, ge=0, le=8)  # past pairs of the same brand placed in the prompt; 0 = no examples
     fields: Literal["pair", "reply"] = "pair"  # an example shows the customer text and the reply, or the reply only
     max_example_chars: int = Field(100, ge=16)  # each text of an example is cut to this length
+
+
+class ReviewParams(Strict):
+    samples: int = Field(30, ge=1)  # test messages drawn for the blind review (and reports/samples.md)
+    systems: list[Literal["zero_shot", "retrieval", "qlora", "prompt_tuning"]] = Field(
+        ["qlora", "prompt_tuning"], min_length=2)  # whose replies a reviewer rates side by side, names hidden
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.systems)) != len(self.systems):
+            raise ValueError(f"review.systems lists a system twice: {self.systems}")
+        return self
 
 
 class BrandParams(Strict):
@@ -143,6 +154,7 @@ class Params(Strict):
     train: TrainGroup
     evaluate: EvaluateParams = EvaluateParams()
     retrieval: RetrievalParams = RetrievalParams()
+    review: ReviewParams = ReviewParams()
     brands: dict[str, BrandParams] = {}
 
 

@@ -20,13 +20,14 @@ def write_predictions(path: str | Path, rows: pd.DataFrame, base_dir: str) -> No
             f.write(json.dumps(rec, default=str) + "\n")
 
 
-def read_predictions(path: str | Path, base_dir: str) -> pd.DataFrame:
+def read_predictions(path: str | Path, base_dir: str | None = None) -> pd.DataFrame:
+    """The rows of a predictions file; with `base_dir`, only if they were made with that base."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `dvc repro evaluate` first")
     lines = path.read_text().splitlines()
     header = json.loads(lines[0]) if lines else {}
-    manifest, _ = models.read_manifest(base_dir)
+    manifest = models.read_manifest(base_dir)[0] if base_dir is not None else header.get("_base")
     if header.get("_base") != manifest:
         raise ValueError(f"{path} was produced with base {header.get('_base', {}).get('base')}, not the current "
                          f"base {manifest.get('base')}: rerun `dvc repro` so every system uses the same base")

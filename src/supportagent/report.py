@@ -9,6 +9,7 @@ import pandas as pd
 
 from .config import METHODS, SYSTEMS
 from .metrics import QUALITY
+from .review import sample_ids
 
 TWEETS_PER_DAY = 10_000  # the support team of the business case
 TEMPLATES = ["distinct_replies", "distinct_2", "placeholder_rate"]  # templates and masks that overlap metrics reward
@@ -55,29 +56,27 @@ def served_metrics(evals: dict, trains: dict, served: str) -> dict:
             "train_seconds": trains[served]["train_seconds"], "n": e["n"], "base": e["base"]}
 
 
-def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path: Path, rules) -> None:
+def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path: Path) -> None:
     """A fixed random draw of test messages with every system's reply, for manual review."""
     ref = predictions["zero_shot"]
-    ids = ref["pair_id"].sample(n=min(n, len(ref)), random_state=seed).sort_values().tolist()
+    ids = sample_ids(ref, n, seed)
     by_system = {s: df.set_index("pair_id") for s, df in predictions.items()}
     lines = ["# Replies for manual review", "",
              f"{len(ids)} test messages drawn at random (seed {seed}), with every system's reply as a customer would "
-             "receive it (links filled in; the reference keeps its masks). Rate each reply for "
-             "helpfulness, tone and coherence (1-5) in the blank columns. Data: TWCS, CC BY-NC-SA 4.0.", ""]
-    from .rules import apply_rules
-
+             "receive it (links filled in; the reference keeps its masks). To rate them blind, run "
+             "`python -m supportagent serve` and open http://127.0.0.1:8000/review: ratings go to "
+             "reports/review/ratings.csv and the `review` stage summarises them. Data: TWCS, CC BY-NC-SA 4.0.", ""]
     for k, pid in enumerate(ids, 1):
         row = by_system["zero_shot"].loc[pid]
-        tags = apply_rules(row["customer"], rules, row["context"] or "").tag_line()
-        lines += [f"## {k}. {row['brand']} (pair {pid})", "", f"`{tags}`", ""]
+        lines += [f"## {k}. {row['brand']} (pair {pid})", "", f"`{row['tags']}`", ""]
         if row["context"]:
             lines += [f"> previous turn: {row['context']}", ""]
-        lines += [f"> **customer:** {row['customer']}", "", "| system | reply | helpful | tone | coherent |",
-                  "|---|---|---|---|---|", f"| reference | {_cell(row['reference'])} | | | |"]
+        lines += [f"> **customer:** {row['customer']}", "", "| system | reply |", "|---|---|",
+                  f"| reference | {_cell(row['reference'])} |"]
         for s in SYSTEMS:
             r = by_system[s].loc[pid]
             mark = " *(truncated)*" if r.get("truncated") else ""
-            lines.append(f"| {s} | {_cell(r.get('served', r['prediction']))}{mark} | | | |")
+            lines.append(f"| {s} | {_cell(r.get('served', r['prediction']))}{mark} |")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
@@ -201,6 +200,10 @@ def render_tables(root: str | Path = ".") -> str:
                       f"AVX512-BF16: {c['machine']['avx512_bf16']}, AMX: {c['machine']['amx_bf16']}, computing in {dtype}; "
                       "`benchmarks/cpu.json`)", "",
                   _table(["target", "measured", "wanted", "met"], [[*r, "yes" if ok(r[1], r[2]) else "**no**"] for r in rows])]
+    parts += ["", *review_tables(root)]
+    for name in ("serve_load.json", "serve_load_gpu.json"):
+        if (root / "benchmarks" / name).exists():
+            parts += ["", *serve_tables(load_json(root / "benchmarks" / name), name)]
     gpu = root / "benchmarks/gpu_h100.json"
     if gpu.exists():
         parts += ["", *gpu_tables(load_json(gpu), evals, root)]
@@ -208,6 +211,45 @@ def render_tables(root: str | Path = ".") -> str:
     if ddp.exists():
         parts += ["", *ddp_tables(load_json(ddp))]
     return "\n".join(parts) + "\n"
+
+
+def serve_tables(r: dict, name: str) -> list[str]:
+    """README section from a `benchmarks/serve_load.py` record: the HTTP server one request at a time against many."""
+    m = r["machine"]
+    where = m.get("gpu") or f"{m['cores']} cores, {m['cpu']}"
+    rows = [[lv["concurrency"], lv["requests"], lv["replies_per_s"], r["speedup"][str(lv["concurrency"])], lv["p50_ms"],
+             lv["p95_ms"], ", ".join(f"{k}: {v}" for k, v in sorted(lv["status"].items()))] for lv in r["levels"]]
+    top = r["levels"][-1]
+    return [f"### The HTTP server under load on {where} (`benchmarks/{name}`)", "",
+            f"`{r['command']}` on {r['date']}: {r['what']}; batches of at most {r['max_batch']}."
+            + (f" Set-up: {r['setup']}." if r.get("setup") else ""), "",
+            _table(["concurrent requests", "requests", "replies/s", "x one at a time", "p50 ms", "p95 ms", "HTTP status"],
+                   rows), "",
+            f"At concurrency {top['concurrency']}: {r['speedup'][str(top['concurrency'])]}x the replies/s of one request "
+            f"at a time (target >= 3x: {'met' if r['speedup'][str(top['concurrency'])] >= 3 else '**not met**'}). "
+            f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
+            + f"; 5xx responses in all: {r['server_errors']}."]
+
+
+def review_tables(root: Path) -> list[str]:
+    """README section from metrics/review.json: the blind review, or how to start one."""
+    path = root / "metrics/review.json"
+    r = load_json(path) if path.exists() else {"ratings": 0, "stale_ratings": 0}
+    head = ["### Blind review (`metrics/review.json`)", ""]
+    how = ("Rate replies blind: `python -m supportagent serve` (add `--no-model` to skip loading the model), open "
+           "http://127.0.0.1:8000/review, then `dvc repro review`; ratings are appended to `reports/review/ratings.csv`.")
+    stale = f" ({r['stale_ratings']} older ratings are of predictions that have changed since and are not counted.)" \
+        if r["stale_ratings"] else ""
+    if not r["ratings"]:
+        return [*head, "Nobody has rated the current predictions yet." + stale, "", how]
+    ci = lambda v: "–" if v["mean"] is None else (f"{v['mean']:.2f}" + (  # noqa: E731
+        f" ({v['ci95_low']:.2f}-{v['ci95_high']:.2f})" if v["ci95_low"] is not None else ""))
+    rows = [[s, v["n"], *(ci(v[c]) for c in ("helpfulness", "tone", "coherence"))] for s, v in r["systems"].items()]
+    wins = [[pair.replace("_vs_", " over "), w["n"], "–" if w["rate"] is None else f"{100 * w['rate']:.0f}%"]
+            for pair, w in r["win_rate"].items()]
+    return [*head, f"{r['items']} items rated by {r['reviewers']} reviewer(s); mean score 1-5 with its 95% interval."
+            + stale, "", _table(["system", "ratings", "helpfulness", "tone", "coherence"], rows), "",
+            _table(["preferred", "items", "win rate (tie = half)"], wins), "", how]
 
 
 def ablation_tables(a: dict) -> list[str]:

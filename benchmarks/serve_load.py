@@ -1,0 +1,114 @@
+"""Load test of `python -m supportagent serve` with the real served model: replies/s and latency of one request
+at a time against 16 at once (the server batches concurrent requests), plus a burst of bad requests; every
+status code is counted (the target is zero 5xx).
+
+    python benchmarks/serve_load.py --out benchmarks/serve_load.json [--concurrency 1 16] [--requests 48]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = [b"{not json", b'{"text": 123}', b'{"text": null}', b"[]", b'"just a string"', b'{"text": "hi", "x": 1}',
+       b'{"text": "hi", "method": "nope"}', b'[' + b'{"text": "a"},' * 200 + b'{"text": "a"}]',
+       b'{"text": "' + b"a" * 300_000 + b'"}']
+
+
+def machine(facts: dict) -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        facts = {**facts, "gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
+    return facts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, max_batch: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "supportagent", "serve", "--port", str(port), "--max-batch",
+                             str(max_batch)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read()[-2000:]}")
+    raise RuntimeError("the server did not come up in 5 minutes")
+
+
+def load(url: str, messages: list[dict], concurrency: int) -> dict:
+    def one(msg):
+        t = time.perf_counter()
+        r = httpx.post(f"{url}/v1/reply", json=msg, timeout=600)
+        return r.status_code, (time.perf_counter() - t) * 1000
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, messages))
+    wall = time.perf_counter() - start
+    ms = pd.Series([m for _, m in results])
+    return {"concurrency": concurrency, "requests": len(messages), "wall_seconds": round(wall, 2),
+            "replies_per_s": round(len(messages) / wall, 3), "p50_ms": round(ms.quantile(0.5), 1),
+            "p95_ms": round(ms.quantile(0.95), 1), "status": dict(Counter(str(c) for c, _ in results))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/serve_load.json")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level (one message each)")
+    ap.add_argument("--max-batch", type=int, default=16)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from time_pipeline import cpu_facts
+
+    test = pd.read_parquet(ROOT / "data/processed/test.parquet")
+    messages = [{"brand": r.brand, "text": r.customer, "context": r.context or ""}
+                for r in test.head(args.requests).itertuples()]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = start_server(port, args.max_batch)
+    try:
+        record = {"what": "POST /v1/reply on the real served model, one message per request, the test split's first "
+                          f"{args.requests} messages; the server batches requests that arrive together",
+                  "command": "python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(), *sys.argv[1:]]),
+                  "date": time.strftime("%Y-%m-%d"), "machine": machine(cpu_facts()),
+                  "startup_seconds": round(time.perf_counter() - started, 1), "max_batch": args.max_batch}
+        httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600)  # warm-up
+        record["levels"] = [load(url, messages, c) for c in args.concurrency]
+        health = httpx.get(f"{url}/healthz").json()
+        record["batches"] = {"count": health["batches"], "messages": health["messages"]}
+        bad = [httpx.post(f"{url}/v1/reply", content=b, headers={"content-type": "application/json"}, timeout=60)
+               for b in BAD]
+        record["bad_requests"] = dict(Counter(str(r.status_code) for r in bad))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    base = record["levels"][0]["replies_per_s"]
+    record["speedup"] = {str(lv["concurrency"]): round(lv["replies_per_s"] / base, 2) for lv in record["levels"]}
+    record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \
+        sum(int(n) for c, n in record["bad_requests"].items() if c >= "500")
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({k: record[k] for k in ("levels", "speedup", "bad_requests", "server_errors")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

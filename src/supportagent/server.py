@@ -1,0 +1,237 @@
+"""The agent over HTTP and the blind review page: `python -m supportagent serve`.
+
+- `POST /v1/reply`: `{brand, text, context?, id?}` or a list of them -> the fields of `reply --json`. The model
+  is loaded once; requests that arrive together are answered in one batch (`Batcher`).
+- `GET /healthz`: liveness, the served method, and how requests were batched.
+- `GET /review` (page), `GET /v1/review/next`, `POST /v1/review/ratings`: the blind review of
+  `review.systems`; ratings are appended to the ratings CSV (`review.py`).
+Bound to 127.0.0.1 by default; bound wider, it requires a bearer token on everything but /healthz.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .review import TIE, ReviewSet, append_ratings, read_ratings
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 256 * 1024  # a request body larger than this gets 413
+    max_items: int = 64  # messages in one request
+    max_text_chars: int = 20_000  # longer `text` is refused; the agent truncates at rules.max_message_chars and flags it
+    max_batch: int = 16  # messages the model answers at once
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    text: str
+    brand: str = ""
+    context: str = ""
+    id: str | int | None = None
+    method: str | None = None  # if given, must be the served method
+
+
+_MESSAGES = TypeAdapter(list[Message])
+_REVIEWER = re.compile(r"^[\w .@-]{1,40}$")
+
+
+class RatingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reviewer: str
+    item: int
+    scores: list[dict[str, int]] = Field(min_length=2)
+    preferred: int | str
+
+
+class Batcher:
+    """Collects the messages of concurrent requests into batches for `answer(messages) -> results` (run in a
+    worker thread, one batch at a time): a batch starts when the previous one ends, or `max_wait_ms` after its
+    first message, and holds at most `max_batch` messages (more than that from one request are answered whole)."""
+
+    def __init__(self, answer: Callable[[list[dict]], list], max_batch: int, max_wait_ms: float):
+        self.answer, self.max_batch, self.max_wait = answer, max_batch, max_wait_ms / 1000
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.batches = self.messages = 0
+
+    async def submit(self, messages: list[dict]) -> list:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((messages, future))
+        return await future
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            size, deadline = len(batch[0][0]), loop.time() + self.max_wait
+            while size < self.max_batch:
+                try:
+                    nxt = self.queue.get_nowait() if not self.queue.empty() else \
+                        await asyncio.wait_for(self.queue.get(), max(deadline - loop.time(), 0))
+                except (asyncio.TimeoutError, TimeoutError):
+                    break
+                batch.append(nxt)
+                size += len(nxt[0])
+            flat = [m for messages, _ in batch for m in messages]
+            try:
+                results = await asyncio.to_thread(self.answer, flat)
+            except Exception as err:  # noqa: BLE001 - handed to every waiting request
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            self.batches, self.messages = self.batches + 1, self.messages + len(flat)
+            start = 0
+            for messages, future in batch:
+                if not future.done():
+                    future.set_result(results[start:start + len(messages)])
+                start += len(messages)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, review: ReviewSet | None,
+               ratings_path: str | Path, token: str | None = None, limits: Limits = Limits()):
+    """`answer`: messages -> objects with `to_dict()` (the agent's `reply_many`), or None to serve the review
+    page only. `review`: the review items, or None when the predictions are not there."""
+    batcher = Batcher(answer, limits.max_batch, limits.max_wait_ms) if answer else None
+
+    @asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(batcher.run()) if batcher else None
+        yield
+        if task:
+            task.cancel()
+
+    app = FastAPI(title="supportagent", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    def error(status: int, message: str, **extra) -> JSONResponse:
+        return JSONResponse({"error": message, **extra}, status_code=status)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token and request.url.path != "/healthz":
+            # the page itself is public: it holds no data, and asks for the token to call the API
+            given = request.headers.get("authorization", "")
+            if request.url.path != "/review" and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
+            return error(413, f"request body over {limits.max_body_bytes} bytes")
+        return await call_next(request)
+
+    async def body(request: Request) -> tuple[object | None, JSONResponse | None]:
+        raw = b""
+        async for chunk in request.stream():  # also bounded when no Content-Length was sent
+            raw += chunk
+            if len(raw) > limits.max_body_bytes:
+                return None, error(413, f"request body over {limits.max_body_bytes} bytes")
+        try:
+            return json.loads(raw), None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            return None, error(400, f"the body is not JSON: {err}")
+
+    def invalid(err: ValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in err.errors(include_url=False)]
+        return error(422, "invalid request: " + "; ".join(problems[:10]))
+
+    @app.get("/healthz")
+    async def healthz():
+        stats = {"batches": batcher.batches, "messages": batcher.messages} if batcher else {}
+        return {"status": "ok", "method": method, "review_items": len(review.items) if review else 0, **stats}
+
+    @app.post("/v1/reply")
+    async def reply(request: Request):
+        if batcher is None:
+            return error(503, "this server was started without a model (--no-model): only the review page runs")
+        data, err = await body(request)
+        if err:
+            return err
+        if not isinstance(data, (dict, list)):
+            return error(422, "send one message as a JSON object ({\"text\": ...}) or a list of them")
+        try:
+            messages = _MESSAGES.validate_python(data if isinstance(data, list) else [data])
+        except ValidationError as verr:
+            return invalid(verr)
+        if not messages:
+            return error(422, "an empty list: send at least one message")
+        if len(messages) > limits.max_items:
+            return error(413, f"{len(messages)} messages in one request; at most {limits.max_items}")
+        for i, m in enumerate(messages):
+            if m.method is not None and m.method != method:
+                return error(422, f"message {i}: method '{m.method}' is not served here; this server serves '{method}'")
+            if len(m.text) > limits.max_text_chars or len(m.context) > limits.max_text_chars:
+                return error(413, f"message {i}: text or context over {limits.max_text_chars} characters")
+        results = await batcher.submit([{"brand": m.brand, "text": m.text, "context": m.context} for m in messages])
+        out = [({"id": m.id} if m.id is not None else {}) | r.to_dict() for m, r in zip(messages, results)]
+        return out if isinstance(data, list) else out[0]
+
+    @app.get("/review")
+    async def review_page():
+        return HTMLResponse(resources.files("supportagent").joinpath("static/review.html").read_text())
+
+    def next_item(reviewer: str) -> dict:
+        done = review.done(read_ratings(ratings_path), reviewer)
+        todo = [it for it in review.items if it.pair_id not in done]
+        out = {"reviewer": reviewer, "rated": len(review.items) - len(todo), "total": len(review.items), "item": None,
+               "criteria": ["helpfulness", "tone", "coherence"]}
+        if todo:
+            it = todo[0]
+            out["item"] = {"id": it.pair_id, "brand": it.brand, "message": it.message, "context": it.context,
+                           "tags": it.tags, "replies": [it.replies[s] for s in review.order(reviewer, it.pair_id)]}
+        return out
+
+    def check_reviewer(name: str) -> JSONResponse | None:
+        if review is None:
+            return error(409, "no predictions to review: run `dvc repro` (reports/predictions/) first")
+        if not _REVIEWER.match(name or ""):
+            return error(422, "reviewer: 1-40 letters, digits, spaces or . @ - _")
+        return None
+
+    @app.get("/v1/review/next")
+    async def review_next(reviewer: str = ""):
+        return check_reviewer(reviewer) or next_item(reviewer)
+
+    @app.post("/v1/review/ratings")
+    async def review_rate(request: Request):
+        data, err = await body(request)
+        if err:
+            return err
+        try:
+            r = RatingRequest.model_validate(data)
+        except ValidationError as verr:
+            return invalid(verr)
+        if (bad := check_reviewer(r.reviewer)) is not None:
+            return bad
+        if r.item not in {it.pair_id for it in review.items}:
+            return error(404, f"item {r.item} is not in this review")
+        if isinstance(r.preferred, str) and r.preferred != TIE:
+            return error(422, f"preferred: a reply's position (0, 1, ...) or '{TIE}'")
+        try:
+            rows = review.rows(r.reviewer, r.item, r.scores, r.preferred)
+        except ValueError as verr:
+            return error(422, str(verr))
+        await asyncio.to_thread(append_ratings, ratings_path, rows)
+        return next_item(r.reviewer)
+
+    return app

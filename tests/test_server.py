@@ -1,0 +1,209 @@
+"""The HTTP API and the review endpoints: good and bad input (never a 5xx), auth, batching, ratings on disk."""
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from supportagent.review import ReviewSet, read_ratings
+from supportagent.server import Limits, create_app, is_loopback
+
+
+@dataclass
+class Reply:
+    brand: str
+    reply: str
+
+    def to_dict(self):
+        return {"brand": self.brand, "reply": self.reply}
+
+
+class FakeAgent:
+    """Answers like the agent's `reply_many`, slowly enough for requests to pile up; records batch sizes."""
+
+    def __init__(self, seconds=0.2):
+        self.batches, self.seconds = [], seconds
+
+    def __call__(self, items):
+        self.batches.append(len(items))
+        time.sleep(self.seconds)
+        return [Reply(it["brand"], f"re: {it['text']}") for it in items]
+
+
+def write_predictions(folder, systems=("qlora", "prompt_tuning"), n=4):
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in systems:
+        rows = [{"pair_id": i, "brand": "AmazonHelp", "customer": f"message {i}", "context": "", "reference": "ref",
+                 "prediction": f"{s} says {i}", "served": f"{s} says {i}", "tags": "[intent=other]"} for i in range(n)]
+        (folder / f"{s}.jsonl").write_text("\n".join([json.dumps({"_base": {"base": "x"}}),
+                                                      *map(json.dumps, rows)]) + "\n")
+
+
+@contextmanager
+def live(app):
+    """A real uvicorn server on a free loopback port, in a thread."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(f"{url}/healthz", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def review(tmp_path):
+    write_predictions(tmp_path / "predictions")
+    return ReviewSet(tmp_path / "predictions", ["qlora", "prompt_tuning"], n=3, seed=1)
+
+
+@pytest.fixture
+def client(tmp_path, review):
+    from fastapi.testclient import TestClient
+
+    app = create_app(FakeAgent(0.0), "qlora", review, tmp_path / "ratings.csv", limits=Limits(max_items=4,
+                                                                                              max_body_bytes=2000))
+    with TestClient(app) as c:
+        yield c
+
+
+def test_one_message_and_a_list_get_the_agent_fields_and_their_ids(client):
+    r = client.post("/v1/reply", json={"brand": "AmazonHelp", "text": "where is my order", "id": "a1"})
+    assert r.status_code == 200 and r.json() == {"id": "a1", "brand": "AmazonHelp", "reply": "re: where is my order"}
+    r = client.post("/v1/reply", json=[{"text": "one", "id": 1}, {"text": "two", "context": "earlier"}])
+    assert r.status_code == 200 and [x.get("id") for x in r.json()] == [1, None]
+    assert client.get("/healthz").json()["method"] == "qlora"
+
+
+@pytest.mark.parametrize("body,status,says", [
+    (b"{not json", 400, "not JSON"),
+    (b'{"text": 123}', 422, "text"),
+    (b'{"text": null}', 422, "text"),
+    (b'{"brand": "AmazonHelp"}', 422, "text"),
+    (b'{"text": "hi", "colour": "red"}', 422, "colour"),
+    (b'"a string"', 422, "JSON object"),
+    (b"[]", 422, "empty list"),
+    (b'{"text": "hi", "method": "prompt_tuning"}', 422, "serves 'qlora'"),
+    (json.dumps([{"text": "x"}] * 5).encode(), 413, "at most 4"),
+    (json.dumps({"text": "x" * 3000}).encode(), 413, "over 2000 bytes"),
+    (b"\xff\xfe not utf-8", 400, "not JSON"),
+])
+def test_bad_input_gets_a_4xx_with_a_message(client, body, status, says):
+    r = client.post("/v1/reply", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status and says in r.json()["error"], r.text
+
+
+def test_a_token_is_required_when_set(tmp_path, review):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(FakeAgent(0.0), "qlora", review, tmp_path / "r.csv", token="s3cret")) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.post("/v1/reply", json={"text": "hi"}).status_code == 401
+        assert c.post("/v1/reply", json={"text": "hi"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/v1/reply", json={"text": "hi"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/review").status_code == 200  # the page holds no data; its API calls carry the token
+        assert c.get("/v1/review/next?reviewer=ana").status_code == 401
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+
+
+def test_binding_beyond_loopback_without_a_token_is_refused(tmp_path):
+    from supportagent.__main__ import main
+
+    with pytest.raises(SystemExit, match="bearer token"):
+        main(["serve", "--host", "0.0.0.0", "--no-model"])
+
+
+def test_concurrent_requests_are_answered_in_batches(tmp_path, review):
+    agent = FakeAgent(0.2)
+    with live(create_app(agent, "qlora", review, tmp_path / "r.csv", limits=Limits(max_batch=16))) as url:
+        with ThreadPoolExecutor(16) as pool:
+            replies = list(pool.map(lambda i: httpx.post(f"{url}/v1/reply", json={"text": f"m{i}"}, timeout=30), range(16)))
+        assert [r.json()["reply"] for r in replies] == [f"re: m{i}" for i in range(16)]  # each gets its own answer
+        health = httpx.get(f"{url}/healthz").json()
+    assert health["messages"] == 16 and health["batches"] < 16 and max(agent.batches) > 1, agent.batches
+
+
+def test_a_failing_model_gives_500_to_its_batch_only_and_the_server_goes_on(tmp_path, review):
+    from fastapi.testclient import TestClient
+
+    calls = []
+
+    def flaky(items):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return [Reply("", "ok") for _ in items]
+
+    with TestClient(create_app(flaky, "qlora", review, tmp_path / "r.csv"), raise_server_exceptions=False) as c:
+        assert c.post("/v1/reply", json={"text": "a"}).status_code == 500
+        assert c.post("/v1/reply", json={"text": "b"}).json()["reply"] == "ok"
+
+
+def test_review_items_are_blind_and_ratings_land_in_the_csv(client, review, tmp_path):
+    first = client.get("/v1/review/next?reviewer=ana").json()
+    assert first["rated"] == 0 and first["total"] == 3
+    shown = json.dumps(first["item"])
+    assert "qlora" not in shown.replace("qlora says", "") and "prompt_tuning" not in shown.replace("prompt_tuning says", "")
+    order = review.order("ana", first["item"]["id"])
+    scores = [{"helpfulness": 4, "tone": 5, "coherence": 3}, {"helpfulness": 2, "tone": 2, "coherence": 1}]
+    nxt = client.post("/v1/review/ratings", json={"reviewer": "ana", "item": first["item"]["id"], "scores": scores,
+                                                  "preferred": 0}).json()
+    assert nxt["rated"] == 1 and nxt["item"]["id"] != first["item"]["id"]
+    df = read_ratings(tmp_path / "ratings.csv")
+    assert df["system"].tolist() == order and df["helpfulness"].tolist() == [4, 2]
+    assert set(df["preferred"]) == {order[0]} and set(df["predictions_sha256"]) == {review.hashes[order[0]],
+                                                                                   review.hashes[order[1]]}
+
+
+@pytest.mark.parametrize("payload,status", [
+    ({"reviewer": "ana", "item": 999, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 0}, 404),
+    ({"reviewer": "ana", "item": "ITEM", "scores": [], "preferred": 0}, 422),
+    ({"reviewer": "", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 0}, 422),
+    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 6, "tone": 3, "coherence": 3}] * 2, "preferred": 0}, 422),
+    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 3, "preferred": 0}, 422),
+    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 7}, 422),
+    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": "b"}, 422),
+])
+def test_bad_ratings_get_a_4xx_and_nothing_is_written(client, tmp_path, payload, status):
+    items = client.get("/v1/review/next?reviewer=ana").json()
+    if payload["item"] == 0:
+        payload = {**payload, "item": items["item"]["id"]}
+    r = client.post("/v1/review/ratings", json=payload)
+    assert r.status_code == status and r.json()["error"], r.text
+    assert not (tmp_path / "ratings.csv").exists()
+
+
+def test_no_model_serves_the_review_only(tmp_path, review):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(None, None, review, tmp_path / "r.csv")) as c:
+        assert c.post("/v1/reply", json={"text": "hi"}).status_code == 503
+        assert c.get("/v1/review/next?reviewer=bo").json()["total"] == 3
+        assert "Blind review" in c.get("/review").text
+
+
+def test_review_without_predictions_says_what_to_run(tmp_path):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(None, None, None, tmp_path / "r.csv")) as c:
+        r = c.get("/v1/review/next?reviewer=bo")
+        assert r.status_code == 409 and "dvc repro" in r.json()["error"]
