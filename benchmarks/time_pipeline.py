@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["subset", "split", "rules", "index", "base", "train@qlora", "train@prompt_tuning", "evaluate@zero_shot",
-         "evaluate@retrieval", "evaluate@qlora", "evaluate@prompt_tuning", "compare"]
+         "evaluate@retrieval", "evaluate@qlora", "evaluate@prompt_tuning", "compare", "review"]
 
 
 def cpu_facts() -> dict:
@@ -69,6 +69,8 @@ def main() -> None:
         "rouge_l": {f.stem: json.loads(f.read_text())["rouge_l"] for f in sorted((ROOT / "metrics/eval").glob("*.json"))},
         "machine": {**cpu_facts(), "compute_dtype": str(compute_dtype()).removeprefix("torch.")},
         "date": time.strftime("%Y-%m-%d"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                 text=True).stdout.strip(),
     }
     if args.note:
         record["note"] = args.note

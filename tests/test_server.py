@@ -207,3 +207,29 @@ def test_review_without_predictions_says_what_to_run(tmp_path):
     with TestClient(create_app(None, None, None, tmp_path / "r.csv")) as c:
         r = c.get("/v1/review/next?reviewer=bo")
         assert r.status_code == 409 and "dvc repro" in r.json()["error"]
+
+
+def test_clients_answered_together_stay_in_one_batch(tmp_path, review):
+    """16 clients that each send again as soon as they are answered: after the first wave the batches are
+    full, instead of alternating half batches."""
+    agent = FakeAgent(0.3)
+    # the clients share this process (and its GIL) with the server: give them more time than the default
+    with live(create_app(agent, "qlora", review, tmp_path / "r.csv", limits=Limits(max_batch=16,
+                                                                                  max_wait_ms=250))) as url:
+        def client(k):
+            for i in range(4):
+                httpx.post(f"{url}/v1/reply", json={"text": f"{k}-{i}"}, timeout=30)
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(client, range(16)))
+    assert sum(agent.batches) == 64 and len(agent.batches) <= 6, agent.batches
+
+
+def test_one_request_at_a_time_does_not_wait_for_company(tmp_path, review):
+    agent = FakeAgent(0.0)
+    with live(create_app(agent, "qlora", review, tmp_path / "r.csv", limits=Limits(max_wait_ms=500))) as url:
+        start = time.perf_counter()
+        for i in range(5):
+            httpx.post(f"{url}/v1/reply", json={"text": str(i)}, timeout=30)
+        assert (time.perf_counter() - start) / 5 < 0.25  # not the 500 ms a shared batch may wait
+    assert agent.batches == [1] * 5

@@ -8,6 +8,7 @@ from transformers import TrainerCallback
 from supportagent import models
 from supportagent.generation import Generator, load_system
 from supportagent.models import ModelError
+from supportagent.serving import fold_4bit
 from supportagent.training import PadCollator, build_model, train
 
 
@@ -174,7 +175,7 @@ def test_soft_prompt_generation_matches_peft_forward(params, tiny_base, tiny_pai
     assert (first.token_ids[:1] or [tok.eos_token_id]) == [expected]
 
 
-def test_cpu_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_base, tiny_pairs, tmp_path, tokenizer):
+def test_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_base, tiny_pairs, tmp_path, tokenizer):
     import bitsandbytes as bnb
 
     _train(params, "qlora", tiny_base, tiny_pairs, tmp_path)
@@ -185,7 +186,7 @@ def test_cpu_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_bas
     batch = {"input_ids": torch.tensor([tok("my parcel never arrived, please help")["input_ids"]])}
     with torch.no_grad():
         before = model(**batch).logits
-        assert models.dense_4bit_for_cpu(model) == 14  # 7 linears x 2 layers
+        assert fold_4bit(model) == 14  # 7 linears x 2 layers
         after = model(**batch).logits
         plain = models.load_base(tiny_base)(**batch).logits  # the base without the adapter
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())

@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--predictions", default="reports/predictions", help="predictions the review page shows")
     p.add_argument("--ratings", default="reports/review/ratings.csv", help="where review ratings are appended")
     p.add_argument("--max-batch", type=int, default=16, help="messages answered at once")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--max-wait-ms", type=float, default=50.0,
+                   help="under concurrent traffic, how long a batch waits for more messages (one at a time: ~1 ms)")
     p.add_argument("--no-model", action="store_true", help="the review page only: no model is loaded")
     p.set_defaults(func=cmd_serve)
 

@@ -11,6 +11,7 @@ from .generation import Generator, load_system
 from .placeholders import serve
 from .prompts import build_messages, encode
 from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
+from .serving import fold_4bit
 from .rules import RuleResult, apply_rules
 
 CLARIFY = "Hi! Could you tell us a bit more about what's happening, so we can help?"
@@ -73,8 +74,9 @@ class SupportAgent:
         if params.retrieval.k:  # the examples come from the train split's index, as in training
             self.index = ExampleIndex(index_dir, embedder_id=models.embedder_id())
             self.embedder = models.load_embedder()
-        models.dense_4bit_for_cpu(model)
         ev = params.evaluate
+        if ev.fold_qlora:
+            fold_4bit(model)
         self.generator = Generator(model, self.tokenizer, ev.max_new_tokens, ev.repetition_penalty)
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:

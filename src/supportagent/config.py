@@ -120,6 +120,7 @@ class EvaluateParams(Strict):
     max_new_tokens: int = Field(64, ge=1)
     repetition_penalty: float = Field(1.1, ge=1.0)
     latency_samples: int = Field(10, ge=0)
+    fold_qlora: bool = True  # serve QLoRA folded into its dequantised 4-bit base; false: bitsandbytes' 4-bit kernels
 
 
 class RetrievalParams(Strict):

@@ -16,7 +16,7 @@ from .errors import ModelError
 
 # On CPUs with AVX512-BF16, bitsandbytes tries the `kernels` package, which downloads a 4-bit kernel from the
 # Hugging Face Hub at run time, and warns on every process when it is absent. This project loads nothing
-# from the Hub at run time, and CPU serving folds the 4-bit layers into dense ones (`dense_4bit_for_cpu`).
+# from the Hub at run time, and serving folds the 4-bit layers into dense ones (`serving.fold_4bit`).
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 EMBEDDED = "smollm2-135m-instruct"
@@ -220,44 +220,6 @@ def disable_cpu_repack(model) -> int:
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = False
-            n += 1
-    return n
-
-
-def dense_4bit_for_cpu(model) -> int:
-    """CPU serving: fold each NF4 layer, and the LoRA adapter on it, into one plain Linear (compute dtype).
-
-    The weight is bitsandbytes' own dequantisation of the 4-bit base (what it recomputes on every CPU
-    call) plus the adapter's delta B @ A * scale, so the model computes the same function as the
-    adapter on its 4-bit base, up to rounding (a test checks logits and replies). This is not the
-    lossy merge into the original 16-bit base: the adapter stays on the quantised weights it was
-    trained with. It removes the per-call dequantisation and the adapter's extra small matmuls
-    (1.4x faster generation here, same replies), at the price of the base held unquantised (0.5 GB in fp32 for SmolLM2).
-    No-op on a GPU, where the bitsandbytes kernels serve the 4-bit base. Returns the layers folded.
-    """
-    if device().type != "cpu":
-        return 0
-    import bitsandbytes as bnb
-    from peft.tuners.lora import LoraLayer
-
-    n = 0
-    for parent in list(model.modules()):
-        if isinstance(parent, LoraLayer):  # its 4-bit base layer is folded with it, as `child` below
-            continue
-        for name, child in list(parent.named_children()):
-            base = child.get_base_layer() if isinstance(child, LoraLayer) else child
-            if not isinstance(base, bnb.nn.Linear4bit):
-                continue
-            dtype = base.compute_dtype or torch.float32
-            weight = bnb.functional.dequantize_4bit(base.weight.data, base.weight.quant_state).to(dtype)
-            if isinstance(child, LoraLayer):
-                for adapter in child.active_adapters:
-                    weight = weight + child.get_delta_weight(adapter).to(dtype)
-            dense = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, device="meta")
-            dense.weight = torch.nn.Parameter(weight, requires_grad=False)
-            if base.bias is not None:
-                dense.bias = torch.nn.Parameter(base.bias.data.to(dtype), requires_grad=False)
-            setattr(parent, name, dense)
             n += 1
     return n
 

@@ -165,8 +165,8 @@ def render_tables(root: str | Path = ".") -> str:
                                              "trainable_params", "trainable_percent", "adapter_mb", "final_train_loss",
                                              "final_val_loss"])] for m in METHODS]), "",
         "### Serving cost (batch size 1 latency after warm-up; batched throughput)", "",
-        "On this CPU the QLoRA adapter is served folded into the dequantised 4-bit base (held in the compute dtype; "
-        "identical replies on a 32-prompt check; see Method); on a GPU the 4-bit base itself is served.", "",
+        "The QLoRA adapter is served folded into the dequantised 4-bit base (held in the compute dtype; identical "
+        "replies on a 32-prompt check; see Method; `evaluate.fold_qlora`).", "",
         _table(["system", "p50 ms", "p95 ms", "replies/s batched", "adapter MB", "base MB as trained"],
                [[s, *(evals[s][k] for k in ["latency_p50_ms", "latency_p95_ms", "replies_per_s", "adapter_mb", "base_mb"])]
                 for s in SYSTEMS]),

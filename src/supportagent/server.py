@@ -33,7 +33,7 @@ class Limits:
     max_items: int = 64  # messages in one request
     max_text_chars: int = 20_000  # longer `text` is refused; the agent truncates at rules.max_message_chars and flags it
     max_batch: int = 16  # messages the model answers at once
-    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    max_wait_ms: float = 50.0  # how long a batch waits for more messages under concurrent traffic (Batcher)
 
 
 class Message(BaseModel):
@@ -59,13 +59,15 @@ class RatingRequest(BaseModel):
 
 class Batcher:
     """Collects the messages of concurrent requests into batches for `answer(messages) -> results` (run in a
-    worker thread, one batch at a time): a batch starts when the previous one ends, or `max_wait_ms` after its
-    first message, and holds at most `max_batch` messages (more than that from one request are answered whole)."""
+    worker thread, one batch at a time), at most `max_batch` messages each (more than that from one request are
+    answered whole). A batch starts once it is full, or after a short wait for more messages: `max_wait_ms`
+    when the last batch was shared by several messages (clients answered together send again together, and
+    should not split into two half batches), about a millisecond when traffic is one request at a time."""
 
     def __init__(self, answer: Callable[[list[dict]], list], max_batch: int, max_wait_ms: float):
         self.answer, self.max_batch, self.max_wait = answer, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.batches = self.messages = 0
+        self.batches = self.messages = self.last = 0
 
     async def submit(self, messages: list[dict]) -> list:
         future = asyncio.get_running_loop().create_future()
@@ -76,7 +78,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            size, deadline = len(batch[0][0]), loop.time() + self.max_wait
+            size = len(batch[0][0])
+            deadline = loop.time() + (self.max_wait if self.last > 1 else min(self.max_wait, 0.001))
             while size < self.max_batch:
                 try:
                     nxt = self.queue.get_nowait() if not self.queue.empty() else \
@@ -86,6 +89,7 @@ class Batcher:
                 batch.append(nxt)
                 size += len(nxt[0])
             flat = [m for messages, _ in batch for m in messages]
+            self.last = len(flat)
             try:
                 results = await asyncio.to_thread(self.answer, flat)
             except Exception as err:  # noqa: BLE001 - handed to every waiting request
