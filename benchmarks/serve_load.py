@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -54,14 +53,29 @@ def start_server(port: int, max_batch: int) -> subprocess.Popen:
 
 
 def load(url: str, messages: list[dict], concurrency: int) -> dict:
-    def one(msg):
-        t = time.perf_counter()
-        r = httpx.post(f"{url}/v1/reply", json=msg, timeout=600)
-        return r.status_code, (time.perf_counter() - t) * 1000
+    """`concurrency` clients, each on its own keep-alive connection, sending the next message as soon as the
+    last is answered."""
+    import threading
+
+    todo, lock, results = iter(messages), threading.Lock(), []
+
+    def client():
+        with httpx.Client(base_url=url, timeout=600) as http:
+            while True:
+                with lock:
+                    msg = next(todo, None)
+                if msg is None:
+                    return
+                t = time.perf_counter()
+                r = http.post("/v1/reply", json=msg)
+                results.append((r.status_code, (time.perf_counter() - t) * 1000))
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, messages))
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     wall = time.perf_counter() - start
     ms = pd.Series([m for _, m in results])
     return {"concurrency": concurrency, "requests": len(messages), "wall_seconds": round(wall, 2),

@@ -58,3 +58,19 @@ def test_rate_three_items_with_the_keyboard_reload_and_resume(tmp_path, page):
     assert set(first["preferred"]) == {order[0]}
     assert set(df[df["item"] == shown[1]]["preferred"]) == {review.order("ana", shown[1])[1]}
     assert set(df[df["item"] == shown[2]]["preferred"]) == {"tie"}
+
+
+def test_thirty_items_with_the_keyboard_alone(tmp_path, page):
+    write_predictions(tmp_path / "predictions", n=30)
+    review = ReviewSet(tmp_path / "predictions", ["qlora", "prompt_tuning"], n=30, seed=0)
+    with live(create_app(None, None, review, tmp_path / "ratings.csv")) as url:
+        page.goto(f"{url}/review?reviewer=bo")
+        for n in range(1, 31):
+            page.wait_for_function(f"document.getElementById('progress').textContent.includes('({n - 1} rated)')")
+            page.keyboard.type("345543")
+            page.keyboard.press("a" if n % 3 else "t")
+            page.keyboard.press("Enter")
+        page.wait_for_selector("#done", state="visible")
+        assert page.inner_text("#progress") == "30 of 30 rated"
+    df = read_ratings(tmp_path / "ratings.csv")
+    assert len(df) == 60 and df["item"].nunique() == 30 and (df["tone"] == 4).all()

@@ -60,9 +60,10 @@ class RatingRequest(BaseModel):
 class Batcher:
     """Collects the messages of concurrent requests into batches for `answer(messages) -> results` (run in a
     worker thread, one batch at a time), at most `max_batch` messages each (more than that from one request are
-    answered whole). A batch starts once it is full, or after a short wait for more messages: `max_wait_ms`
-    when the last batch was shared by several messages (clients answered together send again together, and
-    should not split into two half batches), about a millisecond when traffic is one request at a time."""
+    answered whole). A batch starts once it is full, or when no message came for a short wait: `max_wait_ms`
+    (at most four of them in all) when the last batch was shared by several messages (clients answered together
+    send again together, and should not split into half batches), about a millisecond when traffic is one
+    request at a time."""
 
     def __init__(self, answer: Callable[[list[dict]], list], max_batch: int, max_wait_ms: float):
         self.answer, self.max_batch, self.max_wait = answer, max_batch, max_wait_ms / 1000
@@ -78,8 +79,9 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            size = len(batch[0][0])
-            deadline = loop.time() + (self.max_wait if self.last > 1 else min(self.max_wait, 0.001))
+            size, wait = len(batch[0][0]), self.max_wait if self.last > 1 else min(self.max_wait, 0.001)
+            start = loop.time()
+            deadline = start + wait
             while size < self.max_batch:
                 try:
                     nxt = self.queue.get_nowait() if not self.queue.empty() else \
@@ -88,6 +90,7 @@ class Batcher:
                     break
                 batch.append(nxt)
                 size += len(nxt[0])
+                deadline = min(loop.time() + wait, start + 4 * wait)  # while messages trickle in, up to 4 waits
             flat = [m for messages, _ in batch for m in messages]
             self.last = len(flat)
             try:
