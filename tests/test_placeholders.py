@@ -26,3 +26,4 @@ def test_serve_uses_the_brands_params():
     brands = {"AppleSupport": BrandParams(support_url="https://support.apple.com/contact")}
     assert serve("DM us: <url>", "AppleSupport", brands) == "DM us: https://support.apple.com/contact"
     assert serve("DM us: <url>", "DeltaAssist", brands) == NO_LINK
+    assert serve("", "AppleSupport", brands) == serve("  ", "AppleSupport", brands) == NO_LINK  # never sent empty

@@ -74,7 +74,24 @@ def test_examples_of_other_brands_are_labelled(params):
         _with_examples(params, "other_brands")[1]["content"]
 
 
-def test_training_prompt_with_examples_is_the_served_prompt(params, tokenizer):
-    train = encode(tokenizer, _with_examples(params, reply="Sorry about that!"), 384, 64)
-    serve = encode(tokenizer, _with_examples(params), 384, 64)
-    assert train.input_ids[: train.prompt_len] == serve.input_ids and not serve.prompt_truncated
+def test_the_training_code_and_the_agent_build_the_same_prompt(params, tokenizer):
+    """What `training.EncodedPairs` trains on (a pair as `subset` cleaned it) starts with exactly the ids that
+    `agent.prepare` serves for the raw tweet (mentions, a link, context, retrieved examples), and learns only
+    the reply and its end token."""
+    import pandas as pd
+
+    from supportagent.cleaning import clean_text
+    from supportagent.retrieval import Examples
+    from supportagent.training import EncodedPairs
+
+    ex = Examples((("my songs are gone", "Sorry! Try logging out and in."),), "same_brand", (3,))
+    raw, context = "@SpotifyCares my playlist is gone!! https://t.co/abc &amp; @friend says hi", "Try restarting the app"
+    row = {"brand": "SpotifyCares", "customer": clean_text(raw), "context": clean_text(context),
+           "reply": "Sorry about that! Which device are you on?"}
+    item = EncodedPairs(pd.DataFrame([row]), tokenizer, params.model, params.rules, [ex]).items[0]
+    served, _, _ = prepare(params, tokenizer, row["brand"], raw, context, ex)
+    n = len(served)
+    assert item["input_ids"][:n] == served and item["labels"][:n] == [-100] * n
+    learned = [t for t in item["labels"][n:]]
+    assert learned == item["input_ids"][n:] and learned[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(learned[:-1]).strip() == row["reply"]

@@ -77,10 +77,14 @@ def test_intent_tie_break_is_deterministic(params):
     assert r1.intent == r2.intent == "billing" and r1.confidence == 0.5
 
 
-@pytest.mark.parametrize("text", ["", "   \n\t ", "😡😡😡🔥", "¿Por qué no funciona?", "这是什么", None])
-def test_odd_input_does_not_crash(params, text):
+@pytest.mark.parametrize("text,no_words", [("", True), ("   \n\t ", True), ("😡😡😡🔥", True), (None, True),
+                                           ("¿Por qué no funciona?", False), ("这是什么", False)])
+def test_odd_input_gets_the_default_intent_and_says_when_it_has_no_words(params, text, no_words):
     r = apply_rules(text, params.rules)
-    assert r.intent and 0 <= r.priority <= 100
+    assert (r.intent, r.priority, r.band, r.escalate) == (params.rules.default_intent, 0, "low", False)
+    assert ("no_words" in r.reasons) == no_words
+    assert r.tag_line() == f"[intent={params.rules.default_intent} priority=0/low escalate=no " \
+                           f"reasons={'no_words' if no_words else 'none'}]"
 
 
 def test_over_long_message_is_truncated_and_says_so(params):

@@ -203,7 +203,8 @@ def test_left_padded_batches_equal_single_generation(tiny_base, tokenizer):
     assert batched == single
 
 
-def test_cpu_gqa_attention_equals_transformers_sdpa_on_padded_batches(tiny_base, tokenizer):
+def test_cpu_gqa_attention_equals_transformers_sdpa_on_padded_batches(tiny_base, tokenizer, monkeypatch):
+    monkeypatch.setattr(models, "device", lambda: torch.device("cpu"))  # the CPU path, also on a GPU host
     assert models.attention_implementation() == models.CPU_ATTENTION  # generation on a CPU
     assert models.attention_implementation(for_training=True) == "sdpa"
     fast, plain = models.load_base(tiny_base), models.load_base(tiny_base, for_training=True)

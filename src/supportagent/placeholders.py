@@ -3,7 +3,8 @@
 The model learns from cleaned replies, so it writes the masks the cleaning put in (many train
 replies carry `<url>`). Before a reply is sent, `<url>` becomes the brand's `brands.<brand>.support_url`
 from params.yaml. A mask that cannot be filled (no link for the brand, or a masked `@user` handle,
-whose account is unknown) takes its whole sentence with it; a reply left empty becomes `NO_LINK`.
+whose account is unknown) takes its whole sentence with it; a reply left empty, or written empty, becomes
+`NO_LINK`.
 Scoring still compares the masked model output with the masked reference."""
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def fill(text: str, link: str | None = None) -> str:
 
 
 def serve(text: str, brand: str, brands: dict) -> str:
-    """The reply a customer of `brand` receives (`brands`: params.brands)."""
+    """The reply a customer of `brand` receives (`brands`: params.brands); never empty (a model that wrote
+    nothing, or only masks, gets `NO_LINK`)."""
     conf = brands.get(brand)
-    return fill(text, conf.support_url if conf is not None else None)
+    return fill(text, conf.support_url if conf is not None else None).strip() or NO_LINK
