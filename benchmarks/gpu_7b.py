@@ -225,7 +225,7 @@ def run(label: str, fn, results: dict) -> None:
 def main() -> None:
     from gpu_pipeline import gpu_facts, versions
 
-    from supportagent.config import TrainParams
+    from supportagent.config import PromptTuningParams, QLoraParams
     from supportagent.training import add_lora, add_soft_prompt, set_checkpointing
 
     ap = argparse.ArgumentParser()
@@ -257,7 +257,7 @@ def main() -> None:
     print(f"built bf16 model in {time.perf_counter() - t0:.0f} s", flush=True)
 
     # prompt tuning: frozen bf16 base, 20 virtual tokens
-    pt_params = TrainParams(lr=0.03, num_virtual_tokens=20, prompt_init="random")
+    pt_params = PromptTuningParams(lr=0.03, num_virtual_tokens=20, prompt_init="random")
     pt = add_soft_prompt(model, pt_params)
     for spec in args.pt:
         batch, every_n = (int(x) for x in spec.split(":"))
@@ -281,7 +281,7 @@ def main() -> None:
     for spec in args.qlora:
         b, n, d = spec.split(":")
         batch, every_n, dropout = int(b), int(n), float(d)
-        params = TrainParams(lr=2e-4, lora_r=16, lora_alpha=32, lora_dropout=dropout, checkpoint_every_n_layers=every_n)
+        params = QLoraParams(lr=2e-4, lora_r=16, lora_alpha=32, lora_dropout=dropout, checkpoint_every_n_layers=every_n)
         lora = add_lora(model, params)
         run(f"qlora_b{batch}_ckpt{every_n}_drop{dropout:g}", lambda: {
             "method": "qlora", "batch": batch, "seq": args.seq, "checkpoint_every_n_layers": every_n,

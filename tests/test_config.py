@@ -100,3 +100,49 @@ def test_params_yaml_is_in_the_format_dvc_writes(tmp_path):
     before, after = (ROOT / "params.yaml").read_text().splitlines(), copy.read_text().splitlines()
     changed = [b for a, b in zip(before, after) if a != b]
     assert len(before) == len(after) and changed == [f"method: {other}", f"  k: {d['retrieval']['k']}"], changed
+
+
+def _drift(model_cls, data: dict, path: str = "") -> list:
+    """(key, schema default, params.yaml value) wherever params.yaml sets a value other than the default."""
+    from pydantic import BaseModel
+
+    out = []
+    for name, field in model_cls.model_fields.items():
+        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        if name not in data:
+            assert not field.is_required(), f"params.yaml lacks the required key {path}{name}"
+            continue
+        if sub is not None:
+            out += _drift(sub, data[name], f"{path}{name}.")
+        elif not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            if default != data[name]:
+                out.append((path + name, default, data[name]))
+    return out
+
+
+def test_schema_defaults_are_the_values_of_params_yaml():
+    from supportagent.config import Params
+
+    assert _drift(Params, yaml.safe_load((ROOT / "params.yaml").read_text())) == []
+
+
+def test_each_method_accepts_only_its_own_keys():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"]["prompt_tuning"]["lora_r"] = 4
+    with pytest.raises(ParamsError, match=r"train\.prompt_tuning\.lora_r"):
+        load_params_from(raw)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"]["qlora"]["num_virtual_tokens"] = 8
+    with pytest.raises(ParamsError, match=r"train\.qlora\.num_virtual_tokens"):
+        load_params_from(raw)
+
+
+def load_params_from(raw: dict):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "params.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return load_params(path)

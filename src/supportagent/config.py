@@ -1,4 +1,8 @@
-"""Typed schema of `params.yaml`: loaded once, validated, unknown or mistyped keys fail by name."""
+"""Typed schema of `params.yaml`: loaded once, validated, unknown or mistyped keys fail by name.
+
+params.yaml is where the values live: a default here equals the value params.yaml sets (a test checks it),
+and exists for the few keys params.yaml may leave out (`max_steps`, `weight_decay`) and for code that builds
+params without the file (benchmarks)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +25,7 @@ class SubsetParams(Strict):
     top_n_brands: int = Field(5, ge=1)
     brands: list[str] = []  # explicit list overrides top_n_brands
     keep_context: bool = True  # keep the turn a follow-up customer tweet answers
-    max_context_chars: int = Field(280, ge=0)
+    max_context_chars: int = Field(160, ge=0)
     strip_signatures: bool = True
     min_customer_chars: int = Field(8, ge=1)
     min_reply_chars: int = Field(12, ge=1)
@@ -63,7 +67,7 @@ class RulesParams(Strict):
     punctuation_boost: int = Field(5, ge=0, le=100)
     profanity_boost: int = Field(10, ge=0, le=100)
     repeat_contact_boost: int = Field(10, ge=0, le=100)
-    profanity: list[str] = []
+    profanity: list[str]
     bands: dict[str, int] = {"medium": 40, "high": 70}
     max_message_chars: int = Field(1000, ge=16)
     handoff: HandoffParams = HandoffParams()
@@ -78,48 +82,57 @@ class RulesParams(Strict):
 class ModelParams(Strict):
     base: str = "smollm2-135m-instruct"
     revision: str | None = None  # pinned hub revision (commit) for hub ids
-    system_prompt: str = "You are a customer support agent for {brand} on Twitter. Reply in one short, polite tweet."
-    max_prompt_tokens: int = Field(192, ge=16)
+    system_prompt: str = "You are {brand} customer support. Reply in one short, polite tweet."
+    max_prompt_tokens: int = Field(384, ge=16)
     max_reply_tokens: int = Field(64, ge=4)
 
 
 class TrainParams(Strict):
+    """What both methods' trainings share; each method adds its own keys (`QLoraParams`, `PromptTuningParams`), so a
+    key of the other method (`train.prompt_tuning.lora_r`) fails by name."""
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    eval_every: int = Field(50, ge=1)
-    log_every: int = Field(5, ge=1)
-    save_every: int = Field(50, ge=1)
+    eval_every: int = Field(46, ge=1)
+    log_every: int = Field(2, ge=1)
+    save_every: int = Field(15, ge=1)
     max_steps: int = Field(-1)  # -1 = from epochs
     max_train_pairs: int = Field(0, ge=0)  # 0 = all
     max_val_pairs: int = Field(32, ge=0)  # validation subset used at intervals; 0 = all
     checkpoint_every_n_layers: int = Field(0, ge=0)  # gradient checkpointing: 1 = every layer, 0 = off
-    # QLoRA
+
+
+class QLoraParams(TrainParams):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    # prompt tuning
+
+
+class PromptTuningParams(TrainParams):
+    batch_size: int = Field(2, ge=1)  # more updates per epoch: a few vectors learn from the number of updates
+    eval_every: int = Field(184, ge=1)
+    save_every: int = Field(40, ge=1)
     num_virtual_tokens: int = Field(20, ge=1)
     prompt_init: Literal["text", "random"] = "text"
     prompt_init_text: str = "Reply as a helpful, concise customer support agent for the brand."
 
 
 class TrainGroup(Strict):
-    qlora: TrainParams
-    prompt_tuning: TrainParams
+    qlora: QLoraParams
+    prompt_tuning: PromptTuningParams
 
 
 class EvaluateParams(Strict):
-    test_size: int = Field(100, ge=0)  # 0 = whole test split
+    test_size: int = Field(0, ge=0)  # 0 = whole test split
     batch_size: int = Field(16, ge=1)
     cuda_batch_size: int = Field(128, ge=1)  # on a GPU a decoding step costs about the same for 1 or 128 replies
-    max_new_tokens: int = Field(64, ge=1)
-    repetition_penalty: float = Field(1.1, ge=1.0)
-    latency_samples: int = Field(10, ge=0)
+    max_new_tokens: int = Field(48, ge=1)
+    repetition_penalty: float = Field(1.0, ge=1.0)
+    latency_samples: int = Field(5, ge=0)
     fold_qlora: bool = True  # serve QLoRA folded into its dequantised 4-bit base; false: bitsandbytes' 4-bit kernels
 
 
@@ -156,7 +169,7 @@ class Params(Strict):
     evaluate: EvaluateParams = EvaluateParams()
     retrieval: RetrievalParams = RetrievalParams()
     review: ReviewParams = ReviewParams()
-    brands: dict[str, BrandParams] = {}
+    brands: dict[str, BrandParams]
 
 
 def _describe(err: ValidationError, path: Path) -> str:
