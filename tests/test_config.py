@@ -146,3 +146,23 @@ def load_params_from(raw: dict):
         path = Path(d) / "params.yaml"
         path.write_text(yaml.safe_dump(raw))
         return load_params(path)
+
+
+def test_exp_args_reproduce_an_overrides_file_through_dvc(tmp_path, capsys):
+    """`dvc exp run $(python -m supportagent exp-args configs/full.yaml)` sets exactly the merged params that
+    `load_params(params.yaml, configs/full.yaml)` builds: the -S list applied by DVC's own override code."""
+    import shlex
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    from supportagent.__main__ import main
+
+    main(["exp-args", str(ROOT / "configs/full.yaml")])
+    args = shlex.split(capsys.readouterr().out)
+    overrides = [a for a in args if a != "-S"]
+    assert len(overrides) == args.count("-S") > 10
+    copy = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", copy)
+    apply_overrides(copy, overrides)
+    assert load_params(copy) == load_params(ROOT / "params.yaml", ROOT / "configs/full.yaml")

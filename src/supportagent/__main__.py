@@ -168,6 +168,23 @@ def cmd_plots(args) -> None:
     print(f"{page}: {len(marks)} plots, no network resources" + (f"; screenshot {args.png}" if args.png else ""))
 
 
+def cmd_exp_args(args) -> None:
+    """`-S key=value` for every key of an overrides file (e.g. configs/full.yaml), for `dvc exp run`."""
+    import shlex
+
+    import yaml
+
+    def flat(d: dict, prefix: str = ""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    overrides = yaml.safe_load(Path(args.overrides).read_text()) or {}
+    print(" ".join(f"-S {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in flat(overrides)))
+
+
 def cmd_vendor_vega(args) -> None:
     from .plots import PAGE, VEGA, build_page, without_scripts
 
@@ -238,6 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="dvc_plots", help="folder of the rendered page (default dvc_plots)")
     p.add_argument("--png", default="plots/png/comparison.png", help="screenshot of the page ('' = none)")
     p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("exp-args", help="the `dvc exp run -S ...` arguments of an overrides file (configs/full.yaml)")
+    p.add_argument("overrides")
+    p.set_defaults(func=cmd_exp_args)
 
     p = sub.add_parser("vendor-vega", help="replace the scripts inlined in .dvc/plots/page.html with the builds of unpacked npm packages (`make vendor-vega`)")
     p.add_argument("packages", help="folder holding vega/, vega-lite/ and vega-embed/ as unpacked by npm")
