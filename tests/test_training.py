@@ -13,7 +13,8 @@ from supportagent.training import PadCollator, build_model, train
 
 
 def _tp(params, method, **kw):
-    base = dict(max_steps=4, batch_size=4, eval_every=2, save_every=2, log_every=1, max_val_pairs=4, lr=5e-3)
+    # 24 pairs at batch 4: 6 steps an epoch, so a validation and a checkpoint every 2 steps, a log every step
+    base = dict(max_steps=4, batch_size=4, evals_per_epoch=3, saves_per_epoch=3, logs_per_epoch=6, max_val_pairs=4, lr=5e-3)
     return getattr(params.train, method).model_copy(update={**base, **kw})
 
 
@@ -46,8 +47,9 @@ def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pair
 
 def test_final_val_loss_reuses_the_evaluation_at_the_last_step(params, tiny_base, tiny_pairs, tmp_path):
     counted = CountEvaluations()
-    m = _train(params, "prompt_tuning", tiny_base, tiny_pairs, tmp_path, callbacks=(counted,), max_steps=5, eval_every=3)
-    assert counted.steps == [3, 5]  # at eval_every, and once at the end: no second pass for the final loss
+    m = _train(params, "prompt_tuning", tiny_base, tiny_pairs, tmp_path, callbacks=(counted,), max_steps=5,
+               evals_per_epoch=2)
+    assert counted.steps == [3, 5]  # at mid-epoch (step 3 of 6), and at the end: no second pass for the final loss
     val = pd.read_csv(tmp_path / "plots" / "prompt_tuning" / "val_loss.csv")
     assert val["step"].tolist() == [3, 5] and m["final_val_loss"] == round(val["val_loss"].iloc[-1], 4)
 
@@ -239,3 +241,13 @@ def test_adapter_errors_are_clear(params, tiny_base, tiny_pairs, tmp_path):
 def test_unavailable_hub_model_says_how_to_provide_it(tmp_path):
     with pytest.raises(ModelError, match="local Hugging Face cache.*embedded default"):
         models.prepare_base("no-such-org/no-such-model-xyz", None, tmp_path)
+
+
+def test_intervals_are_counts_per_epoch_that_survive_a_change_of_data_size(params):
+    from supportagent.training import intervals
+
+    q = params.train.qlora  # the default: 733 train pairs at batch 8 are 92 steps an epoch
+    assert intervals(733, q) == {"eval": 46, "log": 2, "save": 15}
+    assert intervals(7330, q)["eval"] == 458  # ten times the data: still twice an epoch
+    assert intervals(733, params.train.prompt_tuning)["eval"] == 184  # batch 2: 367 steps an epoch
+    assert intervals(3, q) == {"eval": 1, "log": 1, "save": 1}  # never zero

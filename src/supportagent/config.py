@@ -96,9 +96,10 @@ class TrainParams(Strict):
     lr: float = Field(gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    eval_every: int = Field(46, ge=1)
-    log_every: int = Field(2, ge=1)
-    save_every: int = Field(15, ge=1)
+    # intervals as counts per epoch, so that they keep their meaning when the data size changes
+    evals_per_epoch: float = Field(2, gt=0)  # validation passes (2: at mid-epoch and at the end)
+    logs_per_epoch: float = Field(46, gt=0)  # training-loss points (each the mean loss since the last one)
+    saves_per_epoch: float = Field(6, gt=0)  # checkpoints an interrupted run resumes from
     max_steps: int = Field(-1)  # -1 = from epochs
     max_train_pairs: int = Field(0, ge=0)  # 0 = all
     max_val_pairs: int = Field(32, ge=0)  # validation subset used at intervals; 0 = all
@@ -114,8 +115,6 @@ class QLoraParams(TrainParams):
 
 class PromptTuningParams(TrainParams):
     batch_size: int = Field(2, ge=1)  # more updates per epoch: a few vectors learn from the number of updates
-    eval_every: int = Field(184, ge=1)
-    save_every: int = Field(40, ge=1)
     num_virtual_tokens: int = Field(20, ge=1)
     prompt_init: Literal["text", "random"] = "text"
     prompt_init_text: str = "Reply as a helpful, concise customer support agent for the brand."

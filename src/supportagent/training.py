@@ -89,6 +89,18 @@ def _trainer_class():
     return ReplyLossTrainer
 
 
+def intervals(train_pairs: int, params: TrainParams) -> dict[str, int]:
+    """Optimizer steps between validations, loss logs and checkpoints, from the counts per epoch in params
+    (one process's share of the data under DDP: `WORLD_SIZE` processes split each epoch)."""
+    import math
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    per_epoch = max(1, math.ceil(train_pairs / (params.batch_size * params.grad_accum * world)))
+    return {name: max(1, round(per_epoch / count)) for name, count in
+            (("eval", params.evals_per_epoch), ("log", params.logs_per_epoch), ("save", params.saves_per_epoch))}
+
+
 def set_checkpointing(model, every_n_layers: int) -> None:
     """Gradient checkpointing of every n-th decoder layer (1 = all, 0 = off): the checkpointed layers
     recompute their activations in the backward pass, trading compute for activation memory."""
@@ -219,6 +231,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     out_dir, plots_dir = Path(out_dir), Path(plots_dir)
     ckpt_dir = Path(checkpoint_root) / method
     cuda = torch.cuda.is_available()
+    every = intervals(len(train_ds), params)
     args = TrainingArguments(
         output_dir=str(ckpt_dir), seed=seed, data_seed=seed,
         num_train_epochs=params.epochs, max_steps=params.max_steps,
@@ -228,9 +241,9 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         optim="paged_adamw_8bit" if (cuda and method == "qlora") else "adamw_torch",
         bf16=models.compute_dtype() == torch.bfloat16, use_cpu=not cuda,
         train_sampling_strategy="group_by_length",
-        eval_strategy="steps" if val_ds is not None else "no", eval_steps=params.eval_every,
-        logging_steps=params.log_every, logging_first_step=True,
-        save_strategy="steps", save_steps=params.save_every, save_total_limit=2,
+        eval_strategy="steps" if val_ds is not None else "no", eval_steps=every["eval"],
+        logging_steps=every["log"], logging_first_step=True,
+        save_strategy="steps", save_steps=every["save"], save_total_limit=2,
         report_to="none", remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True,
         ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding",
