@@ -24,14 +24,6 @@ BAD = [b"{not json", b'{"text": 123}', b'{"text": null}', b"[]", b'"just a strin
        b'{"text": "' + b"a" * 300_000 + b'"}']
 
 
-def machine(facts: dict) -> dict:
-    import torch
-
-    if torch.cuda.is_available():
-        facts = {**facts, "gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
-    return facts
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +83,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_pipeline import gpu_facts
     from time_pipeline import cpu_facts
 
     test = pd.read_parquet(ROOT / "data/processed/test.parquet")
@@ -104,7 +97,7 @@ def main() -> None:
         record = {"what": "POST /v1/reply on the real served model, one message per request, the test split's first "
                           f"{args.requests} messages; the server batches requests that arrive together",
                   "command": "python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(), *sys.argv[1:]]),
-                  "date": time.strftime("%Y-%m-%d"), "machine": machine(cpu_facts()),
+                  "date": time.strftime("%Y-%m-%d"), "machine": {**cpu_facts(), **gpu_facts()},
                   "startup_seconds": round(time.perf_counter() - started, 1), "max_batch": args.max_batch}
         httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600)  # warm-up
         record["levels"] = [load(url, messages, c) for c in args.concurrency]

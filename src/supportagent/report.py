@@ -9,7 +9,7 @@ import pandas as pd
 
 from .config import METHODS, SYSTEMS
 from .metrics import QUALITY
-from .review import sample_ids
+from .review import CRITERIA, sample_ids
 
 TWEETS_PER_DAY = 10_000  # the support team of the business case
 TEMPLATES = ["distinct_replies", "distinct_2", "placeholder_rate"]  # templates and masks that overlap metrics reward
@@ -244,11 +244,11 @@ def review_tables(root: Path) -> list[str]:
         return [*head, "Nobody has rated the current predictions yet." + stale, "", how]
     ci = lambda v: "–" if v["mean"] is None else (f"{v['mean']:.2f}" + (  # noqa: E731
         f" ({v['ci95_low']:.2f}-{v['ci95_high']:.2f})" if v["ci95_low"] is not None else ""))
-    rows = [[s, v["n"], *(ci(v[c]) for c in ("helpfulness", "tone", "coherence"))] for s, v in r["systems"].items()]
+    rows = [[s, v["n"], *(ci(v[c]) for c in CRITERIA)] for s, v in r["systems"].items()]
     wins = [[pair.replace("_vs_", " over "), w["n"], "–" if w["rate"] is None else f"{100 * w['rate']:.0f}%"]
             for pair, w in r["win_rate"].items()]
     return [*head, f"{r['items']} items rated by {r['reviewers']} reviewer(s); mean score 1-5 with its 95% interval."
-            + stale, "", _table(["system", "ratings", "helpfulness", "tone", "coherence"], rows), "",
+            + stale, "", _table(["system", "ratings", *CRITERIA], rows), "",
             _table(["preferred", "items", "win rate (tie = half)"], wins), "", how]
 
 

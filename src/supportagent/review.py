@@ -71,8 +71,8 @@ class ReviewSet:
                                     for s in systems}))
         self._index = {it.pair_id: it for it in self.items}
 
-    def item(self, pair_id: int) -> Item:
-        return self._index[pair_id]
+    def item(self, pair_id: int) -> Item | None:
+        return self._index.get(pair_id)
 
     def order(self, reviewer: str, pair_id: int) -> list[str]:
         """The systems in the order this reviewer sees them for this item (fixed across reloads)."""

@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .review import TIE, ReviewSet, append_ratings, read_ratings
+from .review import CRITERIA, TIE, ReviewSet, append_ratings, read_ratings
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, 
         done = review.done(read_ratings(ratings_path), reviewer)
         todo = [it for it in review.items if it.pair_id not in done]
         out = {"reviewer": reviewer, "rated": len(review.items) - len(todo), "total": len(review.items), "item": None,
-               "criteria": ["helpfulness", "tone", "coherence"]}
+               "criteria": list(CRITERIA)}
         if todo:
             it = todo[0]
             out["item"] = {"id": it.pair_id, "brand": it.brand, "message": it.message, "context": it.context,
@@ -230,7 +230,7 @@ def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, 
             return invalid(verr)
         if (bad := check_reviewer(r.reviewer)) is not None:
             return bad
-        if r.item not in {it.pair_id for it in review.items}:
+        if review.item(r.item) is None:
             return error(404, f"item {r.item} is not in this review")
         if isinstance(r.preferred, str) and r.preferred != TIE:
             return error(422, f"preferred: a reply's position (0, 1, ...) or '{TIE}'")
