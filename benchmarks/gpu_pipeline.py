@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
     """Every stage of dvc.yaml (foreach expanded, e.g. `train@qlora`) with its command and the stages
     it needs (those whose outputs it depends on), in dvc.yaml's order: dvc.yaml is the one source."""
-    stages = {}
+    from supportagent.paths import interpolate, pipeline_paths
+
+    stages, where = {}, pipeline_paths(dvc_yaml)
     for name, spec in yaml.safe_load(dvc_yaml.read_text())["stages"].items():
         body, items = (spec["do"], spec["foreach"]) if "foreach" in spec else (spec, None)
         expanded = [(name, {})] if items is None else [
@@ -40,8 +42,8 @@ def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
         for stage, subs in expanded:
             def fill(text: str) -> str:
                 for k, v in subs.items():
-                    text = text.replace(k, v)
-                return text
+                    text = text.replace(k, interpolate(v, where))
+                return interpolate(text, where)
             paths = lambda key: [fill(next(iter(x)) if isinstance(x, dict) else x) for x in body.get(key, [])]
             stages[stage] = {"cmd": fill(body["cmd"]), "deps": paths("deps"),
                              "outs": paths("outs") + paths("metrics") + paths("plots")}
@@ -133,15 +135,18 @@ def main() -> None:
     ap.add_argument("--collect", help="copy the metrics files here afterwards, e.g. metrics/full")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
+    from supportagent.paths import pipeline_paths
+
+    where = pipeline_paths(ROOT / "dvc.yaml")
     if work != ROOT:
         from supportagent.config import read_raw
 
         work.mkdir(parents=True, exist_ok=True)
         (work / "params.yaml").write_text(yaml.safe_dump(read_raw(ROOT / "params.yaml", args.overrides), sort_keys=False))
-        raw_csv = work / "data/raw/twcs.csv"
-        if not raw_csv.exists() and (ROOT / "data/raw/twcs.csv").exists():
+        raw_csv = work / where["raw"]
+        if not raw_csv.exists() and (ROOT / where["raw"]).exists():
             raw_csv.parent.mkdir(parents=True, exist_ok=True)
-            raw_csv.symlink_to(ROOT / "data/raw/twcs.csv")
+            raw_csv.symlink_to(ROOT / where["raw"])
     elif args.overrides:
         sys.exit("--overrides needs a --workdir other than the project (the default outputs stay as DVC made them)")
     env = stage_env(work)
@@ -151,12 +156,12 @@ def main() -> None:
     wall = round(time.perf_counter() - start_all, 1)
     metrics = {}
     for sub in ("train", "eval"):
-        for f in sorted((work / "metrics" / sub).glob("*.json")):
+        for f in sorted((work / where["metrics"] / sub).glob("*.json")):
             metrics[f"{sub}/{f.stem}"] = json.loads(f.read_text())
     if args.collect:
         dest = Path(args.collect)
-        for f in (work / "metrics").rglob("*.json"):
-            target = dest / f.relative_to(work / "metrics")
+        for f in (work / where["metrics"]).rglob("*.json"):
+            target = dest / f.relative_to(work / where["metrics"])
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
     record = {"label": args.label, "overrides": args.overrides, "machine": gpu_facts(), "versions": versions(),

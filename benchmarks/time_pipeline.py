@@ -45,7 +45,7 @@ def run(force: bool) -> dict:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
-    from supportagent.models import compute_dtype
+    from supportagent.runtime import compute_dtype
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--force", action="store_true")

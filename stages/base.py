@@ -1,15 +1,14 @@
 """DVC stage `base`: resolve model.base to safetensors and record its identity (params: model)."""
-from _common import params, run
+from _common import arguments, params, run
 
-from supportagent.models import prepare_base
-
-OUT = "models/base"
+from supportagent.bases import prepare_base
 
 
 def main() -> None:
+    a = arguments(__doc__, "out")
     p = params()
-    manifest = prepare_base(p.model.base, p.model.revision, OUT)
-    print(f"base {manifest['base']} ({manifest['source']}) -> {OUT}")
+    manifest = prepare_base(p.model.base, p.model.revision, a.out)
+    print(f"base {manifest['base']} ({manifest['source']}) -> {a.out}")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,22 @@
 """DVC stage `compare`: decision metrics, the data of the top-level plots, review samples (params: seed, method,
 retrieval, review.samples)."""
-from pathlib import Path
+from _common import arguments, params, run, write_json
 
-from _common import params, run, write_json
-
-from supportagent.config import SYSTEMS
+from supportagent.comparison import comparison, load_all, served_metrics, write_samples
+from supportagent.config import METHODS, SYSTEMS
 from supportagent.plots import write_plot_data
 from supportagent.predictions import read_predictions
-from supportagent.report import comparison, load_all, served_metrics, write_samples
 
 
 def main() -> None:
+    a = arguments(__doc__, "metrics", "train_logs", "predictions", "base", "plot_data", "samples")
     p = params()
-    evals, trains = load_all()
-    write_json("metrics/comparison.json", comparison(evals, trains, p.method, p.retrieval.model_dump()))
-    write_json("metrics/served.json", served_metrics(evals, trains, p.method))
-    write_plot_data(evals, trains, Path("plots/train"), Path("plots/compare"))
-    preds = {s: read_predictions(f"reports/predictions/{s}.jsonl", base_dir="models/base") for s in SYSTEMS}
-    write_samples(preds, p.review.samples, p.seed, Path("reports/samples.md"))
+    evals, trains = load_all(a.metrics)
+    write_json(a.metrics / "comparison.json", comparison(evals, trains, p.method, p.retrieval.model_dump()))
+    write_json(a.metrics / "served.json", served_metrics(evals, trains, p.method))
+    write_plot_data(evals, trains, {m: a.train_logs / m for m in METHODS}, a.plot_data)
+    preds = {s: read_predictions(a.predictions / f"{s}.jsonl", base_dir=a.base) for s in SYSTEMS}
+    write_samples(preds, p.review.samples, p.seed, a.samples)
     print(f"served: {p.method}; best ROUGE-L: {max(SYSTEMS, key=lambda s: evals[s]['rouge_l'])}")
 
 

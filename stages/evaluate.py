@@ -1,9 +1,7 @@
-"""DVC stage `evaluate@<system>`: replies and metrics of one system on the test split (params: seed, model, rules, evaluate, retrieval, brands)."""
-import sys
-from pathlib import Path
-
+"""DVC stage `evaluate@<system>`: replies and metrics of one system on the test split (params: seed, model, rules,
+evaluate, retrieval, brands). `--model`: what the system adds to the base (its adapter, or the index)."""
 import pandas as pd
-from _common import params, run, write_json
+from _common import arguments, params, run, write_json
 
 from supportagent.config import METHODS, SYSTEMS
 from supportagent.evaluation import evaluate_system
@@ -11,16 +9,13 @@ from supportagent.predictions import write_predictions
 
 
 def main() -> None:
-    system = sys.argv[1] if len(sys.argv) > 1 else ""
-    if system not in SYSTEMS:
-        sys.exit(f"usage: python stages/evaluate.py {{{'|'.join(SYSTEMS)}}}")
+    a = arguments(__doc__, "splits", "base", "index", "model", "predictions", "metrics", items=SYSTEMS)
     p = params()
-    data = Path("data/processed")
-    metrics, rows = evaluate_system(system, p, pd.read_parquet(data / "test.parquet"), pd.read_parquet(data / "train.parquet"),
-                                    base_dir="models/base", index_dir="models/index",
-                                    adapter_dir=f"models/{system}" if system in METHODS else None)
-    write_predictions(f"reports/predictions/{system}.jsonl", rows, base_dir="models/base")
-    write_json(f"metrics/eval/{system}.json", metrics)
+    metrics, rows = evaluate_system(a.item, p, pd.read_parquet(a.splits / "test.parquet"),
+                                    pd.read_parquet(a.splits / "train.parquet"), base_dir=a.base, index_dir=a.index,
+                                    adapter_dir=a.model if a.item in METHODS else None)
+    write_predictions(a.predictions, rows, base_dir=a.base)
+    write_json(a.metrics, metrics)
     print({k: v for k, v in metrics.items() if k != "per_brand"})
 
 

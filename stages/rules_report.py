@@ -1,24 +1,21 @@
 """DVC stage `rules`: what the rule layer says about the pairs, per brand (params: rules)."""
-from pathlib import Path
-
 import pandas as pd
-from _common import params, run, write_json
+from _common import arguments, params, run, write_json
 
 from supportagent.rules import apply_rules
 
-PAIRS, METRICS = Path("data/interim/pairs.parquet"), Path("metrics/rules.json")
-
 
 def main() -> None:
+    a = arguments(__doc__, "pairs", "metrics")
     p = params()
-    pairs = pd.read_parquet(PAIRS)
+    pairs = pd.read_parquet(a.pairs)
     res = pd.DataFrame([apply_rules(c, p.rules, x).to_dict() for c, x in zip(pairs["customer"], pairs["context"])])
     res["brand"] = pairs["brand"].to_numpy()
 
     def shares(col: pd.Series) -> dict:
         return {k: round(100 * v, 2) for k, v in col.value_counts(normalize=True).sort_index().items()}
 
-    write_json(METRICS, {
+    write_json(a.metrics, {
         "pairs": len(res),
         "intent_share": shares(res["intent"]),
         "band_share": shares(res["band"]),

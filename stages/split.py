@@ -1,23 +1,20 @@
 """DVC stage `split`: pairs -> train/val/test, by brand and conversation (params: seed, split)."""
-from pathlib import Path
-
 import pandas as pd
-from _common import params, run, write_json
+from _common import arguments, params, run, write_json
 
 from supportagent.data import split_pairs
 
-PAIRS, OUT, METRICS = Path("data/interim/pairs.parquet"), Path("data/processed"), Path("metrics/split.json")
-
 
 def main() -> None:
+    a = arguments(__doc__, "pairs", "out", "metrics")
     p = params()
-    splits = split_pairs(pd.read_parquet(PAIRS), p.split, p.seed)
-    OUT.mkdir(parents=True, exist_ok=True)
+    splits = split_pairs(pd.read_parquet(a.pairs), p.split, p.seed)
+    a.out.mkdir(parents=True, exist_ok=True)
     for name, df in splits.items():
-        df.to_parquet(OUT / f"{name}.parquet", index=False)
-    write_json(METRICS, {name: {"pairs": len(df), "conversations": int(df["conversation_id"].nunique()),
-                                "per_brand": {b: int(n) for b, n in df["brand"].value_counts().sort_index().items()}}
-                         for name, df in splits.items()})
+        df.to_parquet(a.out / f"{name}.parquet", index=False)
+    write_json(a.metrics, {name: {"pairs": len(df), "conversations": int(df["conversation_id"].nunique()),
+                                  "per_brand": {b: int(n) for b, n in df["brand"].value_counts().sort_index().items()}}
+                           for name, df in splits.items()})
     print({name: len(df) for name, df in splits.items()})
 
 

@@ -24,14 +24,14 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     """The embedded model's tokenizer (from the GGUF, ~40 s once per session)."""
     from transformers import AutoTokenizer
 
-    from supportagent import models
+    from supportagent import bases
 
     built = ROOT / "models/base/hf"
     if (built / "tokenizer.json").exists():
         return built
     out = tmp_path_factory.mktemp("tokenizer")
-    tok = AutoTokenizer.from_pretrained(models.package_dir(models.EMBEDDED_PACKAGE), gguf_file=models.EMBEDDED_GGUF)
-    models._fix_special_tokens(tok)
+    tok = AutoTokenizer.from_pretrained(bases.package_dir(bases.EMBEDDED_PACKAGE), gguf_file=bases.EMBEDDED_GGUF)
+    bases.fix_special_tokens(tok)
     tok.save_pretrained(out)
     return out
 
@@ -40,10 +40,10 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 def tokenizer(tokenizer_dir):
     from transformers import AutoTokenizer
 
-    from supportagent import models
+    from supportagent import bases
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    models._fix_special_tokens(tok)
+    bases.fix_special_tokens(tok)
     return tok
 
 

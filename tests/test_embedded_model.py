@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from supportagent import models
+from supportagent import bases, models
 from supportagent.agent import prepare
 from supportagent.generation import Generator
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_embedded_gguf_converts_and_answers(tmp_path, params):
-    manifest = models.prepare_base(models.EMBEDDED, None, tmp_path)
+    manifest = bases.prepare_base(bases.EMBEDDED, None, tmp_path)
     assert manifest["source"] == "gguf" and len(manifest["gguf_sha256"]) == 64
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     # the GGUF is parsed once inside prepare_base; a plain transformers load must give the same weights
@@ -21,8 +21,8 @@ def test_embedded_gguf_converts_and_answers(tmp_path, params):
     from transformers import AutoModelForCausalLM
 
     assert gguf.GGUFReader.__module__ == "gguf.gguf_reader"  # the parse-once patch is undone
-    plain = AutoModelForCausalLM.from_pretrained(models.package_dir(models.EMBEDDED_PACKAGE),
-                                                 gguf_file=models.EMBEDDED_GGUF, dtype=torch.bfloat16).state_dict()
+    plain = AutoModelForCausalLM.from_pretrained(bases.package_dir(bases.EMBEDDED_PACKAGE),
+                                                 gguf_file=bases.EMBEDDED_GGUF, dtype=torch.bfloat16).state_dict()
     saved = load_file(tmp_path / "hf" / "model.safetensors")
     assert set(saved) <= set(plain) and len(saved) >= 270
     assert all(torch.equal(saved[k], plain[k]) for k in saved)

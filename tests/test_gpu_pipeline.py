@@ -16,7 +16,8 @@ def test_stage_graph_follows_dvc_yaml():
     g = gpu_pipeline.stage_graph()
     lock = json.dumps(__import__("yaml").safe_load((ROOT / "dvc.lock").read_text())["stages"])
     assert all(f'"{name}"' in lock for name in g)  # the same stage names DVC records
-    assert g["train@qlora"]["cmd"] == "python stages/train.py qlora"
+    assert g["train@qlora"]["cmd"].startswith("python stages/train.py qlora --splits data/processed ")
+    assert "--out models/qlora " in g["train@qlora"]["cmd"]  # dvc.yaml's paths, interpolated as DVC does
     assert set(g["train@qlora"]["needs"]) == {"split", "index", "base"}
     assert g["evaluate@qlora"]["needs"] == ["split", "index", "base", "train@qlora"]
     assert g["evaluate@retrieval"]["needs"] == ["split", "index", "base"]  # reads the base's manifest
@@ -65,7 +66,8 @@ def test_every_stage_declares_exactly_the_code_it_runs():
 
 
 def test_the_stage_code_finder_sees_imports_through_other_modules(tmp_path):
-    assert "models" in stage_code(ROOT / "stages/compare.py")  # compare -> predictions -> models
+    assert "bases" in stage_code(ROOT / "stages/compare.py")  # compare -> predictions -> bases
+    assert "models" not in stage_code(ROOT / "stages/compare.py")  # reading predictions loads no model
     assert "training" not in stage_code(ROOT / "stages/evaluate.py")
 
 

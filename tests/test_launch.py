@@ -1,10 +1,8 @@
 """Where training runs: the committed multi-GPU launch configuration (accelerate, DDP) and the compute dtype, checked on a CPU."""
-from types import SimpleNamespace
 
 import torch
 
-from supportagent import models
-from supportagent.training import LossCurve
+from supportagent import runtime
 
 from conftest import ROOT
 
@@ -25,24 +23,15 @@ def test_accelerate_reads_the_ddp_config_as_multi_gpu_bf16():
 def test_each_ddp_process_loads_onto_its_own_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert models.device() == torch.device("cuda", 1)
+    assert runtime.device() == torch.device("cuda", 1)
     monkeypatch.delenv("LOCAL_RANK")
-    assert models.device() == torch.device("cuda", 0)
-
-
-def test_only_the_main_process_writes_loss_curves(tmp_path):
-    curve = LossCurve(tmp_path)
-    logs = {"loss": 1.0}
-    curve.on_log(None, SimpleNamespace(is_world_process_zero=False, global_step=1, num_input_tokens_seen=10), None, logs)
-    assert not (tmp_path / "loss.csv").exists()
-    curve.on_log(None, SimpleNamespace(is_world_process_zero=True, global_step=1, num_input_tokens_seen=10), None, logs)
-    assert (tmp_path / "loss.csv").read_text().splitlines()[1] == "1,1.0"
+    assert runtime.device() == torch.device("cuda", 0)
 
 
 def test_cpus_compute_in_bf16_only_with_amx(monkeypatch):
     """AVX512-BF16 without AMX trained and generated about twice as fast in fp32 (benchmarks/cpu_dtype.py)."""
-    assert not models.cpu_has_fast_bf16("flags : fpu avx2 fma")
-    assert not models.cpu_has_fast_bf16("flags : avx2 avx512f avx512_bf16 avx512_fp16")
-    assert models.cpu_has_fast_bf16("flags : avx2 avx512_bf16 amx_bf16 amx_tile amx_int8")
+    assert not runtime.cpu_has_fast_bf16("flags : fpu avx2 fma")
+    assert not runtime.cpu_has_fast_bf16("flags : avx2 avx512f avx512_bf16 avx512_fp16")
+    assert runtime.cpu_has_fast_bf16("flags : avx2 avx512_bf16 amx_bf16 amx_tile amx_int8")
     monkeypatch.setenv("SUPPORTAGENT_DTYPE", "bfloat16")
-    assert models.compute_dtype() == torch.bfloat16
+    assert runtime.compute_dtype() == torch.bfloat16

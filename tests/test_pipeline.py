@@ -38,6 +38,11 @@ def _dvc(cwd, *args):
     return proc.stdout
 
 
+def _commit(work: Path, message: str) -> None:
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message]):
+        subprocess.run(cmd, cwd=work, check=True, capture_output=True)
+
+
 def _exp_show(work: Path) -> str:
     """`make exp-show` in a 200-column terminal: `dvc exp show` with the Makefile's EXP_COLUMNS filter."""
     line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("EXP_COLUMNS := "))
@@ -85,6 +90,7 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     _dvc(work, "init", "-q")
+    _commit(work, "the project, as a clone has it")  # DVCLive reads the baseline commit
 
     _dvc(work, "repro")
 
@@ -98,6 +104,7 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     assert json.loads((work / "metrics/served.json").read_text())["method"] == "qlora"
     assert (work / "reports/samples.md").read_text().count("| reference |") == 3
     assert json.loads((work / "metrics/review.json").read_text())["ratings"] == 0  # nobody has rated: no crash
+    assert json.loads((work / "dvclive/qlora/metrics.json").read_text())["step"] == 2  # DVCLive's summary
     loss = pd.read_csv(work / "plots/compare/loss.csv")
     assert set(loss["method"]) == {"qlora", "prompt_tuning"} and loss["epoch"].between(0, 1.01).all()
     _plots_page_draws(work)
@@ -111,8 +118,7 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     (work / "params.yaml").write_text(yaml.safe_dump({**params, "method": "qlora"}, sort_keys=False))
 
     # ... as a user does it: an experiment, then its decision metrics in a 200-column terminal
-    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
-        subprocess.run(cmd, cwd=work, check=True, capture_output=True)
+    _commit(work, "run")
     out = _dvc(work, "exp", "run", "-S", "method=prompt_tuning")
     assert "Running stage 'compare'" in out and "Running stage 'train@" not in out
     assert json.loads((work / "metrics/served.json").read_text())["method"] == "prompt_tuning"

@@ -56,19 +56,25 @@ def test_the_page_template_is_rebuilt_from_its_html_and_the_vendored_builds():
 
 
 def test_loss_curves_are_put_on_epochs(tmp_path):
-    loss_dir = tmp_path / "train"
+    from supportagent.trainlog import log_file
+
+    log_dirs = {m: tmp_path / "dvclive" / m for m in ("qlora", "prompt_tuning")}
     for method, steps in (("qlora", 4), ("prompt_tuning", 16)):
-        (loss_dir / method).mkdir(parents=True)
-        pd.DataFrame({"step": range(1, steps + 1), "loss": 2.0}).to_csv(loss_dir / method / "loss.csv", index=False)
-        pd.DataFrame({"step": [steps // 2, steps], "val_loss": [2.5, 2.4]}).to_csv(loss_dir / method / "val_loss.csv",
-                                                                                 index=False)
+        for metric, rows in (("train/loss", {"step": range(1, steps + 1), "loss": 2.0}),
+                             ("eval/loss", {"step": [steps // 2, steps], "loss": [2.5, 2.4]})):
+            log_file(log_dirs[method], metric).parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_csv(log_file(log_dirs[method], metric), sep="\t", index=False)
+    # a resumed run logged steps 3 and 4 of QLoRA again: the later values count
+    with log_file(log_dirs["qlora"], "train/loss").open("a") as f:
+        f.write("3\t1.5\n4\t1.25\n")
     metrics = json.loads((ROOT / "metrics/eval/qlora.json").read_text())
     evals = {s: metrics for s in ("zero_shot", "retrieval", "qlora", "prompt_tuning")}
     trains = {"qlora": {"steps": 4, "epochs": 1.0}, "prompt_tuning": {"steps": 16, "epochs": 1.0}}
-    plots.write_plot_data(evals, trains, loss_dir, tmp_path / "out")
+    plots.write_plot_data(evals, trains, log_dirs, tmp_path / "out")
     loss = pd.read_csv(tmp_path / "out/loss.csv")
     # batch 8 vs batch 2: 4 and 16 steps are both one epoch
     assert loss.groupby("method")["epoch"].max().to_dict() == {"prompt_tuning": 1.0, "qlora": 1.0}
+    assert loss[loss["method"] == "qlora"]["loss"].tolist() == [2.0, 2.0, 1.5, 1.25]
     val = pd.read_csv(tmp_path / "out/val_loss.csv")
     assert val["epoch"].tolist() == [0.5, 1.0, 0.5, 1.0]
     quality = pd.read_csv(tmp_path / "out/quality.csv")
@@ -98,7 +104,8 @@ def test_plots_diff_draws_each_revision(tmp_path):
     repo = tmp_path / "repo"
     for d in ("plots/compare", "plots/review"):
         shutil.copytree(ROOT / d, repo / d)
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]}))
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"vars": spec["vars"], "plots": spec["plots"]}))
     for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "config", "plots.html_template", "plots/page.html"]):
         subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")

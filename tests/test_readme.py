@@ -1,7 +1,7 @@
 """The README's results block is generated from the committed metrics files."""
 import pytest
 
-from supportagent.report import END, START, render_tables, update_readme
+from supportagent.readme import END, START, render_tables, update_readme
 
 from conftest import ROOT
 
@@ -26,6 +26,7 @@ def test_a_changed_metric_makes_the_check_fail(tmp_path):
 
     for d in ["metrics", "benchmarks"]:
         shutil.copytree(ROOT / d, tmp_path / d)
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)  # where the metrics are
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold\n{END}\n")
     assert not update_readme(readme, tmp_path, check=True)

@@ -5,11 +5,13 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from supportagent import models
+from supportagent import bases, models, runtime
 from supportagent.generation import Generator, load_system
-from supportagent.models import ModelError
+from supportagent.errors import ModelError
 from supportagent.serving import fold_4bit
-from supportagent.training import PadCollator, build_model, train
+from supportagent.adapters import build_model
+from supportagent.trainlog import log_file
+from supportagent.training import PadCollator, train
 
 
 def _tp(params, method, **kw):
@@ -21,7 +23,7 @@ def _tp(params, method, **kw):
 def _train(params, method, tiny_base, tiny_pairs, tmp_path, callbacks=(), index=None, **kw):
     return train(method, tiny_pairs, tiny_pairs.head(4), tiny_base, index, tmp_path / method, _tp(params, method, **kw),
                  params.model, params.rules, params.retrieval.model_copy(update={"k": 2 if index else 0}), params.seed,
-                 tmp_path / "plots" / method, checkpoint_root=tmp_path / "ckpt", callbacks=callbacks)
+                 tmp_path / "logs" / method, checkpoint_root=tmp_path / "ckpt", callbacks=callbacks)
 
 
 class CountEvaluations(TrainerCallback):
@@ -39,8 +41,9 @@ def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pair
     assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
     assert m["steps"] == 4 and m["adapter_mb"] > 0 and 0 < m["trainable_percent"] < 100
     assert m["final_val_loss"] is not None and m["tokens_per_second"] > 0
-    curve = pd.read_csv(tmp_path / "plots" / method / "loss.csv")
-    assert list(curve.columns) == ["step", "loss"] and len(curve) >= 3
+    curve = pd.read_csv(log_file(tmp_path / "logs" / method, "train/loss"), sep="\t")
+    assert list(curve.columns) == ["step", "loss"] and curve["step"].tolist() == [1, 2, 3, 4]
+    assert m["final_train_loss"] == round(curve["loss"].iloc[-1], 4)
     info = json.loads((out / "training_info.json").read_text())
     assert info["base_manifest"]["base"] == "tiny-random-llama"
 
@@ -50,8 +53,8 @@ def test_final_val_loss_reuses_the_evaluation_at_the_last_step(params, tiny_base
     m = _train(params, "prompt_tuning", tiny_base, tiny_pairs, tmp_path, callbacks=(counted,), max_steps=5,
                evals_per_epoch=2)
     assert counted.steps == [3, 5]  # at mid-epoch (step 3 of 6), and at the end: no second pass for the final loss
-    val = pd.read_csv(tmp_path / "plots" / "prompt_tuning" / "val_loss.csv")
-    assert val["step"].tolist() == [3, 5] and m["final_val_loss"] == round(val["val_loss"].iloc[-1], 4)
+    val = pd.read_csv(log_file(tmp_path / "logs" / "prompt_tuning", "eval/loss"), sep="\t")
+    assert val["step"].tolist() == [3, 5] and m["final_val_loss"] == round(val["loss"].iloc[-1], 4)
 
 
 def test_soft_prompt_loss_is_the_same_inside_ddp(params, tiny_base, tokenizer, tmp_path):
@@ -142,20 +145,21 @@ def test_interrupted_run_resumes_from_checkpoint(params, tiny_base, tiny_pairs, 
     tp = _tp(params, "prompt_tuning", max_steps=6)
     common = dict(base_dir=tiny_base, index_dir=None, out_dir=tmp_path / "pt", params=tp, model_params=params.model,
                   rules_params=params.rules, retrieval=params.retrieval.model_copy(update={"k": 0}), seed=params.seed,
-                  plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
+                  log_dir=tmp_path / "logs", checkpoint_root=tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
         train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), callbacks=(_Interrupt(),), **common)
     assert (tmp_path / "ckpt/prompt_tuning/checkpoint-2").exists()
     m = train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), **common)
     assert m["resumed_from"] == "checkpoint-2" and m["steps"] == 6
-    assert pd.read_csv(tmp_path / "plots/loss.csv")["step"].max() == 6
+    curve = pd.read_csv(log_file(tmp_path / "logs", "train/loss"), sep="\t")
+    assert curve["step"].max() == 6 and 3 in curve["step"].tolist()  # steps 1-3, then 3-6 again after resuming
     assert not (tmp_path / "ckpt/prompt_tuning").exists()  # finished runs leave nothing to resume
 
 
 def test_changed_params_do_not_resume_stale_checkpoints(params, tiny_base, tiny_pairs, tmp_path):
     common = dict(base_dir=tiny_base, index_dir=None, out_dir=tmp_path / "pt", model_params=params.model,
                   rules_params=params.rules, retrieval=params.retrieval.model_copy(update={"k": 0}), seed=params.seed,
-                  plots_dir=tmp_path / "plots", checkpoint_root=tmp_path / "ckpt")
+                  log_dir=tmp_path / "logs", checkpoint_root=tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
         train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), params=_tp(params, "prompt_tuning", max_steps=6),
               callbacks=(_Interrupt(),), **common)
@@ -206,11 +210,11 @@ def test_left_padded_batches_equal_single_generation(tiny_base, tokenizer):
 
 
 def test_cpu_gqa_attention_equals_transformers_sdpa_on_padded_batches(tiny_base, tokenizer, monkeypatch):
-    monkeypatch.setattr(models, "device", lambda: torch.device("cpu"))  # the CPU path, also on a GPU host
-    assert models.attention_implementation() == models.CPU_ATTENTION  # generation on a CPU
-    assert models.attention_implementation(for_training=True) == "sdpa"
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cpu"))  # the CPU path, also on a GPU host
+    assert runtime.attention_implementation() == runtime.CPU_ATTENTION  # generation on a CPU
+    assert runtime.attention_implementation(for_training=True) == "sdpa"
     fast, plain = models.load_base(tiny_base), models.load_base(tiny_base, for_training=True)
-    assert fast.config._attn_implementation == models.CPU_ATTENTION and plain.config._attn_implementation == "sdpa"
+    assert fast.config._attn_implementation == runtime.CPU_ATTENTION and plain.config._attn_implementation == "sdpa"
     assert fast.config.num_key_value_heads < fast.config.num_attention_heads  # grouped-query attention
     prompts = [tokenizer("hi")["input_ids"], tokenizer("where is my order, it is very late now")["input_ids"]]
     replies = [[r.token_ids for r in Generator(m, tokenizer, max_new_tokens=8, repetition_penalty=1.0).generate(prompts)]
@@ -240,7 +244,7 @@ def test_adapter_errors_are_clear(params, tiny_base, tiny_pairs, tmp_path):
 
 def test_unavailable_hub_model_says_how_to_provide_it(tmp_path):
     with pytest.raises(ModelError, match="local Hugging Face cache.*embedded default"):
-        models.prepare_base("no-such-org/no-such-model-xyz", None, tmp_path)
+        bases.prepare_base("no-such-org/no-such-model-xyz", None, tmp_path)
 
 
 def test_intervals_are_counts_per_epoch_that_survive_a_change_of_data_size(params):

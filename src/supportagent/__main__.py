@@ -41,6 +41,36 @@ def _with_id(item: dict, result: dict) -> dict:
     return {"id": item["id"], **result} if "id" in item else result
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", type=Path, help="prepared base (default: dvc.yaml's paths.base)")
+    p.add_argument("--adapter", type=Path, help="adapter folder (default: <dvc.yaml's paths.adapters>/<method>)")
+    p.add_argument("--index", type=Path, help="embedding index of the train split, for the retrieved examples "
+                   "(default: dvc.yaml's paths.index)")
+
+
+def _with_pipeline_paths(args, *names: str):
+    """Options left out take their path from dvc.yaml (`vars: paths`), where the pipeline wrote the files."""
+    missing = [n for n in names if getattr(args, n, None) is None]
+    if missing:
+        from .paths import pipeline_paths
+
+        paths = pipeline_paths()
+        for name in missing:
+            setattr(args, name, paths[name])
+    return args
+
+
+def _agent(params, args):
+    """The served method (or --method) with its base, adapter and index."""
+    from .agent import SupportAgent
+
+    method = args.method or params.method
+    if args.adapter is None and method != "zero_shot":
+        args.adapter = _with_pipeline_paths(args, "adapters").adapters / method
+    _with_pipeline_paths(args, "base", "index")
+    return SupportAgent(params, base_dir=args.base, index_dir=args.index, method=method, adapter_dir=args.adapter)
+
+
 def cmd_rules(args) -> None:
     from .config import load_params
     from .rules import apply_rules
@@ -52,7 +82,6 @@ def cmd_rules(args) -> None:
 
 
 def cmd_reply(args) -> None:
-    from .agent import SupportAgent
     from .config import load_params
 
     params = load_params(args.params)
@@ -68,7 +97,7 @@ def cmd_reply(args) -> None:
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per model file is noise in a CLI
     start = time.perf_counter()
-    agent = SupportAgent(params, base_dir=args.base, index_dir=args.index, method=args.method, adapter_dir=args.adapter)
+    agent = _agent(params, args)
     print(f"loaded {agent.method} in {time.perf_counter() - start:.1f} s (once per call: pass many messages with "
           "--file to pay it once)", file=sys.stderr)
     responses = [agent.reply(it["brand"] or "", it.get("text", ""), it.get("context", "") or "") for it in items] \
@@ -83,7 +112,7 @@ def cmd_reply(args) -> None:
 
 
 def cmd_readme(args) -> None:
-    from .report import update_readme
+    from .readme import update_readme
 
     if args.check:
         ok = update_readme(args.readme, check=True)
@@ -118,6 +147,7 @@ def cmd_serve(args) -> None:
         sys.exit(f"error: binding to {args.host} exposes the API beyond this machine: set a bearer token "
                  "(--token or SUPPORTAGENT_TOKEN), or bind to 127.0.0.1")
     params = load_params(args.params)
+    _with_pipeline_paths(args, "predictions", "ratings")
     try:
         review = ReviewSet(args.predictions, params.review.systems, params.review.samples, params.seed)
     except FileNotFoundError as err:
@@ -128,12 +158,9 @@ def cmd_serve(args) -> None:
     if not args.no_model:
         from transformers.utils import logging as hf_logging
 
-        from .agent import SupportAgent
-
         hf_logging.disable_progress_bar()
         start = time.perf_counter()
-        agent = SupportAgent(params, base_dir=args.base, index_dir=args.index, method=args.method,
-                             adapter_dir=args.adapter)
+        agent = _agent(params, args)
         method = agent.method
         answer = lambda items: agent.reply_many(items, batch_size=limits.max_batch)  # noqa: E731
         print(f"loaded {method} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -144,60 +171,33 @@ def cmd_serve(args) -> None:
 
 
 def cmd_plots(args) -> None:
-    """`dvc plots show` (or `dvc plots diff REV...`) into --out, then the page rendered in headless Chromium:
-    it must load nothing from the network and every plot must draw marks; the screenshot goes to --png."""
-    import subprocess
+    from .plots import check_page
 
-    from .plots import drawn_marks, remote_resources, render
-
-    dvc = Path(sys.executable).parent / "dvc"
-    cmd = [str(dvc) if dvc.exists() else "dvc", "plots", *(["diff", *args.diff] if args.diff else ["show"]), "-o", args.out]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[1:])} failed: {proc.stderr.strip()[-1500:]}")
-    page = Path(args.out) / "index.html"
-    remote = remote_resources(page.read_text())
-    if remote:
-        raise RuntimeError(f"{page} loads from the network: {remote[:3]} (is plots.html_template set in .dvc/config?)")
-    marks = drawn_marks(render(page, Path(args.png) if args.png else None))
+    marks = check_page(Path(args.out), Path(args.png) if args.png else None, args.diff)
     for plot, n in marks.items():
         print(f"{plot:>20}: {n} marks")
-    blank = [p for p, n in marks.items() if n == 0]
-    if blank or not marks:
-        raise RuntimeError(f"blank plots in {page}: {blank or 'all'}")
-    print(f"{page}: {len(marks)} plots, no network resources" + (f"; screenshot {args.png}" if args.png else ""))
+    print(f"{args.out}/index.html: {len(marks)} plots, no network resources" + (f"; screenshot {args.png}" if args.png else ""))
 
 
 def cmd_exp_args(args) -> None:
-    """`-S key=value` for every key of an overrides file (e.g. configs/full.yaml), for `dvc exp run`."""
-    import shlex
+    from .config import exp_run_args
 
-    import yaml
-
-    def flat(d: dict, prefix: str = ""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from flat(v, f"{prefix}{k}.")
-            else:
-                yield f"{prefix}{k}", v
-
-    overrides = yaml.safe_load(Path(args.overrides).read_text()) or {}
-    print(" ".join(f"-S {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in flat(overrides)))
+    print(exp_run_args(args.overrides))
 
 
 def cmd_vendor_vega(args) -> None:
-    from .plots import PAGE, VEGA, build_page, without_scripts
+    from .plots import PAGE, VEGA, vendor
 
-    folder = Path(args.packages)
-    scripts = {}
-    for name, version in VEGA.items():
-        built = folder / name / "build" / f"{name}.min.js"
-        meta = json.loads((folder / name / "package.json").read_text())
-        if meta["version"] != version:
-            raise ValueError(f"{folder / name} is {name}@{meta['version']}, expected {version} (plots.VEGA)")
-        scripts[name] = built.read_text(encoding="utf-8")
-    PAGE.write_text(build_page(without_scripts(PAGE.read_text()), scripts))
+    vendor(Path(args.packages))
     print(f"wrote {PAGE} ({PAGE.stat().st_size / 1e6:.2f} MB) with " + ", ".join(f"{n}@{v}" for n, v in VEGA.items()))
+
+
+def cmd_make_standin(args) -> None:
+    from .standin import make_standin
+
+    info = make_standin(args.out, layers=args.layers, tiny=args.tiny, seed=args.seed, tokenizer_from=args.tokenizer_from)
+    print(f"wrote {args.out}: {info['params'] / 1e9:.2f}B parameters, {info['layers']} layers, random weights "
+          f"({info['what']}). Use it with: dvc exp run -S model.base={args.out}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,9 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--context", help="the previous turn of the thread, if any")
     p.add_argument("--file", help="JSON lines or CSV (brand, text[, context]); '-' = stdin")
     p.add_argument("--method", choices=["qlora", "prompt_tuning", "zero_shot"], help="override params.method")
-    p.add_argument("--base", default="models/base")
-    p.add_argument("--adapter", help="adapter folder (default models/<method>)")
-    p.add_argument("--index", default="models/index", help="embedding index of the train split (retrieved examples)")
+    _model_options(p)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--json", action="store_true", help="one JSON object per reply")
     p.set_defaults(func=cmd_reply)
@@ -239,11 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", help="bearer token required on the API (or SUPPORTAGENT_TOKEN)")
     p.add_argument("--method", choices=["qlora", "prompt_tuning", "zero_shot"], help="override params.method")
-    p.add_argument("--base", default="models/base")
-    p.add_argument("--adapter", help="adapter folder (default models/<method>)")
-    p.add_argument("--index", default="models/index")
-    p.add_argument("--predictions", default="reports/predictions", help="predictions the review page shows")
-    p.add_argument("--ratings", default="reports/review/ratings.csv", help="where review ratings are appended")
+    _model_options(p)
+    p.add_argument("--predictions", type=Path, help="folder of the predictions the review page shows (default: "
+                   "dvc.yaml's paths.predictions)")
+    p.add_argument("--ratings", type=Path, help="where review ratings are appended (default: dvc.yaml's paths.ratings)")
     p.add_argument("--max-batch", type=int, default=16, help="messages answered at once")
     p.add_argument("--max-wait-ms", type=float, default=50.0,
                    help="under concurrent traffic, how long a batch waits for more messages (one at a time: ~1 ms)")
@@ -263,6 +260,16 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("vendor-vega", help="replace the scripts inlined in .dvc/plots/page.html with the builds of unpacked npm packages (`make vendor-vega`)")
     p.add_argument("packages", help="folder holding vega/, vega-lite/ and vega-embed/ as unpacked by npm")
     p.set_defaults(func=cmd_vendor_vega)
+
+    p = sub.add_parser("make-standin", help="write a local Mistral-7B-Instruct-v0.3 stand-in: its real tokenizer and chat "
+                       "format, its architecture, random weights (timing and code-path checks only: it writes nonsense)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (then model.base: <folder>)")
+    p.add_argument("--layers", type=int, help="decoder layers (default: the real 32)")
+    p.add_argument("--tiny", action="store_true", help="width 64 and 2 layers, for tests on a CPU")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer-from", type=Path, help="copy the tokenizer of a stand-in made before (on a machine "
+                   "without mistral-common)")
+    p.set_defaults(func=cmd_make_standin)
 
     args = parser.parse_args(argv)
     from .errors import UserError

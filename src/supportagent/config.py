@@ -204,3 +204,20 @@ def load_params(path: str | Path = "params.yaml", overrides: str | Path | None =
         return Params.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(_describe(err, Path(overrides) if overrides else Path(path))) from None
+
+
+def exp_run_args(overrides: str | Path) -> str:
+    """`-S key=value` for every key of an overrides file (e.g. configs/full.yaml): the arguments of `dvc exp run`
+    that set exactly the params `load_params(params.yaml, overrides)` merges (tests/test_config.py applies them)."""
+    import json
+    import shlex
+
+    def flat(d: dict, prefix: str = ""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    raw = yaml.safe_load(Path(overrides).read_text()) or {}
+    return " ".join(f"-S {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in flat(raw))

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import models
+from . import bases, models
 from .agent import prepare
 from .config import Params
 from .metrics import score
@@ -61,7 +61,7 @@ def _retrieval_replies(params: Params, test: pd.DataFrame, index: ExampleIndex, 
     latency = {"latency_p50_ms": round(float(np.percentile(times, 50)), 1) if times else None,
                "latency_p95_ms": round(float(np.percentile(times, 95)), 1) if times else None}
     sizes = {"adapter_mb": round(index.vectors.nbytes / 2**20, 3),
-             "base_mb": models.folder_mb(models.package_dir(models.EMBEDDING_PACKAGE) / "model")}
+             "base_mb": models.folder_mb(bases.package_dir(models.EMBEDDING_PACKAGE) / "model")}
     return replies, [False] * len(replies), per_s, latency, sizes, {}
 
 
@@ -90,7 +90,7 @@ def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.D
             "escalation_share": round(100 * g["escalate"].mean(), 2)}
         for b, g in rows.groupby("brand")
     }
-    manifest, _ = models.read_manifest(base_dir)
+    manifest, _ = bases.read_manifest(base_dir)
     metrics = {
         "system": system, **corpus, **latency, "replies_per_s": round(per_s, 2) if per_s else None, **sizes,
         "truncated_share": round(100 * float(np.mean(truncated)), 2),

@@ -104,7 +104,7 @@ def load_system(system: str, base_dir: str, adapter_dir: str | None = None):
     if system == "zero_shot":
         return models.load_base(base_dir), tokenizer
     if adapter_dir is None:
-        adapter_dir = f"models/{system}"
+        raise ValueError(f"{system} needs its adapter folder (dvc.yaml's paths.adapters/{system})")
     models.check_adapter(adapter_dir, base_dir)
     base = models.load_base(base_dir, quantize_4bit=(system == "qlora"))
     return models.load_adapter(base, adapter_dir, base_dir), tokenizer

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 
 from .config import METHODS, SYSTEMS
 from .metrics import QUALITY
+from .trainlog import log_file
 
 PAGE = Path(".dvc/plots/page.html")
 # npm packages inlined into PAGE (`make vendor-vega` rebuilds it); the majors DVC's own templates target
@@ -29,9 +31,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars", "--virtual-time-budget=20000"]
 
 
-def write_plot_data(evals: dict, trains: dict, loss_dir: Path, out: Path) -> None:
+def write_plot_data(evals: dict, trains: dict, log_dirs: dict[str, Path], out: Path) -> None:
     """Long-format CSVs behind the top-level plots of dvc.yaml: quality, latency, size vs quality, and the
-    loss curves of both methods against epochs (their batch sizes differ, so optimizer steps do not compare)."""
+    loss curves of both methods (their DVCLive logs, `log_dirs`: method -> folder) against epochs (their batch
+    sizes differ, so optimizer steps do not compare). A resumed run logs again the steps after its checkpoint:
+    the later value of a step is kept."""
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{"system": s, "metric": q, "value": evals[s][q]} for s in SYSTEMS for q in QUALITY]).to_csv(
         out / "quality.csv", index=False)
@@ -39,13 +43,14 @@ def write_plot_data(evals: dict, trains: dict, loss_dir: Path, out: Path) -> Non
                   for s in SYSTEMS]).to_csv(out / "latency.csv", index=False)
     pd.DataFrame([{"system": s, "adapter_mb": evals[s]["adapter_mb"], "rouge_l": evals[s]["rouge_l"]}
                   for s in SYSTEMS]).to_csv(out / "size_vs_quality.csv", index=False)
-    for name, column in (("loss.csv", "loss"), ("val_loss.csv", "val_loss")):
+    for name, metric in (("loss.csv", "train/loss"), ("val_loss.csv", "eval/loss")):
         frames = []
         for m in METHODS:
-            f = loss_dir / m / name
-            df = pd.read_csv(f) if f.exists() else pd.DataFrame(columns=["step", column])
+            f = log_file(log_dirs[m], metric)
+            df = pd.read_csv(f, sep="\t") if f.exists() else pd.DataFrame(columns=["step", "loss"])
+            df = df.drop_duplicates("step", keep="last").sort_values("step")
             per_step = trains[m]["epochs"] / max(trains[m]["steps"], 1)
-            frames.append(pd.DataFrame({"method": m, "epoch": (df["step"] * per_step).round(4), "loss": df[column]}))
+            frames.append(pd.DataFrame({"method": m, "epoch": (df["step"] * per_step).round(4), "loss": df["loss"]}))
         pd.concat(frames).to_csv(out / name, index=False)
 
 
@@ -173,3 +178,36 @@ def render(page: Path, png: Path | None = None, width: int = 1280, height: int =
             subprocess.run([*base, f"--screenshot={Path(png).resolve()}", url], capture_output=True, timeout=120,
                            check=True)
     return dom
+
+
+def check_page(out: Path, png: Path | None = None, diff: list[str] | None = None) -> dict[str, int]:
+    """`dvc plots show` (or `dvc plots diff REV...`) into `out`, then the page rendered in headless Chromium: it
+    must load nothing from the network and every plot must draw marks (returned per plot); screenshot to `png`."""
+    dvc = Path(sys.executable).parent / "dvc"
+    cmd = [str(dvc) if dvc.exists() else "dvc", "plots", *(["diff", *diff] if diff else ["show"]), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[1:])} failed: {proc.stderr.strip()[-1500:]}")
+    page = out / "index.html"
+    remote = remote_resources(page.read_text())
+    if remote:
+        raise RuntimeError(f"{page} loads from the network: {remote[:3]} (is plots.html_template set in .dvc/config?)")
+    marks = drawn_marks(render(page, png))
+    blank = [p for p, n in marks.items() if n == 0]
+    if blank or not marks:
+        raise RuntimeError(f"blank plots in {page}: {blank or 'all'}")
+    return marks
+
+
+def vendor(packages: Path) -> None:
+    """Replace the scripts inlined in PAGE with the builds of npm packages unpacked under `packages`
+    (vega/, vega-lite/, vega-embed/ at the versions of VEGA)."""
+    import json
+
+    scripts = {}
+    for name, version in VEGA.items():
+        meta = json.loads((packages / name / "package.json").read_text())
+        if meta["version"] != version:
+            raise ValueError(f"{packages / name} is {name}@{meta['version']}, expected {version} (plots.VEGA)")
+        scripts[name] = (packages / name / "build" / f"{name}.min.js").read_text(encoding="utf-8")
+    PAGE.write_text(build_page(without_scripts(PAGE.read_text()), scripts))

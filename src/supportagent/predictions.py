@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import models
+from . import bases
 
 
 def write_predictions(path: str | Path, rows: pd.DataFrame, base_dir: str) -> None:
     """JSON lines; the first line records the base model the predictions came from."""
-    manifest, _ = models.read_manifest(base_dir)
+    manifest, _ = bases.read_manifest(base_dir)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
@@ -27,7 +27,7 @@ def read_predictions(path: str | Path, base_dir: str | None = None) -> pd.DataFr
         raise FileNotFoundError(f"{path} not found: run `dvc repro evaluate` first")
     lines = path.read_text().splitlines()
     header = json.loads(lines[0]) if lines else {}
-    manifest = models.read_manifest(base_dir)[0] if base_dir is not None else header.get("_base")
+    manifest = bases.read_manifest(base_dir)[0] if base_dir is not None else header.get("_base")
     if header.get("_base") != manifest:
         raise ValueError(f"{path} was produced with base {header.get('_base', {}).get('base')}, not the current "
                          f"base {manifest.get('base')}: rerun `dvc repro` so every system uses the same base")

@@ -11,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-from transformers import TrainerCallback
 
-from . import models
+from . import bases, models, runtime
 from .config import ModelParams, RetrievalParams, RulesParams, TrainParams
 from .prompts import build_messages, encode
 from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
+from .adapters import build_model, count_params
 from .rules import apply_rules
+from .trainlog import LossBar, StepLive
 
 
 class EncodedPairs(Dataset):
@@ -101,77 +102,11 @@ def intervals(train_pairs: int, params: TrainParams) -> dict[str, int]:
             (("eval", params.evals_per_epoch), ("log", params.logs_per_epoch), ("save", params.saves_per_epoch))}
 
 
-def set_checkpointing(model, every_n_layers: int) -> None:
-    """Gradient checkpointing of every n-th decoder layer (1 = all, 0 = off): the checkpointed layers
-    recompute their activations in the backward pass, trading compute for activation memory."""
-    if every_n_layers:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False},
-                                            every_n_layers=every_n_layers)
-    elif getattr(model, "is_gradient_checkpointing", False):
-        model.gradient_checkpointing_disable()
-
-
-def add_lora(model, params: TrainParams):
-    """LoRA adapters on a loaded 4-bit base, after peft's k-bit training preparation."""
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
-
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    # k-bit preparation upcasts every frozen 16-bit tensor (norms, embedding, lm_head) to fp32. On a
-    # GPU fp32 norm weights turn the whole residual stream fp32 (twice the activation memory and
-    # traffic); RMSNorm normalises in fp32 internally anyway, so the frozen tensors go back to the
-    # compute dtype. On an fp32 CPU this changes nothing.
-    dtype = models.compute_dtype()
-    for p in model.parameters():
-        if not p.requires_grad and p.dtype == torch.float32:
-            p.data = p.data.to(dtype)
-    set_checkpointing(model, params.checkpoint_every_n_layers)
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=params.lora_r, lora_alpha=params.lora_alpha,
-                        lora_dropout=params.lora_dropout, target_modules=list(params.target_modules), bias="none")
-    return get_peft_model(model, config)
-
-
-def add_soft_prompt(model, params: TrainParams, tokenizer_path: str | Path | None = None):
-    """A trainable soft prompt (prompt tuning) in front of a frozen 16-bit base."""
-    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
-
-    text_init = params.prompt_init == "text"
-    if text_init and tokenizer_path is None:
-        raise ValueError("prompt_init: text needs the base's tokenizer")
-    set_checkpointing(model, params.checkpoint_every_n_layers)
-    config = PromptTuningConfig(
-        task_type=TaskType.CAUSAL_LM, num_virtual_tokens=params.num_virtual_tokens,
-        prompt_tuning_init=PromptTuningInit.TEXT if text_init else PromptTuningInit.RANDOM,
-        prompt_tuning_init_text=params.prompt_init_text if text_init else None,
-        tokenizer_name_or_path=str(tokenizer_path) if text_init else None,
-    )
-    model = get_peft_model(model, config)
-    model.prompt_encoder.float()  # the few trainable vectors learn in fp32
-    return model
-
-
-def build_model(method: str, base_dir: str | Path, params: TrainParams):
-    """Base + trainable adapter for `method`; the base stays frozen."""
-    if method == "qlora":
-        return add_lora(models.load_base(base_dir, quantize_4bit=True, for_training=True), params)
-    if method == "prompt_tuning":
-        _, path = models.read_manifest(base_dir)
-        return add_soft_prompt(models.load_base(base_dir, for_training=True), params, path)
-    raise ValueError(f"unknown method {method!r}")
-
-
-def count_params(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # 4-bit weights are packed two to a byte
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    total = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1) for p in base.parameters())
-    return trainable, total
-
-
 def run_fingerprint(method: str, params: TrainParams, frames: list[pd.DataFrame], base_dir: Path,
                     retrieval: RetrievalParams) -> str:
     """Checkpoints are resumed only by a run with the same params, examples, data and base."""
     h = hashlib.sha256(method.encode() + params.model_dump_json().encode() + retrieval.model_dump_json().encode())
-    h.update((Path(base_dir) / models.MANIFEST).read_bytes())
+    h.update((Path(base_dir) / bases.MANIFEST).read_bytes())
     for df in frames:
         h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
@@ -206,11 +141,12 @@ def retrieved_examples(index: ExampleIndex, retrieval: RetrievalParams, train_df
 
 def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: str | Path, index_dir: str | Path,
           out_dir: str | Path, params: TrainParams, model_params: ModelParams, rules_params: RulesParams,
-          retrieval: RetrievalParams, seed: int, plots_dir: str | Path, checkpoint_root: str | Path = "checkpoints",
+          retrieval: RetrievalParams, seed: int, log_dir: str | Path, checkpoint_root: str | Path,
           callbacks: tuple = ()) -> dict | None:
     """Train one method, save its adapter to `out_dir` and return the training metrics (None on the
-    non-main processes of a multi-GPU run under `accelerate launch`)."""
-    from transformers import TrainingArguments, set_seed
+    non-main processes of a multi-GPU run under `accelerate launch`). Loss curves go to `log_dir` through
+    DVCLive (`trainlog.py`); checkpoints to `checkpoint_root/<method>`, from which an interrupted run resumes."""
+    from transformers import ProgressCallback, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     set_seed(seed)
@@ -228,7 +164,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     model = build_model(method, base_dir, params)
     trainable, total = count_params(model)
 
-    out_dir, plots_dir = Path(out_dir), Path(plots_dir)
+    out_dir = Path(out_dir)
     ckpt_dir = Path(checkpoint_root) / method
     cuda = torch.cuda.is_available()
     every = intervals(len(train_ds), params)
@@ -239,19 +175,16 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         gradient_accumulation_steps=params.grad_accum, learning_rate=params.lr,
         warmup_steps=params.warmup_ratio, weight_decay=params.weight_decay, lr_scheduler_type="cosine",
         optim="paged_adamw_8bit" if (cuda and method == "qlora") else "adamw_torch",
-        bf16=models.compute_dtype() == torch.bfloat16, use_cpu=not cuda,
+        bf16=runtime.compute_dtype() == torch.bfloat16, use_cpu=not cuda,
         train_sampling_strategy="group_by_length",
         eval_strategy="steps" if val_ds is not None else "no", eval_steps=every["eval"],
         logging_steps=every["log"], logging_first_step=True,
         save_strategy="steps", save_steps=every["save"], save_total_limit=2,
-        report_to="none", remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True,
+        report_to="none",  # DVCLive through StepLive below, set up for a DVC stage
+        remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True,
         ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding",
     )
-    curve = LossCurve(plots_dir)
-    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                      data_collator=PadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-                      callbacks=[curve, *callbacks])
     fingerprint_file = ckpt_dir / "fingerprint"
     fingerprint = run_fingerprint(method, params, [train_df, val_df], base_dir, retrieval)
     resume = None
@@ -264,7 +197,12 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     fingerprint_file.write_text(fingerprint)
     if resume:
         print(f"[{method}] resuming from {resume}")
-        curve.restore()
+    log = StepLive(log_dir, resume=bool(resume))
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                               data_collator=PadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                               callbacks=[log, *callbacks])
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LossBar())
 
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
@@ -275,7 +213,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
-    manifest, _ = models.read_manifest(base_dir)
+    manifest, _ = bases.read_manifest(base_dir)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     metrics = {
         "method": method,
@@ -283,13 +221,13 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         "steps": int(trainer.state.global_step),
         "epochs": round(float(trainer.state.epoch or 0), 3),
         "train_seconds": round(seconds, 1),
-        "tokens_per_second": round(curve.steady_tokens_per_second() or tokens_seen / max(seconds, 1e-9), 1),
+        "tokens_per_second": round(log.steady_tokens_per_second() or tokens_seen / max(seconds, 1e-9), 1),
         "peak_memory_mb": peak_memory_mb(),
         "trainable_params": trainable,
         "trainable_percent": round(100 * trainable / total, 4),
         "base_params": total,
         "adapter_mb": models.folder_mb(out_dir),
-        "final_train_loss": round(curve.last_train_loss(), 4) if curve.last_train_loss() is not None else None,
+        "final_train_loss": round(log.last_loss, 4) if log.last_loss is not None else None,
         "final_val_loss": round(final_val, 4) if final_val is not None else None,
         "resumed_from": Path(resume).name if resume else None,
         "device": "cuda" if cuda else "cpu",
@@ -297,53 +235,3 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
     (out_dir / "training_info.json").write_text(json.dumps({"base_manifest": manifest, "metrics": metrics}, indent=2))
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing left to resume
     return metrics
-
-
-class LossCurve(TrainerCallback):
-    """Writes per-step train and validation loss as DVC plot files and prints one line per epoch."""
-
-    def __init__(self, plots_dir: Path):
-        self.dir = Path(plots_dir)
-        self.train: list[dict] = []
-        self.val: list[dict] = []
-        self.marks: list[tuple[float, int]] = []  # (time, tokens seen) at each log
-
-    def restore(self) -> None:
-        for name, rows in (("loss.csv", self.train), ("val_loss.csv", self.val)):
-            f = self.dir / name
-            if f.exists():
-                rows.extend(pd.read_csv(f).to_dict("records"))
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if not state.is_world_process_zero:
-            return
-        logs = logs or {}
-        if "loss" in logs:
-            self.train.append({"step": state.global_step, "loss": round(float(logs["loss"]), 5)})
-            self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
-        if "eval_loss" in logs:
-            self.val.append({"step": state.global_step, "val_loss": round(float(logs["eval_loss"]), 5)})
-        self._write()
-
-    def on_epoch_end(self, args, state, control, **kw):
-        if not state.is_world_process_zero:
-            return
-        train = self.train[-1]["loss"] if self.train else float("nan")
-        val = self.val[-1]["val_loss"] if self.val else float("nan")
-        print(f"epoch {state.epoch:.2f}: step {state.global_step}, train loss {train:.4f}, "
-              f"last val loss {val:.4f}, {self.steady_tokens_per_second() or 0:.0f} tokens/s")
-
-    def _write(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(self.train, columns=["step", "loss"]).to_csv(self.dir / "loss.csv", index=False)
-        pd.DataFrame(self.val, columns=["step", "val_loss"]).to_csv(self.dir / "val_loss.csv", index=False)
-
-    def steady_tokens_per_second(self) -> float | None:
-        """Throughput after the first logging interval (skips warm-up), between logs."""
-        if len(self.marks) < 3:
-            return None
-        (t0, n0), (t1, n1) = self.marks[1], self.marks[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
-
-    def last_train_loss(self) -> float | None:
-        return self.train[-1]["loss"] if self.train else None

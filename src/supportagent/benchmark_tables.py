@@ -1,0 +1,140 @@
+"""README sections from the GPU and server benchmark records in benchmarks/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .comparison import load_all, load_json
+from .config import METHODS, SYSTEMS
+from .markdown import table
+
+
+def serve_tables(r: dict, name: str) -> list[str]:
+    """README section from a `benchmarks/serve_load.py` record: the HTTP server one request at a time against many."""
+    m = r["machine"]
+    where = m.get("gpu") or f"{m['cores']} cores, {m['cpu']}"
+    rows = [[lv["concurrency"], lv["requests"], lv["replies_per_s"], r["speedup"][str(lv["concurrency"])], lv["p50_ms"],
+             lv["p95_ms"], ", ".join(f"{k}: {v}" for k, v in sorted(lv["status"].items()))] for lv in r["levels"]]
+    top = r["levels"][-1]
+    return [f"### The HTTP server under load on {where} (`benchmarks/{name}`)", "",
+            f"`{r['command']}` on {r['date']}: {r['what']}; batches of at most {r['max_batch']}."
+            + (f" Set-up: {r['setup']}." if r.get("setup") else ""), "",
+            table(["concurrent requests", "requests", "replies/s", "x one at a time", "p50 ms", "p95 ms", "HTTP status"],
+                   rows), "",
+            f"At concurrency {top['concurrency']}: {r['speedup'][str(top['concurrency'])]}x the replies/s of one request "
+            f"at a time (target >= 3x: {'met' if r['speedup'][str(top['concurrency'])] >= 3 else '**not met**'}). "
+            f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
+            + f"; 5xx responses in all: {r['server_errors']}."]
+
+
+def _concurrent(c: dict) -> tuple[int | None, float | None]:
+    """(jobs, wall seconds) of a GPU run with several stages at once: a run made so, or its `concurrent` record."""
+    if c.get("jobs", 1) > 1:
+        return c["jobs"], c["wall_seconds"]
+    return (c["concurrent"]["jobs"], c["concurrent"]["wall_seconds"]) if "concurrent" in c else (None, None)
+
+
+def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
+    """README sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
+    conf = g["configurations"]
+    default, full, big = conf["default"], conf["full"], conf["mistral_7b"]
+    stages = list(default["stage_seconds"])
+    out = [f"### The pipeline on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`)", "",
+           *([f"Default params as {default['params_note']}.", ""] if default.get("params_note") else []),
+           table(["stage", "default params, s", "configs/full.yaml, s"],
+                  [[k, default["stage_seconds"][k], full["stage_seconds"].get(k, "–")] for k in stages]
+                  + [["whole pipeline, one stage after another, as `dvc repro` runs them",
+                      *(c["model_stages_seconds"] if c.get("jobs", 1) == 1 else "–" for c in (default, full))]]
+                  + [["whole pipeline, wall clock with `--jobs N` (independent stages side by side; target for "
+                      "default: <= 180)",
+                      *(f"**{w}** (N={j})" if w else "–" for j, w in (_concurrent(default), _concurrent(full)))]]), "",
+           *(["A column whose run had several stages at once (N above) has stage seconds that overlap.", ""]
+             if max(default.get("jobs", 1), full.get("jobs", 1)) > 1 else []),
+           table(["training on the GPU", "tokens/s", "peak GPU MB", "train s", "final val loss"],
+                  [[f"{m} ({name})", *(c["metrics"][f"train/{m}"][x] for x in
+                                       ["tokens_per_second", "peak_memory_mb", "train_seconds", "final_val_loss"])]
+                   for name, c in (("default", default), ("full", full)) for m in METHODS])]
+    if (root / "metrics/full/eval").exists():
+        fe, ft = load_all(root / "metrics/full")
+        fd = load_json(root / "metrics/full/data.json")
+        out += ["", "### What more data and compute buy: `configs/full.yaml` on the GPU (`metrics/full/`)", "",
+                f"All {fd['pairs']:,} pairs of the top-5 brands (no per-brand cap, so SpotifyCares is "
+                f"{100 * fd['pairs_per_brand'].get('SpotifyCares', 0) / fd['pairs']:.0f}% of them), longer context, "
+                f"{ft['qlora']['epochs']:g} epochs ({ft['qlora']['steps']} QLoRA steps); its own test split (n={fe['qlora']['n']}).", "",
+                table(["system", "ROUGE-L full", "ROUGE-L default (CPU)", "semantic sim. full", "semantic sim. default",
+                        "BLEU full", "chrF full"],
+                       [[s, fe[s]["rouge_l"], evals[s]["rouge_l"], fe[s]["semantic_similarity"],
+                         evals[s]["semantic_similarity"], fe[s]["bleu"], fe[s]["chrf"]] for s in SYSTEMS]), "",
+                table(["target (full configuration)", "measured", "met"],
+                       [["qlora ROUGE-L >= 30 (Hardalov et al. 2018: 24.5, seq2seq on all of TWCS)", fe["qlora"]["rouge_l"],
+                         "yes" if fe["qlora"]["rouge_l"] >= 30 else "**no**"],
+                        ["qlora ROUGE-L above retrieval", f"{fe['qlora']['rouge_l']} vs {fe['retrieval']['rouge_l']}",
+                         "yes" if fe["qlora"]["rouge_l"] > fe["retrieval"]["rouge_l"] else "**no**"],
+                        ["qlora semantic similarity above retrieval",
+                         f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
+                         "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
+    rows = [[v["method"], v["batch"], v["checkpoint_every_n_layers"], v.get("lora_dropout", "–"),
+             "oom" if v.get("oom") else v["tokens_per_second"], v.get("peak_memory_gib", "–"),
+             v.get("mfu", "–"), v.get("hfu", "–")]
+            for k, v in big["results"].items() if not k.startswith("serve")]
+    q = g["qlora_7b"]
+    seq = next(iter(big["results"].values()))["seq"]
+    out += ["", f"### Mistral-7B architecture, random weights, sequence length {seq} "
+                f"(`benchmarks/gpu_7b.py`)", "",
+            "Checkpoint = gradient checkpointing of every n-th decoder layer (0 = off). MFU counts forward + "
+            f"input-gradient FLOPs of the frozen base against {big['peak_tflops_bf16']:.0f} TFLOP/s bf16; HFU adds the recompute.", "",
+            table(["method", "batch", "checkpoint", "LoRA dropout", "tokens/s", "peak GiB", "MFU", "HFU"], rows), "",
+            f"Chosen QLoRA configuration ({q['chosen_as']}): **{q['tokens_per_second']:,.0f} tokens/s at "
+            f"{q['peak_memory_gib']} GiB** (target >= 7,239 tokens/s at <= 10 GiB: "
+            f"{'met' if q['tokens_per_second'] >= 7239 and q['peak_memory_gib'] <= 10 else '**not met**'}).", "",
+            table(["serving (64 new tokens, 128-token prompt)", "p50 ms (batch 1)", "p95 ms (batch 1)", "batch",
+                    "replies/s batched"],
+                   [[k.removeprefix("serve_"), v["latency_p50_ms"], v["latency_p95_ms"], v["batch"], v["replies_per_s"]]
+                    for k, v in big["results"].items() if k.startswith("serve") and not v.get("oom")])]
+    return out
+
+
+def ddp_tables(d: dict) -> list[str]:
+    """README section from benchmarks/gpu_2x_h200.json: DDP scaling on two GPUs, and what it does to quality."""
+    big, full, n = d["mistral_7b"]["results"], d["full"]["methods"], d["machine"]["gpu_count"]
+    rows = [[f"7B architecture, {v['method']}", v["batch_per_gpu"], v["one_gpu"]["tokens_per_second"],
+             v["n_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
+             f"{v['one_gpu']['peak_memory_gib']} / {v['n_gpus']['peak_memory_gib']}"] for v in big.values()]
+    rows += [[f"full configuration, {m}", v["global_batch"] // n, v["one_gpu"]["tokens_per_second"],
+              v["n_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
+              f"{v['one_gpu']['peak_memory_mb'] / 1024:.2f} / {v['n_gpus']['peak_memory_mb'] / 1024:.2f}"]
+             for m, v in full.items()]
+    q = d["qlora_7b_scaling"]
+    quality = lambda v, k: v[k]["rouge_l"] if v.get(k) else "not evaluated"
+    return [f"### Several GPUs: DDP on {n} x {d['machine']['gpu']}, {d['interconnect']} "
+            "(`benchmarks/gpu_2x_h200.json`)", "",
+            "Each row against one GPU of the same machine; the batch is per GPU (the full configuration keeps its "
+            "global batch, so each GPU takes half).", "",
+            table(["workload", "batch per GPU", "tokens/s, 1 GPU", f"tokens/s, {n} GPUs", "speed-up", "efficiency",
+                    f"peak GiB per GPU (1 / {n})"], rows), "",
+            f"7B QLoRA speed-up on {n} GPUs: **{q['speedup']}x** (target >= {q['target_speedup']}x: "
+            f"{'met' if q['speedup'] >= q['target_speedup'] else '**not met**'}).", "",
+            table(["full configuration, same seed", "val loss, 1 GPU", f"val loss, {n} GPUs", "ROUGE-L, 1 GPU",
+                    f"ROUGE-L, {n} GPUs"],
+                   [[m, v["one_gpu"]["final_val_loss"], v["n_gpus"]["final_val_loss"], quality(v, "quality_one_gpu"),
+                     quality(v, "quality_n_gpus")] for m, v in full.items()])]
+
+
+def pipeline_7b_tables(p: dict) -> list[str]:
+    """README section from benchmarks/pipeline_7b.json: every stage at the seed's model size on one GPU."""
+    t, s = p["training"], p["serving"]
+    rows = [[stage, sec] for stage, sec in p["stage_seconds"].items()] + [["whole pipeline", p["total_seconds"]]]
+    peak = p["qlora_peak_gib"]
+    return [f"### The seed's model size, end to end: Mistral-7B-Instruct-v0.3 stand-in on one {p['machine'].get('gpu')} "
+            "(`benchmarks/pipeline_7b.json`)", "",
+            f"`{p['command']}` on {p['date']} (commit {p['commit']}): {p['what']}. The stand-in "
+            f"({p['standin']['params'] / 1e9:.2f}B parameters) took {p['standin_seconds']} s to write. Its replies are "
+            "nonsense, so only time and memory are recorded.", "",
+            table(["stage", "seconds"], rows), "",
+            table(["training", "pairs", "steps", "seconds", "tokens/s", "peak GPU MB"],
+                  [[m, *(t[m][k] for k in ("train_pairs", "steps", "train_seconds", "tokens_per_second", "peak_memory_mb"))]
+                   for m in t if t[m]]), "",
+            table(["serving (batch 1, up to 48 new tokens)", "p50 ms", "p95 ms", "replies/s batched"],
+                  [[m, *(s[m][k] for k in ("latency_p50_ms", "latency_p95_ms", "replies_per_s"))] for m in s if s[m]]), "",
+            f"Targets: whole pipeline <= 900 s: {'met' if p['total_seconds'] <= 900 and p['every_stage_ran'] else '**not met**'} "
+            f"({p['total_seconds']} s); QLoRA peak <= 16 GiB: "
+            f"{'met' if peak is not None and peak <= 16 else '**not met**'} ({peak} GiB)."]

@@ -1,0 +1,80 @@
+"""The `compare` stage's outputs: decision metrics per system, the served method's metrics, review samples."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .config import METHODS, SYSTEMS
+from .markdown import cell
+from .review import sample_ids
+
+TEMPLATES = ["distinct_replies", "distinct_2", "placeholder_rate"]  # templates and masks that overlap metrics reward
+# what decides between the methods (the issue tracker's list, plus the template and placeholder checks)
+DECISION = ["rouge_l", "bleu", "exact_match", "semantic_similarity", *TEMPLATES, "latency_p50_ms", "adapter_mb"]
+
+
+def load_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `dvc repro` first")
+    return json.loads(path.read_text())
+
+
+def load_all(metrics_dir: str | Path) -> tuple[dict, dict]:
+    """Evaluation and training metrics of every system and method: `<metrics_dir>/eval/<system>.json` and
+    `<metrics_dir>/train/<method>.json` (`metrics/full` holds those of the full configuration)."""
+    root = Path(metrics_dir)
+    evals = {s: load_json(root / f"eval/{s}.json") for s in SYSTEMS}
+    trains = {m: load_json(root / f"train/{m}.json") for m in METHODS}
+    return evals, trains
+
+
+def comparison(evals: dict, trains: dict, served: str, retrieval: dict) -> dict:
+    """The decision metrics per system, one top-level key each (short `dvc exp show` columns such as
+    `retrieval.rouge_l`); the detail files under metrics/eval and metrics/train hold the rest. `retrieval`: the
+    params.retrieval the LLM systems were prompted with (k=0: no examples), recorded as `examples`."""
+    zero = evals["zero_shot"]["rouge_l"]
+    return {
+        "served_method": served,
+        "examples": retrieval,
+        "best_rouge_l": max(SYSTEMS, key=lambda s: evals[s]["rouge_l"]),
+        **{s: {**{k: evals[s][k] for k in DECISION},
+               **({"train_seconds": trains[s]["train_seconds"]} if s in trains else {})} for s in SYSTEMS},
+        "rouge_l_gain_over_zero_shot": {m: round(evals[m]["rouge_l"] - zero, 2) for m in METHODS},
+        "rouge_l_gap_to_retrieval": {m: round(evals[m]["rouge_l"] - evals["retrieval"]["rouge_l"], 2) for m in METHODS},
+    }
+
+
+def served_metrics(evals: dict, trains: dict, served: str) -> dict:
+    """metrics/served.json: the served method's decision metrics, the file `dvc metrics diff` shows first."""
+    e = evals[served]
+    return {"method": served, **{k: e[k] for k in DECISION}, "latency_p95_ms": e["latency_p95_ms"],
+            "train_seconds": trains[served]["train_seconds"], "n": e["n"], "base": e["base"]}
+
+
+def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path: Path) -> None:
+    """A fixed random draw of test messages with every system's reply, for manual review."""
+    ref = predictions["zero_shot"]
+    ids = sample_ids(ref, n, seed)
+    by_system = {s: df.set_index("pair_id") for s, df in predictions.items()}
+    lines = ["# Replies for manual review", "",
+             f"{len(ids)} test messages drawn at random (seed {seed}), with every system's reply as a customer would "
+             "receive it (links filled in; the reference keeps its masks). To rate them blind, run "
+             "`python -m supportagent serve` and open http://127.0.0.1:8000/review: ratings go to "
+             "reports/review/ratings.csv and the `review` stage summarises them. Data: TWCS, CC BY-NC-SA 4.0.", ""]
+    for k, pid in enumerate(ids, 1):
+        row = by_system["zero_shot"].loc[pid]
+        lines += [f"## {k}. {row['brand']} (pair {pid})", "", f"`{row['tags']}`", ""]
+        if row["context"]:
+            lines += [f"> previous turn: {row['context']}", ""]
+        lines += [f"> **customer:** {row['customer']}", "", "| system | reply |", "|---|---|",
+                  f"| reference | {cell(row['reference'])} |"]
+        for s in SYSTEMS:
+            r = by_system[s].loc[pid]
+            mark = " *(truncated)*" if r.get("truncated") else ""
+            lines.append(f"| {s} | {cell(r.get('served', r['prediction']))}{mark} |")
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
