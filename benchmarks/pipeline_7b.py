@@ -32,8 +32,6 @@ def main() -> None:
     ap.add_argument("--commit", help="the commit of the code run (default: git rev-parse of this checkout)")
     args = ap.parse_args()
 
-    from gpu_pipeline import gpu_facts, versions
-
     standin = Path(args.standin).resolve()
     start = time.perf_counter()
     if not (standin / "standin.json").exists():
@@ -70,9 +68,12 @@ def main() -> None:
         "prompt_tuning_peak_gib": peak("train/prompt_tuning"),
         "training": {k: pick(f"train/{k}", ("train_pairs", "steps", "train_seconds", "tokens_per_second",
                                             "peak_memory_mb", "adapter_mb", "final_val_loss")) for k in ("qlora", "prompt_tuning")},
-        "serving": {k: pick(f"eval/{k}", ("latency_p50_ms", "latency_p95_ms", "replies_per_s", "n"))
+        # random weights: how long the replies are (the 48-token limit, or an end token an adapter learned early)
+        # decides the latency as much as the path does
+        "serving": {k: pick(f"eval/{k}", ("latency_p50_ms", "latency_p95_ms", "replies_per_s", "avg_words",
+                                          "truncated_share", "n"))
                     for k in ("zero_shot", "retrieval", "qlora", "prompt_tuning")},
-        "machine": gpu_facts(), "versions": versions(),
+        "machine": r["machine"], "versions": r["versions"],
         "date": time.strftime("%Y-%m-%d"),
         "commit": args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                                 text=True, cwd=ROOT).stdout.strip() or None,

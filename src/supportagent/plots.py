@@ -20,7 +20,6 @@ import pandas as pd
 
 from .config import METHODS, SYSTEMS
 from .metrics import QUALITY
-from .trainlog import log_file
 
 PAGE = Path(".dvc/plots/page.html")
 # npm packages inlined into PAGE (`make vendor-vega` rebuilds it); the majors DVC's own templates target
@@ -43,6 +42,8 @@ def write_plot_data(evals: dict, trains: dict, log_dirs: dict[str, Path], out: P
                   for s in SYSTEMS]).to_csv(out / "latency.csv", index=False)
     pd.DataFrame([{"system": s, "adapter_mb": evals[s]["adapter_mb"], "rouge_l": evals[s]["rouge_l"]}
                   for s in SYSTEMS]).to_csv(out / "size_vs_quality.csv", index=False)
+    from .trainlog import log_file  # here, not at the top: it imports transformers, which `make plots` never needs
+
     for name, metric in (("loss.csv", "train/loss"), ("val_loss.csv", "eval/loss")):
         frames = []
         for m in METHODS:
