@@ -119,8 +119,9 @@ def ddp_tables(d: dict) -> list[str]:
                      quality(v, "quality_n_gpus")] for m, v in full.items()])]
 
 
-def pipeline_7b_tables(p: dict) -> list[str]:
-    """README section from benchmarks/pipeline_7b.json: every stage at the seed's model size on one GPU."""
+def pipeline_7b_tables(p: dict, fmt: dict | None = None) -> list[str]:
+    """README section from benchmarks/pipeline_7b.json: every stage at the seed's model size on one GPU; `fmt`:
+    benchmarks/standin_format.json, the prompts' token ids against mistral_common."""
     t, s = p["training"], p["serving"]
     rows = [[stage, sec] for stage, sec in p["stage_seconds"].items()] + [["whole pipeline", p["total_seconds"]]]
     peak = p["qlora_peak_gib"]
@@ -140,6 +141,11 @@ def pipeline_7b_tables(p: dict) -> list[str]:
             "With random weights the reply length decides these latencies: the base writes until the 48-token "
             "limit, while both adapters learned in one epoch to end early. Per-token serving speed at 7B is the "
             "table of `benchmarks/gpu_7b.py` above.", "",
+            *([f"Format (`{fmt['command']}`, commit {fmt['commit']}): {fmt['ids_equal']} of {fmt['examples']} test-split "
+                f"training examples ({fmt['with_previous_turn']} with a previous turn, all with tags and "
+                f"{fmt['retrieval']['k']} retrieved examples) encode to the same token ids as mistral_common "
+                f"{fmt['mistral_common']}'s `encode_chat_completion`; the labels cover exactly the reply and its end token "
+                f"in {fmt['labels_are_the_reply']}.", ""] if fmt else []),
             f"Targets: whole pipeline <= 900 s: {'met' if p['total_seconds'] <= 900 and p['every_stage_ran'] else '**not met**'} "
             f"({p['total_seconds']} s); QLoRA peak <= 16 GiB: "
             f"{'met' if peak is not None and peak <= 16 else '**not met**'} ({peak} GiB)."]

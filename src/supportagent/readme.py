@@ -133,7 +133,8 @@ def render_tables(root: str | Path = ".") -> str:
         parts += ["", *gpu_tables(load_json(gpu), evals, root)]
     seed_size = root / "benchmarks/pipeline_7b.json"
     if seed_size.exists():
-        parts += ["", *pipeline_7b_tables(load_json(seed_size)["pipeline_7b"])]
+        fmt = root / "benchmarks/standin_format.json"
+        parts += ["", *pipeline_7b_tables(load_json(seed_size)["pipeline_7b"], load_json(fmt) if fmt.exists() else None)]
     ddp = root / "benchmarks/gpu_2x_h200.json"
     if ddp.exists():
         parts += ["", *ddp_tables(load_json(ddp))]
