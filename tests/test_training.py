@@ -196,6 +196,7 @@ def test_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_base, t
         after = model(**batch).logits
         plain = models.load_base(tiny_base)(**batch).logits  # the base without the adapter
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert model.get_base_model().hf_quantizer is None  # nothing quantised left: compilable
     assert torch.allclose(before, after, atol=1e-4, rtol=0)
     assert (before - plain).abs().max() > 1e-3  # the trained adapter is part of what was folded
 

@@ -196,7 +196,7 @@ def cmd_make_standin(args) -> None:
     from .standin import make_standin
 
     info = make_standin(args.out, layers=args.layers, tiny=args.tiny, seed=args.seed, tokenizer_from=args.tokenizer_from)
-    print(f"wrote {args.out}: {info['params'] / 1e9:.2f}B parameters, {info['layers']} layers, random weights "
+    print(f"wrote {args.out}: {info['params']:,} parameters, {info['layers']} layers, random weights "
           f"({info['what']}). Use it with: dvc exp run -S model.base={args.out}")
 
 

@@ -77,7 +77,7 @@ class SupportAgent:
         ev = params.evaluate
         if ev.fold_qlora:
             fold_4bit(model)
-        self.generator = Generator(model, self.tokenizer, ev.max_new_tokens, ev.repetition_penalty)
+        self.generator = Generator(model, self.tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine)
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""

@@ -133,6 +133,9 @@ class EvaluateParams(Strict):
     repetition_penalty: float = Field(1.0, ge=1.0)
     latency_samples: int = Field(5, ge=0)
     fold_qlora: bool = True  # serve QLoRA folded into its dequantised 4-bit base; false: bitsandbytes' 4-bit kernels
+    # decoding engine: compiled = static KV cache + torch.compile with CUDA graphs (GPU only; compiled once per
+    # process and prompt-width bucket); eager = transformers' dynamic cache; auto = compiled on a GPU, eager on a CPU
+    engine: Literal["auto", "eager", "compiled"] = "auto"
 
 
 class RetrievalParams(Strict):

@@ -36,7 +36,7 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     ev = params.evaluate
     if ev.fold_qlora:
         fold_4bit(model)
-    gen = Generator(model, tok, ev.max_new_tokens, ev.repetition_penalty)
+    gen = Generator(model, tok, ev.max_new_tokens, ev.repetition_penalty, ev.engine)
     examples = index.examples(embedder, test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
     prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)]
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches

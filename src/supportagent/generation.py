@@ -17,11 +17,28 @@ class Reply:
     token_ids: list[int]
 
 
+WIDTH_BUCKET = 64  # the compiled engine pads prompts to a multiple of this: one compiled graph per bucket
+
+
+def resolve_engine(engine: str, device: torch.device) -> str:
+    """`auto`: compiled on a GPU, eager elsewhere. On a CPU the compiled engine keeps the static cache and
+    skips compilation (transformers compiles only on accelerators), which measured no faster there."""
+    if engine == "auto":
+        return "compiled" if device.type == "cuda" else "eager"
+    return engine
+
+
 class Generator:
     """Greedy decoding with left padding. A soft prompt (prompt tuning) is prepended as input
-    embeddings to the frozen base: peft's own generate() degenerates after the first token."""
+    embeddings to the frozen base: peft's own generate() degenerates after the first token.
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1):
+    `engine`: eager (transformers' dynamic KV cache) or compiled: a static KV cache, and on a GPU the decoding
+    step compiled by torch.compile with CUDA graphs ("reduce-overhead"). The static cache is sized per call (the
+    batch's prompt width plus max_new_tokens), so no prompt outgrows it; widths are rounded up to a multiple of
+    WIDTH_BUCKET, so a process compiles once per bucket and batch size (the first such call pays it: `warm_up`)."""
+
+    def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
+                 engine: str = "eager"):
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.repetition_penalty = repetition_penalty
@@ -33,11 +50,20 @@ class Generator:
             model = model.get_base_model()
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        self.engine = resolve_engine(engine, self.device)
+        if self.engine not in ("eager", "compiled"):
+            raise ValueError(f"engine {engine!r}: use auto, eager or compiled")
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], max_new_tokens: int | None = None) -> list[Reply]:
+    def generate(self, prompts: list[list[int]], max_new_tokens: int | None = None,
+                 min_new_tokens: int | None = None) -> list[Reply]:
+        """Greedy replies of a batch; `min_new_tokens` holds the end token back (benchmarks: exact lengths)."""
+        if not prompts or any(not p for p in prompts):
+            raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
+        if self.engine == "compiled":
+            width = -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):
@@ -47,7 +73,9 @@ class Generator:
         max_new_tokens = max_new_tokens or self.max_new_tokens
         kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                       repetition_penalty=self.repetition_penalty, eos_token_id=self.tokenizer.eos_token_id,
-                      pad_token_id=pad, temperature=None, top_p=None, top_k=None)
+                      pad_token_id=pad, temperature=None, top_p=None, top_k=None, min_new_tokens=min_new_tokens)
+        if self.engine == "compiled":
+            kwargs["cache_implementation"] = "static"
         if self.soft_prompt is not None:
             embeds = self.model.get_input_embeddings()(ids)
             soft = self.soft_prompt.to(embeds.dtype).expand(len(prompts), -1, -1)
@@ -79,11 +107,27 @@ class Generator:
         seconds = time.perf_counter() - start
         return replies, len(prompts) / seconds if seconds else 0.0
 
+    def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
+        """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
+        tokens for each prompt given. Compiled: a full-length batch of `batch_size` per prompt-width bucket,
+        the shapes the compiled graphs are made for."""
+        start = time.perf_counter()
+        if self.engine == "eager":
+            for p in prompts:
+                self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
+        else:
+            by_bucket = {-(-len(p) // WIDTH_BUCKET): p for p in prompts}
+            for p in by_bucket.values():
+                self.generate([p] * batch_size, min_new_tokens=self.max_new_tokens)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
     def timed(self, prompts: list[list[int]], warmup: int = 1) -> tuple[list[Reply], dict]:
         """Replies one prompt at a time (batch size 1), each timed, after `warmup` short untimed
-        generations. The replies are real predictions, so measuring latency costs no extra decoding."""
-        for p in prompts[:warmup]:
-            self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
+        generations (compiled engine: one full-length generation per prompt-width bucket, which compiles it).
+        The replies are real predictions, so measuring latency costs no extra decoding."""
+        self.warm_up(prompts[:warmup] if self.engine == "eager" else prompts, batch_size=1)
         replies, times = [], []
         for p in prompts:
             t = time.perf_counter()

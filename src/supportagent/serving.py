@@ -4,6 +4,8 @@ Kept apart from `models.py` (which training imports), so that a change to servin
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -18,6 +20,10 @@ def fold_4bit(model) -> int:
     same replies; on a GPU a batch then costs about what one reply costs), at the price of the base held
     unquantised (0.5 GB in fp32 for SmolLM2, 14.5 GB in bf16 for a 7B model): `evaluate.fold_qlora: false`
     keeps the 4-bit kernels for memory-bound deployments. Works on CPU and CUDA; returns the layers folded.
+
+    A GPU without room for the unquantised weights: folding stops at the first out-of-memory with a warning,
+    and the layers not yet folded keep their 4-bit kernels and adapter. Each layer computes the same function
+    either way, so the replies do not change; only the speed-up is partial.
     """
     import bitsandbytes as bnb
     from peft.tuners.lora import LoraLayer
@@ -31,14 +37,31 @@ def fold_4bit(model) -> int:
             if not isinstance(base, bnb.nn.Linear4bit):
                 continue
             dtype = base.compute_dtype or torch.float32
-            weight = bnb.functional.dequantize_4bit(base.weight.data, base.weight.quant_state).to(dtype)
-            if isinstance(child, LoraLayer):
-                for adapter in child.active_adapters:
-                    weight = weight + child.get_delta_weight(adapter).to(dtype)
+            data, state = base.weight.data, base.weight.quant_state
+            if getattr(state, "packing_format_for_cpu", False):
+                # repacked for bitsandbytes' AVX512-BF16 CPU kernel by an earlier no-grad forward: dequantising
+                # that layout as NF4 gives wrong weights, so undo the repack first (as bitsandbytes does to save)
+                data, state = bnb.functional._convert_weight_packed_for_cpu_inverse(data, state)
+            try:
+                weight = bnb.functional.dequantize_4bit(data, state).to(dtype)
+                if isinstance(child, LoraLayer):
+                    for adapter in child.active_adapters:
+                        weight = weight + child.get_delta_weight(adapter).to(dtype)
+            except torch.cuda.OutOfMemoryError:
+                warnings.warn(f"no GPU memory left to fold more 4-bit layers: {n} folded, the rest keep their 4-bit "
+                              "kernels (same replies, less speed-up; evaluate.fold_qlora: false skips folding)")
+                torch.cuda.empty_cache()
+                return n
             dense = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, device="meta")
             dense.weight = torch.nn.Parameter(weight, requires_grad=False)
             if base.bias is not None:
                 dense.bias = torch.nn.Parameter(base.bias.data.to(dtype), requires_grad=False)
             setattr(parent, name, dense)
             n += 1
+    if n and not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()):
+        # nothing quantised is left: transformers may now compile the model (evaluate.engine: compiled); it
+        # refuses to while a bitsandbytes quantizer is attached
+        for m in model.modules():
+            if getattr(m, "hf_quantizer", None) is not None:
+                m.hf_quantizer = None
     return n

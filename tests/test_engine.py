@@ -1,0 +1,102 @@
+"""The decoding engines give the same greedy replies; the serving fold degrades, never breaks, without memory."""
+import pytest
+import torch
+
+from supportagent import models
+from supportagent.generation import WIDTH_BUCKET, Generator, resolve_engine
+
+MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
+            "I was charged twice for one ride, refund please", "the app crashes when I open it",
+            "thanks, that fixed it!", "can I change the delivery address of my parcel?",
+            "my account was hacked and the password no longer works, what do I do now?"]
+
+
+def _prompts(tokenizer, n=32):
+    """32 prompts of many lengths: each message alone and repeated, so widths cross a bucket boundary."""
+    out = [tokenizer(" ".join([m] * (1 + i // len(MESSAGES))))["input_ids"] for i, m in
+           enumerate(MESSAGES * (n // len(MESSAGES)))]
+    assert len({-(-len(p) // WIDTH_BUCKET) for p in out}) >= 2
+    return out
+
+
+def test_the_static_cache_engine_gives_the_eager_replies(tiny_base, tokenizer):
+    """On 32 fixed prompts, one at a time and in left-padded batches: the compiled engine's static KV cache (on
+    a CPU without compilation; on a GPU the same path is compiled) decodes exactly the eager engine's tokens."""
+    model = models.load_base(tiny_base)
+    eager = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=1.0, engine="eager")
+    static = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=1.0, engine="compiled")
+    prompts = _prompts(tokenizer)
+    reference = [r.token_ids for r in eager.generate(prompts)]
+    assert [r.token_ids for r in static.generate(prompts)] == reference
+    assert [static.generate([p])[0].token_ids for p in prompts[:8]] == reference[:8]
+    replies, _ = static.generate_all(prompts, batch_size=5, progress=False)
+    assert [r.token_ids for r in replies] == reference
+
+
+def test_auto_compiles_on_a_gpu_only_and_bad_engines_fail_by_name(tiny_base, tokenizer):
+    assert resolve_engine("auto", torch.device("cuda", 0)) == "compiled"
+    assert resolve_engine("auto", torch.device("cpu")) == "eager"
+    with pytest.raises(ValueError, match="turbo"):
+        Generator(models.load_base(tiny_base), tokenizer, engine="turbo")
+
+
+def test_an_empty_prompt_is_refused_with_a_clear_error(tiny_base, tokenizer):
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=2, engine="compiled")
+    with pytest.raises(ValueError, match="at least one token"):
+        gen.generate([tokenizer("hi")["input_ids"], []])
+
+
+def test_min_new_tokens_gives_replies_of_exact_length(tiny_base, tokenizer):
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=6, repetition_penalty=1.0)
+    replies = gen.generate(_prompts(tokenizer)[:4], min_new_tokens=6)
+    assert all(len(r.token_ids) == 6 and r.truncated for r in replies)
+
+
+def test_the_fold_stops_at_an_out_of_memory_and_keeps_the_replies(params, tiny_base, tokenizer, monkeypatch):
+    """A GPU without room for all unquantised weights: the layers folded so far stay folded, the rest keep
+    their 4-bit kernels, and the model answers as before."""
+    import bitsandbytes as bnb
+
+    from supportagent.serving import fold_4bit
+
+    model = models.load_base(tiny_base, quantize_4bit=True)
+    gen = Generator(model, tokenizer, max_new_tokens=6, repetition_penalty=1.0)
+    prompts = _prompts(tokenizer)[:4]
+    before = [r.token_ids for r in gen.generate(prompts)]
+    calls, real = [], bnb.functional.dequantize_4bit
+
+    def dequantize(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bnb.functional, "dequantize_4bit", dequantize)
+    with pytest.warns(UserWarning, match="5 folded"):
+        assert fold_4bit(model) == 5
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()) == 14 - 5
+    assert model.hf_quantizer is not None  # still partly quantised
+    after = [r.token_ids for r in gen.generate(prompts)]
+    assert after == before
+
+
+def test_the_fold_after_a_4bit_forward_is_still_the_4bit_function(tiny_base, tokenizer):
+    """On a CPU with AVX512-BF16, a no-grad forward repacks the 4-bit weights for bitsandbytes' CPU kernel; the
+    fold must read them back as NF4 (it once dequantised the repacked layout: wrong weights, wrong replies).
+    On other CPUs and on GPUs nothing is repacked and this checks the plain fold."""
+    import bitsandbytes as bnb
+
+    from supportagent.serving import fold_4bit
+
+    reference = models.load_base(tiny_base, quantize_4bit=True)
+    for m in reference.modules():  # dequantise, then matmul: no repack (the AVX512-BF16 kernel rounds in bf16)
+        if isinstance(m, bnb.nn.Linear4bit):
+            m.support_avx512bf16_for_cpu = False
+    model = models.load_base(tiny_base, quantize_4bit=True)
+    ids = torch.tensor([_prompts(tokenizer)[1]])
+    with torch.no_grad():
+        model(input_ids=ids)  # repacks where the CPU has AVX512-BF16
+        fold_4bit(model)
+        # the repack keeps each block's scale in bf16, so the weights come back rounded (~1e-3 here); the
+        # dequantised repacked layout was off by ~1 (logits of std 0.2)
+        assert torch.allclose(model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=3e-3, rtol=0)
