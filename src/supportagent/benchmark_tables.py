@@ -149,3 +149,31 @@ def pipeline_7b_tables(p: dict, fmt: dict | None = None) -> list[str]:
             f"Targets: whole pipeline <= 900 s: {'met' if p['total_seconds'] <= 900 and p['every_stage_ran'] else '**not met**'} "
             f"({p['total_seconds']} s); QLoRA peak <= 16 GiB: "
             f"{'met' if peak is not None and peak <= 16 else '**not met**'} ({peak} GiB)."]
+
+
+def serving_7b_tables(s: dict) -> list[str]:
+    """README section from benchmarks/serving_7b.json: each method on each serving path at 7B on one GPU."""
+    t = s["targets"]
+    rows = [[name, p["engine"], p["p50_ms"], p["p95_ms"], p["ms_per_token"], p["replies_per_s"], p["peak_gib"],
+             p["warm_up_seconds"]] for name, p in s["paths"].items()]
+    best = {m: min((p for n, p in s["paths"].items() if n.startswith(m)), key=lambda p: p["p50_ms"])
+            for m in ("qlora", "prompt_tuning")}
+    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    return [f"### Serving at 7B: the paths of `generation.Generator` on one {s['machine'].get('gpu')} "
+            "(`benchmarks/serving_7b.json`)", "",
+            f"`{s['command']}` on {s['date']} (commit {s['commit']}): {s['what']}. Warm-up is paid once per process "
+            "and shape (for the compiled engine: compilation and CUDA-graph capture at batch 1 and at batch "
+            f"{s['batch']}).", "",
+            table(["path", "engine", "p50 ms (batch 1)", "p95 ms", "ms/token", f"replies/s (batch {s['batch']})",
+                   "peak GiB", "warm-up s"], rows), "",
+            "Replies identical between two paths (of 32, 64 tokens each): "
+            + "; ".join(f"{k}: {v}" for k, v in s["same_replies_of_32"].items())
+            + ". With random weights the next-token scores are nearly tied, so one bf16 rounding difference between "
+              "kernels changes the rest of a reply; the CPU tests check that the engines decode identical tokens "
+              "(tests/test_engine.py), and the fold's function against the 4-bit one (tests/test_training.py).", "",
+            "Targets: p50 <= " + f"{t['p50_ms_batch_1'] / 1000:.2f} s at batch 1 for both methods: "
+            + met(all(p["p50_ms"] <= t["p50_ms_batch_1"] for p in best.values()))
+            + " (fastest: " + ", ".join(f"{m} {p['p50_ms'] / 1000:.2f} s" for m, p in best.items())
+            + f"); >= {t['replies_per_s_batch_32']} replies/s at batch {s['batch']} for both: "
+            + met(all(p["replies_per_s"] >= t["replies_per_s_batch_32"] for p in best.values()))
+            + " (" + ", ".join(f"{m} {p['replies_per_s']}" for m, p in best.items()) + ")."]

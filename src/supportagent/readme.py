@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .benchmark_tables import ddp_tables, gpu_tables, pipeline_7b_tables, serve_tables
+from .benchmark_tables import ddp_tables, gpu_tables, pipeline_7b_tables, serve_tables, serving_7b_tables
 from .comparison import TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import table
@@ -131,6 +131,9 @@ def render_tables(root: str | Path = ".") -> str:
     gpu = root / "benchmarks/gpu_h100.json"
     if gpu.exists():
         parts += ["", *gpu_tables(load_json(gpu), evals, root)]
+    serving = root / "benchmarks/serving_7b.json"
+    if serving.exists():
+        parts += ["", *serving_7b_tables(load_json(serving)["serving_7b"])]
     seed_size = root / "benchmarks/pipeline_7b.json"
     if seed_size.exists():
         fmt = root / "benchmarks/standin_format.json"
