@@ -20,7 +20,10 @@ _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _TAG_LIKE = re.compile(r"\[\s*(intent|priority|escalate|reasons)\s*[=:]", re.IGNORECASE)
-_CONTROL_TOKENS = re.compile(r"<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<<SYS>>|<</SYS>>", re.IGNORECASE)
+_CONTROL_TOKENS = re.compile(r"<\|[^|>]{0,40}\|>|</?s>|<unk>|\[/?INST\]|<<SYS>>|<</SYS>>", re.IGNORECASE)
+# Mistral's other control tokens are bracketed names ([TOOL_CALLS], [IMG], [control_8], [REFERENCE_DOC_0]): their
+# brackets become parentheses, so the words stay but no tokenizer reads them as control tokens
+_BRACKETED_CONTROL = re.compile(r"\[(/?(?:[A-Z][A-Z_]*|control_\d+|[A-Z][A-Z_]*_\d+))\]")
 
 
 def normalise(text: str) -> list[str]:
@@ -82,7 +85,7 @@ class RuleResult:
 
 def sanitise(text: str) -> str:
     """Customer text made safe to place in a prompt: no chat-control tokens, no forged tag lines."""
-    text = _CONTROL_TOKENS.sub(" ", text)
+    text = _BRACKETED_CONTROL.sub(r"(\1)", _CONTROL_TOKENS.sub(" ", text))
     return _TAG_LIKE.sub(lambda m: "(" + m.group(0)[1:], text)
 
 
