@@ -177,3 +177,20 @@ def serving_7b_tables(s: dict) -> list[str]:
             + f"); >= {t['replies_per_s_batch_32']} replies/s at batch {s['batch']} for both: "
             + met(all(p["replies_per_s"] >= t["replies_per_s_batch_32"] for p in best.values()))
             + " (" + ", ".join(f"{m} {p['replies_per_s']}" for m, p in best.items()) + ")."]
+
+
+def serving_sentences(s: dict, tweets_per_day: int = 10_000) -> list[str]:
+    """Verdict lines on serving at 7B from benchmarks/serving_7b.json: the methods' fastest paths, the 4-bit
+    memory trade, and GPU time for a day of tweets."""
+    p = s["paths"]
+    q, pt, q4 = p["qlora_folded_compiled"], p["prompt_tuning_compiled"], p["qlora_4bit_eager"]
+    gpu = s["machine"].get("gpu")
+    return [f"- At 7B on one {gpu} (`benchmarks/serving_7b.json`, {s['new_tokens']} tokens a reply), both methods "
+            f"serve at about the same speed on the compiled engine: QLoRA folded {q['p50_ms'] / 1000:.2f} s and prompt "
+            f"tuning {pt['p50_ms'] / 1000:.2f} s per reply at batch 1, {q['replies_per_s']:.0f} and "
+            f"{pt['replies_per_s']:.0f} replies/s at batch {s['batch']}. QLoRA on bitsandbytes' 4-bit kernels "
+            f"takes {q4['p50_ms'] / q['p50_ms']:.1f}x as long per reply, for {q4['peak_gib']:.1f} GiB instead of "
+            f"{q['peak_gib']:.1f}.",
+            f"- {tweets_per_day:,} tweets a day at batch {s['batch']} take about "
+            f"{tweets_per_day / q['replies_per_s'] / 60:.0f} GPU-minutes with QLoRA and "
+            f"{tweets_per_day / pt['replies_per_s'] / 60:.0f} with prompt tuning."]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .benchmark_tables import ddp_tables, gpu_tables, pipeline_7b_tables, serve_tables, serving_7b_tables
+from .benchmark_tables import (ddp_tables, gpu_tables, pipeline_7b_tables, serve_tables, serving_7b_tables,
+                               serving_sentences)
 from .comparison import TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import table
@@ -61,8 +62,10 @@ def render_tables(root: str | Path = ".") -> str:
                f"(`retrieval.k: {rk['k']}`, `fields: {rk['fields']}`), in training and serving alike, so `zero_shot` is "
                "retrieval-augmented generation without training." if rk["k"] else
                "The prompts hold no retrieved examples (`retrieval.k: 0`).")
+    serving = root / "benchmarks/serving_7b.json"
+    gpu_serving = serving_sentences(load_json(serving)["serving_7b"]) if serving.exists() else []
     parts = [
-        "### Verdict from the numbers", "", prompts, "", *verdict(evals, trains), "",
+        "### Verdict from the numbers", "", prompts, "", *verdict(evals, trains), *gpu_serving, "",
         "### Data after `subset` and `split`", "",
         table(["brand", "pairs", "train", "val", "test"],
                [[b, data["pairs_per_brand"][b], *(split[s]["per_brand"].get(b, 0) for s in ("train", "val", "test"))]
@@ -131,7 +134,6 @@ def render_tables(root: str | Path = ".") -> str:
     gpu = root / "benchmarks/gpu_h100.json"
     if gpu.exists():
         parts += ["", *gpu_tables(load_json(gpu), evals, root)]
-    serving = root / "benchmarks/serving_7b.json"
     if serving.exists():
         parts += ["", *serving_7b_tables(load_json(serving)["serving_7b"])]
     seed_size = root / "benchmarks/pipeline_7b.json"
