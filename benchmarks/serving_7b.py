@@ -99,8 +99,10 @@ def main() -> None:
             torch.nn.init.normal_(p, std=0.02)
     lora.eval()
     run("qlora_4bit_eager", lora, "eager")
+    sync()
     start = time.perf_counter()
     fold_4bit(lora)
+    sync()  # the dequantisation runs asynchronously on the GPU
     fold_seconds = round(time.perf_counter() - start, 1)
     run("qlora_folded_eager", lora, "eager")
     run("qlora_folded_compiled", lora, "compiled")

@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass
 from . import models
 from .cleaning import clean_text
 from .config import Params
-from .generation import Generator, load_system
+from .generation import load_system
 from .placeholders import serve
 from .prompts import build_messages, encode
 from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
-from .serving import fold_4bit
+from .serving import ready_to_serve
 from .rules import RuleResult, apply_rules
 
 CLARIFY = "Hi! Could you tell us a bit more about what's happening, so we can help?"
@@ -74,10 +74,7 @@ class SupportAgent:
         if params.retrieval.k:  # the examples come from the train split's index, as in training
             self.index = ExampleIndex(index_dir, embedder_id=models.embedder_id())
             self.embedder = models.load_embedder()
-        ev = params.evaluate
-        if ev.fold_qlora:
-            fold_4bit(model)
-        self.generator = Generator(model, self.tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine)
+        self.generator = ready_to_serve(model, self.tokenizer, params.evaluate)
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""

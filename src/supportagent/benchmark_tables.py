@@ -179,7 +179,7 @@ def serving_7b_tables(s: dict) -> list[str]:
             + " (" + ", ".join(f"{m} {p['replies_per_s']}" for m, p in best.items()) + ")."]
 
 
-def serving_sentences(s: dict, tweets_per_day: int = 10_000) -> list[str]:
+def serving_sentences(s: dict, tweets_per_day: int) -> list[str]:
     """Verdict lines on serving at 7B from benchmarks/serving_7b.json: the methods' fastest paths, the 4-bit
     memory trade, and GPU time for a day of tweets."""
     p = s["paths"]

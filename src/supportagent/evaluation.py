@@ -26,17 +26,15 @@ def test_sample(test: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str, adapter_dir: str | None,
                  index: ExampleIndex, embedder):
-    from .generation import Generator, load_system
-    from .serving import fold_4bit
+    from .generation import load_system
+    from .serving import ready_to_serve
 
     model, tok = load_system(system, base_dir, adapter_dir)
     footprint = model.get_base_model().get_memory_footprint() if hasattr(model, "get_base_model") else model.get_memory_footprint()
     sizes = {"adapter_mb": models.folder_mb(adapter_dir) if adapter_dir else 0.0,
              "base_mb": round(footprint / 2**20, 1)}  # as stored and loaded, before the serving fold
     ev = params.evaluate
-    if ev.fold_qlora:
-        fold_4bit(model)
-    gen = Generator(model, tok, ev.max_new_tokens, ev.repetition_penalty, ev.engine)
+    gen = ready_to_serve(model, tok, ev)
     examples = index.examples(embedder, test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
     prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)]
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches

@@ -20,6 +20,11 @@ class Reply:
 WIDTH_BUCKET = 64  # the compiled engine pads prompts to a multiple of this: one compiled graph per bucket
 
 
+def _bucket(width: int) -> int:
+    """`width` rounded up to a multiple of WIDTH_BUCKET: the prompt width the compiled engine pads to."""
+    return -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
+
+
 def resolve_engine(engine: str, device: torch.device) -> str:
     """`auto`: compiled on a GPU, eager elsewhere. On a CPU the compiled engine keeps the static cache and
     skips compilation (transformers compiles only on accelerators), which measured no faster there."""
@@ -63,7 +68,7 @@ class Generator:
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
         if self.engine == "compiled":
-            width = -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
+            width = _bucket(width)
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):
@@ -116,7 +121,7 @@ class Generator:
             for p in prompts:
                 self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
         else:
-            by_bucket = {-(-len(p) // WIDTH_BUCKET): p for p in prompts}
+            by_bucket = {_bucket(len(p)): p for p in prompts}
             for p in by_bucket.values():
                 self.generate([p] * batch_size, min_new_tokens=self.max_new_tokens)
         if torch.cuda.is_available():

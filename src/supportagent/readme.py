@@ -63,7 +63,7 @@ def render_tables(root: str | Path = ".") -> str:
                "retrieval-augmented generation without training." if rk["k"] else
                "The prompts hold no retrieved examples (`retrieval.k: 0`).")
     serving = root / "benchmarks/serving_7b.json"
-    gpu_serving = serving_sentences(load_json(serving)["serving_7b"]) if serving.exists() else []
+    gpu_serving = serving_sentences(load_json(serving)["serving_7b"], TWEETS_PER_DAY) if serving.exists() else []
     parts = [
         "### Verdict from the numbers", "", prompts, "", *verdict(evals, trains), *gpu_serving, "",
         "### Data after `subset` and `split`", "",

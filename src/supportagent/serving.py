@@ -1,4 +1,5 @@
-"""How a loaded QLoRA system is prepared to answer: its adapter folded into the dequantised 4-bit base.
+"""How a loaded system is prepared to answer: a QLoRA adapter folded into the dequantised 4-bit base, then
+the decoding engine.
 
 Kept apart from `models.py` (which training imports), so that a change to serving does not retrain.
 """
@@ -65,3 +66,13 @@ def fold_4bit(model) -> int:
             if getattr(m, "hf_quantizer", None) is not None:
                 m.hf_quantizer = None
     return n
+
+
+def ready_to_serve(model, tokenizer, ev):
+    """The Generator that evaluation, `reply` and `serve` answer with: QLoRA folded first when
+    `evaluate.fold_qlora` says so, then the decoding engine of `evaluate.engine` (`ev`: EvaluateParams)."""
+    from .generation import Generator
+
+    if ev.fold_qlora:
+        fold_4bit(model)
+    return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine)
