@@ -19,18 +19,33 @@ def _prompts(tokenizer, n=32):
     return out
 
 
-def test_the_static_cache_engine_gives_the_eager_replies(tiny_base, tokenizer):
-    """On 32 fixed prompts, one at a time and in left-padded batches: the compiled engine's static KV cache (on
-    a CPU without compilation; on a GPU the same path is compiled) decodes exactly the eager engine's tokens."""
+@pytest.mark.parametrize("system", ["base", "soft_prompt"])
+@pytest.mark.parametrize("penalty", [1.0, 3.0])
+def test_the_compiled_engine_gives_the_eager_replies(params, tiny_base, tokenizer, system, penalty):
+    """On 32 fixed prompts, one at a time and in left-padded batches, with and without the repetition penalty
+    (a strong one, so that a wrong set of penalised ids changes replies: transformers penalises the prompt ids,
+    pads included, but behind a soft prompt only the generated ids):
+    the compiled engine's own loop (static KV cache; on a CPU uncompiled, on a GPU the same step compiled)
+    decodes exactly the tokens of transformers' generate()."""
     model = models.load_base(tiny_base)
-    eager = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=1.0, engine="eager")
-    static = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=1.0, engine="compiled")
+    if system == "soft_prompt":
+        from supportagent.adapters import add_soft_prompt
+
+        tp = params.train.prompt_tuning.model_copy(update={"prompt_init": "random", "num_virtual_tokens": 4})
+        torch.manual_seed(0)
+        model = add_soft_prompt(model, tp)
+    eager = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=penalty, engine="eager")
+    static = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=penalty, engine="compiled")
     prompts = _prompts(tokenizer)
     reference = [r.token_ids for r in eager.generate(prompts)]
+    assert len(set(map(tuple, reference))) > 4  # not one degenerate reply
     assert [r.token_ids for r in static.generate(prompts)] == reference
     assert [static.generate([p])[0].token_ids for p in prompts[:8]] == reference[:8]
     replies, _ = static.generate_all(prompts, batch_size=5, progress=False)
     assert [r.token_ids for r in replies] == reference
+    held = [r.token_ids for r in static.generate(prompts[:6], min_new_tokens=8)]
+    assert held == [r.token_ids for r in eager.generate(prompts[:6], min_new_tokens=8)]
+    assert all(len(t) == 8 for t in held)
 
 
 def test_auto_compiles_on_a_gpu_only_and_bad_engines_fail_by_name(tiny_base, tokenizer):

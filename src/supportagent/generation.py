@@ -18,6 +18,7 @@ class Reply:
 
 
 WIDTH_BUCKET = 64  # the compiled engine pads prompts to a multiple of this: one compiled graph per bucket
+EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
 
 
 def _bucket(width: int) -> int:
@@ -26,8 +27,8 @@ def _bucket(width: int) -> int:
 
 
 def resolve_engine(engine: str, device: torch.device) -> str:
-    """`auto`: compiled on a GPU, eager elsewhere. On a CPU the compiled engine keeps the static cache and
-    skips compilation (transformers compiles only on accelerators), which measured no faster there."""
+    """`auto`: compiled on a GPU, eager elsewhere (on a CPU the static cache, compiled or not, measured slower
+    than transformers' dynamic one: benchmarks/cpu_serving.json)."""
     if engine == "auto":
         return "compiled" if device.type == "cuda" else "eager"
     return engine
@@ -37,10 +38,11 @@ class Generator:
     """Greedy decoding with left padding. A soft prompt (prompt tuning) is prepended as input
     embeddings to the frozen base: peft's own generate() degenerates after the first token.
 
-    `engine`: eager (transformers' dynamic KV cache) or compiled: a static KV cache, and on a GPU the decoding
-    step compiled by torch.compile with CUDA graphs ("reduce-overhead"). The static cache is sized per call (the
-    batch's prompt width plus max_new_tokens), so no prompt outgrows it; widths are rounded up to a multiple of
-    WIDTH_BUCKET, so a process compiles once per bucket and batch size (the first such call pays it: `warm_up`)."""
+    `engine`: eager (transformers' generate() with its dynamic KV cache) or compiled: this module's own greedy
+    loop over a static KV cache (`_static_decode`), whose forwards a GPU compiles with torch.compile and replays
+    as CUDA graphs. It decodes the tokens generate() decodes (tests/test_engine.py compares them). Prompt
+    widths are rounded up to a multiple of WIDTH_BUCKET, so a process compiles once per bucket and batch size
+    (the first such call pays it: `warm_up`); on a CPU nothing is compiled."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
                  engine: str = "eager"):
@@ -56,6 +58,7 @@ class Generator:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.engine = resolve_engine(engine, self.device)
+        self._caches, self._compiled = {}, None
         if self.engine not in ("eager", "compiled"):
             raise ValueError(f"engine {engine!r}: use auto, eager or compiled")
 
@@ -76,27 +79,103 @@ class Generator:
             mask[i, width - len(p):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                      repetition_penalty=self.repetition_penalty, eos_token_id=self.tokenizer.eos_token_id,
-                      pad_token_id=pad, temperature=None, top_p=None, top_k=None, min_new_tokens=min_new_tokens)
-        if self.engine == "compiled":
-            kwargs["cache_implementation"] = "static"
+        embeds = None
         if self.soft_prompt is not None:
             embeds = self.model.get_input_embeddings()(ids)
             soft = self.soft_prompt.to(embeds.dtype).expand(len(prompts), -1, -1)
             embeds = torch.cat([soft, embeds], dim=1)
             mask = torch.cat([torch.ones(len(prompts), soft.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
-            out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
-            new = out if out.shape[1] <= max_new_tokens else out[:, embeds.shape[1]:]
+        if self.engine == "compiled":
+            new = self._static_decode(ids, embeds, mask, max_new_tokens, min_new_tokens or 0)
         else:
-            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-            new = out[:, width:]
+            kwargs = dict(attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                          repetition_penalty=self.repetition_penalty, eos_token_id=self.tokenizer.eos_token_id,
+                          pad_token_id=pad, temperature=None, top_p=None, top_k=None, min_new_tokens=min_new_tokens)
+            if embeds is not None:
+                out = self.model.generate(inputs_embeds=embeds, **kwargs)
+                new = out if out.shape[1] <= max_new_tokens else out[:, embeds.shape[1]:]
+            else:
+                new = self.model.generate(input_ids=ids, **kwargs)[:, width:]
         replies = []
         for row in new.tolist():
             ended = self.tokenizer.eos_token_id in row
             row = row[: row.index(self.tokenizer.eos_token_id)] if ended else row
             replies.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
         return replies
+
+    def _static_decode(self, ids, embeds, mask, max_new_tokens: int, min_new_tokens: int) -> torch.Tensor:
+        """The compiled engine's greedy loop (after gpt-fast): the prompt, then one token per step, through a static
+        KV cache on fixed shapes, with nothing copied back to the host until the end (finished replies are looked
+        for every EOS_CHECK steps). On a GPU both the prompt's forward and the decoding step are compiled and
+        replayed as CUDA graphs; on a CPU they run uncompiled. It decodes what transformers' generate() decodes:
+        the same position ids (left padding), repetition penalty (over the prompt ids, pads included, as
+        transformers does; over the generated ids only behind a soft prompt, whose prompt is embeddings) and
+        end-token hold-back. Returns the new token ids (batch, <= max_new_tokens)."""
+        b = mask.shape[0]
+        cache = self._cache(b, mask.shape[1] + max_new_tokens)
+        full_mask = torch.cat([mask, mask.new_ones(b, max_new_tokens)], dim=1)
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        step = self._compiled_step() if self.device.type == "cuda" else self._step
+        logits = step(ids if embeds is None else None, embeds, positions, full_mask, cache)
+        seen = torch.zeros(logits.shape, dtype=torch.bool, device=self.device)
+        if embeds is None:
+            seen.scatter_(1, ids, True)
+        eos = self.tokenizer.eos_token_id
+        out = torch.full((b, max_new_tokens), eos, dtype=torch.long, device=self.device)
+        last = positions[:, -1:]
+        for t in range(max_new_tokens):
+            token = self._pick(logits, seen, hold_eos=t < min_new_tokens)
+            out[:, t] = token
+            if t + 1 == max_new_tokens or (t + 1 >= min_new_tokens and (t + 1) % EOS_CHECK == 0
+                                           and bool((out[:, :t + 1] == eos).any(1).all())):
+                return out[:, :t + 1]
+            seen.scatter_(1, token[:, None], True)
+            logits = step(token[:, None], None, last + 1 + t, full_mask, cache)
+        return out
+
+    def _cache(self, batch: int, length: int):
+        """The static KV cache for this shape, emptied. One per shape, allocated up front and reused, so the
+        CUDA graphs replay on its fixed addresses."""
+        from transformers import StaticCache
+
+        key = (batch, length)
+        if key not in self._caches:
+            c = self.model.config.get_text_config(decoder=True)
+            head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+            self._caches[key] = StaticCache(config=c, max_cache_len=length)
+            self._caches[key].early_initialization(batch, c.num_key_value_heads, head_dim, self.model.dtype,
+                                                   self.device)
+        cache = self._caches[key]
+        cache.reset()
+        return cache
+
+    def _step(self, ids, embeds, positions, mask, cache) -> torch.Tensor:
+        """One forward through the static cache: fp32 logits of the last position (as generate() casts them)."""
+        return self.model(input_ids=ids, inputs_embeds=embeds, position_ids=positions, attention_mask=mask,
+                          past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+
+    def _compiled_step(self):
+        """`_step` compiled once per process with CUDA graphs; a graph per shape (batch size x prompt-width
+        bucket for the prompt's forward, batch size x cache length for a decoding step)."""
+        if self._compiled is None:
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+            compiled = torch.compile(self._step, fullgraph=True, dynamic=False, mode="reduce-overhead")
+
+            def step(*args):
+                torch.compiler.cudagraph_mark_step_begin()  # the previous step's logits are consumed
+                return compiled(*args)
+            self._compiled = step
+        return self._compiled
+
+    def _pick(self, logits, seen, hold_eos: bool) -> torch.Tensor:
+        """transformers' repetition penalty (a seen token's logit divided by the penalty when positive, times it
+        when negative), the end token held back while `hold_eos`, then the greedy choice."""
+        if self.repetition_penalty != 1.0:
+            p = self.repetition_penalty
+            logits = torch.where(seen, torch.where(logits < 0, logits * p, logits / p), logits)
+        if hold_eos:
+            logits[:, self.tokenizer.eos_token_id] = -float("inf")
+        return logits.argmax(-1)
 
     def generate_all(self, prompts: list[list[int]], batch_size: int, progress: bool = True) -> tuple[list[Reply], float]:
         """Batched replies, longest prompts together; returns the replies in input order and replies/s."""

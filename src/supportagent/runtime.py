@@ -37,14 +37,16 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-CPU_ATTENTION = "sdpa_gqa"
+GQA_ATTENTION = "sdpa_gqa"
 
 
 def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
     """PyTorch SDPA with grouped-query attention done inside the kernel (`enable_gqa`), also when a
     padding mask is given. transformers' `sdpa` copies each key/value head to every query head it
-    serves whenever there is a mask (batched, left-padded generation): on a CPU that copy of the
-    whole KV cache in every layer and decoding step was a fifth of a step's time. Same results."""
+    serves whenever there is a mask (batched, left-padded or static-cache generation): on a CPU that copy
+    of the whole KV cache in every layer and decoding step was a fifth of a step's time, and on an H100 at
+    batch 32 it was a seventh of the GPU time (cuDNN's attention takes the mask and the fewer key/value
+    heads as they are). Same results."""
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     out = torch.nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
@@ -54,14 +56,13 @@ def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=No
 
 
 def attention_implementation(for_training: bool = False) -> str:
-    """`sdpa_gqa` for generation on a CPU (where the copy costs); transformers' own `sdpa` for training
-    (so adapters train exactly as before) and on a GPU, whose fused kernels take a mask only without
-    `enable_gqa`."""
-    if for_training or device().type != "cpu":
+    """`sdpa_gqa` for generation (where the copy costs); transformers' own `sdpa` for training, so adapters
+    train exactly as before."""
+    if for_training:
         return "sdpa"
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(CPU_ATTENTION, _sdpa_gqa)
-    AttentionMaskInterface.register(CPU_ATTENTION, sdpa_mask)
-    return CPU_ATTENTION
+    AttentionInterface.register(GQA_ATTENTION, _sdpa_gqa)
+    AttentionMaskInterface.register(GQA_ATTENTION, sdpa_mask)
+    return GQA_ATTENTION

@@ -1,0 +1,141 @@
+"""Serving on this CPU, side by side with llama.cpp on the same base, prompts and reply lengths.
+
+For each method's trained adapter (`dvc repro` first), on the first N test-split prompts as the evaluate stage
+builds them (tags, retrieved examples), one reply at a time (batch 1), greedy:
+    default        what the evaluate stage and `reply` serve: evaluate.engine auto (eager here) in the compute
+                   dtype (runtime.compute_dtype), QLoRA folded into the dequantised 4-bit weights
+    compiled       the same model on the compiled engine's loop (static KV cache; a CPU does not compile it)
+    bfloat16       the default path with the model in bf16 (SUPPORTAGENT_DTYPE=bfloat16): half the bytes per
+                   weight; its replies are the fp32 ones rounded, so some part from them
+    llama.cpp      llama-cpp-python on the embedded SmolLM2 GGUF (Q4_1) the base is converted from: the same
+                   prompt token ids (prompt tuning's 20 soft-prompt vectors have no GGUF form: its text prompt
+                   only), and exactly as many new tokens as the default path's reply to that prompt
+Records p50/p95 ms, the ratio of each path's p50 to llama.cpp's, and how many replies equal the default path's.
+
+    pip install llama-cpp-python==0.3.36    # builds from PyPI's source archive (about 5 minutes on 2 cores)
+    python benchmarks/cpu_serving.py        # -> benchmarks/cpu_serving.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def percentiles(times: list[float]) -> dict:
+    return {"p50_ms": round(float(np.percentile(times, 50)), 1), "p95_ms": round(float(np.percentile(times, 95)), 1)}
+
+
+def timed(gen, prompts: list[list[int]]) -> tuple[dict, list[list[int]]]:
+    """Batch-1 replies, each timed, after one untimed reply."""
+    gen.generate([prompts[0]])
+    times, ids = [], []
+    for p in prompts:
+        start = time.perf_counter()
+        ids.append(gen.generate([p])[0].token_ids)
+        times.append((time.perf_counter() - start) * 1000)
+    return percentiles(times), ids
+
+
+def llama_cpp_timed(llm, prompts: list[list[int]], lengths: list[int]) -> dict:
+    """llama.cpp's greedy decoding of exactly `lengths[i]` tokens after prompt i, from an empty KV cache."""
+    times = []
+    for i, (p, n) in enumerate([(prompts[0], lengths[0])] + list(zip(prompts, lengths))):
+        llm.reset()  # no prefix reuse between prompts: the torch paths have none either
+        start = time.perf_counter()
+        for k, _ in enumerate(llm.generate(p, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True), 1):
+            if k >= max(n, 1):
+                break
+        if i:  # the first one warms up
+            times.append((time.perf_counter() - start) * 1000)
+    return percentiles(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=32, help="test prompts (batch 1 each)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/cpu_serving.json"))
+    args = ap.parse_args()
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        sys.exit("llama.cpp is the yardstick here: pip install llama-cpp-python==0.3.36 (builds from source)")
+    import pandas as pd
+
+    from gpu_pipeline import versions
+    from time_pipeline import cpu_facts
+
+    from supportagent import bases, models, paths
+    from supportagent.agent import prepare
+    from supportagent.config import load_params
+    from supportagent.evaluation import test_sample
+    from supportagent.generation import Generator, load_system
+    from supportagent.retrieval import ExampleIndex
+    from supportagent.serving import ready_to_serve
+
+    os.chdir(ROOT)
+    p = {k: str(v) for k, v in paths.pipeline_paths().items()}
+    params = load_params("params.yaml")
+    test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), params.evaluate.test_size, params.seed).head(args.n)
+    index = ExampleIndex(p["index"], pd.read_parquet(f"{p['splits']}/train.parquet"), models.embedder_id())
+    examples = index.examples(models.load_embedder(), test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
+    manifest, _ = bases.read_manifest(p["base"])
+    gguf = bases.package_dir(bases.EMBEDDED_PACKAGE) / bases.EMBEDDED_GGUF
+    if manifest["source"] != "gguf" or bases.sha256(gguf) != manifest["gguf_sha256"]:
+        sys.exit(f"{p['base']} is not converted from {gguf}: llama.cpp would not run the same base")
+    llm = Llama(str(gguf), n_ctx=2048, n_threads=torch.get_num_threads(), n_batch=512, verbose=False)
+
+    results = {}
+    for method in ("qlora", "prompt_tuning"):
+        model, tok = load_system(method, p["base"], f"{p['adapters']}/{method}")
+        prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0]
+                   for r, ex in zip(test.itertuples(), examples)]
+        gen = ready_to_serve(model, tok, params.evaluate)
+        default, reference = timed(gen, prompts)
+        lengths = [len(r) + 1 for r in reference]  # the end token is decoded too
+        compiled, ids = timed(Generator(gen.model if gen.soft_prompt is None else model, tok, gen.max_new_tokens,
+                                        gen.repetition_penalty, "compiled"), prompts)
+        compiled["same_replies"] = sum(a == b for a, b in zip(ids, reference))
+        os.environ["SUPPORTAGENT_DTYPE"] = "bfloat16"
+        model16, _ = load_system(method, p["base"], f"{p['adapters']}/{method}")
+        bf16, ids = timed(ready_to_serve(model16, tok, params.evaluate), prompts)
+        del os.environ["SUPPORTAGENT_DTYPE"]
+        bf16["same_replies"] = sum(a == b for a, b in zip(ids, reference))
+        llama = llama_cpp_timed(llm, prompts, lengths)
+        paths_ = {f"default ({gen.engine}, {str(next(gen.model.parameters()).dtype).removeprefix('torch.')})": default,
+                  "compiled engine": compiled, "bfloat16": bf16, "llama.cpp (base GGUF)": llama}
+        for r in paths_.values():
+            r["x_llama_cpp"] = round(r["p50_ms"] / llama["p50_ms"], 2)
+        results[method] = {"mean_prompt_tokens": round(float(np.mean([len(x) for x in prompts])), 1),
+                           "mean_new_tokens": round(float(np.mean(lengths)), 1), "paths": paths_}
+        print(method, json.dumps(results[method]), flush=True)
+
+    import llama_cpp
+
+    record = {
+        "what": "batch-1 greedy replies on this CPU to the first test-split prompts, each path against llama.cpp on "
+                "the same base (the GGUF it is converted from), prompt ids and reply lengths",
+        "command": "python benchmarks/cpu_serving.py", "n_prompts": len(test), "results": results,
+        "target": "each method's default p50 <= 2x llama.cpp's",
+        "machine": cpu_facts(), "versions": {**versions(), "llama-cpp-python": llama_cpp.__version__},
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 cwd=ROOT).stdout.strip() or None,
+    }
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
