@@ -3,7 +3,7 @@
 For both dtypes: matmul GFLOP/s at SmolLM2-135M's layer shapes (256 tokens x 576 -> 1536), and a
 training step (forward + backward, frozen base, a 2 x 128-token batch) and a 32-token greedy decode
 of the embedded base from `models/base` (run `dvc repro base` first). Writes benchmarks/cpu_dtype.json
-with the CPU's facts.
+with the CPU's facts, keeping the latest record of each other CPU model under `other_machines`.
 
     python benchmarks/cpu_dtype.py
 """
@@ -70,6 +70,11 @@ def main() -> None:
         record["results"][name] = {"matmul_gflops": round(matmul_gflops(dtype), 1), **model_seconds(dtype)}
         print(name, record["results"][name], flush=True)
     out = ROOT / "benchmarks/cpu_dtype.json"
+    if out.exists():  # keep the latest record of every other CPU model: the answer differs between them
+        old = json.loads(out.read_text())
+        others = [old, *old.pop("other_machines", [])]
+        record["other_machines"] = [o for o in {o["machine"]["cpu"]: o for o in reversed(others)}.values()
+                                    if o["machine"]["cpu"] != record["machine"]["cpu"]]
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"chosen: {record['chosen']} -> {out}")
 

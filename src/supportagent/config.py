@@ -133,8 +133,9 @@ class EvaluateParams(Strict):
     repetition_penalty: float = Field(1.0, ge=1.0)
     latency_samples: int = Field(5, ge=0)
     fold_qlora: bool = True  # serve QLoRA folded into its dequantised 4-bit base; false: bitsandbytes' 4-bit kernels
-    # decoding engine: compiled = static KV cache + torch.compile with CUDA graphs (GPU only; compiled once per
-    # process and prompt-width bucket); eager = transformers' dynamic cache; auto = compiled on a GPU, eager on a CPU
+    # decoding engine: compiled = generation.py's greedy loop over a static KV cache, compiled with CUDA graphs on a
+    # GPU (once per process, batch size and prompt-width bucket), uncompiled on a CPU; eager = transformers'
+    # generate() with its dynamic cache; auto = compiled on a GPU, eager on a CPU (where it measured faster)
     engine: Literal["auto", "eager", "compiled"] = "auto"
 
 
