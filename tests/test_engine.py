@@ -55,6 +55,24 @@ def test_auto_compiles_on_a_gpu_only_and_bad_engines_fail_by_name(tiny_base, tok
         Generator(models.load_base(tiny_base), tokenizer, engine="turbo")
 
 
+def test_a_model_with_4bit_layers_decodes_eagerly_on_a_gpu(tiny_base, tokenizer):
+    """torch.compile cannot compile bitsandbytes' 4-bit layers: without a (full) fold a GPU falls back to the
+    eager engine and says so; a CPU, which compiles nothing, keeps the engine asked for."""
+    from supportagent.generation import _quantized
+    from supportagent.serving import fold_4bit
+
+    cuda = torch.device("cuda", 0)
+    with pytest.warns(UserWarning, match="4-bit layers"):
+        assert resolve_engine("compiled", cuda, quantized=True) == "eager"
+    with pytest.warns(UserWarning, match="fold_qlora"):
+        assert resolve_engine("auto", cuda, quantized=True) == "eager"
+    assert resolve_engine("compiled", torch.device("cpu"), quantized=True) == "compiled"
+    model = models.load_base(tiny_base, quantize_4bit=True)
+    assert _quantized(model)
+    fold_4bit(model)
+    assert not _quantized(model)
+
+
 def test_an_empty_prompt_is_refused_with_a_clear_error(tiny_base, tokenizer):
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=2, engine="compiled")
     with pytest.raises(ValueError, match="at least one token"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,12 +27,28 @@ def _bucket(width: int) -> int:
     return -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
 
 
-def resolve_engine(engine: str, device: torch.device) -> str:
+def _pow2(n: int) -> int:
+    """`n` rounded up to a power of two: the batch size the compiled engine pads to."""
+    return 1 << (n - 1).bit_length()
+
+
+def resolve_engine(engine: str, device: torch.device, quantized: bool = False) -> str:
     """`auto`: compiled on a GPU, eager elsewhere (on a CPU the static cache, compiled or not, measured slower
-    than transformers' dynamic one: benchmarks/cpu_serving.json)."""
+    than transformers' dynamic one: benchmarks/cpu_serving.json). A model that still holds bitsandbytes 4-bit
+    layers (`evaluate.fold_qlora: false`, or a fold that ran out of GPU memory) cannot be compiled: on a GPU it
+    decodes with the eager engine, with a warning."""
     if engine == "auto":
-        return "compiled" if device.type == "cuda" else "eager"
+        engine = "compiled" if device.type == "cuda" else "eager"
+    if engine == "compiled" and device.type == "cuda" and quantized:
+        warnings.warn("the model holds 4-bit layers, which torch.compile cannot compile: decoding with the eager "
+                      "engine (evaluate.fold_qlora: true folds them when the GPU has room)")
+        engine = "eager"
     return engine
+
+
+def _quantized(model) -> bool:
+    """Whether a bitsandbytes quantizer is still attached (serving.fold_4bit detaches it after a full fold)."""
+    return any(getattr(m, "hf_quantizer", None) is not None for m in model.modules())
 
 
 class Generator:
@@ -41,8 +58,9 @@ class Generator:
     `engine`: eager (transformers' generate() with its dynamic KV cache) or compiled: this module's own greedy
     loop over a static KV cache (`_static_decode`), whose forwards a GPU compiles with torch.compile and replays
     as CUDA graphs. It decodes the tokens generate() decodes (tests/test_engine.py compares them). Prompt
-    widths are rounded up to a multiple of WIDTH_BUCKET, so a process compiles once per bucket and batch size
-    (the first such call pays it: `warm_up`); on a CPU nothing is compiled."""
+    widths are rounded up to a multiple of WIDTH_BUCKET and batches padded to a power of two (copies of the
+    first prompt, whose replies are dropped), so a process compiles once per bucket and batch size class (the
+    first such call pays it: `warm_up`); on a CPU nothing is compiled."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
                  engine: str = "eager"):
@@ -57,7 +75,7 @@ class Generator:
             model = model.get_base_model()
         self.model = model.eval()
         self.device = next(model.parameters()).device
-        self.engine = resolve_engine(engine, self.device)
+        self.engine = resolve_engine(engine, self.device, _quantized(model))
         self._caches, self._compiled = {}, None
         if self.engine not in ("eager", "compiled"):
             raise ValueError(f"engine {engine!r}: use auto, eager or compiled")
@@ -69,9 +87,10 @@ class Generator:
         if not prompts or any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         pad = self.tokenizer.pad_token_id
-        width = max(len(p) for p in prompts)
-        if self.engine == "compiled":
+        n, width = len(prompts), max(len(p) for p in prompts)
+        if self.engine == "compiled":  # fewer shapes to compile: widths in buckets, batches padded to a power of two
             width = _bucket(width)
+            prompts = prompts + [prompts[0]] * (_pow2(n) - n)
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):
@@ -97,7 +116,7 @@ class Generator:
             else:
                 new = self.model.generate(input_ids=ids, **kwargs)[:, width:]
         replies = []
-        for row in new.tolist():
+        for row in new[:n].tolist():
             ended = self.tokenizer.eos_token_id in row
             row = row[: row.index(self.tokenizer.eos_token_id)] if ended else row
             replies.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
