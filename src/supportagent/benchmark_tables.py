@@ -219,3 +219,12 @@ def cpu_serving_tables(r: dict) -> list[str]:
             f"Target: each method's default p50 <= 2x llama.cpp's: "
             + ("met" if all(p["x_llama_cpp"] <= 2 for p in default.values()) else "**not met**")
             + " (" + ", ".join(f"{method} {p['x_llama_cpp']}x" for method, p in default.items()) + ")."]
+
+
+def engine_check_sentence(r: dict) -> str:
+    """A README line from benchmarks/gpu_engine_check.json: the compiled engine's replies on a GPU in fp32."""
+    counts = "; ".join(f"{case}: " + ", ".join(f"{v} at {k}" for k, v in res.items())
+                       for case, res in r["same_replies_of_32"].items())
+    return (f"In fp32 on the same kind of GPU (`benchmarks/gpu_engine_check.json`, {r['date']}, commit {r['commit']}: "
+            f"a tiny Mistral stand-in, {r['prompts']} prompts, {r['new_tokens']} new tokens), the compiled engine's "
+            f"CUDA graphs give generate()'s replies, of {r['prompts']}: {counts}.")

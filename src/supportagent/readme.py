@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .benchmark_tables import (cpu_serving_tables, ddp_tables, gpu_tables, pipeline_7b_tables, serve_tables,
-                               serving_7b_tables, serving_sentences)
+from .benchmark_tables import (cpu_serving_tables, ddp_tables, engine_check_sentence, gpu_tables, pipeline_7b_tables,
+                               serve_tables, serving_7b_tables, serving_sentences)
 from .comparison import TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import table
@@ -136,6 +136,8 @@ def render_tables(root: str | Path = ".") -> str:
         parts += ["", *gpu_tables(load_json(gpu), evals, root)]
     if serving.exists():
         parts += ["", *serving_7b_tables(load_json(serving)["serving_7b"])]
+        if (root / "benchmarks/gpu_engine_check.json").exists():
+            parts += ["", engine_check_sentence(load_json(root / "benchmarks/gpu_engine_check.json"))]
     if (root / "benchmarks/cpu_serving.json").exists():
         parts += ["", *cpu_serving_tables(load_json(root / "benchmarks/cpu_serving.json"))]
     seed_size = root / "benchmarks/pipeline_7b.json"
