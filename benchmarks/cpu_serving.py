@@ -104,8 +104,8 @@ def main() -> None:
         gen = ready_to_serve(model, tok, params.evaluate)
         default, reference = timed(gen, prompts)
         lengths = [len(r) + 1 for r in reference]  # the end token is decoded too
-        compiled, ids = timed(Generator(gen.model if gen.soft_prompt is None else model, tok, gen.max_new_tokens,
-                                        gen.repetition_penalty, "compiled"), prompts)
+        # the same (folded) model: the Generator takes the soft prompt from it again
+        compiled, ids = timed(Generator(model, tok, gen.max_new_tokens, gen.repetition_penalty, "compiled"), prompts)
         compiled["same_replies"] = sum(a == b for a, b in zip(ids, reference))
         os.environ["SUPPORTAGENT_DTYPE"] = "bfloat16"
         model16, _ = load_system(method, p["base"], f"{p['adapters']}/{method}")

@@ -217,7 +217,8 @@ def cpu_serving_tables(r: dict) -> list[str]:
             f"{r['versions']['llama-cpp-python']}): {r['what']} ({r['n_prompts']} prompts; {lengths}).", "",
             table(["method", "path", "p50 ms", "p95 ms", "x llama.cpp's p50", f"replies equal to the default's "
                    f"(of {r['n_prompts']})"], rows), "",
-            "On this CPU a decoding step reads every weight once: 0.54 GB in fp32 against llama.cpp's 4.5-bit "
+            "On this CPU a decoding step reads every weight once: in fp32 here, in 5 bits a weight (4-bit values, a scale"
+            " and a minimum per 32) for llama.cpp's Q4_1 "
             "GGUF, and matrix-vector products take most of a step. The static cache (padded to its width "
             "bucket) is slower here than transformers' dynamic one, so `evaluate.engine: auto` stays eager on a CPU. "
             "bf16 halves the bytes but rounds the trained fp32 weights, and some replies change "
