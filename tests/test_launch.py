@@ -28,10 +28,24 @@ def test_each_ddp_process_loads_onto_its_own_gpu(monkeypatch):
     assert runtime.device() == torch.device("cuda", 0)
 
 
-def test_cpus_compute_in_bf16_only_with_amx(monkeypatch):
-    """AVX512-BF16 without AMX trained and generated about twice as fast in fp32 (benchmarks/cpu_dtype.py)."""
-    assert not runtime.cpu_has_fast_bf16("flags : fpu avx2 fma")
-    assert not runtime.cpu_has_fast_bf16("flags : avx2 avx512f avx512_bf16 avx512_fp16")
-    assert runtime.cpu_has_fast_bf16("flags : avx2 avx512_bf16 amx_bf16 amx_tile amx_int8")
+def test_cpus_serve_in_bf16_only_with_amx_and_train_in_bf16_where_it_is_fast(monkeypatch):
+    """Serving: AVX512-BF16 without AMX generated about twice as fast in fp32 on a Xeon, and changed greedy replies
+    on an AMD EPYC. Training: bf16 matmuls ran 4x faster than fp32 on the AMD EPYC and slower on that Xeon
+    (benchmarks/cpu_dtype.json)."""
+    intel = "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_fp16\n"
+    amd = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    amx = "vendor_id\t: GenuineIntel\nflags\t\t: avx2 avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+    avx2 = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 fma\n"
+    assert [runtime.cpu_has_fast_bf16(c) for c in (avx2, intel, amd, amx)] == [False, False, False, True]
+    assert [runtime.cpu_trains_fast_in_bf16(c) for c in (avx2, intel, amd, amx)] == [False, False, True, True]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("SUPPORTAGENT_DTYPE", raising=False)
+    read = runtime.cpu_flags
+    for cpuinfo, serve, train in ((intel, torch.float32, torch.float32), (amd, torch.float32, torch.bfloat16),
+                                  (amx, torch.bfloat16, torch.bfloat16)):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda given=None, c=cpuinfo: read(given if given is not None else c))
+        assert (runtime.compute_dtype(), runtime.compute_dtype(training=True)) == (serve, train)
+    monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")  # the override wins for both
+    assert runtime.compute_dtype(training=True) == torch.float32
     monkeypatch.setenv("SUPPORTAGENT_DTYPE", "bfloat16")
     assert runtime.compute_dtype() == torch.bfloat16

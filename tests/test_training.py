@@ -1,4 +1,5 @@
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -46,6 +47,19 @@ def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pair
     assert m["final_train_loss"] == round(curve["loss"].iloc[-1], 4)
     info = json.loads((out / "training_info.json").read_text())
     assert info["base_manifest"]["base"] == "tiny-random-llama"
+
+
+@pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
+def test_bf16_training_saves_fp32_adapters_that_serve_in_fp32(params, tiny_base, tiny_pairs, tmp_path, method, monkeypatch):
+    """Mixed precision: the frozen base computes in bf16 (`runtime.compute_dtype(training=True)` on CPUs with fast
+    bf16), the trained weights stay fp32, so the adapter loads into the fp32 serving base unchanged."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("SUPPORTAGENT_DTYPE", "bfloat16")
+    m = _train(params, method, tiny_base, tiny_pairs, tmp_path)
+    assert m["dtype"] == "bfloat16" and math.isfinite(m["final_val_loss"])
+    weights = load_file(tmp_path / method / "adapter_model.safetensors")
+    assert weights and {t.dtype for t in weights.values()} == {torch.float32}
 
 
 def test_final_val_loss_reuses_the_evaluation_at_the_last_step(params, tiny_base, tiny_pairs, tmp_path):
@@ -210,7 +224,8 @@ def test_left_padded_batches_equal_single_generation(tiny_base, tokenizer):
     assert batched == single
 
 
-def test_gqa_attention_equals_transformers_sdpa_on_padded_batches(tiny_base, tokenizer):
+def test_gqa_attention_equals_transformers_sdpa_on_padded_batches(tiny_base, tokenizer, monkeypatch):
+    monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")  # the kernels compared, not the training dtype of this CPU
     assert runtime.attention_implementation() == runtime.GQA_ATTENTION  # generation
     assert runtime.attention_implementation(for_training=True) == "sdpa"
     fast, plain = models.load_base(tiny_base), models.load_base(tiny_base, for_training=True)

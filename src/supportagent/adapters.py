@@ -28,7 +28,7 @@ def add_lora(model, params: TrainParams):
     # GPU fp32 norm weights turn the whole residual stream fp32 (twice the activation memory and
     # traffic); RMSNorm normalises in fp32 internally anyway, so the frozen tensors go back to the
     # compute dtype. On an fp32 CPU this changes nothing.
-    dtype = runtime.compute_dtype()
+    dtype = runtime.compute_dtype(training=True)
     for p in model.parameters():
         if not p.requires_grad and p.dtype == torch.float32:
             p.data = p.data.to(dtype)

@@ -96,6 +96,9 @@ class TrainParams(Strict):
     lr: float = Field(gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    # NEFTune (Jain et al. 2023): uniform noise of scale alpha/sqrt(length*hidden) on the input embeddings while
+    # training, a regulariser against overfitting a small set of replies; 0 = off
+    neftune_noise_alpha: float = Field(0.0, ge=0)
     # intervals as counts per epoch, so that they keep their meaning when the data size changes
     evals_per_epoch: float = Field(2, gt=0)  # validation passes (2: at mid-epoch and at the end)
     logs_per_epoch: float = Field(46, gt=0)  # training-loss points (each the mean loss since the last one)

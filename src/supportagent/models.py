@@ -46,11 +46,12 @@ def disable_cpu_repack(model) -> int:
 
 
 def load_base(base_dir: str | Path, quantize_4bit: bool = False, for_training: bool = False):
-    """Base causal LM from the manifest: 16-bit (bf16/fp32), or NF4 4-bit with double quantisation."""
+    """Base causal LM from the manifest: 16-bit (bf16/fp32), or NF4 4-bit with double quantisation; in the
+    training dtype with `for_training` (`runtime.compute_dtype`)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     _, path = read_manifest(base_dir)
-    dtype = compute_dtype()
+    dtype = compute_dtype(training=for_training)
     kwargs = dict(dtype=dtype, trust_remote_code=False, use_safetensors=True,
                   attn_implementation=attention_implementation(for_training))
     if quantize_4bit:

@@ -7,27 +7,46 @@ from pathlib import Path
 import torch
 
 
-def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
-    """Only AMX makes bf16 pay for this model on a CPU. On a plain AVX2 CPU bf16 matmuls run ~80x
-    slower than fp32, and on a Xeon with AVX512-BF16 but no AMX both trainings and generation ran
-    about twice as fast in fp32 (`python benchmarks/cpu_dtype.py` measures it on the machine at hand)."""
+def cpu_flags(cpuinfo: str | None = None) -> tuple[str, set[str]]:
+    """(vendor, flags) of this CPU from /proc/cpuinfo ("", empty set where it cannot be read)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return False
-    return "amx_bf16" in cpuinfo.split()
+            return "", set()
+    vendor = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("vendor_id")), "")
+    return vendor, set(cpuinfo.split())
 
 
-def compute_dtype() -> torch.dtype:
-    """bf16 on CUDA (Ampere+) and on CPUs with AMX; fp32 elsewhere.
-    SUPPORTAGENT_DTYPE=float32|bfloat16 overrides."""
+def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
+    """Only AMX makes bf16 *inference* pay on a CPU without changing what the tested fp32 path replies. On
+    a plain AVX2 CPU bf16 matmuls run ~80x slower than fp32; on a Xeon with AVX512-BF16 but no AMX both
+    trainings and generation ran about twice as fast in fp32; on an AMD EPYC with AVX512-BF16 bf16 decodes
+    1.7x faster but changed 12 of 32 greedy replies (`benchmarks/cpu_dtype.json`, `cpu_serving.json`)."""
+    return "amx_bf16" in cpu_flags(cpuinfo)[1]
+
+
+def cpu_trains_fast_in_bf16(cpuinfo: str | None = None) -> bool:
+    """Mixed-precision training (bf16 matmuls, fp32 adapter weights and optimizer) where the CPU multiplies
+    bf16 natively fast: AMX, or an AMD CPU with AVX512-BF16 (Zen 4 and later: matmuls 4x and a training step
+    2.6x faster than fp32, with the same validation loss; `benchmarks/cpu_dtype.json`). Not Intel's
+    AVX512-BF16 without AMX, where bf16 measured slower than fp32."""
+    vendor, flags = cpu_flags(cpuinfo)
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and vendor == "AuthenticAMD")
+
+
+def compute_dtype(training: bool = False) -> torch.dtype:
+    """bf16 on CUDA (Ampere+) and on CPUs with AMX; fp32 elsewhere, except that training (`training=True`)
+    also computes in bf16 on the CPUs of `cpu_trains_fast_in_bf16`. Adapters are kept in fp32 either way, so
+    a bf16-trained adapter serves in fp32. SUPPORTAGENT_DTYPE=float32|bfloat16 overrides both."""
     forced = os.environ.get("SUPPORTAGENT_DTYPE")
     if forced:
         return getattr(torch, forced)
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    if cpu_has_fast_bf16() or (training and cpu_trains_fast_in_bf16()):
+        return torch.bfloat16
+    return torch.float32
 
 
 def device() -> torch.device:

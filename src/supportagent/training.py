@@ -173,9 +173,10 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         num_train_epochs=params.epochs, max_steps=params.max_steps,
         per_device_train_batch_size=params.batch_size, per_device_eval_batch_size=params.batch_size * 2,
         gradient_accumulation_steps=params.grad_accum, learning_rate=params.lr,
+        neftune_noise_alpha=params.neftune_noise_alpha or None,
         warmup_steps=params.warmup_ratio, weight_decay=params.weight_decay, lr_scheduler_type="cosine",
         optim="paged_adamw_8bit" if (cuda and method == "qlora") else "adamw_torch",
-        bf16=runtime.compute_dtype() == torch.bfloat16, use_cpu=not cuda,
+        bf16=runtime.compute_dtype(training=True) == torch.bfloat16, use_cpu=not cuda,
         train_sampling_strategy="group_by_length",
         eval_strategy="steps" if val_ds is not None else "no", eval_steps=every["eval"],
         logging_steps=every["log"], logging_first_step=True,
@@ -231,6 +232,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         "final_val_loss": round(final_val, 4) if final_val is not None else None,
         "resumed_from": Path(resume).name if resume else None,
         "device": "cuda" if cuda else "cpu",
+        "dtype": str(runtime.compute_dtype(training=True)).removeprefix("torch."),
     }
     (out_dir / "training_info.json").write_text(json.dumps({"base_manifest": manifest, "metrics": metrics}, indent=2))
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing left to resume
