@@ -64,7 +64,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     record = {"what": "fp32 vs bf16 on this CPU: matmul at SmolLM2-135M shapes, a training step and a greedy decode of the base",
-              "machine": cpu_facts(), "chosen": str(compute_dtype()).removeprefix("torch."), "results": {}}
+              "machine": cpu_facts(), "chosen": str(compute_dtype()).removeprefix("torch."),
+              "chosen_for_training": str(compute_dtype(training=True)).removeprefix("torch."), "results": {}}
     for dtype in (torch.float32, torch.bfloat16):
         name = str(dtype).removeprefix("torch.")
         record["results"][name] = {"matmul_gflops": round(matmul_gflops(dtype), 1), **model_seconds(dtype)}

@@ -123,8 +123,10 @@ def render_tables(root: str | Path = ".") -> str:
                          round(evals[other]["rouge_l"] - zero_k0, 2), ">= 10"])
         ok = lambda v, t: (v <= float(t[3:])) if t.startswith("<=") else (v >= float(t[3:]))
         dtype = c["machine"].get("compute_dtype", "float32")
+        train_dtype = c["machine"].get("training_dtype", dtype)
+        computing = f"computing in {dtype}" if train_dtype == dtype else f"training in {train_dtype}, serving in {dtype}"
         parts += ["", f"### Targets on this machine ({c['machine']['cores']} cores, {c['machine']['cpu']}, "
-                      f"AVX512-BF16: {c['machine']['avx512_bf16']}, AMX: {c['machine']['amx_bf16']}, computing in {dtype}; "
+                      f"AVX512-BF16: {c['machine']['avx512_bf16']}, AMX: {c['machine']['amx_bf16']}, {computing}; "
                       "`benchmarks/cpu.json`)", "",
                   table(["target", "measured", "wanted", "met"], [[*r, "yes" if ok(r[1], r[2]) else "**no**"] for r in rows])]
     parts += ["", *review_tables(metrics / "review.json")]
