@@ -117,6 +117,7 @@ class QLoraParams(TrainParams):
 
 
 class PromptTuningParams(TrainParams):
+    epochs: float = Field(1.5, gt=0)  # more updates for the few vectors, paid for by bf16 training where the CPU has it
     batch_size: int = Field(2, ge=1)  # more updates per epoch: a few vectors learn from the number of updates
     num_virtual_tokens: int = Field(20, ge=1)
     prompt_init: Literal["text", "random"] = "text"
