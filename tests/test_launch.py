@@ -43,7 +43,7 @@ def test_cpus_serve_in_bf16_only_with_amx_and_train_in_bf16_where_it_is_fast(mon
     read = runtime.cpu_flags
     for cpuinfo, serve, train in ((intel, torch.float32, torch.float32), (amd, torch.float32, torch.bfloat16),
                                   (amx, torch.bfloat16, torch.bfloat16)):
-        monkeypatch.setattr(runtime, "cpu_flags", lambda given=None, c=cpuinfo: read(given if given is not None else c))
+        monkeypatch.setattr(runtime, "cpu_flags", lambda given=None, c=cpuinfo: read(given or c))
         assert (runtime.compute_dtype(), runtime.compute_dtype(training=True)) == (serve, train)
     monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")  # the override wins for both
     assert runtime.compute_dtype(training=True) == torch.float32
