@@ -83,13 +83,21 @@ def test_served_reply_fills_the_brand_link_and_tags_the_examples_source(params, 
 
     agent = agent_factory(params)
     agent.params = agent.params.model_copy(update={"brands": {"AmazonHelp": BrandParams(support_url="https://help.example")}})
-    monkeypatch.setattr(agent.generator, "generate_all",
-                        lambda prompts, batch_size, progress=True: ([Reply("Please DM us here: <url>", False, [])] * len(prompts), 1.0))
+    seen = []
+
+    def generate_all(prompts, batch_size, progress=True, references=None):
+        seen.append(references)
+        return [Reply("Please DM us here: <url>", False, [])] * len(prompts), 1.0
+    monkeypatch.setattr(agent.generator, "generate_all", generate_all)
     same, other = agent.reply_many([{"brand": "AmazonHelp", "text": "where is my order?"},
                                     {"brand": "DeltaAssist", "text": "my bag is lost"}])
     assert same.model_reply == "Please DM us here: <url>" and same.reply == "Please DM us here: https://help.example"
     assert same.examples_source == "same_brand" and "source=same_brand" in same.tags
     assert other.examples_source == "other_brands" and "<url>" not in other.reply  # no link for that brand
+    # the full replies of the retrieved examples go with each prompt (what `evaluate.candidates` compares with)
+    (refs,) = seen
+    assert len(refs) == 2 and all(len(r) == params.retrieval.k for r in refs)
+    assert all(r.startswith("We're sorry for the delay of order") for r in refs[0])
 
 
 def test_reply_cli_names_the_stage_for_a_missing_index(tmp_path, tiny_base):
@@ -109,3 +117,15 @@ def test_rules_cli_echoes_ids_and_rejects_non_string_text_per_line():
     assert "line 2: `text` must be a string, got int; skipped" in proc.stderr
     assert "line 3: `text` must be a string, got NoneType; skipped" in proc.stderr
     assert "Failed to load CPU gemm_4bit_forward" not in proc.stderr
+
+
+def test_with_candidates_the_agent_sends_the_reranked_reply(params, tiny_base, tiny_index):
+    """`evaluate.candidates`: the served reply is the greedy one or one of the sampled ones, seeded (the same
+    message gets the same reply from a fresh agent), with the usual placeholders filled and tags."""
+    p = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"max_new_tokens": 6, "candidates": 3})})
+    make = lambda: SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
+    agent = make()
+    assert agent.generator.rerank.candidates == 3
+    first = agent.reply("AmazonHelp", "where is my order?")
+    assert first.model_reply and "source=same_brand" in first.tags
+    assert make().reply("AmazonHelp", "where is my order?").model_reply == first.model_reply

@@ -9,6 +9,7 @@ from .cleaning import clean_text
 from .config import Params
 from .generation import load_system
 from .placeholders import serve
+from .reranking import example_replies
 from .prompts import build_messages, encode
 from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
 from .serving import ready_to_serve
@@ -73,8 +74,9 @@ class SupportAgent:
         self.index = self.embedder = None
         if params.retrieval.k:  # the examples come from the train split's index, as in training
             self.index = ExampleIndex(index_dir, embedder_id=models.embedder_id())
+        if params.retrieval.k or params.evaluate.candidates:  # candidates are compared in its embedding space
             self.embedder = models.load_embedder()
-        self.generator = ready_to_serve(model, self.tokenizer, params.evaluate)
+        self.generator = ready_to_serve(model, self.tokenizer, params.evaluate, self.embedder, params.seed)
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""
@@ -86,7 +88,8 @@ class SupportAgent:
         prompts = [prompt_ids(self.params, self.tokenizer, brands[i], *read[i], examples[i]) for i in todo]
         start = time.perf_counter()
         batch_size = batch_size or self.params.evaluate.batch_size
-        replies, _ = self.generator.generate_all(prompts, batch_size, progress=len(todo) > batch_size)
+        refs = example_replies(self.index, [examples[i] for i in todo]) if self.index is not None else None
+        replies, _ = self.generator.generate_all(prompts, batch_size, progress=len(todo) > batch_size, references=refs)
         per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
         by_index = dict(zip(todo, replies))
         handoff = self.params.rules.handoff

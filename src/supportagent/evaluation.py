@@ -12,6 +12,7 @@ from .agent import prepare
 from .config import Params
 from .metrics import score
 from .placeholders import serve
+from .reranking import example_replies
 from .retrieval import ExampleIndex, RetrievalBaseline
 from .rules import apply_rules
 
@@ -34,13 +35,15 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     sizes = {"adapter_mb": models.folder_mb(adapter_dir) if adapter_dir else 0.0,
              "base_mb": round(footprint / 2**20, 1)}  # as stored and loaded, before the serving fold
     ev = params.evaluate
-    gen = ready_to_serve(model, tok, ev)
+    gen = ready_to_serve(model, tok, ev, embedder, params.seed)
     examples = index.examples(embedder, test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
     prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)]
+    refs = example_replies(index, examples)  # what reranked candidates are compared with (evaluate.candidates)
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches
     k = min(ev.latency_samples, len(prompts))
-    single, latency = gen.timed(prompts[:k])
-    batched, per_s = gen.generate_all(prompts[k:], ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size)
+    single, latency = gen.timed(prompts[:k], references=refs[:k])
+    batched, per_s = gen.generate_all(prompts[k:], ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size,
+                                      references=refs[k:])
     replies = single + batched
     extra = {"examples": [list(e.pair_ids) for e in examples], "examples_source": [e.source for e in examples]}
     return [r.text for r in replies], [r.truncated for r in replies], per_s, latency, sizes, extra

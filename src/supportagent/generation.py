@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,19 @@ class Reply:
     token_ids: list[int]
 
 
+@dataclass
+class Rerank:
+    """`evaluate.candidates` sampled replies besides the greedy one, and how one of them is chosen: `choose`
+    takes each message's candidate texts and references and returns the chosen indices (reranking.consensus)."""
+    candidates: int
+    temperature: float
+    top_p: float
+    seed: int
+    choose: Callable[[list[list[str]], list[list[str]]], list[int]]
+
+
+SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates): each holds a copy of its prompt's KV cache
+SAMPLE_TOP_K = 64  # sampling draws from the likeliest tokens only (then top_p): no sort over the whole vocabulary
 WIDTH_BUCKET = 64  # the compiled engine pads prompts to a multiple of this: one compiled graph per bucket
 EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
 
@@ -63,10 +77,11 @@ class Generator:
     first such call pays it: `warm_up`); on a CPU nothing is compiled."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
-                 engine: str = "eager"):
+                 engine: str = "eager", rerank: Rerank | None = None):
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.repetition_penalty = repetition_penalty
+        self.rerank = rerank
         self.soft_prompt = None
         if hasattr(model, "peft_config") and getattr(model, "active_peft_config", None) is not None \
                 and model.active_peft_config.is_prompt_learning:
@@ -77,8 +92,24 @@ class Generator:
         self.device = next(model.parameters()).device
         self.engine = resolve_engine(engine, self.device, _quantized(model))
         self._caches, self._compiled = {}, None
+        self._draws = torch.Generator(device=self.device).manual_seed(rerank.seed) if rerank else None
         if self.engine not in ("eager", "compiled"):
             raise ValueError(f"engine {engine!r}: use auto, eager or compiled")
+
+    def reply(self, prompts: list[list[int]], references: list[list[str]] | None = None) -> list[Reply]:
+        """The replies sent: greedy ones, or with `rerank` the consensus of each greedy reply, `rerank.candidates`
+        sampled ones and the message's `references` (the replies of its retrieved examples)."""
+        greedy = self.generate(prompts)
+        if self.rerank is None or not self.rerank.candidates:
+            return greedy
+        r = self.rerank
+        step = max(1, SAMPLE_ROWS // r.candidates)  # prompts sampled at once
+        samples = [s for lo in range(0, len(prompts), step)
+                   for s in self.sample(prompts[lo: lo + step], r.candidates, r.temperature, r.top_p, self._draws)]
+        pools = [[g] + s for g, s in zip(greedy, samples)]
+        references = references if references is not None else [[] for _ in prompts]
+        chosen = r.choose([[c.text for c in pool] for pool in pools], references)
+        return [pool[i] for pool, i in zip(pools, chosen)]
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], max_new_tokens: int | None = None,
@@ -91,19 +122,8 @@ class Generator:
         if self.engine == "compiled":  # fewer shapes to compile: widths in buckets, batches padded to a power of two
             width = _bucket(width)
             prompts = prompts + [prompts[0]] * (_pow2(n) - n)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        ids, mask, embeds = self._inputs(prompts, width)
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        embeds = None
-        if self.soft_prompt is not None:
-            embeds = self.model.get_input_embeddings()(ids)
-            soft = self.soft_prompt.to(embeds.dtype).expand(len(prompts), -1, -1)
-            embeds = torch.cat([soft, embeds], dim=1)
-            mask = torch.cat([torch.ones(len(prompts), soft.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
         if self.engine == "compiled":
             new = self._static_decode(ids, embeds, mask, max_new_tokens, min_new_tokens or 0)
         else:
@@ -121,6 +141,76 @@ class Generator:
             row = row[: row.index(self.tokenizer.eos_token_id)] if ended else row
             replies.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
         return replies
+
+    def _inputs(self, prompts: list[list[int]], width: int):
+        """Left-padded ids and attention mask of a batch, and the input embeddings when a soft prompt leads them
+        (its positions then also lead the mask); embeddings are None without a soft prompt."""
+        ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        embeds = None
+        if self.soft_prompt is not None:
+            embeds = self.model.get_input_embeddings()(ids)
+            soft = self.soft_prompt.to(embeds.dtype).expand(len(prompts), -1, -1)
+            embeds = torch.cat([soft, embeds], dim=1)
+            mask = torch.cat([torch.ones(len(prompts), soft.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
+        return ids, mask, embeds
+
+    @torch.no_grad()
+    def sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
+               generator: torch.Generator | None = None, max_new_tokens: int | None = None) -> list[list[Reply]]:
+        """`n` sampled replies per prompt (temperature, then nucleus `top_p` among the SAMPLE_TOP_K likeliest
+        tokens), for reranking (reranking.py).
+
+        Each prompt is read once: its KV cache is copied `n` times after the prompt's forward, so n replies cost
+        n times the decoding but one prompt. Finished replies leave the batch at once (their rows are dropped
+        from the cache), so the batch shrinks to the replies still being written. Both engines sample with this
+        loop (transformers' dynamic cache, uncompiled); the repetition penalty applies to greedy replies only.
+        `generator` seeds the draws: the same prompts, batch and seed give the same candidates."""
+        if not prompts or any(not p for p in prompts):
+            raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
+        from transformers import DynamicCache
+
+        max_new_tokens = max_new_tokens or self.max_new_tokens
+        eos = self.tokenizer.eos_token_id
+        ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts))
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(input_ids=ids if embeds is None else None, inputs_embeds=embeds, attention_mask=mask,
+                            position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        cache.batch_repeat_interleave(n)
+        logits = logits[:, -1].float().repeat_interleave(n, 0)
+        mask, last = mask.repeat_interleave(n, 0), positions[:, -1:].repeat_interleave(n, 0)
+        rows = torch.arange(len(prompts) * n, device=self.device)  # which reply each batch row writes
+        tokens = torch.full((len(prompts) * n, max_new_tokens), eos, dtype=torch.long, device=self.device)
+        ended = torch.zeros(len(prompts) * n, dtype=torch.bool, device=self.device)
+        for t in range(max_new_tokens):
+            # the SAMPLE_TOP_K likeliest tokens, of which the smallest set whose probability reaches top_p
+            top, order = (logits / temperature).topk(SAMPLE_TOP_K, dim=-1)
+            probs = torch.softmax(top, -1)
+            probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+            token = order.gather(1, torch.multinomial(probs, 1, generator=generator))[:, 0]
+            tokens[rows, t] = token
+            done = token == eos
+            ended[rows[done]] = True
+            if bool(done.all()) or t + 1 == max_new_tokens:
+                break
+            if bool(done.any()):
+                keep = (~done).nonzero()[:, 0]
+                cache.batch_select_indices(keep)
+                rows, token, mask, last = rows[keep], token[keep], mask[keep], last[keep]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            last = last + 1
+            logits = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=last, past_key_values=cache,
+                                use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        out = []
+        for i, row in enumerate(tokens.tolist()):
+            row = row[: row.index(eos)] if eos in row else row
+            out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not bool(ended[i]), row))
+        return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _static_decode(self, ids, embeds, mask, max_new_tokens: int, min_new_tokens: int) -> torch.Tensor:
         """The compiled engine's greedy loop (after gpt-fast): the prompt, then one token per step, through a static
@@ -196,8 +286,9 @@ class Generator:
             logits[:, self.tokenizer.eos_token_id] = -float("inf")
         return logits.argmax(-1)
 
-    def generate_all(self, prompts: list[list[int]], batch_size: int, progress: bool = True) -> tuple[list[Reply], float]:
-        """Batched replies, longest prompts together; returns the replies in input order and replies/s."""
+    def generate_all(self, prompts: list[list[int]], batch_size: int, progress: bool = True,
+                     references: list[list[str]] | None = None) -> tuple[list[Reply], float]:
+        """Batched replies (`reply`), longest prompts together; returns the replies in input order and replies/s."""
         from tqdm import tqdm
 
         order = np.argsort([-len(p) for p in prompts], kind="stable")
@@ -205,7 +296,8 @@ class Generator:
         start = time.perf_counter()
         for lo in tqdm(range(0, len(order), batch_size), desc="generate", disable=not progress):
             idx = order[lo: lo + batch_size]
-            for i, r in zip(idx, self.generate([prompts[i] for i in idx])):
+            refs = None if references is None else [references[i] for i in idx]
+            for i, r in zip(idx, self.reply([prompts[i] for i in idx], refs)):
                 replies[i] = r
         seconds = time.perf_counter() - start
         return replies, len(prompts) / seconds if seconds else 0.0
@@ -226,15 +318,17 @@ class Generator:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    def timed(self, prompts: list[list[int]], warmup: int = 1) -> tuple[list[Reply], dict]:
-        """Replies one prompt at a time (batch size 1), each timed, after `warmup` short untimed
-        generations (compiled engine: one full-length generation per prompt-width bucket, which compiles it).
-        The replies are real predictions, so measuring latency costs no extra decoding."""
+    def timed(self, prompts: list[list[int]], warmup: int = 1,
+              references: list[list[str]] | None = None) -> tuple[list[Reply], dict]:
+        """Replies (`reply`) one prompt at a time (batch size 1), each timed, candidates and their reranking
+        included, after `warmup` short untimed generations (compiled engine: one full-length generation per
+        prompt-width bucket, which compiles it). The replies are real predictions, so measuring latency costs no
+        extra decoding."""
         self.warm_up(prompts[:warmup] if self.engine == "eager" else prompts, batch_size=1)
         replies, times = [], []
-        for p in prompts:
+        for i, p in enumerate(prompts):
             t = time.perf_counter()
-            replies.append(self.generate([p])[0])
+            replies.append(self.reply([p], None if references is None else [references[i]])[0])
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             times.append((time.perf_counter() - t) * 1000)

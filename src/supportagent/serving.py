@@ -68,11 +68,21 @@ def fold_4bit(model) -> int:
     return n
 
 
-def ready_to_serve(model, tokenizer, ev):
+def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0):
     """The Generator that evaluation, `reply` and `serve` answer with: QLoRA folded first when
-    `evaluate.fold_qlora` says so, then the decoding engine of `evaluate.engine` (`ev`: EvaluateParams)."""
-    from .generation import Generator
+    `evaluate.fold_qlora` says so, then the decoding engine of `evaluate.engine` (`ev`: EvaluateParams), and with
+    `evaluate.candidates` the reply chosen among sampled candidates by `embedder` (reranking.py; draws seeded by
+    `seed`)."""
+    from functools import partial
+
+    from .generation import Generator, Rerank
+    from .reranking import consensus
 
     if ev.fold_qlora:
         fold_4bit(model)
-    return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine)
+    rerank = None
+    if ev.candidates:
+        if embedder is None:
+            raise ValueError("evaluate.candidates needs the embedder that compares the candidates (models.load_embedder())")
+        rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(consensus, embedder=embedder))
+    return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine, rerank)

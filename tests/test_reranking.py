@@ -1,0 +1,117 @@
+"""Sampled candidates and their reranking (`evaluate.candidates`): the sampler reads each prompt once and decodes
+what the model would, and the consensus picks the reply its peers and the retrieved replies agree with."""
+import pytest
+import torch
+
+from supportagent import models
+from supportagent.generation import Generator, Rerank
+from supportagent.reranking import consensus, lcs_f1
+
+MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
+            "I was charged twice for one ride, refund please", "the app crashes when I open it",
+            "can I change the delivery address of my parcel?"]
+
+
+class EndsAt:
+    """The tokenizer with another end token: a random model then ends some replies early."""
+
+    def __init__(self, tokenizer, eos: int):
+        self._tokenizer, self.eos_token_id = tokenizer, eos
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
+def _model(params, tiny_base, system):
+    model = models.load_base(tiny_base)
+    if system == "soft_prompt":
+        from supportagent.adapters import add_soft_prompt
+
+        tp = params.train.prompt_tuning.model_copy(update={"prompt_init": "random", "num_virtual_tokens": 4})
+        torch.manual_seed(0)
+        model = add_soft_prompt(model, tp)
+    return model
+
+
+@pytest.mark.parametrize("system", ["base", "soft_prompt"])
+def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system):
+    """Prompts of different lengths in one left-padded batch, each read once and its cache copied 3 times; replies
+    that end leave the batch while the others go on. At a temperature near 0 every copy must decode the greedy
+    reply token for token: a wrong position, mask or cache row would change them."""
+    model = _model(params, tiny_base, system)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
+    first = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=1.0).generate(prompts)
+    # the end token becomes a token some greedy replies write midway, so that those replies stop early
+    eos = next(t for r in first for t in r.token_ids[2:6] if sum(t in x.token_ids for x in first) < len(first))
+    gen = Generator(model, EndsAt(tokenizer, eos), max_new_tokens=12, repetition_penalty=1.0)
+    greedy = gen.generate(prompts)
+    lengths = {len(r.token_ids) for r in greedy}
+    assert min(lengths) < 12 and max(lengths) == 12  # some replies ended early, some ran to the limit
+    draws = torch.Generator().manual_seed(0)
+    sampled = gen.sample(prompts, 3, temperature=1e-4, top_p=1.0, generator=draws)
+    assert [len(s) for s in sampled] == [3] * len(prompts)
+    for g, copies in zip(greedy, sampled):
+        assert all(c.token_ids == g.token_ids and c.truncated == g.truncated for c in copies)
+
+
+def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params, tiny_base, tokenizer):
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=10)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
+    draw = lambda seed: [[c.token_ids for c in s] for s in
+                         gen.sample(prompts, 4, 1.0, 0.95, torch.Generator().manual_seed(seed))]
+    assert draw(1) == draw(1)
+    assert draw(1) != draw(2)
+    assert len({tuple(c) for s in draw(1) for c in s}) > 4  # the draws differ within a prompt too
+
+
+def test_a_reply_with_candidates_is_the_one_chosen_among_greedy_and_samples(params, tiny_base, tokenizer):
+    model = models.load_base(tiny_base)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
+    seen = []
+
+    def last(candidates, references):  # a chooser that takes each message's last sample
+        seen.append((candidates, references))
+        return [len(c) - 1 for c in candidates]
+
+    plain = Generator(model, tokenizer, max_new_tokens=8)
+    reranked = Generator(model, tokenizer, max_new_tokens=8, rerank=Rerank(2, 1.0, 0.95, 0, last))
+    refs = [["ref a"], ["ref b"], []]
+    replies = reranked.reply(prompts, refs)
+    (candidates, references), = seen
+    assert references == refs
+    assert [c[0] for c in candidates] == [r.text for r in plain.generate(prompts)]  # the greedy reply leads
+    assert [len(c) for c in candidates] == [3, 3, 3]
+    assert [r.text for r in replies] == [c[-1] for c in candidates]
+    assert [r.text for r in plain.reply(prompts)] == [c[0] for c in candidates]  # no rerank: the greedy reply
+
+
+def test_consensus_picks_the_reply_its_peers_and_the_references_agree_with(embedder):
+    candidates = [["I love pizza on Sundays.",
+                   "Please DM us your order number and we'll check.",
+                   "Sorry! DM us your order number so we can check on it."]]
+    references = [["Please send us a DM with your order number so we can check."]]
+    assert consensus(candidates, references, embedder) in ([1], [2])
+    # with no references the peers decide; the same reply twice: the earlier one
+    assert consensus([["same reply", "same reply"]], [[]], embedder) == [0]
+    assert consensus([["only one"]], [["a reference"]], embedder) == [0]
+
+
+def test_lcs_f1_is_the_rouge_l_of_rouge_score():
+    from rouge_score import rouge_scorer
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    tokenize = DefaultTokenizer(use_stemmer=True).tokenize
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    texts = ["We're sorry! Please DM us your order number.", "please dm the order numbers to us", "", "thanks",
+             "Sorry about that: DM us and we will look into it, sorry again."]
+    for a in texts:
+        for b in texts:
+            assert lcs_f1(tokenize(a), tokenize(b)) == pytest.approx(scorer.score(a, b)["rougeL"].fmeasure)
+
+
+def test_candidates_without_an_embedder_fail_by_name(params, tiny_base, tokenizer):
+    from supportagent.serving import ready_to_serve
+
+    ev = params.evaluate.model_copy(update={"candidates": 4})
+    with pytest.raises(ValueError, match="evaluate.candidates"):
+        ready_to_serve(models.load_base(tiny_base), tokenizer, ev)
