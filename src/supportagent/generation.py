@@ -189,7 +189,7 @@ class Generator:
         ended = torch.zeros(len(prompts) * n, dtype=torch.bool, device=self.device)
         for t in range(max_new_tokens):
             # the SAMPLE_TOP_K likeliest tokens, of which the smallest set whose probability reaches top_p
-            top, order = (logits / temperature).topk(SAMPLE_TOP_K, dim=-1)
+            top, order = (logits / temperature).topk(min(SAMPLE_TOP_K, logits.shape[-1]), dim=-1)
             probs = torch.softmax(top, -1)
             probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
             token = order.gather(1, torch.multinomial(probs, 1, generator=generator))[:, 0]
