@@ -104,9 +104,10 @@ def render_tables(root: str | Path = ".") -> str:
         a = load_json(ablation)
         zero_k0 = a["k0"]["systems"]["zero_shot"]["rouge_l"]
         parts += ["", *ablation_tables(a)]
-    reranking = root / "benchmarks/reranking.json"
-    if reranking.exists():
-        parts += ["", *reranking_tables(load_json(reranking))]
+    path = root / "benchmarks/reranking.json"
+    reranking = load_json(path) if path.exists() else None
+    if reranking:
+        parts += ["", *reranking_tables(reranking)]
     cpu = root / "benchmarks/cpu.json"
     if cpu.exists():
         c = load_json(cpu)
@@ -121,9 +122,8 @@ def render_tables(root: str | Path = ".") -> str:
                  round(evals[served]["semantic_similarity"] - r["semantic_similarity"], 2), ">= 0.01"],
                 [f"served ({served}) distinct replies %", evals[served]["distinct_replies"], ">= 80"],
                 [f"served ({served}) placeholders sent %", evals[served]["placeholder_rate"], "<= 0"]]
-        if reranking.exists():  # the served method with reranked candidates, test split
-            rr = load_json(reranking)
-            n, test = rr["evaluate"]["candidates"], rr["splits"].get("test", {})
+        if reranking:  # the served method with reranked candidates, test split
+            n, test = reranking["evaluate"]["candidates"], reranking["splits"].get("test", {})
             best = test.get(f"{served}, {n} candidates")
             if best and "retrieval" in test:
                 for key, name in (("rouge_l", "ROUGE-L"), ("semantic_similarity", "semantic similarity")):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .retrieval import embed
+
 
 def lcs_f1(a: list[str], b: list[str]) -> float:
     """ROUGE-L F1 of two token lists (their longest common subsequence; symmetric)."""
@@ -32,8 +34,7 @@ def consensus(candidates: list[list[str]], references: list[list[str]], embedder
 
     tokenize = DefaultTokenizer(use_stemmer=True).tokenize  # rouge-score's own, as the ROUGE-L metric uses
     texts = [t for cands, refs in zip(candidates, references) for t in cands + refs]
-    vectors = embedder.encode(texts, normalize_embeddings=True, batch_size=64, convert_to_numpy=True) \
-        if texts else np.zeros((0, 1))
+    vectors = embed(embedder, texts) if texts else None  # one batch for every message
     chosen, at = [], 0
     for cands, refs in zip(candidates, references):
         pool = cands + refs
