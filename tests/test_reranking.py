@@ -54,6 +54,20 @@ def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_
         assert all(c.token_ids == g.token_ids and c.truncated == g.truncated for c in copies)
 
 
+@pytest.mark.parametrize("system", ["base", "soft_prompt"])
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_the_greedy_reply_decoded_among_the_samples_is_the_greedy_reply(params, tiny_base, tokenizer, system, penalty):
+    """With candidates the greedy reply is decoded in the sampling batch: at a high temperature its row must still
+    take the likeliest token after the repetition penalty, as generate() does, while the other rows sample."""
+    model = _model(params, tiny_base, system)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
+    gen = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=penalty)
+    pools = gen.sample(prompts, 4, temperature=2.0, top_p=1.0, generator=torch.Generator().manual_seed(0),
+                       greedy_first=True)
+    assert [p[0].token_ids for p in pools] == [g.token_ids for g in gen.generate(prompts)]
+    assert any(c.token_ids != p[0].token_ids for p in pools for c in p[1:])
+
+
 def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params, tiny_base, tokenizer):
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=10)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]

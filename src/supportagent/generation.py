@@ -1,6 +1,7 @@
 """Deterministic batched reply generation for the base, a LoRA adapter or a soft prompt."""
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Callable
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from . import models
+from .prefix_sharing import SharedPrompt, shared_prompt_attention
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Rerank:
     choose: Callable[[list[list[str]], list[list[str]]], list[int]]
 
 
-SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates): each holds a copy of its prompt's KV cache
+SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
 SAMPLE_TOP_K = 64  # sampling draws from the likeliest tokens only (then top_p): no sort over the whole vocabulary
 WIDTH_BUCKET = 64  # the compiled engine pads prompts to a multiple of this: one compiled graph per bucket
 EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
@@ -77,7 +79,7 @@ class Generator:
     first such call pays it: `warm_up`); on a CPU nothing is compiled."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
-                 engine: str = "eager", rerank: Rerank | None = None):
+                 engine: str = "eager", rerank: Rerank | None = None, sample_dtype: torch.dtype | None = None):
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.repetition_penalty = repetition_penalty
@@ -90,6 +92,10 @@ class Generator:
             model = model.get_base_model()
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        # the model candidates are sampled with: a copy in `sample_dtype` where that differs from the model's
+        self.sampler = self.model
+        if rerank and rerank.candidates and sample_dtype not in (None, next(model.parameters()).dtype):
+            self.sampler = copy.deepcopy(self.model).to(sample_dtype)
         self.engine = resolve_engine(engine, self.device, _quantized(model))
         self._caches, self._compiled = {}, None
         self._draws = torch.Generator(device=self.device).manual_seed(rerank.seed) if rerank else None
@@ -98,15 +104,15 @@ class Generator:
 
     def reply(self, prompts: list[list[int]], references: list[list[str]] | None = None) -> list[Reply]:
         """The replies sent: greedy ones, or with `rerank` the consensus of each greedy reply, `rerank.candidates`
-        sampled ones and the message's `references` (the replies of its retrieved examples)."""
-        greedy = self.generate(prompts)
+        sampled ones and the message's `references` (the replies of its retrieved examples). With `rerank` the
+        greedy reply is decoded in the sampling batch (`sample(greedy_first=True)`), by the sampling model."""
         if self.rerank is None or not self.rerank.candidates:
-            return greedy
+            return self.generate(prompts)
         r = self.rerank
-        step = max(1, SAMPLE_ROWS // r.candidates)  # prompts sampled at once
-        samples = [s for lo in range(0, len(prompts), step)
-                   for s in self.sample(prompts[lo: lo + step], r.candidates, r.temperature, r.top_p, self._draws)]
-        pools = [[g] + s for g, s in zip(greedy, samples)]
+        n = r.candidates + 1
+        step = max(1, SAMPLE_ROWS // n)  # prompts sampled at once
+        pools = [s for lo in range(0, len(prompts), step) for s in
+                 self.sample(prompts[lo: lo + step], n, r.temperature, r.top_p, self._draws, greedy_first=True)]
         references = references if references is not None else [[] for _ in prompts]
         chosen = r.choose([[c.text for c in pool] for pool in pools], references)
         return [pool[i] for pool, i in zip(pools, chosen)]
@@ -142,7 +148,7 @@ class Generator:
             replies.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
         return replies
 
-    def _inputs(self, prompts: list[list[int]], width: int):
+    def _inputs(self, prompts: list[list[int]], width: int, model=None):
         """Left-padded ids and attention mask of a batch, and the input embeddings when a soft prompt leads them
         (its positions then also lead the mask); embeddings are None without a soft prompt."""
         ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -153,7 +159,7 @@ class Generator:
         ids, mask = ids.to(self.device), mask.to(self.device)
         embeds = None
         if self.soft_prompt is not None:
-            embeds = self.model.get_input_embeddings()(ids)
+            embeds = (model or self.model).get_input_embeddings()(ids)
             soft = self.soft_prompt.to(embeds.dtype).expand(len(prompts), -1, -1)
             embeds = torch.cat([soft, embeds], dim=1)
             mask = torch.cat([torch.ones(len(prompts), soft.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
@@ -161,51 +167,69 @@ class Generator:
 
     @torch.no_grad()
     def sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
-               generator: torch.Generator | None = None, max_new_tokens: int | None = None) -> list[list[Reply]]:
+               generator: torch.Generator | None = None, max_new_tokens: int | None = None,
+               greedy_first: bool = False) -> list[list[Reply]]:
         """`n` sampled replies per prompt (temperature, then nucleus `top_p` among the SAMPLE_TOP_K likeliest
-        tokens), for reranking (reranking.py).
+        tokens), for reranking (reranking.py); with `greedy_first` the first of each prompt's n is its greedy reply
+        (the repetition penalty applied as `generate` applies it), decoded in the same batch.
 
-        Each prompt is read once: its KV cache is copied `n` times after the prompt's forward, so n replies cost
-        n times the decoding but one prompt. Finished replies leave the batch at once (their rows are dropped
-        from the cache), so the batch shrinks to the replies still being written. Both engines sample with this
-        loop (transformers' dynamic cache, uncompiled); the repetition penalty applies to greedy replies only.
-        `generator` seeds the draws: the same prompts, batch and seed give the same candidates."""
+        Each prompt is read once, and its KV cache is held once for its n candidates (prefix_sharing.py: each
+        decoding step reads it once per prompt, not once per candidate), so n replies cost n times the decoding of
+        a reply's own tokens but one prompt. Finished replies leave the batch at once (their rows are dropped), so
+        the batch shrinks to the replies still being written. Both engines sample with this loop (uncompiled); the
+        repetition penalty applies to greedy replies only. `generator` seeds the draws: the same prompts, batch
+        and seed give the same candidates. They are decoded by `self.sampler` (the model, or its copy in the
+        Generator's `sample_dtype`)."""
         if not prompts or any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         from transformers import DynamicCache
 
         max_new_tokens = max_new_tokens or self.max_new_tokens
         eos = self.tokenizer.eos_token_id
-        ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts))
+        model = self.sampler
+        ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=ids if embeds is None else None, inputs_embeds=embeds, attention_mask=mask,
-                            position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-        cache.batch_repeat_interleave(n)
+        cache = DynamicCache(config=model.config)
+        logits = model(input_ids=ids if embeds is None else None, inputs_embeds=embeds, attention_mask=mask,
+                       position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        shared = SharedPrompt.from_cache(cache, mask, n)
+        own = DynamicCache(config=model.config)  # each candidate's own tokens
         logits = logits[:, -1].float().repeat_interleave(n, 0)
-        mask, last = mask.repeat_interleave(n, 0), positions[:, -1:].repeat_interleave(n, 0)
-        rows = torch.arange(len(prompts) * n, device=self.device)  # which reply each batch row writes
+        last = positions[:, -1:].repeat_interleave(n, 0)
+        rows = shared.rows  # which reply each batch row writes
         tokens = torch.full((len(prompts) * n, max_new_tokens), eos, dtype=torch.long, device=self.device)
         ended = torch.zeros(len(prompts) * n, dtype=torch.bool, device=self.device)
-        for t in range(max_new_tokens):
-            # the SAMPLE_TOP_K likeliest tokens, of which the smallest set whose probability reaches top_p
-            top, order = (logits / temperature).topk(min(SAMPLE_TOP_K, logits.shape[-1]), dim=-1)
-            probs = torch.softmax(top, -1)
-            probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
-            token = order.gather(1, torch.multinomial(probs, 1, generator=generator))[:, 0]
-            tokens[rows, t] = token
-            done = token == eos
-            ended[rows[done]] = True
-            if bool(done.all()) or t + 1 == max_new_tokens:
-                break
-            if bool(done.any()):
-                keep = (~done).nonzero()[:, 0]
-                cache.batch_select_indices(keep)
-                rows, token, mask, last = rows[keep], token[keep], mask[keep], last[keep]
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-            last = last + 1
-            logits = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=last, past_key_values=cache,
-                                use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        seen = None  # the tokens each row's repetition penalty sees: prompt ids (not a soft prompt's) and its reply
+        if greedy_first and self.repetition_penalty != 1.0:
+            seen = torch.zeros(len(prompts), logits.shape[-1], dtype=torch.bool, device=self.device)
+            if embeds is None:
+                seen.scatter_(1, ids, True)
+            seen = seen.repeat_interleave(n, 0)
+        with shared_prompt_attention(model.config):
+            for t in range(max_new_tokens):
+                # the SAMPLE_TOP_K likeliest tokens, of which the smallest set whose probability reaches top_p
+                top, order = (logits / temperature).topk(min(SAMPLE_TOP_K, logits.shape[-1]), dim=-1)
+                probs = torch.softmax(top, -1)
+                probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+                token = order.gather(1, torch.multinomial(probs, 1, generator=generator))[:, 0]
+                if greedy_first and bool((first := rows % n == 0).any()):
+                    token[first] = self._pick(logits[first], None if seen is None else seen[first], hold_eos=False)
+                if seen is not None:
+                    seen[torch.arange(len(rows), device=self.device), token] = True
+                tokens[rows, t] = token
+                done = token == eos
+                ended[rows[done]] = True
+                if bool(done.all()) or t + 1 == max_new_tokens:
+                    break
+                if bool(done.any()):
+                    keep = (~done).nonzero()[:, 0]
+                    own.batch_select_indices(keep)
+                    rows, token, last = rows[keep], token[keep], last[keep]
+                    seen = None if seen is None else seen[keep]
+                    shared.rows = rows
+                last = last + 1
+                logits = model(input_ids=token[:, None], position_ids=last, past_key_values=own, use_cache=True,
+                               logits_to_keep=1, shared_prompt=shared).logits[:, -1].float()
         out = []
         for i, row in enumerate(tokens.tolist()):
             row = row[: row.index(eos)] if eos in row else row

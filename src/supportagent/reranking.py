@@ -33,13 +33,13 @@ def consensus(candidates: list[list[str]], references: list[list[str]], embedder
     from rouge_score.tokenizers import DefaultTokenizer
 
     tokenize = DefaultTokenizer(use_stemmer=True).tokenize  # rouge-score's own, as the ROUGE-L metric uses
-    texts = [t for cands, refs in zip(candidates, references) for t in cands + refs]
-    vectors = embed(embedder, texts) if texts else None  # one batch for every message
-    chosen, at = [], 0
+    unique = list(dict.fromkeys(t for cands, refs in zip(candidates, references) for t in cands + refs))
+    vectors = embed(embedder, unique) if unique else None  # one batch for every message, each text once
+    row = {t: i for i, t in enumerate(unique)}
+    chosen = []
     for cands, refs in zip(candidates, references):
         pool = cands + refs
-        v, tokens = vectors[at: at + len(pool)], [tokenize(t) for t in pool]
-        at += len(pool)
+        v, tokens = vectors[[row[t] for t in pool]], [tokenize(t) for t in pool]
         words = np.zeros((len(cands), len(pool)))
         for i in range(len(cands)):
             for j in range(i + 1, len(pool)):

