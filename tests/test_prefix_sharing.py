@@ -51,7 +51,8 @@ def test_decoding_over_a_shared_prompt_cache_gives_the_logits_of_a_full_forward(
         with torch.no_grad():
             want = model(input_ids=full_ids, attention_mask=full_mask,
                          position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
-        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)  # logits reach ~50: fp32 rounding ~2e-4, a wrong row or mask is off by units
+        # logits reach ~50: fp32 rounding ~2e-4 here; a wrong row or mask is off by units
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
         checked += len(rows)
     assert checked == 9 + 9 + 6 * 3
     assert model.config._attn_implementation != "shared_prompt"  # the model's own attention is back

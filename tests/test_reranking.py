@@ -129,3 +129,15 @@ def test_candidates_without_an_embedder_fail_by_name(params, tiny_base, tokenize
     ev = params.evaluate.model_copy(update={"candidates": 4})
     with pytest.raises(ValueError, match="evaluate.candidates"):
         ready_to_serve(models.load_base(tiny_base), tokenizer, ev)
+
+
+def test_the_timed_warm_up_leaves_the_seeded_draws_alone(params, tiny_base, tokenizer):
+    """Latency is measured on real predictions after a warm-up: with candidates the warm-up samples on draws of its
+    own, so the timed replies are the replies the same seed gives without it."""
+    model = models.load_base(tiny_base)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
+    make = lambda: Generator(model, tokenizer, max_new_tokens=8, rerank=Rerank(4, 1.0, 0.95, 0, lambda c, r: [2] * len(c)))
+    timed, latency = make().timed(prompts)
+    plain = make()
+    assert [r.text for r in timed] == [plain.reply([p])[0].text for p in prompts]
+    assert latency["latency_p50_ms"] > 0

@@ -327,11 +327,17 @@ class Generator:
         return replies, len(prompts) / seconds if seconds else 0.0
 
     def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
-        """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
-        tokens for each prompt given. Compiled: a full-length batch of `batch_size` per prompt-width bucket,
-        the shapes the compiled graphs are made for."""
+        """Untimed generations that pay the one-off costs before timing; returns their seconds. With `rerank`:
+        a few tokens of each prompt's candidates (on draws of their own: the seeded ones stay untouched); replies
+        are then never decoded by the engine. Eager: a few tokens for each prompt given. Compiled: a full-length
+        batch of `batch_size` per prompt-width bucket, the shapes the compiled graphs are made for."""
         start = time.perf_counter()
-        if self.engine == "eager":
+        if self.rerank is not None and self.rerank.candidates:
+            r = self.rerank
+            for p in prompts:
+                self.sample([p], r.candidates + 1, r.temperature, r.top_p, torch.Generator(device=self.device),
+                            max_new_tokens=min(4, self.max_new_tokens), greedy_first=True)
+        elif self.engine == "eager":
             for p in prompts:
                 self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
         else:
@@ -345,10 +351,11 @@ class Generator:
     def timed(self, prompts: list[list[int]], warmup: int = 1,
               references: list[list[str]] | None = None) -> tuple[list[Reply], dict]:
         """Replies (`reply`) one prompt at a time (batch size 1), each timed, candidates and their reranking
-        included, after `warmup` short untimed generations (compiled engine: one full-length generation per
-        prompt-width bucket, which compiles it). The replies are real predictions, so measuring latency costs no
-        extra decoding."""
-        self.warm_up(prompts[:warmup] if self.engine == "eager" else prompts, batch_size=1)
+        included, after `warmup` short untimed generations (compiled engine without candidates: one full-length
+        generation per prompt-width bucket, which compiles it). The replies are real predictions, so measuring
+        latency costs no extra decoding."""
+        compiles = self.engine == "compiled" and not (self.rerank and self.rerank.candidates)
+        self.warm_up(prompts if compiles else prompts[:warmup], batch_size=1)
         replies, times = [], []
         for i, p in enumerate(prompts):
             t = time.perf_counter()
