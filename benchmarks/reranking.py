@@ -1,26 +1,48 @@
-"""What reranking sampled candidates (`evaluate.candidates`, reranking.py) buys the served method on this machine.
+"""What reranking sampled candidates (`evaluate.candidates`, reranking.py) buys each LLM system on this machine.
 
-    python benchmarks/reranking.py                    # the served method, greedy vs 16 candidates, val and test
-    python benchmarks/reranking.py --candidates 8 --splits val
+    python benchmarks/reranking.py                    # every LLM system, greedy vs 16 candidates, val and test
+    python benchmarks/reranking.py --candidates 8 --splits val --systems qlora
 
-Runs evaluation.evaluate_system in this process, with the workspace's trained adapter, index and params
-(only evaluate.candidates changed), on each split: retrieval, the greedy reply, and the reranked reply. The
-validation split is where a setting is chosen; the test split is what the README reports. Writes
-benchmarks/reranking.json (commit, date, CPU, seconds per evaluation)."""
+Runs evaluation.evaluate_system with the workspace's trained adapters, index and params (only
+evaluate.candidates changed), on each split: retrieval, and for each LLM system the greedy reply alone
+(0 candidates) and the reranked reply. Each evaluation runs in a fresh process, so its peak memory is its own. The validation split is where a
+setting is chosen; the test split is what the README reports. Writes benchmarks/reranking.json (commit, date,
+CPU, seconds and peak RSS per evaluation)."""
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "distinct_2", "placeholder_rate",
         "latency_p50_ms", "replies_per_s"]
+
+
+def one(split: str, system: str, candidates: int) -> dict:
+    """One evaluation in this process: its metrics, seconds and the process's peak RSS."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from supportagent.config import load_params
+    from supportagent.evaluation import evaluate_system
+    from supportagent.paths import pipeline_paths
+
+    params = load_params(ROOT / "params.yaml")
+    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"candidates": candidates})})
+    paths = {k: ROOT / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
+    train = pd.read_parquet(paths["splits"] / "train.parquet")
+    frame = pd.read_parquet(paths["splits"] / f"{split}.parquet")
+    start = time.perf_counter()
+    metrics, _ = evaluate_system(system, params, frame, train, str(paths["base"]), str(paths["index"]),
+                                 None if system == "retrieval" else str(paths["adapters"] / system))
+    return {k: metrics.get(k) for k in KEYS} | {
+        "n": metrics["n"], "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def main() -> None:
@@ -29,23 +51,26 @@ def main() -> None:
     from time_pipeline import cpu_facts
 
     from supportagent.config import load_params
-    from supportagent.evaluation import evaluate_system
-    from supportagent.paths import pipeline_paths
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])
+    ap.add_argument("--systems", nargs="+", default=["zero_shot", "qlora", "prompt_tuning"],
+                    choices=["zero_shot", "qlora", "prompt_tuning"])
     ap.add_argument("--out", default=str(ROOT / "benchmarks/reranking.json"))
+    ap.add_argument("--one", nargs=3, metavar=("SPLIT", "SYSTEM", "CANDIDATES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one:  # a child process: one evaluation, its row as the last line of stdout
+        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]))))
+        return
     params = load_params(ROOT / "params.yaml")
-    paths = {k: str(ROOT / v) for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
-    method, splits = params.method, Path(paths["splits"])
-    train = pd.read_parquet(splits / "train.parquet")
-    runs = [("retrieval", "retrieval", 0), (f"{method}, greedy", method, 0),
-            (f"{method}, {args.candidates} candidates", method, args.candidates)]
-    record = {"what": f"the served method ({method}) with its greedy reply against the consensus of the greedy and "
-                      f"{args.candidates} sampled replies (evaluate.candidates), and retrieval; the workspace's adapter "
-                      "and params otherwise",
+    runs = [("retrieval", "retrieval", 0)] + [
+        run for s in args.systems for run in ((f"{s}, greedy", s, 0), (f"{s}, {args.candidates} candidates", s,
+                                                                        args.candidates))]
+    record = {"what": f"each LLM system's greedy reply alone against the consensus of the greedy and "
+                      f"{args.candidates} sampled replies (evaluate.candidates), and retrieval; the workspace's "
+                      "adapters and params otherwise; each evaluation in a fresh process (peak_rss_mb: its peak)",
+              "served": params.method,
               "command": " ".join(["python benchmarks/reranking.py", *sys.argv[1:]]),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                        text=True).stdout.strip(),
@@ -53,14 +78,11 @@ def main() -> None:
               "evaluate": params.evaluate.model_copy(update={"candidates": args.candidates}).model_dump(),
               "splits": {}}
     for split in args.splits:
-        frame = pd.read_parquet(splits / f"{split}.parquet")
         record["splits"][split] = {}
         for label, system, n in runs:
-            p = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"candidates": n})})
-            start = time.perf_counter()
-            metrics, _ = evaluate_system(system, p, frame, train, paths["base"], paths["index"],
-                                         None if system == "retrieval" else str(Path(paths["adapters"]) / system))
-            row = {k: metrics.get(k) for k in KEYS} | {"n": metrics["n"], "seconds": round(time.perf_counter() - start, 1)}
+            out = subprocess.run([sys.executable, __file__, "--one", split, system, str(n)], cwd=ROOT, check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
             record["splits"][split][label] = row
             print(split, label, row, flush=True)
             Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

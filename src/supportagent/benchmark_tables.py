@@ -40,7 +40,9 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     stages = list(default["stage_seconds"])
     out = [f"### The pipeline on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`)", "",
            *([f"Default params as {default['params_note']}.", ""] if default.get("params_note") else []),
-           table(["stage", "default params, s", "configs/full.yaml, s"],
+           table(["stage", *(f"{name}, s" + (f" ({c['machine']['gpu']})" if c.get("machine", {}).get("gpu") not in
+                                                  (None, g["machine"].get("gpu")) else "")
+                             for name, c in (("default params", default), ("configs/full.yaml", full)))],
                   [[k, default["stage_seconds"][k], full["stage_seconds"].get(k, "–")] for k in stages]
                   + [["whole pipeline, one stage after another, as `dvc repro` runs them",
                       *(c["model_stages_seconds"] if c.get("jobs", 1) == 1 else "–" for c in (default, full))]]
