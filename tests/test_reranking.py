@@ -141,3 +141,20 @@ def test_the_timed_warm_up_leaves_the_seeded_draws_alone(params, tiny_base, toke
     plain = make()
     assert [r.text for r in timed] == [plain.reply([p])[0].text for p in prompts]
     assert latency["latency_p50_ms"] > 0
+
+
+def test_candidates_sampled_in_another_dtype_use_a_cast_copy_that_keeps_buffers_and_ties(params, tiny_base, tokenizer):
+    """`sample_dtype` (bf16 on CPUs that train in it): the sampler is a copy with its parameters cast, its rotary
+    frequencies shared in full precision and its tied embeddings still tied; the served model is untouched."""
+    model = models.load_base(tiny_base)
+    gen = Generator(model, tokenizer, max_new_tokens=6, rerank=Rerank(3, 1.0, 0.95, 0, lambda c, r: [0] * len(c)),
+                    sample_dtype=torch.bfloat16)
+    assert {p.dtype for p in gen.sampler.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in gen.model.parameters()} == {torch.float32}
+    assert [b.data_ptr() for b in gen.sampler.buffers()] == [b.data_ptr() for b in gen.model.buffers()]
+    assert gen.sampler.get_input_embeddings().weight is gen.sampler.get_output_embeddings().weight
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:2]]
+    assert [len(p) for p in gen.sample(prompts, 3, 1.0, 0.95, torch.Generator().manual_seed(0))] == [3, 3]
+    assert any(b.dtype == torch.float32 for b in gen.sampler.buffers())  # the rotary frequencies
+    same = Generator(model, tokenizer, sample_dtype=torch.float32, rerank=gen.rerank)
+    assert same.sampler is same.model  # the model's own dtype: no copy

@@ -76,7 +76,10 @@ class Generator:
     as CUDA graphs. It decodes the tokens generate() decodes (tests/test_engine.py compares them). Prompt
     widths are rounded up to a multiple of WIDTH_BUCKET and batches padded to a power of two (copies of the
     first prompt, whose replies are dropped), so a process compiles once per bucket and batch size class (the
-    first such call pays it: `warm_up`); on a CPU nothing is compiled."""
+    first such call pays it: `warm_up`); on a CPU nothing is compiled.
+
+    `rerank` (evaluate.candidates > 0): each reply is chosen among the greedy reply and sampled candidates, all
+    decoded by `sample` (not by the engine), with the model or its copy in `sample_dtype`."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
                  engine: str = "eager", rerank: Rerank | None = None, sample_dtype: torch.dtype | None = None):
@@ -95,7 +98,7 @@ class Generator:
         # the model candidates are sampled with: a copy in `sample_dtype` where that differs from the model's
         self.sampler = self.model
         if rerank and rerank.candidates and sample_dtype not in (None, next(model.parameters()).dtype):
-            self.sampler = copy.deepcopy(self.model).to(sample_dtype)
+            self.sampler = _copy_in(self.model, sample_dtype)
         self.engine = resolve_engine(engine, self.device, _quantized(model))
         self._caches, self._compiled = {}, None
         self._draws = torch.Generator(device=self.device).manual_seed(rerank.seed) if rerank else None
@@ -367,6 +370,15 @@ class Generator:
             return replies, {"latency_p50_ms": None, "latency_p95_ms": None}
         return replies, {"latency_p50_ms": round(float(np.percentile(times, 50)), 1),
                          "latency_p95_ms": round(float(np.percentile(times, 95)), 1)}
+
+
+def _copy_in(model, dtype: torch.dtype):
+    """A copy of `model` whose parameters are in `dtype`, made parameter by parameter (no full-precision copy on the
+    way). Buffers are shared, not cast: rotary position frequencies stay in full precision, as a model loaded in
+    `dtype` keeps them."""
+    memo = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
+    memo.update({id(b): b for b in model.buffers()})
+    return copy.deepcopy(model, memo)
 
 
 def load_system(system: str, base_dir: str, adapter_dir: str | None = None):
