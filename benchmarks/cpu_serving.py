@@ -1,16 +1,18 @@
 """Serving on this CPU, side by side with llama.cpp on the same base, prompts and reply lengths.
 
 For each method's trained adapter (`dvc repro` first), on the first N test-split prompts as the evaluate stage
-builds them (tags, retrieved examples), one reply at a time (batch 1), greedy:
-    default        what the evaluate stage and `reply` serve: evaluate.engine auto (eager here) in the compute
-                   dtype (runtime.compute_dtype), QLoRA folded into the dequantised 4-bit weights
-    compiled       the same model on the compiled engine's loop (static KV cache; a CPU does not compile it)
-    bfloat16       the default path with the model in bf16 (SUPPORTAGENT_DTYPE=bfloat16): half the bytes per
+builds them (tags, retrieved examples), one reply at a time (batch 1):
+    default        what the evaluate stage and `reply` serve: with evaluate.candidates > 0 the reply chosen among
+                   the greedy one and the sampled candidates (reranking.py), with 0 the greedy path below
+    greedy         the greedy reply alone (evaluate.candidates: 0): evaluate.engine auto (eager here) in the
+                   compute dtype (runtime.compute_dtype), QLoRA folded into the dequantised 4-bit weights
+    compiled       the greedy path on the compiled engine's loop (static KV cache; a CPU does not compile it)
+    bfloat16       the greedy path with the model in bf16 (SUPPORTAGENT_DTYPE=bfloat16): half the bytes per
                    weight; its replies are the fp32 ones rounded, so some part from them
     llama.cpp      llama-cpp-python on the embedded SmolLM2 GGUF (Q4_1) the base is converted from: the same
                    prompt token ids (prompt tuning's 20 soft-prompt vectors have no GGUF form: its text prompt
-                   only), and exactly as many new tokens as the default path's reply to that prompt
-Records p50/p95 ms, the ratio of each path's p50 to llama.cpp's, and how many replies equal the default path's.
+                   only), and exactly as many new tokens as the greedy path's reply to that prompt
+Records p50/p95 ms, the ratio of each path's p50 to llama.cpp's, and how many replies equal the greedy path's.
 
     pip install llama-cpp-python==0.3.36    # builds from PyPI's source archive (about 5 minutes on 2 cores)
     python benchmarks/cpu_serving.py        # -> benchmarks/cpu_serving.json
@@ -37,13 +39,14 @@ def percentiles(times: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(times, 50)), 1), "p95_ms": round(float(np.percentile(times, 95)), 1)}
 
 
-def timed(gen, prompts: list[list[int]]) -> tuple[dict, list[list[int]]]:
-    """Batch-1 replies, each timed, after one untimed reply."""
-    gen.generate([prompts[0]])
+def timed(gen, prompts: list[list[int]], references: list[list[str]] | None = None) -> tuple[dict, list[list[int]]]:
+    """Batch-1 replies (`Generator.reply`, with each prompt's references), each timed, after one untimed reply."""
+    refs = references or [[] for _ in prompts]
+    gen.reply([prompts[0]], [refs[0]])
     times, ids = [], []
-    for p in prompts:
+    for p, r in zip(prompts, refs):
         start = time.perf_counter()
-        ids.append(gen.generate([p])[0].token_ids)
+        ids.append(gen.reply([p], [r])[0].token_ids)
         times.append((time.perf_counter() - start) * 1000)
     return percentiles(times), ids
 
@@ -81,6 +84,7 @@ def main() -> None:
     from supportagent.config import load_params
     from supportagent.evaluation import test_sample
     from supportagent.generation import Generator, load_system
+    from supportagent.reranking import example_replies
     from supportagent.retrieval import ExampleIndex
     from supportagent.serving import ready_to_serve
 
@@ -89,7 +93,10 @@ def main() -> None:
     params = load_params("params.yaml")
     test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), params.evaluate.test_size, params.seed).head(args.n)
     index = ExampleIndex(p["index"], pd.read_parquet(f"{p['splits']}/train.parquet"), models.embedder_id())
-    examples = index.examples(models.load_embedder(), test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
+    embedder = models.load_embedder()
+    examples = index.examples(embedder, test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
+    references = example_replies(index, examples)
+    greedy_ev = params.evaluate.model_copy(update={"candidates": 0})
     manifest, _ = bases.read_manifest(p["base"])
     gguf = bases.package_dir(bases.EMBEDDED_PACKAGE) / bases.EMBEDDED_GGUF
     if manifest["source"] != "gguf" or bases.sha256(gguf) != manifest["gguf_sha256"]:
@@ -101,20 +108,29 @@ def main() -> None:
         model, tok = load_system(method, p["base"], f"{p['adapters']}/{method}")
         prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0]
                    for r, ex in zip(test.itertuples(), examples)]
-        gen = ready_to_serve(model, tok, params.evaluate)
-        default, reference = timed(gen, prompts)
+        gen = ready_to_serve(model, tok, greedy_ev)
+        greedy, reference = timed(gen, prompts)
         lengths = [len(r) + 1 for r in reference]  # the end token is decoded too
         # the same (folded) model: the Generator takes the soft prompt from it again
         compiled, ids = timed(Generator(model, tok, gen.max_new_tokens, gen.repetition_penalty, "compiled"), prompts)
         compiled["same_replies"] = sum(a == b for a, b in zip(ids, reference))
         os.environ["SUPPORTAGENT_DTYPE"] = "bfloat16"
         model16, _ = load_system(method, p["base"], f"{p['adapters']}/{method}")
-        bf16, ids = timed(ready_to_serve(model16, tok, params.evaluate), prompts)
+        bf16, ids = timed(ready_to_serve(model16, tok, greedy_ev), prompts)
         del os.environ["SUPPORTAGENT_DTYPE"]
         bf16["same_replies"] = sum(a == b for a, b in zip(ids, reference))
         llama = llama_cpp_timed(llm, prompts, lengths)
-        paths_ = {f"default ({gen.engine}, {str(next(gen.model.parameters()).dtype).removeprefix('torch.')})": default,
-                  "compiled engine": compiled, "bfloat16": bf16, "llama.cpp (base GGUF)": llama}
+        dtype = lambda g: str(next(g.parameters()).dtype).removeprefix("torch.")
+        greedy_name = f"greedy ({gen.engine}, {dtype(gen.model)})"
+        paths_ = {}
+        n = params.evaluate.candidates
+        if n:
+            reranked = ready_to_serve(model, tok, params.evaluate, embedder, params.seed)
+            default, ids = timed(reranked, prompts, references)
+            default["same_replies"] = sum(a == b for a, b in zip(ids, reference))
+            paths_[f"default: {n} candidates, reranked (sampled in {dtype(reranked.sampler)})"] = default
+        paths_ |= {("default, " if not n else "") + greedy_name: greedy, "compiled engine": compiled, "bfloat16": bf16,
+                   "llama.cpp (base GGUF)": llama}
         for r in paths_.values():
             r["x_llama_cpp"] = round(r["p50_ms"] / llama["p50_ms"], 2)
         results[method] = {"mean_prompt_tokens": round(float(np.mean([len(x) for x in prompts])), 1),
@@ -124,8 +140,9 @@ def main() -> None:
     import llama_cpp
 
     record = {
-        "what": "batch-1 greedy replies on this CPU to the first test-split prompts, each path against llama.cpp on "
-                "the same base (the GGUF it is converted from), prompt ids and reply lengths",
+        "what": "batch-1 replies on this CPU to the first test-split prompts, each path against llama.cpp's greedy "
+                "replies on the same base (the GGUF it is converted from), prompt ids and the greedy path's reply "
+                "lengths",
         "command": "python benchmarks/cpu_serving.py", "n_prompts": len(test), "results": results,
         "target": "each method's default p50 <= 2x llama.cpp's",
         "machine": cpu_facts(), "versions": {**versions(), "llama-cpp-python": llama_cpp.__version__},

@@ -23,8 +23,9 @@ KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "distinct_
         "latency_p50_ms", "replies_per_s"]
 
 
-def one(split: str, system: str, candidates: int) -> dict:
-    """One evaluation in this process: its metrics, seconds and the process's peak RSS."""
+def one(split: str, system: str, candidates: int, seed: int | None = None) -> dict:
+    """One evaluation in this process: its metrics, seconds and the process's peak RSS. `seed` replaces params'
+    seed, which (the split being made already) seeds only the candidates' draws."""
     import pandas as pd
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -33,7 +34,8 @@ def one(split: str, system: str, candidates: int) -> dict:
     from supportagent.paths import pipeline_paths
 
     params = load_params(ROOT / "params.yaml")
-    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"candidates": candidates})})
+    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"candidates": candidates}),
+                                       **({} if seed is None else {"seed": seed})})
     paths = {k: ROOT / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
     train = pd.read_parquet(paths["splits"] / "train.parquet")
     frame = pd.read_parquet(paths["splits"] / f"{split}.parquet")
@@ -58,10 +60,14 @@ def main() -> None:
     ap.add_argument("--systems", nargs="+", default=["zero_shot", "qlora", "prompt_tuning"],
                     choices=["zero_shot", "qlora", "prompt_tuning"])
     ap.add_argument("--out", default=str(ROOT / "benchmarks/reranking.json"))
-    ap.add_argument("--one", nargs=3, metavar=("SPLIT", "SYSTEM", "CANDIDATES"), help=argparse.SUPPRESS)
+    ap.add_argument("--draws", type=int, default=4,
+                    help="the served method's reranked test evaluation again with this many other seeds: the spread "
+                         "of its draws")
+    ap.add_argument("--one", nargs=4, metavar=("SPLIT", "SYSTEM", "CANDIDATES", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:  # a child process: one evaluation, its row as the last line of stdout
-        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]))))
+        split, system, n, seed = args.one
+        print(json.dumps(one(split, system, int(n), None if seed == "params" else int(seed))))
         return
     params = load_params(ROOT / "params.yaml")
     runs = [("retrieval", "retrieval", 0)] + [
@@ -77,14 +83,25 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d"), "machine": cpu_facts(),
               "evaluate": params.evaluate.model_copy(update={"candidates": args.candidates}).model_dump(),
               "splits": {}}
+
+    def child(split: str, system: str, n: int, seed: int | None = None) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--one", split, system, str(n),
+                              "params" if seed is None else str(seed)],
+                             cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
     for split in args.splits:
         record["splits"][split] = {}
         for label, system, n in runs:
-            out = subprocess.run([sys.executable, __file__, "--one", split, system, str(n)], cwd=ROOT, check=True,
-                                 stdout=subprocess.PIPE, text=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
-            record["splits"][split][label] = row
+            record["splits"][split][label] = row = child(split, system, n)
             print(split, label, row, flush=True)
+            Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    if args.draws and "test" in args.splits and params.method in args.systems:
+        record["draws"] = {"split": "test", "system": params.method, "runs": {
+            str(params.seed): record["splits"]["test"][f"{params.method}, {args.candidates} candidates"]}}
+        for seed in range(params.seed + 1, params.seed + 1 + args.draws):
+            record["draws"]["runs"][str(seed)] = row = child("test", params.method, args.candidates, seed)
+            print("draws, seed", seed, row, flush=True)
             Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
 
 

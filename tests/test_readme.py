@@ -54,3 +54,27 @@ def test_the_reranking_record_feeds_its_section(tmp_path):
     reranked["seconds"] = greedy["seconds"] + 1234.5
     (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
     assert f"{served} 1,234.5 s more evaluation" in render_tables(tmp_path)
+
+
+def test_the_reranking_draws_feed_their_spread(tmp_path):
+    """benchmarks/reranking.json's other draws of the served method: a row per seed and a count of the draws ahead of
+    retrieval on both metrics, which follows the figures."""
+    import json
+    import shutil
+
+    record_path = ROOT / "benchmarks/reranking.json"
+    if not record_path.exists() or "draws" not in json.loads(record_path.read_text()):
+        pytest.skip("no draws in the reranking record")
+    for d in ["metrics", "benchmarks"]:
+        shutil.copytree(ROOT / d, tmp_path / d)
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    record = json.loads(record_path.read_text())
+    runs, base = record["draws"]["runs"], record["splits"]["test"]["retrieval"]
+    assert all(f"| {seed} | " in render_tables(tmp_path) for seed in runs)
+    for v in runs.values():
+        v["rouge_l"], v["semantic_similarity"] = base["rouge_l"] + 1, base["semantic_similarity"] + 1
+    first = next(iter(runs.values()))
+    first["semantic_similarity"] = base["semantic_similarity"] - 2
+    (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
+    text = render_tables(tmp_path)
+    assert f"in {len(runs) - 1} of {len(runs)} draws" in text and "from -2.00 to +1.00 semantic" in text

@@ -210,6 +210,21 @@ def reranking_tables(r: dict) -> list[str]:
         cost = [f"On the test split the {n} candidates cost the served {served} {reranked['seconds'] - greedy['seconds']:,.1f} s "
                 f"more evaluation than its greedy reply alone and {reranked['latency_p50_ms'] / greedy['latency_p50_ms']:.1f}x "
                 "its p50 latency per reply. "]
+    draws = []
+    if r.get("draws") and "retrieval" in r["splits"].get(r["draws"]["split"], {}):
+        d, base = r["draws"], r["splits"][r["draws"]["split"]]["retrieval"]
+        margins = {k: [v[k] - base[k] for v in d["runs"].values()] for k in ("rouge_l", "semantic_similarity")}
+        ahead = sum(all(v[k] > base[k] for k in margins) for v in d["runs"].values())
+        draws = ["", f"The same evaluation of {d['system']} ({d['split']} split) with other seeds for the candidates' "
+                     "draws (adapter, prompts and greedy reply unchanged):", "",
+                 table(["seed", "ROUGE-L", "semantic sim.", "ROUGE-L minus retrieval's", "semantic sim. minus retrieval's"],
+                       [[seed, v["rouge_l"], v["semantic_similarity"], round(v["rouge_l"] - base["rouge_l"], 2),
+                         round(v["semantic_similarity"] - base["semantic_similarity"], 2)]
+                        for seed, v in d["runs"].items()]), "",
+                 f"Ahead of retrieval on both metrics in {ahead} of {len(d['runs'])} draws; the margins range from "
+                 f"{min(margins['rouge_l']):+.2f} to {max(margins['rouge_l']):+.2f} ROUGE-L and from "
+                 f"{min(margins['semantic_similarity']):+.2f} to {max(margins['semantic_similarity']):+.2f} semantic "
+                 "similarity."]
     return [f"### Reranking {n} sampled candidates (`evaluate.candidates`; `benchmarks/reranking.json`)", "",
             f"`{r['command']}` on {r['date']} (commit {r['commit']}, {r['machine']['cores']} cores, "
             f"{r['machine']['cpu']}): the workspace's adapter, index and params, only `evaluate.candidates` "
@@ -218,7 +233,7 @@ def reranking_tables(r: dict) -> list[str]:
             table(["split", "system", "n", *(name for _, name in keys)], rows), "",
             "".join(cost) + "Every LLM system is decoded alike, so zero-shot, a baseline, is reranked too: its "
             "greedy rows are its figures before the candidates became the default. `dvc exp run -S "
-            "evaluate.candidates=0` evaluates (and `reply` and `serve` then send) the greedy reply alone."]
+            "evaluate.candidates=0` evaluates (and `reply` and `serve` then send) the greedy reply alone.", *draws]
 
 
 def update_readme(readme: str | Path = "README.md", root: str | Path = ".", check: bool = False) -> bool:
