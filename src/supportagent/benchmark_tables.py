@@ -225,7 +225,11 @@ def cpu_serving_tables(r: dict) -> list[str]:
             "GGUF, and matrix-vector products take most of a step. The static cache (padded to its width "
             "bucket) is slower here than transformers' dynamic one, so `evaluate.engine: auto` stays eager on a CPU. "
             "bf16 halves the bytes but rounds the trained fp32 weights, and some replies change "
-            "(`SUPPORTAGENT_DTYPE=bfloat16` serves that way).", "",
+            "(`SUPPORTAGENT_DTYPE=bfloat16` serves that way)."
+            + (" The reranked default decodes the greedy reply and the candidates in one batch until the longest "
+               "candidate ends, so a reply waits for more decoding steps than the greedy path, which stops at its "
+               "own end; `evaluate.candidates: 0` serves the greedy path."
+               if any(k.startswith("default:") for res in r["results"].values() for k in res["paths"]) else ""), "",
             f"Target: each method's default p50 <= 2x llama.cpp's: "
             + ("met" if all(p["x_llama_cpp"] <= 2 for p in default.values()) else "**not met**")
             + " (" + ", ".join(f"{method} {p['x_llama_cpp']}x" for method, p in default.items()) + ")."]
