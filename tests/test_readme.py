@@ -46,7 +46,7 @@ def test_the_reranking_record_feeds_its_section(tmp_path):
     shutil.copy(ROOT / "dvc.yaml", tmp_path)
     record = json.loads((tmp_path / "benchmarks/reranking.json").read_text())
     n, test = record["evaluate"]["candidates"], record["splits"]["test"]
-    served = record.get("served", "qlora")
+    served = record["served"]
     reranked, greedy = test[f"{served}, {n} candidates"], test[f"{served}, greedy"]
     text = render_tables(tmp_path)
     assert f"### Reranking {n} sampled candidates" in text

@@ -217,9 +217,8 @@ def cpu_serving_tables(r: dict) -> list[str]:
     return [f"### Serving on a CPU against llama.cpp ({m['cores']} cores, {m['cpu']}; `benchmarks/cpu_serving.json`)", "",
             f"`{r['command']}` on {r['date']} (commit {r['commit']}, llama-cpp-python "
             f"{r['versions']['llama-cpp-python']}): {r['what']} ({r['n_prompts']} prompts; {lengths}).", "",
-            table(["method", "path", "p50 ms", "p95 ms", "x llama.cpp's p50", "replies equal to the "
-                   f"{'greedy' if any('greedy' in k for res in r['results'].values() for k in res['paths']) else 'default'}"
-                   f" path's (of {r['n_prompts']})"], rows), "",
+            table(["method", "path", "p50 ms", "p95 ms", "x llama.cpp's p50",
+                   f"replies equal to the greedy path's (of {r['n_prompts']})"], rows), "",
             "On this CPU a decoding step reads every weight once: in fp32 here, in 5 bits a weight (4-bit values, a scale"
             " and a minimum per 32) for llama.cpp's Q4_1 "
             "GGUF, and matrix-vector products take most of a step. The static cache (padded to its width "

@@ -162,7 +162,7 @@ class Generator:
         ids, mask = ids.to(self.device), mask.to(self.device)
         embeds = None
         if self.soft_prompt is not None:
-            embeds = (model or self.model).get_input_embeddings()(ids)
+            embeds = (self.model if model is None else model).get_input_embeddings()(ids)
             soft = self.soft_prompt.to(embeds.dtype).expand(len(prompts), -1, -1)
             embeds = torch.cat([soft, embeds], dim=1)
             mask = torch.cat([torch.ones(len(prompts), soft.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)

@@ -204,7 +204,7 @@ def reranking_tables(r: dict) -> list[str]:
     rows = [[split, label, runs[label]["n"], *(runs[label].get(k) for k, _ in keys)]
             for split, runs in r["splits"].items() for label in runs]
     cost = []
-    test, served = r["splits"].get("test", {}), r.get("served", "qlora")
+    test, served = r["splits"].get("test", {}), r["served"]
     greedy, reranked = test.get(f"{served}, greedy"), test.get(f"{served}, {n} candidates")
     if greedy and reranked:
         cost = [f"On the test split the {n} candidates cost the served {served} {reranked['seconds'] - greedy['seconds']:,.1f} s "

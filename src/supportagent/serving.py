@@ -73,8 +73,8 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0):
     `evaluate.fold_qlora` says so, then the decoding engine of `evaluate.engine` (`ev`: EvaluateParams), and with
     `evaluate.candidates` the reply chosen among sampled candidates by `embedder` (reranking.py; draws seeded by
     `seed`). Candidates are sampled in the dtype this machine trains in (`runtime.compute_dtype(training=True)`),
-    the fastest it multiplies: on CPUs with AVX512-BF16 but no AMX that is a bf16 copy of the model (2.3x faster
-    sampling, 0.3 GB for SmolLM2), while the greedy reply keeps the serving dtype; elsewhere the model itself."""
+    the fastest it multiplies: on AMD CPUs with AVX512-BF16, which serve greedy replies in fp32, that is a bf16
+    copy of the model (2.3x faster sampling, 0.3 GB for SmolLM2); elsewhere the model itself (`Generator.sampler`)."""
     from functools import partial
 
     from .generation import Generator, Rerank
