@@ -78,3 +78,35 @@ def test_the_reranking_draws_feed_their_spread(tmp_path):
     (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
     text = render_tables(tmp_path)
     assert f"in {len(runs) - 1} of {len(runs)} draws" in text and "from -2.00 to +1.00 semantic" in text
+
+
+def test_the_full_sweep_feeds_its_section():
+    """benchmarks/full_sweep.json: a row per variant and candidate count, the spread of the unchanged configuration
+    trained twice, and the same-draws comparison of candidate counts, each following the record's figures."""
+    import copy
+    import json
+
+    from supportagent.benchmark_tables import full_sweep_tables
+
+    if not (ROOT / "benchmarks/full_sweep.json").exists():
+        pytest.skip("no full sweep record")
+    record = json.loads((ROOT / "benchmarks/full_sweep.json").read_text())
+    full = {"params": "configs/full.yaml (evaluate.candidates 32)", "metrics": {"eval/qlora": {"latency_p50_ms": 2000.0}},
+            "earlier_runs": [{"params": "x (evaluate.candidates 16)", "latency_p50_ms": {"qlora": 1000.0}}]}
+    text = "\n".join(full_sweep_tables(record, full))
+    for run in record["runs"]:
+        for r in run["results"]:
+            assert all(f"| {r['variant']} |" in text and f"| {v['rouge_l']:.2f} |" in text for v in r["val"].values())
+    assert "2,000 ms, against 1,000 ms in the run with 16 candidates" in text
+    changed = copy.deepcopy(record)
+    subsets = changed["runs"][-1]["candidate_subsets"]
+    for v in subsets.values():
+        if {"16", "32", "48"} <= set(v):
+            v["16"]["rouge_l"], v["32"]["rouge_l"], v["48"]["rouge_l"] = 20.0, 22.5, 22.0
+    text = "\n".join(full_sweep_tables(changed, full))
+    assert "32 candidates beat 16 by +2.50 to +2.50 ROUGE-L and came within 0.50 of 48, so configs/full.yaml samples 32" in text
+    for run in changed["runs"]:
+        for r in run["results"]:
+            if r["variant"] == "as_is" and "16" in r["val"]:
+                r["val"]["16"]["rouge_l"] = 11.11
+    assert "trained twice scored 11.11 and 11.11 ROUGE-L" in "\n".join(full_sweep_tables(changed, full))

@@ -74,6 +74,8 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                         ["qlora semantic similarity above retrieval",
                          f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
                          "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
+    if (root / "benchmarks/full_sweep.json").exists():
+        out += ["", *full_sweep_tables(load_json(root / "benchmarks/full_sweep.json"), full)]
     rows = [[v["method"], v["batch"], v["checkpoint_every_n_layers"], v.get("lora_dropout", "–"),
              "oom" if v.get("oom") else v["tokens_per_second"], v.get("peak_memory_gib", "–"),
              v.get("mfu", "–"), v.get("hfu", "–")]
@@ -93,6 +95,61 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                    [[k.removeprefix("serve_"), v["latency_p50_ms"], v["latency_p95_ms"], v["batch"], v["replies_per_s"]]
                     for k, v in big["results"].items() if k.startswith("serve") and not v.get("oom")])]
     return out
+
+
+def full_sweep_tables(s: dict, full: dict) -> list[str]:
+    """README section from benchmarks/full_sweep.json: the full configuration's QLoRA settings on the validation
+    split, and the numbers of candidates compared on the same draws; `full`: the configuration's GPU pipeline run
+    (benchmarks/gpu_h100.json), whose latency is set beside its earlier runs'."""
+    keys = [("rouge_l", "ROUGE-L"), ("semantic_similarity", "semantic sim."), ("distinct_replies", "distinct %")]
+    rows, twice = [], []
+    for i, run in enumerate(s["runs"], 1):
+        b = run["retrieval_val"]
+        rows.append([i, "retrieval (baseline)", "–", "–", "–", *(b[k] for k, _ in keys)])
+        for r in run["results"]:
+            changes = ", ".join(f"`{k}: {v}`" for k, v in r["changes"].items()) or "as configs/full.yaml"
+            rows += [[i, r["variant"], changes, r["val_loss"][-1][1], n, *(v[k] for k, _ in keys)]
+                     for n, v in r["val"].items()]
+            twice += [v["rouge_l"] for n, v in r["val"].items() if r["variant"] == "as_is" and n == "16"]
+    run = s["runs"][-1]
+    m = run["machine"]
+    out = ["#### How the full configuration was chosen (`benchmarks/full_sweep.json`, validation split)", "",
+           f"`{s['command']}` on {m.get('gpu')} ({run['date']}, commit {run['commit']}): each variant trained anew and "
+           f"its served reply evaluated on the validation split (n={run['retrieval_val']['n']}) with the given number "
+           "of reranked candidates; the test split above is the pipeline run of the configuration chosen.", "",
+           table(["run", "variant", "changes", "last val loss", "candidates", *(name for _, name in keys)], rows)]
+    if len(twice) > 1:
+        out += ["", f"The unchanged configuration trained twice scored {' and '.join(f'{x:.2f}' for x in twice)} ROUGE-L with 16 "
+                    "candidates: differences between variants smaller than that are noise of training and draws."]
+    subsets = {k: v for k, v in run.get("candidate_subsets", {}).items() if len(v) > 3}
+    if subsets:
+        counts = sorted({c for v in subsets.values() for c in v}, key=int)
+        out += ["", "The same draws chosen from again with only their first m sampled candidates (m = 0: the greedy "
+                    "reply; `--rescore`), so the numbers of candidates are compared without new draws or new training "
+                    "(ROUGE-L / semantic sim.):", "",
+                table(["variant (kept candidates)", *(f"m = {c}" for c in counts)],
+                      [[k.replace("/candidates_", " (") + ")",
+                        *(f"{v[c]['rouge_l']:.2f} / {v[c]['semantic_similarity']:.2f}" if c in v else "–" for c in counts)]
+                       for k, v in subsets.items()])]
+        both = [v for v in subsets.values() if {"16", "32", "48"} <= set(v)]
+        if both:
+            gain = [v["32"]["rouge_l"] - v["16"]["rouge_l"] for v in both]
+            to48 = [abs(v["48"]["rouge_l"] - v["32"]["rouge_l"]) for v in both]
+            out += ["", f"On the same draws 32 candidates beat 16 by {min(gain):+.2f} to {max(gain):+.2f} ROUGE-L and came "
+                        f"within {max(to48):.2f} of 48, so configs/full.yaml samples {_candidates(full['params'])}."]
+    latency = [(r.get("params", ""), r["latency_p50_ms"]["qlora"]) for r in full.get("earlier_runs", [])
+               if "latency_p50_ms" in r]
+    if latency:
+        out += ["", f"The price is latency: the served QLoRA's p50 in the pipeline run is "
+                f"{full['metrics']['eval/qlora']['latency_p50_ms']:,.0f} ms, against "
+                + ", ".join(f"{ms:,.0f} ms in the run with {_candidates(p)} candidates" for p, ms in latency)
+                + " (other stages sharing the GPU in both)."]
+    return out
+
+
+def _candidates(params: str) -> str:
+    """The number of candidates a GPU run's params note names (`evaluate.candidates N`)."""
+    return params.split("evaluate.candidates ")[1].rstrip(")").split(";")[0] if "evaluate.candidates " in params else "0"
 
 
 def ddp_tables(d: dict) -> list[str]:

@@ -1,0 +1,233 @@
+"""GPU sweep of the `full` configuration's QLoRA settings, each judged on the validation split.
+
+    python benchmarks/gpu_pipeline.py --out prep.json --overrides configs/full.yaml --workdir W \
+        --stages subset split rules index base
+    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json [--variants as_is k_4]
+    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --rescore
+
+Each variant changes a few keys of W/params.yaml (params.yaml merged with configs/full.yaml), trains QLoRA as
+the `train` stage does and evaluates the served reply on the validation split with each of its numbers of
+reranked candidates (`evaluate.candidates`). The test split is not looked at: the configuration chosen here goes
+into configs/full.yaml, and its pipeline run (`gpu_pipeline.py --stages all`) reports the test split. Variants
+train in parallel processes on the one GPU, and a variant's evaluations run in parallel too; with `--deadline`
+what has finished by then is recorded. Each run is appended to `--out`'s `runs`.
+
+Every evaluation with candidates keeps them (W/sweep/<variant>/candidates_<n>.json). `--rescore` chooses again
+among the first m sampled of those (m = 0: the greedy reply; the same draws, so the numbers of candidates are
+compared without the noise of new draws or new training) and adds the scores to the last run of `--out`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+# name: (dotted params keys to change, candidate counts evaluated)
+VARIANTS = {
+    "as_is": ({}, [16, 48]),
+    "epochs_2": ({"train.qlora.epochs": 2}, [16]),
+    "lr_0.001": ({"train.qlora.lr": 0.001}, [16]),
+    "lora_dropout_0.1": ({"train.qlora.lora_dropout": 0.1}, [16]),
+    "k_4": ({"retrieval.k": 4}, [16]),
+    "epochs_4": ({"train.qlora.epochs": 4}, [48]),
+}
+KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "distinct_2", "placeholder_rate", "avg_words",
+        "truncated_share"]
+
+
+def variant_params(work: Path, changes: dict):
+    from supportagent.config import Params
+
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *groups, last = dotted.split(".")
+        node = raw
+        for g in groups:
+            node = node[g]
+        if last not in node:
+            raise KeyError(f"{dotted}: no such params key")
+        node[last] = value
+    return Params.model_validate(raw)
+
+
+def _setup(work: Path, name: str):
+    import pandas as pd
+
+    from supportagent.paths import pipeline_paths
+
+    p = variant_params(work, VARIANTS[name][0])
+    paths = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
+    tr, va = (pd.read_parquet(paths["splits"] / f"{s}.parquet") for s in ("train", "val"))
+    return p, paths, tr, va, work / "sweep" / name
+
+
+def train_variant(work: Path, name: str) -> None:
+    """Train variant `name` (`training.json` in its folder), then evaluate it with each of its candidate counts at
+    once, one process each (`val_<n>.json`)."""
+    from supportagent.training import train
+
+    p, paths, tr, va, out = _setup(work, name)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    metrics = train("qlora", tr, va, paths["base"], paths["index"], out / "adapter", p.train.qlora, p.model, p.rules,
+                    p.retrieval, p.seed, out / "logs", checkpoint_root=out / "checkpoints")
+    losses = (out / "logs/plots/metrics/eval/loss.tsv").read_text().split()[2:]  # after the header "step loss"
+    (out / "training.json").write_text(json.dumps({
+        "train_seconds": round(time.perf_counter() - start, 1), "final_train_loss": metrics["final_train_loss"],
+        "val_loss": [[int(s), round(float(v), 4)] for s, v in zip(losses[::2], losses[1::2])]}))
+    evals = [subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-", "--eval", name, str(n)])
+             for n in VARIANTS[name][1]]
+    sys.exit(max(e.wait() for e in evals))
+
+
+def evaluate_variant(work: Path, name: str, n: int) -> None:
+    """The variant's served reply on the validation split with `n` candidates. With candidates, every message's
+    candidates and references go to `candidates_<n>.json`, so other selections can be scored from them later."""
+    from supportagent import reranking
+    from supportagent.evaluation import evaluate_system
+
+    p, paths, tr, va, out = _setup(work, name)
+    seen = []
+    original = reranking.consensus
+
+    def recording(candidates, references, embedder):
+        chosen = original(candidates, references, embedder)
+        seen.extend({"candidates": c, "references": r, "chosen": i} for c, r, i in zip(candidates, references, chosen))
+        return chosen
+
+    reranking.consensus = recording  # serving.ready_to_serve looks it up when it builds the reranker
+    pe = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"candidates": n, "latency_samples": 0})})
+    start = time.perf_counter()
+    ev, rows = evaluate_system("qlora", pe, va, tr, str(paths["base"]), str(paths["index"]), str(out / "adapter"))
+    result = {k: ev[k] for k in KEYS} | {"n": ev["n"], "seconds": round(time.perf_counter() - start, 1)}
+    (out / f"val_{n}.json").write_text(json.dumps(result))
+    if seen:  # the reranker sees messages longest prompt first: each goes back to its row by its references and reply
+        pools = {}
+        for s in seen:
+            pools.setdefault((tuple(s["references"]), s["candidates"][s["chosen"]]), []).append(s)
+        reply = tr.set_index("pair_id")["reply"]
+        dump = [{"pair_id": int(r.pair_id), "reference": r.reference, **pools[(tuple(reply[list(r.examples)]), r.prediction)].pop(0)}
+                for r in rows.itertuples()]
+        (out / f"candidates_{n}.json").write_text(json.dumps(dump))
+    print(name, n, result, flush=True)
+
+
+def collect(work: Path, name: str) -> dict | None:
+    """What variant `name` has recorded so far (None before its training ends)."""
+    out = work / "sweep" / name
+    if not (out / "training.json").exists():
+        return None
+    return {"variant": name, "changes": VARIANTS[name][0], **json.loads((out / "training.json").read_text()),
+            "val": {f.stem.split("_")[1]: json.loads(f.read_text()) for f in sorted(out.glob("val_*.json"))}}
+
+
+def retrieval_baseline(work: Path) -> dict:
+    """The retrieval baseline on the validation split: the yardstick the variants are read against."""
+    import pandas as pd
+
+    from supportagent.config import load_params
+    from supportagent.evaluation import evaluate_system
+    from supportagent.paths import pipeline_paths
+
+    p = load_params(work / "params.yaml")
+    paths = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
+    tr, va = (pd.read_parquet(paths["splits"] / f"{s}.parquet") for s in ("train", "val"))
+    ev, _ = evaluate_system("retrieval", p, va, tr, str(paths["base"]), str(paths["index"]))
+    return {k: ev[k] for k in KEYS} | {"n": ev["n"]}
+
+
+def rescore(work: Path, counts=(0, 4, 8, 16, 32, 48)) -> dict:
+    """Every kept candidate set chosen from again with its first m sampled candidates (reranking.consensus, as
+    served): validation ROUGE-L and semantic similarity per variant and m."""
+    from supportagent import models
+    from supportagent.metrics import cosine, rouge_l
+    from supportagent.reranking import consensus
+
+    embedder, out = models.load_embedder(), {}
+    for f in sorted((work / "sweep").glob("*/candidates_*.json")):
+        kept, scores = json.loads(f.read_text()), {}
+        references = [k["reference"] for k in kept]
+        for m in [c for c in counts if c < len(kept[0]["candidates"])]:
+            pools = [k["candidates"][: m + 1] for k in kept]
+            chosen = consensus(pools, [k["references"] for k in kept], embedder) if m else [0] * len(kept)
+            replies = [pool[i] for pool, i in zip(pools, chosen)]
+            scores[str(m)] = {"rouge_l": round(float(np.mean(rouge_l(replies, references))), 2),
+                              "semantic_similarity": round(float(np.mean(cosine(embedder, replies, references))), 2)}
+            print(f.parent.name, f.stem, m, scores[str(m)], flush=True)
+        out[f"{f.parent.name}/{f.stem}"] = scores
+    return out
+
+
+def main() -> None:
+    from gpu_pipeline import gpu_facts, versions
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", required=True, help="a gpu_pipeline.py workdir of configs/full.yaml with its splits, "
+                                                     "base and index")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--deadline", type=float, default=0, help="seconds after which unfinished variants are stopped "
+                                                                   "and recorded as far as they got (0 = none)")
+    ap.add_argument("--rescore", action="store_true", help="score the kept candidates' subsets (no GPU needed)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--eval", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    work = Path(args.workdir).resolve()
+    if args.one:
+        return train_variant(work, args.one)
+    if args.eval:
+        return evaluate_variant(work, args.eval[0], int(args.eval[1]))
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.exists() else {
+        "what": __doc__.split("\n")[0], "command": "python benchmarks/full_sweep.py --workdir W --out OUT",
+        "params": "params.yaml + configs/full.yaml, each variant's changes on top; QLoRA; validation split",
+        "variants": {name: {"changes": c, "candidates": n} for name, (c, n) in VARIANTS.items()}, "runs": []}
+    if args.rescore:
+        record["runs"][-1]["candidate_subsets"] = rescore(work)
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        return
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:  # no git: the record's commit is filled in where it is committed
+        commit = ""
+    run = {"commit": commit or None, "date": time.strftime("%Y-%m-%d"), "machine": gpu_facts(), "versions": versions(),
+           "variants": args.variants, "results": []}
+    start = time.perf_counter()
+    procs = {name: subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-", "--one", name],
+                                    stdout=open(work / f"sweep_{name}.log", "w"), stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # a group of its own: the deadline stops its evaluations too
+             for name in args.variants}
+    run["retrieval_val"] = retrieval_baseline(work)
+    while any(proc.poll() is None for proc in procs.values()):
+        if args.deadline and time.perf_counter() - start > args.deadline:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            break
+        time.sleep(2)
+    for name, proc in procs.items():
+        if proc.returncode:
+            print(f"{name}: rc {proc.returncode}\n" + (work / f"sweep_{name}.log").read_text()[-2000:])
+        if (found := collect(work, name)) is not None:
+            run["results"].append(found | {"complete": len(found["val"]) == len(VARIANTS[name][1])})
+    run["seconds"] = round(time.perf_counter() - start, 1)
+    record["runs"].append(run)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(run["results"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
