@@ -142,6 +142,48 @@ def test_concurrent_requests_are_answered_in_batches(tmp_path, review):
     assert health["messages"] == 16 and health["batches"] < 16 and max(agent.batches) > 1, agent.batches
 
 
+def test_the_model_answers_in_the_thread_that_loaded_it(tmp_path, review):
+    """`serve` loads the agent in `model_thread`'s thread and every batch is answered there (torch's CPU thread pool
+    is fast only in the thread that first used it), whatever thread the event loop or the clients run in."""
+    from supportagent.server import model_thread
+
+    agent = FakeAgent(0.05)
+    answered = []
+    thread, loaded_in = model_thread(lambda: threading.get_ident())
+
+    def answer(items):
+        answered.append(threading.get_ident())
+        return agent(items)
+
+    with live(create_app(answer, "qlora", review, tmp_path / "r.csv", executor=thread)) as url:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: httpx.post(f"{url}/v1/reply", json={"text": f"m{i}"}, timeout=30), range(8)))
+    thread.shutdown()
+    assert answered and set(answered) == {loaded_in} and loaded_in != threading.get_ident()
+
+
+def test_serve_loads_the_agent_in_the_thread_it_answers_in(monkeypatch):
+    """`python -m supportagent serve` wires `model_thread` into the app: the agent is built in the executor's
+    thread, and that executor is the one create_app gets."""
+    import supportagent.__main__ as cli
+    import supportagent.server as server
+
+    built, given = [], {}
+
+    class Agent:
+        method = "qlora"
+
+    monkeypatch.setattr(cli, "_agent", lambda params, args: built.append(threading.get_ident()) or Agent())
+    monkeypatch.setattr(server, "create_app", lambda *a, **k: given.update(k) or object())
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    cli.main(["serve"])
+    assert built and built[0] != threading.get_ident()
+    assert given["executor"].submit(threading.get_ident).result() == built[0]
+    given["executor"].shutdown()
+
+
 def test_a_failing_model_gives_500_to_its_batch_only_and_the_server_goes_on(tmp_path, review):
     from fastapi.testclient import TestClient
 

@@ -140,7 +140,7 @@ def cmd_serve(args) -> None:
 
     from .config import load_params
     from .review import ReviewSet
-    from .server import Limits, create_app, is_loopback
+    from .server import Limits, create_app, is_loopback, model_thread
 
     token = args.token or os.environ.get("SUPPORTAGENT_TOKEN") or None
     if not is_loopback(args.host) and not token:
@@ -154,17 +154,17 @@ def cmd_serve(args) -> None:
         print(f"review page disabled: {err}", file=sys.stderr)
         review = None
     limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    answer = method = None
+    answer = method = thread = None
     if not args.no_model:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         start = time.perf_counter()
-        agent = _agent(params, args)
+        thread, agent = model_thread(lambda: _agent(params, args))  # loaded, and later answering, in one thread
         method = agent.method
         answer = lambda items: agent.reply_many(items, batch_size=limits.max_batch)  # noqa: E731
         print(f"loaded {method} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    app = create_app(answer, method, review, args.ratings, token=token, limits=limits)
+    app = create_app(answer, method, review, args.ratings, token=token, limits=limits, executor=thread)
     print(f"serving on http://{args.host}:{args.port} (reply API: POST /v1/reply; review page: /review)",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

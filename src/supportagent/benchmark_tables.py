@@ -23,7 +23,10 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"At concurrency {top['concurrency']}: {r['speedup'][str(top['concurrency'])]}x the replies/s of one request "
             f"at a time (target >= 3x: {'met' if r['speedup'][str(top['concurrency'])] >= 3 else '**not met**'}). "
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
-            + f"; 5xx responses in all: {r['server_errors']}."]
+            + f"; 5xx responses in all: {r['server_errors']}.",
+            *("\n" + f"Earlier, {e['what']} ({e['date']}): p50 {e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
+              + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"]) + "."
+              for e in r.get("earlier_runs", []))]
 
 
 def _concurrent(c: dict) -> tuple[int | None, float | None]:

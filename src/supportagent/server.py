@@ -14,17 +14,20 @@ import hmac
 import ipaddress
 import json
 import re
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .review import CRITERIA, TIE, ReviewSet, append_ratings, read_ratings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,16 +60,26 @@ class RatingRequest(BaseModel):
     preferred: int | str
 
 
-class Batcher:
-    """Collects the messages of concurrent requests into batches for `answer(messages) -> results` (run in a
-    worker thread, one batch at a time), at most `max_batch` messages each (more than that from one request are
-    answered whole). A batch starts once it is full, or when no message came for a short wait: `max_wait_ms`
-    (at most four of them in all) when the last batch was shared by several messages (clients answered together
-    send again together, and should not split into half batches), about a millisecond when traffic is one
-    request at a time."""
+def model_thread(load: Callable[[], T]) -> tuple[ThreadPoolExecutor, T]:
+    """One worker thread, and what `load` (e.g. loading the agent) returns when run in it. Give the thread to
+    `create_app` so that every answer runs there too: torch's CPU (OpenMP) thread pool runs at full speed in the
+    thread that first used it, and replies computed in another thread than the one that loaded the model were
+    markedly slower on 2 cores (benchmarks/serve_load.json; tests/test_server.py checks the thread)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+    return pool, pool.submit(load).result()
 
-    def __init__(self, answer: Callable[[list[dict]], list], max_batch: int, max_wait_ms: float):
-        self.answer, self.max_batch, self.max_wait = answer, max_batch, max_wait_ms / 1000
+
+class Batcher:
+    """Collects the messages of concurrent requests into batches for `answer(messages) -> results` (run in the
+    `executor`'s thread, default: asyncio's worker threads, one batch at a time), at most `max_batch` messages each
+    (more than that from one request are answered whole). A batch starts once it is full, or when no message came
+    for a short wait: `max_wait_ms` (at most four of them in all) when the last batch was shared by several messages
+    (clients answered together send again together, and should not split into half batches), about a millisecond
+    when traffic is one request at a time."""
+
+    def __init__(self, answer: Callable[[list[dict]], list], max_batch: int, max_wait_ms: float,
+                 executor: Executor | None = None):
+        self.answer, self.max_batch, self.max_wait, self.executor = answer, max_batch, max_wait_ms / 1000, executor
         self.queue: asyncio.Queue = asyncio.Queue()
         self.batches = self.messages = self.last = 0
 
@@ -94,7 +107,7 @@ class Batcher:
             flat = [m for messages, _ in batch for m in messages]
             self.last = len(flat)
             try:
-                results = await asyncio.to_thread(self.answer, flat)
+                results = await loop.run_in_executor(self.executor, self.answer, flat)
             except Exception as err:  # noqa: BLE001 - handed to every waiting request
                 for _, future in batch:
                     if not future.done():
@@ -118,10 +131,12 @@ def is_loopback(host: str) -> bool:
 
 
 def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, review: ReviewSet | None,
-               ratings_path: str | Path, token: str | None = None, limits: Limits = Limits()):
+               ratings_path: str | Path, token: str | None = None, limits: Limits = Limits(),
+               executor: Executor | None = None):
     """`answer`: messages -> objects with `to_dict()` (the agent's `reply_many`), or None to serve the review
-    page only. `review`: the review items, or None when the predictions are not there."""
-    batcher = Batcher(answer, limits.max_batch, limits.max_wait_ms) if answer else None
+    page only; `executor`: where it runs (`model_thread`'s, for a model loaded there). `review`: the review items,
+    or None when the predictions are not there."""
+    batcher = Batcher(answer, limits.max_batch, limits.max_wait_ms, executor) if answer else None
 
     @asynccontextmanager
     async def lifespan(app):
