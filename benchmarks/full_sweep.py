@@ -117,8 +117,8 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
         for s in seen:
             pools.setdefault((tuple(s["references"]), s["candidates"][s["chosen"]]), []).append(s)
         reply = tr.set_index("pair_id")["reply"]
-        dump = [{"pair_id": int(r.pair_id), "reference": r.reference, **pools[(tuple(reply[list(r.examples)]), r.prediction)].pop(0)}
-                for r in rows.itertuples()]
+        dump = [{"pair_id": int(r.pair_id), "reference": r.reference,
+                 **pools[(tuple(reply[list(r.examples)]), r.prediction)].pop(0)} for r in rows.itertuples()]
         (out / f"candidates_{n}.json").write_text(json.dumps(dump))
     print(name, n, result, flush=True)
 
@@ -194,6 +194,8 @@ def main() -> None:
         "params": "params.yaml + configs/full.yaml, each variant's changes on top; QLoRA; validation split",
         "variants": {name: {"changes": c, "candidates": n} for name, (c, n) in VARIANTS.items()}, "runs": []}
     if args.rescore:
+        if not record["runs"]:
+            sys.exit(f"--rescore adds to the last run of {out}: run the sweep first (without --rescore)")
         record["runs"][-1]["candidate_subsets"] = rescore(work)
         out.write_text(json.dumps(record, indent=2) + "\n")
         return
