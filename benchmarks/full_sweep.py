@@ -47,29 +47,28 @@ KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "distinct_
 
 
 def variant_params(work: Path, changes: dict):
-    from supportagent.config import Params
+    """W/params.yaml with `changes` (dotted keys) merged in, validated by the one schema (an unknown key fails)."""
+    from supportagent.config import Params, merge
 
-    raw = yaml.safe_load((work / "params.yaml").read_text())
+    nested: dict = {}
     for dotted, value in changes.items():
         *groups, last = dotted.split(".")
-        node = raw
+        node = nested
         for g in groups:
-            node = node[g]
-        if last not in node:
-            raise KeyError(f"{dotted}: no such params key")
+            node = node.setdefault(g, {})
         node[last] = value
-    return Params.model_validate(raw)
+    return Params.model_validate(merge(yaml.safe_load((work / "params.yaml").read_text()), nested))
 
 
-def _setup(work: Path, name: str):
+def _setup(work: Path, changes: dict):
+    """A variant's params, the workdir's paths, and its train and validation splits."""
     import pandas as pd
 
     from supportagent.paths import pipeline_paths
 
-    p = variant_params(work, VARIANTS[name][0])
     paths = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
     tr, va = (pd.read_parquet(paths["splits"] / f"{s}.parquet") for s in ("train", "val"))
-    return p, paths, tr, va, work / "sweep" / name
+    return variant_params(work, changes), paths, tr, va
 
 
 def train_variant(work: Path, name: str) -> None:
@@ -77,7 +76,8 @@ def train_variant(work: Path, name: str) -> None:
     once, one process each (`val_<n>.json`)."""
     from supportagent.training import train
 
-    p, paths, tr, va, out = _setup(work, name)
+    p, paths, tr, va = _setup(work, VARIANTS[name][0])
+    out = work / "sweep" / name
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     metrics = train("qlora", tr, va, paths["base"], paths["index"], out / "adapter", p.train.qlora, p.model, p.rules,
@@ -97,7 +97,8 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
     from supportagent import reranking
     from supportagent.evaluation import evaluate_system
 
-    p, paths, tr, va, out = _setup(work, name)
+    p, paths, tr, va = _setup(work, VARIANTS[name][0])
+    out = work / "sweep" / name
     seen = []
     original = reranking.consensus
 
@@ -134,15 +135,9 @@ def collect(work: Path, name: str) -> dict | None:
 
 def retrieval_baseline(work: Path) -> dict:
     """The retrieval baseline on the validation split: the yardstick the variants are read against."""
-    import pandas as pd
-
-    from supportagent.config import load_params
     from supportagent.evaluation import evaluate_system
-    from supportagent.paths import pipeline_paths
 
-    p = load_params(work / "params.yaml")
-    paths = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
-    tr, va = (pd.read_parquet(paths["splits"] / f"{s}.parquet") for s in ("train", "val"))
+    p, paths, tr, va = _setup(work, {})
     ev, _ = evaluate_system("retrieval", p, va, tr, str(paths["base"]), str(paths["index"]))
     return {k: ev[k] for k in KEYS} | {"n": ev["n"]}
 

@@ -91,8 +91,8 @@ def test_the_full_sweep_feeds_its_section():
     if not (ROOT / "benchmarks/full_sweep.json").exists():
         pytest.skip("no full sweep record")
     record = json.loads((ROOT / "benchmarks/full_sweep.json").read_text())
-    full = {"params": "configs/full.yaml (evaluate.candidates 32)", "metrics": {"eval/qlora": {"latency_p50_ms": 2000.0}},
-            "earlier_runs": [{"params": "x (evaluate.candidates 16)", "latency_p50_ms": {"qlora": 1000.0}}]}
+    full = {"evaluate_candidates": 32, "metrics": {"eval/qlora": {"latency_p50_ms": 2000.0}},
+            "earlier_runs": [{"evaluate_candidates": 16, "latency_p50_ms": {"qlora": 1000.0}}]}
     text = "\n".join(full_sweep_tables(record, full))
     for run in record["runs"]:
         for r in run["results"]:

@@ -24,9 +24,10 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"at a time (target >= 3x: {'met' if r['speedup'][str(top['concurrency'])] >= 3 else '**not met**'}). "
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
             + f"; 5xx responses in all: {r['server_errors']}.",
-            *("\n" + f"Earlier, {e['what']} ({e['date']}): p50 {e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
-              + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"]) + "."
-              for e in r.get("earlier_runs", []))]
+            *(line for e in r.get("earlier_runs", []) for line in (
+                "", f"Earlier, {e['what']} ({e['date']}): p50 {e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
+                + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])
+                + "."))]
 
 
 def _concurrent(c: dict) -> tuple[int | None, float | None]:
@@ -139,20 +140,15 @@ def full_sweep_tables(s: dict, full: dict) -> list[str]:
             gain = [v["32"]["rouge_l"] - v["16"]["rouge_l"] for v in both]
             to48 = [abs(v["48"]["rouge_l"] - v["32"]["rouge_l"]) for v in both]
             out += ["", f"On the same draws 32 candidates beat 16 by {min(gain):+.2f} to {max(gain):+.2f} ROUGE-L and came "
-                        f"within {max(to48):.2f} of 48, so configs/full.yaml samples {_candidates(full['params'])}."]
-    latency = [(r.get("params", ""), r["latency_p50_ms"]["qlora"]) for r in full.get("earlier_runs", [])
+                        f"within {max(to48):.2f} of 48, so configs/full.yaml samples {full['evaluate_candidates']}."]
+    latency = [(r["evaluate_candidates"], r["latency_p50_ms"]["qlora"]) for r in full.get("earlier_runs", [])
                if "latency_p50_ms" in r]
     if latency:
         out += ["", f"The price is latency: the served QLoRA's p50 in the pipeline run is "
                 f"{full['metrics']['eval/qlora']['latency_p50_ms']:,.0f} ms, against "
-                + ", ".join(f"{ms:,.0f} ms in the run with {_candidates(p)} candidates" for p, ms in latency)
+                + ", ".join(f"{ms:,.0f} ms in the run with {n} candidates" for n, ms in latency)
                 + " (other stages sharing the GPU in both)."]
     return out
-
-
-def _candidates(params: str) -> str:
-    """The number of candidates a GPU run's params note names (`evaluate.candidates N`)."""
-    return params.split("evaluate.candidates ")[1].rstrip(")").split(";")[0] if "evaluate.candidates " in params else "0"
 
 
 def ddp_tables(d: dict) -> list[str]:
