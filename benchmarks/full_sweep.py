@@ -4,6 +4,8 @@
         --stages subset split rules index base
     python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json [--variants as_is k_4]
     python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --rescore
+    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --candidates 32 \
+        --variants as_is seed_43 seed_44 soup_2 soup_3
 
 Each variant changes a few keys of W/params.yaml (params.yaml merged with configs/full.yaml), trains QLoRA as
 the `train` stage does and evaluates the served reply on the validation split with each of its numbers of
@@ -14,7 +16,11 @@ what has finished by then is recorded. Each run is appended to `--out`'s `runs`.
 
 Every evaluation with candidates keeps them (W/sweep/<variant>/candidates_<n>.json). `--rescore` chooses again
 among the first m sampled of those (m = 0: the greedy reply; the same draws, so the numbers of candidates are
-compared without the noise of new draws or new training) and adds the scores to the last run of `--out`."""
+compared without the noise of new draws or new training) and adds the scores to the last run of `--out`.
+
+A soup (SOUPS) averages the LoRA updates of variants trained in the same run, e.g. the same settings with other
+seeds, into one adapter (`lora_soup`); it is evaluated like a variant. Every evaluation's draws are seeded by the
+workdir's seed, whatever seed the variant trained with."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +48,11 @@ VARIANTS = {
     "lora_dropout_0.1": ({"train.qlora.lora_dropout": 0.1}, [16]),
     "k_4": ({"retrieval.k": 4}, [16]),
     "epochs_4": ({"train.qlora.epochs": 4}, [48]),
+    "seed_43": ({"seed": 43}, [32]),
+    "seed_44": ({"seed": 44}, [32]),
 }
+# name: (variants whose LoRA updates are averaged, candidate counts evaluated): a soup (Wortsman et al. 2022)
+SOUPS = {"soup_2": (["as_is", "seed_43"], [32]), "soup_3": (["as_is", "seed_43", "seed_44"], [32])}
 KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "distinct_2", "placeholder_rate", "avg_words",
         "truncated_share"]
 
@@ -71,7 +82,44 @@ def _setup(work: Path, changes: dict):
     return variant_params(work, changes), paths, tr, va
 
 
-def train_variant(work: Path, name: str) -> None:
+def counts(name: str, override: int) -> list[int]:
+    """The candidate counts variant or soup `name` is evaluated with (`--candidates` overrides them)."""
+    return [override] if override else (SOUPS.get(name) or VARIANTS[name])[1]
+
+
+def lora_soup(folders: list[Path], out: Path) -> None:
+    """One LoRA adapter whose update is the mean of the `folders`' updates (same base, rank and alpha): their
+    A matrices, each divided by their number, stacked, and their B matrices side by side, in an adapter of the
+    summed rank and alpha (the same scaling), so that B'A' = mean(B_i A_i) exactly."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    n, config = len(folders), json.loads((folders[0] / "adapter_config.json").read_text())
+    weights = [load_file(f / "adapter_model.safetensors") for f in folders]
+    soup = {key: (torch.cat([w[key] / n for w in weights], 0) if ".lora_A." in key else
+                  torch.cat([w[key] for w in weights], 1)) for key in weights[0]}
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(folders[0] / "training_info.json", out / "training_info.json")
+    (out / "adapter_config.json").write_text(json.dumps(config | {"r": config["r"] * n,
+                                                                   "lora_alpha": config["lora_alpha"] * n}))
+    save_file(soup, out / "adapter_model.safetensors")
+
+
+def soup_variant(work: Path, name: str, override: int) -> None:
+    """Wait for the soup's variants to finish training, average their updates, and evaluate the soup."""
+    members = [work / "sweep" / m for m in SOUPS[name][0]]
+    while not all((m / "training.json").exists() for m in members):
+        time.sleep(5)
+    out = work / "sweep" / name
+    lora_soup([m / "adapter" for m in members], out / "adapter")
+    (out / "training.json").write_text(json.dumps({"soup_of": SOUPS[name][0]}))
+    evals = [subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-", "--eval", name, str(n)])
+             for n in counts(name, override)]
+    sys.exit(max(e.wait() for e in evals))
+
+
+def train_variant(work: Path, name: str, override: int) -> None:
     """Train variant `name` (`training.json` in its folder), then evaluate it with each of its candidate counts at
     once, one process each (`val_<n>.json`)."""
     from supportagent.training import train
@@ -87,7 +135,7 @@ def train_variant(work: Path, name: str) -> None:
         "train_seconds": round(time.perf_counter() - start, 1), "final_train_loss": metrics["final_train_loss"],
         "val_loss": [[int(s), round(float(v), 4)] for s, v in zip(losses[::2], losses[1::2])]}))
     evals = [subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-", "--eval", name, str(n)])
-             for n in VARIANTS[name][1]]
+             for n in counts(name, override)]
     sys.exit(max(e.wait() for e in evals))
 
 
@@ -97,7 +145,7 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
     from supportagent import reranking
     from supportagent.evaluation import evaluate_system
 
-    p, paths, tr, va = _setup(work, VARIANTS[name][0])
+    p, paths, tr, va = _setup(work, VARIANTS.get(name, ({},))[0])
     out = work / "sweep" / name
     seen = []
     original = reranking.consensus
@@ -108,7 +156,9 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
         return chosen
 
     reranking.consensus = recording  # serving.ready_to_serve looks it up when it builds the reranker
-    pe = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"candidates": n, "latency_samples": 0})})
+    # the draws of every variant are seeded alike (params' seed of the workdir), whatever seed it trained with
+    pe = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"candidates": n, "latency_samples": 0}),
+                              "seed": variant_params(work, {}).seed})
     start = time.perf_counter()
     ev, rows = evaluate_system("qlora", pe, va, tr, str(paths["base"]), str(paths["index"]), str(out / "adapter"))
     result = {k: ev[k] for k in KEYS} | {"n": ev["n"], "seconds": round(time.perf_counter() - start, 1)}
@@ -129,7 +179,7 @@ def collect(work: Path, name: str) -> dict | None:
     out = work / "sweep" / name
     if not (out / "training.json").exists():
         return None
-    return {"variant": name, "changes": VARIANTS[name][0], **json.loads((out / "training.json").read_text()),
+    return {"variant": name, "changes": VARIANTS.get(name, ({},))[0], **json.loads((out / "training.json").read_text()),
             "val": {f.stem.split("_")[1]: json.loads(f.read_text()) for f in sorted(out.glob("val_*.json"))}}
 
 
@@ -142,7 +192,7 @@ def retrieval_baseline(work: Path) -> dict:
     return {k: ev[k] for k in KEYS} | {"n": ev["n"]}
 
 
-def rescore(work: Path, counts=(0, 4, 8, 16, 32, 48)) -> dict:
+def rescore(work: Path, ms=(0, 4, 8, 16, 32, 48)) -> dict:
     """Every kept candidate set chosen from again with its first m sampled candidates (reranking.consensus, as
     served): validation ROUGE-L and semantic similarity per variant and m."""
     from supportagent import models
@@ -153,7 +203,7 @@ def rescore(work: Path, counts=(0, 4, 8, 16, 32, 48)) -> dict:
     for f in sorted((work / "sweep").glob("*/candidates_*.json")):
         kept, scores = json.loads(f.read_text()), {}
         references = [k["reference"] for k in kept]
-        for m in [c for c in counts if c < len(kept[0]["candidates"])]:
+        for m in [c for c in ms if c < len(kept[0]["candidates"])]:
             pools = [k["candidates"][: m + 1] for k in kept]
             chosen = consensus(pools, [k["references"] for k in kept], embedder) if m else [0] * len(kept)
             replies = [pool[i] for pool, i in zip(pools, chosen)]
@@ -171,16 +221,22 @@ def main() -> None:
     ap.add_argument("--workdir", required=True, help="a gpu_pipeline.py workdir of configs/full.yaml with its splits, "
                                                      "base and index")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *SOUPS],
+                    help="variants to train, and soups (whose variants must be listed too)")
+    ap.add_argument("--candidates", type=int, default=0, help="evaluate every variant with this many candidates "
+                                                                 "instead of its own counts")
     ap.add_argument("--deadline", type=float, default=0, help="seconds after which unfinished variants are stopped "
                                                                    "and recorded as far as they got (0 = none)")
     ap.add_argument("--rescore", action="store_true", help="score the kept candidates' subsets (no GPU needed)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--soup", help=argparse.SUPPRESS)
     ap.add_argument("--eval", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
     if args.one:
-        return train_variant(work, args.one)
+        return train_variant(work, args.one, args.candidates)
+    if args.soup:
+        return soup_variant(work, args.soup, args.candidates)
     if args.eval:
         return evaluate_variant(work, args.eval[0], int(args.eval[1]))
     out = Path(args.out)
@@ -188,6 +244,10 @@ def main() -> None:
         "what": __doc__.split("\n")[0], "command": "python benchmarks/full_sweep.py --workdir W --out OUT",
         "params": "params.yaml + configs/full.yaml, each variant's changes on top; QLoRA; validation split",
         "variants": {name: {"changes": c, "candidates": n} for name, (c, n) in VARIANTS.items()}, "runs": []}
+    record["soups"] = {name: {"of": of, "candidates": n} for name, (of, n) in SOUPS.items()}
+    missing = [m for name in args.variants if name in SOUPS for m in SOUPS[name][0] if m not in args.variants]
+    if missing:
+        sys.exit(f"a soup needs its variants trained in the same run: add {' '.join(missing)} to --variants")
     if args.rescore:
         if not record["runs"]:
             sys.exit(f"--rescore adds to the last run of {out}: run the sweep first (without --rescore)")
@@ -200,9 +260,10 @@ def main() -> None:
     except OSError:  # no git: the record's commit is filled in where it is committed
         commit = ""
     run = {"commit": commit or None, "date": time.strftime("%Y-%m-%d"), "machine": gpu_facts(), "versions": versions(),
-           "variants": args.variants, "results": []}
+           "variants": args.variants, "candidates": args.candidates or None, "results": []}
     start = time.perf_counter()
-    procs = {name: subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-", "--one", name],
+    procs = {name: subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-",
+                                     "--soup" if name in SOUPS else "--one", name, "--candidates", str(args.candidates)],
                                     stdout=open(work / f"sweep_{name}.log", "w"), stderr=subprocess.STDOUT,
                                     start_new_session=True)  # a group of its own: the deadline stops its evaluations too
              for name in args.variants}
@@ -219,7 +280,7 @@ def main() -> None:
         if proc.returncode:
             print(f"{name}: rc {proc.returncode}\n" + (work / f"sweep_{name}.log").read_text()[-2000:])
         if (found := collect(work, name)) is not None:
-            run["results"].append(found | {"complete": len(found["val"]) == len(VARIANTS[name][1])})
+            run["results"].append(found | {"complete": len(found["val"]) == len(counts(name, args.candidates))})
     run["seconds"] = round(time.perf_counter() - start, 1)
     record["runs"].append(run)
     out.write_text(json.dumps(record, indent=2) + "\n")
