@@ -194,23 +194,42 @@ def retrieval_baseline(work: Path) -> dict:
 
 def rescore(work: Path, ms=(0, 4, 8, 16, 32, 48)) -> dict:
     """Every kept candidate set chosen from again with its first m sampled candidates (reranking.consensus, as
-    served): validation ROUGE-L and semantic similarity per variant and m."""
+    served): validation ROUGE-L and semantic similarity per variant and m. For each soup whose variants kept
+    candidates, also their pooled candidates (`pooled/<soup>/<n>`: each variant's greedy reply and first n / their
+    number sampled, as many as one variant's n): an ensemble of the variants' replies instead of one of their
+    updates."""
     from supportagent import models
     from supportagent.metrics import cosine, rouge_l
     from supportagent.reranking import consensus
 
     embedder, out = models.load_embedder(), {}
+
+    def score(pools: list[list[str]], refs: list[list[str]], references: list[str], greedy: bool = False) -> dict:
+        chosen = [0] * len(pools) if greedy else consensus(pools, refs, embedder)
+        replies = [pool[i] for pool, i in zip(pools, chosen)]
+        return {"rouge_l": round(float(np.mean(rouge_l(replies, references))), 2),
+                "semantic_similarity": round(float(np.mean(cosine(embedder, replies, references))), 2)}
+
     for f in sorted((work / "sweep").glob("*/candidates_*.json")):
         kept, scores = json.loads(f.read_text()), {}
-        references = [k["reference"] for k in kept]
+        references, refs = [k["reference"] for k in kept], [k["references"] for k in kept]
         for m in [c for c in ms if c < len(kept[0]["candidates"])]:
-            pools = [k["candidates"][: m + 1] for k in kept]
-            chosen = consensus(pools, [k["references"] for k in kept], embedder) if m else [0] * len(kept)
-            replies = [pool[i] for pool, i in zip(pools, chosen)]
-            scores[str(m)] = {"rouge_l": round(float(np.mean(rouge_l(replies, references))), 2),
-                              "semantic_similarity": round(float(np.mean(cosine(embedder, replies, references))), 2)}
+            scores[str(m)] = score([k["candidates"][: m + 1] for k in kept], refs, references, greedy=not m)
             print(f.parent.name, f.stem, m, scores[str(m)], flush=True)
         out[f"{f.parent.name}/{f.stem}"] = scores
+    for soup, (members, _) in SOUPS.items():
+        for n in sorted({int(f.stem.split("_")[1]) for f in (work / "sweep" / members[0]).glob("candidates_*.json")}):
+            files = [work / "sweep" / m / f"candidates_{n}.json" for m in members]
+            if not all(f.exists() for f in files):
+                continue
+            kept = [json.loads(f.read_text()) for f in files]
+            if any([k["pair_id"] for k in other] != [k["pair_id"] for k in kept[0]] for other in kept):
+                sys.exit(f"{soup}: its variants' candidates are not of the same messages")
+            references, refs = [k["reference"] for k in kept[0]], [k["references"] for k in kept[0]]
+            m = n // len(members)
+            pools = [sum((k[i]["candidates"][: m + 1] for k in kept), []) for i in range(len(references))]
+            out[f"pooled/{soup}/{n}"] = score(pools, refs, references) | {"per_variant": m, "pool": len(pools[0])}
+            print("pooled", soup, n, out[f"pooled/{soup}/{n}"], flush=True)
     return out
 
 
@@ -243,7 +262,8 @@ def main() -> None:
     record = json.loads(out.read_text()) if out.exists() else {
         "what": __doc__.split("\n")[0], "command": "python benchmarks/full_sweep.py --workdir W --out OUT",
         "params": "params.yaml + configs/full.yaml, each variant's changes on top; QLoRA; validation split",
-        "variants": {name: {"changes": c, "candidates": n} for name, (c, n) in VARIANTS.items()}, "runs": []}
+        "runs": []}
+    record["variants"] = {name: {"changes": c, "candidates": n} for name, (c, n) in VARIANTS.items()}
     record["soups"] = {name: {"of": of, "candidates": n} for name, (of, n) in SOUPS.items()}
     missing = [m for name in args.variants if name in SOUPS for m in SOUPS[name][0] if m not in args.variants]
     if missing:
@@ -259,7 +279,9 @@ def main() -> None:
                                 text=True).stdout.strip()
     except OSError:  # no git: the record's commit is filled in where it is committed
         commit = ""
-    run = {"commit": commit or None, "date": time.strftime("%Y-%m-%d"), "machine": gpu_facts(), "versions": versions(),
+    run = {"commit": commit or None, "date": time.strftime("%Y-%m-%d"),
+           "command": " ".join(["python benchmarks/full_sweep.py", *sys.argv[1:]]).replace(str(work), "W"),
+           "machine": gpu_facts(), "versions": versions(),
            "variants": args.variants, "candidates": args.candidates or None, "results": []}
     start = time.perf_counter()
     procs = {name: subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-",

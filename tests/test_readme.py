@@ -99,10 +99,10 @@ def test_the_full_sweep_feeds_its_section():
             assert all(f"| {r['variant']} |" in text and f"| {v['rouge_l']:.2f} |" in text for v in r["val"].values())
     assert "2,000 ms, against 1,000 ms in the run with 16 candidates" in text
     changed = copy.deepcopy(record)
-    subsets = changed["runs"][-1]["candidate_subsets"]
-    for v in subsets.values():
-        if {"16", "32", "48"} <= set(v):
-            v["16"]["rouge_l"], v["32"]["rouge_l"], v["48"]["rouge_l"] = 20.0, 22.5, 22.0
+    for run in changed["runs"]:
+        for v in run.get("candidate_subsets", {}).values():
+            if {"16", "32", "48"} <= set(v):
+                v["16"]["rouge_l"], v["32"]["rouge_l"], v["48"]["rouge_l"] = 20.0, 22.5, 22.0
     text = "\n".join(full_sweep_tables(changed, full))
     assert "32 candidates beat 16 by +2.50 to +2.50 ROUGE-L and came within 0.50 of 48, so configs/full.yaml samples 32" in text
     for run in changed["runs"]:
@@ -110,3 +110,23 @@ def test_the_full_sweep_feeds_its_section():
             if r["variant"] == "as_is" and "16" in r["val"]:
                 r["val"]["16"]["rouge_l"] = 11.11
     assert "trained twice scored 11.11 and 11.11 ROUGE-L" in "\n".join(full_sweep_tables(changed, full))
+
+
+def test_the_seeds_paragraph_follows_the_soup_run():
+    """The seeds of the unchanged configuration, their soup and their pooled candidates: figures from the record, and
+    the verdict turns when the soup beats the best single seed."""
+    from supportagent.benchmark_tables import soup_lines
+
+    member = lambda name, seed, rouge: {"variant": name, "changes": {"seed": seed} if seed else {},
+                                        "val": {"32": {"rouge_l": rouge}}}
+    run = {"results": [member("as_is", None, 28.0), member("seed_43", 43, 27.5), member("seed_44", 44, 28.5),
+                       {"variant": "soup_3", "soup_of": ["as_is", "seed_43", "seed_44"], "changes": {},
+                        "val": {"32": {"rouge_l": 28.25}}}],
+           "candidate_subsets": {"pooled/soup_3/32": {"rouge_l": 27.9, "per_variant": 10, "pool": 33}}}
+    text = "\n".join(soup_lines({"runs": [{"results": []}, run]}))
+    assert "scored 28.00, 27.50, 28.50 ROUGE-L, a spread of 1.00" in text
+    assert "(`soup_3`, a model soup), scored 28.25; their candidates pooled (10 sampled" in text and "33 in all) 27.90" in text
+    assert "Neither beat the best single seed" in text
+    run["results"][-1]["val"]["32"]["rouge_l"] = 29.0
+    assert "worth its cost" in "\n".join(soup_lines({"runs": [run]}))
+    assert soup_lines({"runs": [{"results": [member("as_is", None, 28.0)]}]}) == []

@@ -103,29 +103,31 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
 
 def full_sweep_tables(s: dict, full: dict) -> list[str]:
     """README section from benchmarks/full_sweep.json: the full configuration's QLoRA settings on the validation
-    split, and the numbers of candidates compared on the same draws; `full`: the configuration's GPU pipeline run
-    (benchmarks/gpu_h100.json), whose latency is set beside its earlier runs'."""
+    split, the numbers of candidates compared on the same draws, and seeds and their soups; `full`: the
+    configuration's GPU pipeline run (benchmarks/gpu_h100.json), whose latency is set beside its earlier runs'."""
     keys = [("rouge_l", "ROUGE-L"), ("semantic_similarity", "semantic sim."), ("distinct_replies", "distinct %")]
-    rows, twice = [], []
+    rows, twice, subsets = [], [], {}
     for i, run in enumerate(s["runs"], 1):
         b = run["retrieval_val"]
         rows.append([i, "retrieval (baseline)", "–", "–", "–", *(b[k] for k, _ in keys)])
         for r in run["results"]:
-            changes = ", ".join(f"`{k}: {v}`" for k, v in r["changes"].items()) or "as configs/full.yaml"
-            rows += [[i, r["variant"], changes, r["val_loss"][-1][1], n, *(v[k] for k, _ in keys)]
-                     for n, v in r["val"].items()]
+            changes = (f"mean of the LoRA updates of {', '.join(r['soup_of'])}" if "soup_of" in r else
+                       ", ".join(f"`{k}: {v}`" for k, v in r["changes"].items()) or "as configs/full.yaml")
+            loss = r["val_loss"][-1][1] if r.get("val_loss") else "–"
+            rows += [[i, r["variant"], changes, loss, n, *(v[k] for k, _ in keys)] for n, v in r["val"].items()]
             twice += [v["rouge_l"] for n, v in r["val"].items() if r["variant"] == "as_is" and n == "16"]
-    run = s["runs"][-1]
-    m = run["machine"]
+        subsets |= {f"run {i}: {k}": v for k, v in run.get("candidate_subsets", {}).items()
+                    if not k.startswith("pooled/") and len(v) > 3}
+    runs = "; ".join(f"run {i}: {r['machine'].get('gpu')}, {r['date']}, commit {r['commit']}"
+                     for i, r in enumerate(s["runs"], 1))
     out = ["#### How the full configuration was chosen (`benchmarks/full_sweep.json`, validation split)", "",
-           f"`{s['command']}` on {m.get('gpu')} ({run['date']}, commit {run['commit']}): each variant trained anew and "
-           f"its served reply evaluated on the validation split (n={run['retrieval_val']['n']}) with the given number "
-           "of reranked candidates; the test split above is the pipeline run of the configuration chosen.", "",
+           f"`{s['command']}` ({runs}): each variant trained anew and its served reply evaluated on the validation "
+           f"split (n={s['runs'][-1]['retrieval_val']['n']}) with the given number of reranked candidates; the test "
+           "split above is the pipeline run of the configuration chosen.", "",
            table(["run", "variant", "changes", "last val loss", "candidates", *(name for _, name in keys)], rows)]
     if len(twice) > 1:
         out += ["", f"The unchanged configuration trained twice scored {' and '.join(f'{x:.2f}' for x in twice)} ROUGE-L with 16 "
                     "candidates: differences between variants smaller than that are noise of training and draws."]
-    subsets = {k: v for k, v in run.get("candidate_subsets", {}).items() if len(v) > 3}
     if subsets:
         counts = sorted({c for v in subsets.values() for c in v}, key=int)
         out += ["", "The same draws chosen from again with only their first m sampled candidates (m = 0: the greedy "
@@ -141,6 +143,7 @@ def full_sweep_tables(s: dict, full: dict) -> list[str]:
             to48 = [abs(v["48"]["rouge_l"] - v["32"]["rouge_l"]) for v in both]
             out += ["", f"On the same draws 32 candidates beat 16 by {min(gain):+.2f} to {max(gain):+.2f} ROUGE-L and came "
                         f"within {max(to48):.2f} of 48, so configs/full.yaml samples {full['evaluate_candidates']}."]
+    out += soup_lines(s)
     latency = [(r["evaluate_candidates"], r["latency_p50_ms"]["qlora"]) for r in full.get("earlier_runs", [])
                if "latency_p50_ms" in r]
     if latency:
@@ -149,6 +152,36 @@ def full_sweep_tables(s: dict, full: dict) -> list[str]:
                 + ", ".join(f"{ms:,.0f} ms in the run with {n} candidates" for n, ms in latency)
                 + " (other stages sharing the GPU in both)."]
     return out
+
+
+def soup_lines(s: dict) -> list[str]:
+    """The seeds paragraph of the full sweep's section: the configuration trained with several seeds, the mean of
+    their LoRA updates (a soup) and their candidates pooled, from the last run of benchmarks/full_sweep.json with
+    soups (none: no paragraph)."""
+    run = next((r for r in reversed(s["runs"]) if any("soup_of" in x for x in r["results"])), None)
+    if run is None:
+        return []
+    results = {r["variant"]: r for r in run["results"]}
+    soup = max((r for r in run["results"] if "soup_of" in r), key=lambda r: len(r["soup_of"]))
+    (n, val), = soup["val"].items()
+    members = [results[m] for m in soup["soup_of"]]
+    singles = [m["val"][n]["rouge_l"] for m in members]
+    seeds = ", ".join(f"`seed: {m['changes']['seed']}`" if "seed" in m["changes"] else "params' seed" for m in members)
+    pooled = run.get("candidate_subsets", {}).get(f"pooled/{soup['variant']}/{n}")
+    best = max(singles)
+    line = (f"Seeds ({seeds}; {n} candidates): the unchanged configuration scored "
+            f"{', '.join(f'{x:.2f}' for x in singles)} ROUGE-L, a spread of {best - min(singles):.2f} (their last val "
+            "losses are on different 128-pair samples, which the seed draws). The mean of their "
+            f"LoRA updates, one adapter of their summed rank (`{soup['variant']}`, a model soup), scored "
+            f"{val['rouge_l']:.2f}")
+    if pooled:
+        line += (f"; their candidates pooled ({pooled['per_variant']} sampled and the greedy reply of each, "
+                 f"{pooled['pool']} in all) {pooled['rouge_l']:.2f}")
+    verdict = max(val["rouge_l"], pooled["rouge_l"] if pooled else 0) > best
+    line += (". Averaging or pooling beat the best single seed, so it is worth its cost." if verdict else
+             ". Neither beat the best single seed, so configs/full.yaml serves one adapter: what separates the "
+             "seeds is the luck of one training run, not a setting.")
+    return ["", line]
 
 
 def ddp_tables(d: dict) -> list[str]:
