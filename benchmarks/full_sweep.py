@@ -96,6 +96,11 @@ def lora_soup(folders: list[Path], out: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     n, config = len(folders), json.loads((folders[0] / "adapter_config.json").read_text())
+    for f in folders[1:]:
+        other = json.loads((f / "adapter_config.json").read_text())
+        if sorted(other["target_modules"]) != sorted(config["target_modules"]) or any(
+                other[k] != config[k] for k in ("r", "lora_alpha", "use_rslora")):  # the modules: a set, any order
+            sys.exit(f"{f} and {folders[0]} differ in rank, alpha or modules: a soup needs the same LoRA settings")
     weights = [load_file(f / "adapter_model.safetensors") for f in folders]
     soup = {key: (torch.cat([w[key] / n for w in weights], 0) if ".lora_A." in key else
                   torch.cat([w[key] for w in weights], 1)) for key in weights[0]}
@@ -280,7 +285,8 @@ def main() -> None:
     except OSError:  # no git: the record's commit is filled in where it is committed
         commit = ""
     run = {"commit": commit or None, "date": time.strftime("%Y-%m-%d"),
-           "command": " ".join(["python benchmarks/full_sweep.py", *sys.argv[1:]]).replace(str(work), "W"),
+           "command": " ".join(["python benchmarks/full_sweep.py",
+                                *("W" if Path(a).resolve() == work else a for a in sys.argv[1:])]),
            "machine": gpu_facts(), "versions": versions(),
            "variants": args.variants, "candidates": args.candidates or None, "results": []}
     start = time.perf_counter()
@@ -291,6 +297,12 @@ def main() -> None:
              for name in args.variants}
     run["retrieval_val"] = retrieval_baseline(work)
     while any(proc.poll() is None for proc in procs.values()):
+        for name in [n for n in args.variants if n in SOUPS and procs[n].poll() is None]:
+            members = SOUPS[name][0]
+            if all(procs[m].poll() is not None for m in members) and not all(
+                    (work / "sweep" / m / "training.json").exists() for m in members):
+                os.killpg(procs[name].pid, signal.SIGKILL)  # a variant of it failed: the soup would wait forever
+                procs[name].wait()
         if args.deadline and time.perf_counter() - start > args.deadline:
             for proc in procs.values():
                 if proc.poll() is None:
