@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +81,11 @@ def _setup(work: Path, changes: dict):
     return variant_params(work, changes), paths, tr, va
 
 
+def changes(name: str) -> dict:
+    """The params keys variant `name` changes (a soup changes none: it averages variants)."""
+    return VARIANTS[name][0] if name in VARIANTS else {}
+
+
 def counts(name: str, override: int) -> list[int]:
     """The candidate counts variant or soup `name` is evaluated with (`--candidates` overrides them)."""
     return [override] if override else (SOUPS.get(name) or VARIANTS[name])[1]
@@ -93,6 +97,7 @@ def lora_soup(folders: list[Path], out: Path) -> None:
     summed rank and alpha (the same scaling), so that B'A' = mean(B_i A_i) exactly."""
     import shutil
 
+    import torch
     from safetensors.torch import load_file, save_file
 
     n, config = len(folders), json.loads((folders[0] / "adapter_config.json").read_text())
@@ -112,10 +117,8 @@ def lora_soup(folders: list[Path], out: Path) -> None:
 
 
 def soup_variant(work: Path, name: str, override: int) -> None:
-    """Wait for the soup's variants to finish training, average their updates, and evaluate the soup."""
+    """Average the updates of the soup's variants (trained already) into one adapter, and evaluate it."""
     members = [work / "sweep" / m for m in SOUPS[name][0]]
-    while not all((m / "training.json").exists() for m in members):
-        time.sleep(5)
     out = work / "sweep" / name
     lora_soup([m / "adapter" for m in members], out / "adapter")
     (out / "training.json").write_text(json.dumps({"soup_of": SOUPS[name][0]}))
@@ -129,7 +132,7 @@ def train_variant(work: Path, name: str, override: int) -> None:
     once, one process each (`val_<n>.json`)."""
     from supportagent.training import train
 
-    p, paths, tr, va = _setup(work, VARIANTS[name][0])
+    p, paths, tr, va = _setup(work, changes(name))
     out = work / "sweep" / name
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -150,7 +153,7 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
     from supportagent import reranking
     from supportagent.evaluation import evaluate_system
 
-    p, paths, tr, va = _setup(work, VARIANTS.get(name, ({},))[0])
+    p, paths, tr, va = _setup(work, changes(name))
     out = work / "sweep" / name
     seen = []
     original = reranking.consensus
@@ -184,7 +187,7 @@ def collect(work: Path, name: str) -> dict | None:
     out = work / "sweep" / name
     if not (out / "training.json").exists():
         return None
-    return {"variant": name, "changes": VARIANTS.get(name, ({},))[0], **json.loads((out / "training.json").read_text()),
+    return {"variant": name, "changes": changes(name), **json.loads((out / "training.json").read_text()),
             "val": {f.stem.split("_")[1]: json.loads(f.read_text()) for f in sorted(out.glob("val_*.json"))}}
 
 
@@ -290,19 +293,25 @@ def main() -> None:
            "machine": gpu_facts(), "versions": versions(),
            "variants": args.variants, "candidates": args.candidates or None, "results": []}
     start = time.perf_counter()
-    procs = {name: subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-",
-                                     "--soup" if name in SOUPS else "--one", name, "--candidates", str(args.candidates)],
-                                    stdout=open(work / f"sweep_{name}.log", "w"), stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # a group of its own: the deadline stops its evaluations too
-             for name in args.variants}
+    def launch(name: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-",
+                                 "--soup" if name in SOUPS else "--one", name, "--candidates", str(args.candidates)],
+                                stdout=open(work / f"sweep_{name}.log", "w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)  # a group of its own: the deadline stops its evaluations too
+
+    procs = {name: launch(name) for name in args.variants if name not in SOUPS}
+    soups = [name for name in args.variants if name in SOUPS]  # each starts once its variants have trained
     run["retrieval_val"] = retrieval_baseline(work)
-    while any(proc.poll() is None for proc in procs.values()):
-        for name in [n for n in args.variants if n in SOUPS and procs[n].poll() is None]:
-            members = SOUPS[name][0]
-            if all(procs[m].poll() is not None for m in members) and not all(
-                    (work / "sweep" / m / "training.json").exists() for m in members):
-                os.killpg(procs[name].pid, signal.SIGKILL)  # a variant of it failed: the soup would wait forever
-                procs[name].wait()
+    while soups or any(proc.poll() is None for proc in procs.values()):
+        for name in list(soups):
+            trained = [(work / "sweep" / m / "training.json").exists() for m in SOUPS[name][0]]
+            if all(trained):
+                procs[name] = launch(name)
+            elif not any(procs[m].poll() is None for m, t in zip(SOUPS[name][0], trained) if not t):
+                print(f"{name}: not made, a variant of it did not finish training")
+            else:
+                continue
+            soups.remove(name)
         if args.deadline and time.perf_counter() - start > args.deadline:
             for proc in procs.values():
                 if proc.poll() is None:
