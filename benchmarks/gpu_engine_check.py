@@ -2,8 +2,10 @@
 transformers' generate() (the eager engine), on 32 prompts of 5-150 random tokens, 12 new tokens, in fp32 (in
 bf16 the kernels' rounding differs between the two paths, and random weights give near-tied scores), with a
 repetition penalty of 1.3 on the base and with a 4-vector soft prompt, at batch sizes 1, 5 (padded to 8, the
-last batch of 2) and 32. Model: a tiny Mistral stand-in (`make-standin --tiny`: Mistral's tokenizer, 2 narrow
-layers, random weights).
+last batch of 2) and 32. And the same sampled candidates (4 a prompt, the greedy reply first, temperature 1.0,
+top-p 0.95) from the eager engine's sampling loop and the compiled one's on the same seed, at batch sizes 1 and
+5 (while no candidate ends early, both draw alike: tests/test_reranking.py). Model: a tiny Mistral stand-in
+(`make-standin --tiny`: Mistral's tokenizer, 2 narrow layers, random weights).
 
     python -m supportagent make-standin --out build/tiny --tiny
     python benchmarks/gpu_engine_check.py --standin build/tiny --out benchmarks/gpu_engine_check.json
@@ -43,7 +45,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(1000, 32000, (int(n),), generator=g).tolist()
                for n in torch.randint(5, 150, (32,), generator=g)]
-    out = {}
+    out, candidates = {}, {}
     for system in ("base", "soft_prompt"):
         model = models.load_base(base_dir)
         if system == "soft_prompt":
@@ -58,9 +60,17 @@ def main() -> None:
                 got, _ = comp.generate_all(prompts, bs, progress=False)
                 res[f"batch {bs}"] = sum(a.token_ids == b for a, b in zip(got, ref))
             out[f"{system} penalty {penalty}"] = res
-            print(system, penalty, res, flush=True)
+            same = {}
+            for bs in (1, 5):  # 4 candidates a prompt, the greedy one first, each batch on the same seed
+                pools = lambda gen: [c.token_ids for lo in range(0, len(prompts), bs) for pool in gen.sample(
+                    prompts[lo: lo + bs], 4, 1.0, 0.95, torch.Generator(comp.device).manual_seed(lo), greedy_first=True)
+                    for c in pool]
+                a, b = pools(eager), pools(comp)
+                same[f"batch {bs}"] = sum(a[i: i + 4] == b[i: i + 4] for i in range(0, len(a), 4))
+            candidates[f"{system} penalty {penalty}"] = same
+            print(system, penalty, res, same, flush=True)
     record = {"what": __doc__.split("\n\n")[0].replace("\n", " "), "prompts": len(prompts), "new_tokens": 12,
-              "same_replies_of_32": out, "machine": gpu_facts(), "versions": versions(),
+              "same_replies_of_32": out, "same_candidates_of_32": candidates, "machine": gpu_facts(), "versions": versions(),
               "date": time.strftime("%Y-%m-%d"),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                        cwd=ROOT).stdout.strip() or None}

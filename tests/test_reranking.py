@@ -33,17 +33,19 @@ def _model(params, tiny_base, system):
     return model
 
 
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
-def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system):
-    """Prompts of different lengths in one left-padded batch, each read once and its cache copied 3 times; replies
-    that end leave the batch while the others go on. At a temperature near 0 every copy must decode the greedy
-    reply token for token: a wrong position, mask or cache row would change them."""
+def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system, engine):
+    """Prompts of different lengths in one left-padded batch (eager: each read once and its cache shared by its 3
+    candidates, replies that end leaving the batch; compiled: every candidate a row of the static cache, padded to
+    a width bucket and a power of two). At a temperature near 0 every copy must decode the greedy reply token for
+    token: a wrong position, mask or cache row would change them."""
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
     first = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=1.0).generate(prompts)
     # the end token becomes a token some greedy replies write midway, so that those replies stop early
     eos = next(t for r in first for t in r.token_ids[2:6] if sum(t in x.token_ids for x in first) < len(first))
-    gen = Generator(model, EndsAt(tokenizer, eos), max_new_tokens=12, repetition_penalty=1.0)
+    gen = Generator(model, EndsAt(tokenizer, eos), max_new_tokens=12, repetition_penalty=1.0, engine=engine)
     greedy = gen.generate(prompts)
     lengths = {len(r.token_ids) for r in greedy}
     assert min(lengths) < 12 and max(lengths) == 12  # some replies ended early, some ran to the limit
@@ -54,28 +56,46 @@ def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_
         assert all(c.token_ids == g.token_ids and c.truncated == g.truncated for c in copies)
 
 
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
-def test_the_greedy_reply_decoded_among_the_samples_is_the_greedy_reply(params, tiny_base, tokenizer, system, penalty):
+def test_the_greedy_reply_decoded_among_the_samples_is_the_greedy_reply(params, tiny_base, tokenizer, system, penalty,
+                                                                        engine):
     """With candidates the greedy reply is decoded in the sampling batch: at a high temperature its row must still
     take the likeliest token after the repetition penalty, as generate() does, while the other rows sample."""
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
-    gen = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=penalty)
+    gen = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=penalty, engine=engine)
     pools = gen.sample(prompts, 4, temperature=2.0, top_p=1.0, generator=torch.Generator().manual_seed(0),
                        greedy_first=True)
     assert [p[0].token_ids for p in pools] == [g.token_ids for g in gen.generate(prompts)]
     assert any(c.token_ids != p[0].token_ids for p in pools for c in p[1:])
 
 
-def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params, tiny_base, tokenizer):
-    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=10)
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
+def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params, tiny_base, tokenizer, engine):
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=10, engine=engine)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
     draw = lambda seed: [[c.token_ids for c in s] for s in
                          gen.sample(prompts, 4, 1.0, 0.95, torch.Generator().manual_seed(seed))]
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
     assert len({tuple(c) for s in draw(1) for c in s}) > 4  # the draws differ within a prompt too
+
+
+@pytest.mark.parametrize("system", ["base", "soft_prompt"])
+def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_base, tokenizer, system):
+    """The compiled engine's rows (static cache, width bucket, power-of-two batch) see the logits the eager loop's
+    shared prompt cache gives and draw from them the same way: while no candidate ends (a random model almost
+    never writes the end token) the same seed gives the same tokens, greedy reply first."""
+    model = _model(params, tiny_base, system)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
+    draw = lambda engine: [[c.token_ids for c in s] for s in Generator(
+        model, tokenizer, max_new_tokens=10, repetition_penalty=1.3, engine=engine).sample(
+        prompts, 4, 1.0, 0.95, torch.Generator().manual_seed(0), greedy_first=True)]
+    eager = draw("eager")
+    assert all(len(c) == 10 for s in eager for c in s)
+    assert draw("compiled") == eager
 
 
 def test_a_reply_with_candidates_is_the_one_chosen_among_greedy_and_samples(params, tiny_base, tokenizer):

@@ -79,7 +79,8 @@ class Generator:
     first such call pays it: `warm_up`); on a CPU nothing is compiled.
 
     `rerank` (evaluate.candidates > 0): each reply is chosen among the greedy reply and sampled candidates, all
-    decoded by `sample` (not by the engine), with the model or its copy in `sample_dtype`."""
+    decoded by `sample`, with the model or its copy in `sample_dtype`: the eager engine's loop shares each prompt's
+    KV cache among its candidates, the compiled engine's copies it into every candidate's row of the static cache."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
                  engine: str = "eager", rerank: Rerank | None = None, sample_dtype: torch.dtype | None = None):
@@ -134,7 +135,9 @@ class Generator:
         ids, mask, embeds = self._inputs(prompts, width)
         max_new_tokens = max_new_tokens or self.max_new_tokens
         if self.engine == "compiled":
-            new = self._static_decode(ids, embeds, mask, max_new_tokens, min_new_tokens or 0)
+            min_new = min_new_tokens or 0
+            new = self._static_decode(ids, embeds, mask, max_new_tokens, n, min_new,
+                                      lambda logits, seen, t: self._pick(logits, seen, hold_eos=t < min_new))
         else:
             kwargs = dict(attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                           repetition_penalty=self.repetition_penalty, eos_token_id=self.tokenizer.eos_token_id,
@@ -176,18 +179,22 @@ class Generator:
         tokens), for reranking (reranking.py); with `greedy_first` the first of each prompt's n is its greedy reply
         (the repetition penalty applied as `generate` applies it), decoded in the same batch.
 
-        Each prompt is read once, and its KV cache is held once for its n candidates (prefix_sharing.py: each
-        decoding step reads it once per prompt, not once per candidate), so n replies cost n times the decoding of
-        a reply's own tokens but one prompt. Finished replies leave the batch at once (their rows are dropped), so
-        the batch shrinks to the replies still being written. Both engines sample with this loop (uncompiled); the
-        repetition penalty applies to greedy replies only. `generator` seeds the draws: the same prompts, batch
-        and seed give the same candidates. They are decoded by `self.sampler` (the model, or its copy in the
-        Generator's `sample_dtype`)."""
+        Eager engine: each prompt is read once, and its KV cache is held once for its n candidates
+        (prefix_sharing.py: each decoding step reads it once per prompt, not once per candidate), so n replies cost
+        n times the decoding of a reply's own tokens but one prompt. Finished replies leave the batch at once (their
+        rows are dropped), so the batch shrinks to the replies still being written. Compiled engine: every
+        candidate is a row of the static-cache loop (`_static_sample`), on a GPU replayed as CUDA graphs; it
+        decodes with the model itself, so a sampler in another dtype (`sample_dtype`, a CPU's bf16 copy) samples
+        with the eager loop. The repetition penalty applies to greedy replies only. `generator` seeds the draws: the
+        same prompts, batch, engine and seed give the same candidates. They are decoded by `self.sampler` (the
+        model, or its copy in the Generator's `sample_dtype`)."""
         if not prompts or any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         from transformers import DynamicCache
 
         max_new_tokens = max_new_tokens or self.max_new_tokens
+        if self.engine == "compiled" and self.sampler is self.model:
+            return self._static_sample(prompts, n, temperature, top_p, generator, max_new_tokens, greedy_first)
         eos = self.tokenizer.eos_token_id
         model = self.sampler
         ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
@@ -210,11 +217,7 @@ class Generator:
             seen = seen.repeat_interleave(n, 0)
         with shared_prompt_attention(model.config):
             for t in range(max_new_tokens):
-                # the SAMPLE_TOP_K likeliest tokens, of which the smallest set whose probability reaches top_p
-                top, order = (logits / temperature).topk(min(SAMPLE_TOP_K, logits.shape[-1]), dim=-1)
-                probs = torch.softmax(top, -1)
-                probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
-                token = order.gather(1, torch.multinomial(probs, 1, generator=generator))[:, 0]
+                token = _draw(logits, temperature, top_p, generator)
                 if greedy_first and bool((first := rows % n == 0).any()):
                     token[first] = self._pick(logits[first], None if seen is None else seen[first], hold_eos=False)
                 if seen is not None:
@@ -239,12 +242,42 @@ class Generator:
             out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not bool(ended[i]), row))
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _static_decode(self, ids, embeds, mask, max_new_tokens: int, min_new_tokens: int) -> torch.Tensor:
-        """The compiled engine's greedy loop (after gpt-fast): the prompt, then one token per step, through a static
-        KV cache on fixed shapes, with nothing copied back to the host until the end (finished replies are looked
-        for every EOS_CHECK steps). On a GPU both the prompt's forward and the decoding step are compiled and
-        replayed as CUDA graphs; on a CPU they run uncompiled. It decodes what transformers' generate() decodes:
-        the same position ids (left padding), repetition penalty (over the prompt ids, pads included, as
+    def _static_sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
+                       generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[list[Reply]]:
+        """`sample` on the compiled engine: each prompt's n candidates are n rows of `_static_decode` (prompts
+        padded to a power of two with copies of the first, whose rows decode greedily and are dropped; widths in
+        buckets), each row reading its own copy of the prompt's cache. No row leaves the batch: every step
+        decodes the same shape, so a GPU replays one CUDA graph per batch and cache length, and the loop ends
+        once every real row has ended (looked for every EOS_CHECK steps). Rows j % n == 0 decode the greedy reply
+        with `greedy_first`; the others draw as the eager loop does (`_draw`)."""
+        real = len(prompts)
+        rows = [p for p in prompts + [prompts[0]] * (_pow2(real) - real) for _ in range(n)]
+        ids, mask, embeds = self._inputs(rows, _bucket(max(len(p) for p in prompts)))
+        # every real row draws (as in the eager loop, so one seed gives both engines' rows the same draws); the
+        # greedy rows (greedy_first) and the padding then take the greedy token
+        greedy = torch.ones(len(rows), dtype=torch.bool, device=self.device)
+        greedy[: real * n] = (torch.arange(real * n, device=self.device) % n == 0) & greedy_first
+
+        def pick(logits, seen, t):
+            token = self._pick(logits, seen, hold_eos=False)
+            drawn = _draw(logits[: real * n], temperature, top_p, generator)
+            return torch.where(greedy, token, torch.cat([drawn, token[real * n:]]))
+        new = self._static_decode(ids, embeds, mask, max_new_tokens, real * n, 0, pick).tolist()
+        eos, out = self.tokenizer.eos_token_id, []
+        for row in new[: real * n]:
+            ended = eos in row
+            row = row[: row.index(eos)] if ended else row
+            out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
+        return [out[i * n:(i + 1) * n] for i in range(real)]
+
+    def _static_decode(self, ids, embeds, mask, max_new_tokens: int, real: int, min_new_tokens: int,
+                       pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+        """The compiled engine's loop (after gpt-fast): the prompt, then one token per step, through a static KV
+        cache on fixed shapes, with nothing copied back to the host until the end (the first `real` rows' ends
+        are looked for every EOS_CHECK steps; the others are padding). On a GPU both the prompt's forward and the
+        decoding step are compiled and replayed as CUDA graphs; on a CPU they run uncompiled. `pick(logits, seen,
+        t)` chooses step t's tokens: greedily (`generate`), it decodes what transformers' generate() decodes: the
+        same position ids (left padding), repetition penalty (`seen`: over the prompt ids, pads included, as
         transformers does; over the generated ids only behind a soft prompt, whose prompt is embeddings) and
         end-token hold-back. Returns the new token ids (batch, <= max_new_tokens)."""
         b = mask.shape[0]
@@ -260,10 +293,10 @@ class Generator:
         out = torch.full((b, max_new_tokens), eos, dtype=torch.long, device=self.device)
         last = positions[:, -1:]
         for t in range(max_new_tokens):
-            token = self._pick(logits, seen, hold_eos=t < min_new_tokens)
+            token = pick(logits, seen, t)
             out[:, t] = token
             if t + 1 == max_new_tokens or (t + 1 >= min_new_tokens and (t + 1) % EOS_CHECK == 0
-                                           and bool((out[:, :t + 1] == eos).any(1).all())):
+                                           and bool((out[:real, :t + 1] == eos).any(1).all())):
                 return out[:, :t + 1]
             seen.scatter_(1, token[:, None], True)
             logits = step(token[:, None], None, last + 1 + t, full_mask, cache)
@@ -330,16 +363,17 @@ class Generator:
         return replies, len(prompts) / seconds if seconds else 0.0
 
     def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
-        """Untimed generations that pay the one-off costs before timing; returns their seconds. With `rerank`:
-        a few tokens of each prompt's candidates (on draws of their own: the seeded ones stay untouched); replies
-        are then never decoded by the engine. Eager: a few tokens for each prompt given. Compiled: a full-length
-        batch of `batch_size` per prompt-width bucket, the shapes the compiled graphs are made for."""
+        """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
+        tokens for each prompt given. Compiled: a full-length batch of `batch_size` per prompt-width bucket, the
+        shapes the compiled graphs are made for. With `rerank` the same, each prompt's candidates sampled (on draws
+        of their own: the seeded ones stay untouched)."""
         start = time.perf_counter()
         if self.rerank is not None and self.rerank.candidates:
-            r = self.rerank
-            for p in prompts:
-                self.sample([p], r.candidates + 1, r.temperature, r.top_p, torch.Generator(device=self.device),
-                            max_new_tokens=min(4, self.max_new_tokens), greedy_first=True)
+            r, eager = self.rerank, self.engine == "eager"
+            for p in prompts if eager else {_bucket(len(p)): p for p in prompts}.values():
+                self.sample([p] * batch_size, r.candidates + 1, r.temperature, r.top_p,
+                            torch.Generator(device=self.device),
+                            max_new_tokens=min(4, self.max_new_tokens) if eager else None, greedy_first=True)
         elif self.engine == "eager":
             for p in prompts:
                 self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
@@ -354,11 +388,10 @@ class Generator:
     def timed(self, prompts: list[list[int]], warmup: int = 1,
               references: list[list[str]] | None = None) -> tuple[list[Reply], dict]:
         """Replies (`reply`) one prompt at a time (batch size 1), each timed, candidates and their reranking
-        included, after `warmup` short untimed generations (compiled engine without candidates: one full-length
-        generation per prompt-width bucket, which compiles it). The replies are real predictions, so measuring
-        latency costs no extra decoding."""
-        compiles = self.engine == "compiled" and not (self.rerank and self.rerank.candidates)
-        self.warm_up(prompts if compiles else prompts[:warmup], batch_size=1)
+        included, after `warmup` short untimed generations (compiled engine: one full-length generation per
+        prompt-width bucket, which compiles it). The replies are real predictions, so measuring latency costs no
+        extra decoding."""
+        self.warm_up(prompts if self.engine == "compiled" else prompts[:warmup], batch_size=1)
         replies, times = [], []
         for i, p in enumerate(prompts):
             t = time.perf_counter()
@@ -370,6 +403,15 @@ class Generator:
             return replies, {"latency_p50_ms": None, "latency_p95_ms": None}
         return replies, {"latency_p50_ms": round(float(np.percentile(times, 50)), 1),
                          "latency_p95_ms": round(float(np.percentile(times, 95)), 1)}
+
+
+def _draw(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """One sampled token per row: at `temperature`, among the SAMPLE_TOP_K likeliest tokens the smallest set whose
+    probability reaches `top_p`."""
+    top, order = (logits / temperature).topk(min(SAMPLE_TOP_K, logits.shape[-1]), dim=-1)
+    probs = torch.softmax(top, -1)
+    probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    return order.gather(1, torch.multinomial(probs, 1, generator=generator))[:, 0]
 
 
 def _copy_in(model, dtype: torch.dtype):
