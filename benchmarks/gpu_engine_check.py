@@ -3,8 +3,9 @@ transformers' generate() (the eager engine), on 32 prompts of 5-150 random token
 bf16 the kernels' rounding differs between the two paths, and random weights give near-tied scores), with a
 repetition penalty of 1.3 on the base and with a 4-vector soft prompt, at batch sizes 1, 5 (padded to 8, the
 last batch of 2) and 32. And the same sampled candidates (4 a prompt, the greedy reply first, temperature 1.0,
-top-p 0.95) from the eager engine's sampling loop and the compiled one's on the same seed, at batch sizes 1 and
-5 (while no candidate ends early, both draw alike: tests/test_reranking.py). Model: a tiny Mistral stand-in
+top-p 0.95) from the eager engine's sampling loop and the compiled one's on the same seed, one prompt at a time
+(the compiled engine's own loop samples single prompts; while no candidate ends early, both draw alike:
+tests/test_reranking.py). Model: a tiny Mistral stand-in
 (`make-standin --tiny`: Mistral's tokenizer, 2 narrow layers, random weights).
 
     python -m supportagent make-standin --out build/tiny --tiny
@@ -61,7 +62,7 @@ def main() -> None:
                 res[f"batch {bs}"] = sum(a.token_ids == b for a, b in zip(got, ref))
             out[f"{system} penalty {penalty}"] = res
             same = {}
-            for bs in (1, 5):  # 4 candidates a prompt, the greedy one first, each batch on the same seed
+            for bs in (1,):  # 4 candidates a prompt, the greedy one first, each prompt on the same seed
                 pools = lambda gen: [c.token_ids for lo in range(0, len(prompts), bs) for pool in gen.sample(
                     prompts[lo: lo + bs], 4, 1.0, 0.95, torch.Generator(comp.device).manual_seed(lo), greedy_first=True)
                     for c in pool]

@@ -1,14 +1,12 @@
 """Reranked candidates on a GPU: the eager engine's sampling loop against the compiled engine's, same adapter.
 
 For a workdir whose pipeline ran on this GPU (`gpu_pipeline.py`), the served method's adapter answers the
-validation split's messages, prompts and references as the evaluate stage builds them, with each engine
-(`evaluate.engine`) and the workdir's `evaluate.candidates`:
-    batch 1      `--n` messages one at a time (what one request to `serve` waits), p50 / p95 ms, after the
-                 engine's warm-up (compiled: one full-length reply per prompt-width bucket, which compiles it)
-    batched      `--batch` messages in evaluate.cuda_batch_size batches (what the evaluate stage does):
-                 replies/s (compiled: a first pass compiles the batch shapes, and is recorded apart), and
-                 ROUGE-L / semantic similarity of the replies against the references (the two engines draw
-                 different candidates from the same distribution, so these differ by draws only)
+validation split's first `--n` messages one at a time (what one request to `serve` waits), prompts and references
+as the evaluate stage builds them, with each engine (`evaluate.engine`) and the workdir's `evaluate.candidates`:
+p50 / p95 ms after the engine's warm-up (compiled: one full-length reply per prompt-width bucket, which compiles
+it, timed apart), and ROUGE-L / semantic similarity of those replies against the references (the two loops draw
+different candidates from the same distribution, so these differ by draws only). Batches of several messages
+sample with the eager loop on both engines (generation.STATIC_SAMPLE_PROMPTS).
 
     python benchmarks/gpu_pipeline.py --out prep.json --overrides configs/full.yaml --workdir W --stages all
     python benchmarks/gpu_sampling.py --workdir W --out benchmarks/gpu_sampling.json
@@ -33,8 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=str(ROOT))
     ap.add_argument("--out", required=True)
-    ap.add_argument("--n", type=int, default=32, help="messages answered one at a time")
-    ap.add_argument("--batch", type=int, default=128, help="messages answered in batches")
+    ap.add_argument("--n", type=int, default=64, help="messages answered one at a time")
     args = ap.parse_args()
     import pandas as pd
     import torch
@@ -54,7 +51,7 @@ def main() -> None:
     work = Path(args.workdir)
     p = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
     params = load_params(work / "params.yaml")
-    val = pd.read_parquet(p["splits"] / "val.parquet").head(max(args.n, args.batch))
+    val = pd.read_parquet(p["splits"] / "val.parquet").head(args.n)
     index = ExampleIndex(p["index"], pd.read_parquet(p["splits"] / "train.parquet"), models.embedder_id())
     embedder = models.load_embedder()
     examples = index.examples(embedder, val["customer"].tolist(), val["brand"].tolist(), params.retrieval)
@@ -66,31 +63,23 @@ def main() -> None:
     for engine in ("eager", "compiled"):
         ev = params.evaluate.model_copy(update={"engine": engine})
         gen = ready_to_serve(model, tok, ev, embedder, params.seed)  # folds QLoRA once; a second fold finds none
-        warm = gen.warm_up(prompts[: args.n] if engine == "compiled" else prompts[:1])
-        times = []
-        for prompt, refs in zip(prompts[: args.n], references):
+        warm = gen.warm_up(prompts if engine == "compiled" else prompts[:1])
+        times, replies = [], []
+        for prompt, refs in zip(prompts, references):
             start = time.perf_counter()
-            gen.reply([prompt], [refs])
+            replies.append(gen.reply([prompt], [refs])[0].text)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             times.append((time.perf_counter() - start) * 1000)
-        batched = lambda: gen.generate_all(prompts[: args.batch], ev.cuda_batch_size, progress=False,
-                                           references=references[: args.batch])
-        first = batched()[1] if engine == "compiled" else None
-        replies, per_s = batched()
-        quality, _ = score([r.text for r in replies], val["reply"].head(args.batch).tolist(),
-                           val["customer"].head(args.batch).tolist(), embedder)
+        quality, _ = score(replies, val["reply"].tolist(), val["customer"].tolist(), embedder)
         results[engine] = {"warm_up_seconds": round(warm, 1), "p50_ms": round(float(np.percentile(times, 50)), 1),
-                           "p95_ms": round(float(np.percentile(times, 95)), 1), "batched_replies_per_s": round(per_s, 2),
-                           "first_batched_pass_replies_per_s": first and round(first, 2),
-                           "rouge_l": quality["rouge_l"], "semantic_similarity": quality["semantic_similarity"],
-                           "avg_words": quality["avg_words"]}
+                           "p95_ms": round(float(np.percentile(times, 95)), 1), "rouge_l": quality["rouge_l"],
+                           "semantic_similarity": quality["semantic_similarity"], "avg_words": quality["avg_words"]}
         print(engine, results[engine], flush=True)
     record = {
         "what": __doc__.split("\n\n")[0].replace("\n", " "),
-        "command": f"python benchmarks/gpu_sampling.py --workdir W --n {args.n} --batch {args.batch}",
-        "method": params.method, "candidates": params.evaluate.candidates, "n_batch_1": min(args.n, len(prompts)),
-        "n_batched": min(args.batch, len(prompts)), "results": results,
+        "command": f"python benchmarks/gpu_sampling.py --workdir W --n {args.n}",
+        "method": params.method, "candidates": params.evaluate.candidates, "n": len(prompts), "results": results,
         "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=ROOT).stdout.strip() or None,
