@@ -5,8 +5,7 @@ validation split's first `--n` messages one at a time (what one request to `serv
 as the evaluate stage builds them, with each engine (`evaluate.engine`) and the workdir's `evaluate.candidates`:
 p50 / p95 ms after the engine's warm-up (compiled: one full-length reply per prompt-width bucket, which compiles
 it, timed apart), and ROUGE-L / semantic similarity of those replies against the references (the two loops draw
-different candidates from the same distribution, so these differ by draws only). Batches of several messages
-sample with the eager loop on both engines (generation.STATIC_SAMPLE_PROMPTS).
+different candidates from the same distribution, so these differ by draws only).
 
     python benchmarks/gpu_pipeline.py --out prep.json --overrides configs/full.yaml --workdir W --stages all
     python benchmarks/gpu_sampling.py --workdir W --out benchmarks/gpu_sampling.json

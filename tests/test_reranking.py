@@ -3,7 +3,7 @@ what the model would, and the consensus picks the reply its peers and the retrie
 import pytest
 import torch
 
-from supportagent import generation, models
+from supportagent import models
 from supportagent.generation import Generator, Rerank
 from supportagent.reranking import consensus, lcs_f1
 
@@ -35,13 +35,11 @@ def _model(params, tiny_base, system):
 
 @pytest.mark.parametrize("engine", ["eager", "compiled"])
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
-def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system, engine,
-                                                                   monkeypatch):
+def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system, engine):
     """Prompts of different lengths in one left-padded batch (eager: each read once and its cache shared by its 3
-    candidates, replies that end leaving the batch; compiled: every candidate a row of the static cache, padded to
-    a width bucket and a power of two). At a temperature near 0 every copy must decode the greedy reply token for
+    candidates, replies that end leaving the batch; compiled: one prompt after another, every candidate a row of
+    the static cache, padded to a width bucket). At a temperature near 0 every copy must decode the greedy reply token for
     token: a wrong position, mask or cache row would change them."""
-    monkeypatch.setattr(generation, "STATIC_SAMPLE_PROMPTS", len(MESSAGES))  # the compiled loop, for all at once
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
     first = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=1.0).generate(prompts)
@@ -62,10 +60,9 @@ def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
 def test_the_greedy_reply_decoded_among_the_samples_is_the_greedy_reply(params, tiny_base, tokenizer, system, penalty,
-                                                                        engine, monkeypatch):
+                                                                        engine):
     """With candidates the greedy reply is decoded in the sampling batch: at a high temperature its row must still
     take the likeliest token after the repetition penalty, as generate() does, while the other rows sample."""
-    monkeypatch.setattr(generation, "STATIC_SAMPLE_PROMPTS", len(MESSAGES))
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
     gen = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=penalty, engine=engine)
@@ -76,9 +73,7 @@ def test_the_greedy_reply_decoded_among_the_samples_is_the_greedy_reply(params, 
 
 
 @pytest.mark.parametrize("engine", ["eager", "compiled"])
-def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params, tiny_base, tokenizer, engine,
-                                                                         monkeypatch):
-    monkeypatch.setattr(generation, "STATIC_SAMPLE_PROMPTS", 3)
+def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params, tiny_base, tokenizer, engine):
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=10, engine=engine)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
     draw = lambda seed: [[c.token_ids for c in s] for s in
@@ -95,24 +90,21 @@ def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_b
     never writes the end token) the same seed gives the same tokens, greedy reply first."""
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
-    draw = lambda engine, batch: [[c.token_ids for c in s] for lo in range(0, len(prompts), batch) for s in Generator(
+    draw = lambda engine: [[c.token_ids for c in s] for i, p in enumerate(prompts) for s in Generator(
         model, tokenizer, max_new_tokens=10, repetition_penalty=1.3, engine=engine).sample(
-        prompts[lo: lo + batch], 4, 1.0, 0.95, torch.Generator().manual_seed(lo), greedy_first=True)]
-    for batch in (1, 3):  # one prompt (a request: the compiled loop), and three (the eager loop on either engine)
-        eager = draw("eager", batch)
-        assert all(len(c) == 10 for s in eager for c in s)
-        assert draw("compiled", batch) == eager
+        [p], 4, 1.0, 0.95, torch.Generator().manual_seed(i), greedy_first=True)]
+    eager = draw("eager")
+    assert all(len(c) == 10 for s in eager for c in s)
+    assert draw("compiled") == eager
 
 
-def test_the_compiled_engine_samples_one_prompt_with_its_own_loop_and_batches_with_the_shared_cache(
-        params, tiny_base, tokenizer, monkeypatch):
+def test_the_compiled_engine_samples_a_batch_one_prompt_after_another(params, tiny_base, tokenizer, monkeypatch):
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=4, engine="compiled")
     calls = []
-    monkeypatch.setattr(gen, "_static_sample", lambda *a: calls.append(len(a[0])) or [[]] * len(a[0]))
+    monkeypatch.setattr(gen, "_static_sample", lambda prompts, n, *a: calls.append(prompts) or [[str(prompts)] * n])
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
-    gen.sample(prompts[:1], 3, 1.0, 0.95)
-    assert calls == [1]
-    assert [len(p) for p in gen.sample(prompts, 3, 1.0, 0.95)] == [3, 3, 3] and calls == [1]
+    assert gen.sample(prompts, 2, 1.0, 0.95) == [[str([p])] * 2 for p in prompts]
+    assert calls == [[p] for p in prompts]
 
 
 def test_a_reply_with_candidates_is_the_one_chosen_among_greedy_and_samples(params, tiny_base, tokenizer):

@@ -36,10 +36,6 @@ SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
 SAMPLE_TOP_K = 64  # sampling draws from the likeliest tokens only (then top_p): no sort over the whole vocabulary
 WIDTH_BUCKET = 64  # the compiled engine pads prompts to a multiple of this: one compiled graph per bucket
 EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
-# the compiled engine samples this many prompts at most with its own loop (one request: where CUDA graphs cut the
-# per-token overhead that dominates); larger batches go to the eager loop, whose shared prompt cache suits them and
-# which compiles nothing (on an H100 each new batch shape of the compiled loop took 50-70 s to compile)
-STATIC_SAMPLE_PROMPTS = 1
 
 
 def _bucket(width: int) -> int:
@@ -186,10 +182,10 @@ class Generator:
         Eager engine: each prompt is read once, and its KV cache is held once for its n candidates
         (prefix_sharing.py: each decoding step reads it once per prompt, not once per candidate), so n replies cost
         n times the decoding of a reply's own tokens but one prompt. Finished replies leave the batch at once (their
-        rows are dropped), so the batch shrinks to the replies still being written. Compiled engine, up to
-        STATIC_SAMPLE_PROMPTS prompts: every candidate is a row of the static-cache loop (`_static_sample`), on a
-        GPU replayed as CUDA graphs; it decodes with the model itself, so a sampler in another dtype
-        (`sample_dtype`, a CPU's bf16 copy) samples with the eager loop, as larger batches do. The repetition penalty applies to greedy replies only. `generator` seeds the draws: the
+        rows are dropped), so the batch shrinks to the replies still being written. Compiled engine: one prompt
+        after another, each prompt's candidates the rows of the static-cache loop (`_static_sample`), on a GPU
+        replayed as CUDA graphs; it decodes with the model itself, so a sampler in another dtype (`sample_dtype`,
+        a CPU's bf16 copy) samples with the eager loop. The repetition penalty applies to greedy replies only. `generator` seeds the draws: the
         same prompts, batch, engine and seed give the same candidates. They are decoded by `self.sampler` (the
         model, or its copy in the Generator's `sample_dtype`)."""
         if not prompts or any(not p for p in prompts):
@@ -197,8 +193,9 @@ class Generator:
         from transformers import DynamicCache
 
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        if self.engine == "compiled" and self.sampler is self.model and len(prompts) <= STATIC_SAMPLE_PROMPTS:
-            return self._static_sample(prompts, n, temperature, top_p, generator, max_new_tokens, greedy_first)
+        if self.engine == "compiled" and self.sampler is self.model:  # one prompt at a time: see _static_sample
+            return [pool for p in prompts for pool in
+                    self._static_sample([p], n, temperature, top_p, generator, max_new_tokens, greedy_first)]
         eos = self.tokenizer.eos_token_id
         model = self.sampler
         ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
@@ -253,7 +250,10 @@ class Generator:
         buckets), each row reading its own copy of the prompt's cache. No row leaves the batch: every step
         decodes the same shape, so a GPU replays one CUDA graph per batch and cache length, and the loop ends
         once every real row has ended (looked for every EOS_CHECK steps). Rows j % n == 0 decode the greedy reply
-        with `greedy_first`; the others draw as the eager loop does (`_draw`)."""
+        with `greedy_first`; the others draw as the eager loop does (`_draw`). `sample` passes one prompt at a
+        time: on an H100 each new batch shape took 50-70 s to compile (a width bucket at one prompt, 15 s), and
+        one prompt's n candidates already fill the batch (one request: 107 ms at 16 candidates on SmolLM2, against
+        1,585 ms for the eager loop; benchmarks/gpu_sampling.json)."""
         real = len(prompts)
         rows = [p for p in prompts + [prompts[0]] * (_pow2(real) - real) for _ in range(n)]
         ids, mask, embeds = self._inputs(rows, _bucket(max(len(p) for p in prompts)))
