@@ -71,7 +71,8 @@ def main() -> None:
             candidates[f"{system} penalty {penalty}"] = same
             print(system, penalty, res, same, flush=True)
     record = {"what": __doc__.split("\n\n")[0].replace("\n", " "), "prompts": len(prompts), "new_tokens": 12,
-              "same_replies_of_32": out, "same_candidates_of_32": candidates, "machine": gpu_facts(), "versions": versions(),
+              "same_replies_of_32": out, "same_candidates_of_32": candidates, "machine": gpu_facts(),
+              "versions": versions(),
               "date": time.strftime("%Y-%m-%d"),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                        cwd=ROOT).stdout.strip() or None}

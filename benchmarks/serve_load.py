@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level (one message each)")
     ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--url", help="load a server already running there (its --max-batch as given) instead of starting one")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_pipeline import gpu_facts
@@ -90,15 +91,16 @@ def main() -> None:
     messages = [{"brand": r.brand, "text": r.customer, "context": r.context or ""}
                 for r in test.head(args.requests).itertuples()]
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = args.url or f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    proc = start_server(port, args.max_batch)
+    proc = None if args.url else start_server(port, args.max_batch)
     try:
         record = {"what": "POST /v1/reply on the real served model, one message per request, the test split's first "
                           f"{args.requests} messages; the server batches requests that arrive together",
                   "command": "python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(), *sys.argv[1:]]),
                   "date": time.strftime("%Y-%m-%d"), "machine": {**cpu_facts(), **gpu_facts()},
-                  "startup_seconds": round(time.perf_counter() - started, 1), "max_batch": args.max_batch}
+                  "startup_seconds": None if args.url else round(time.perf_counter() - started, 1),
+                  "max_batch": args.max_batch}
         httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600)  # warm-up
         record["levels"] = [load(url, messages, c) for c in args.concurrency]
         health = httpx.get(f"{url}/healthz").json()
@@ -107,8 +109,9 @@ def main() -> None:
                for b in BAD]
         record["bad_requests"] = dict(Counter(str(r.status_code) for r in bad))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        if proc:
+            proc.terminate()
+            proc.wait(30)
     base = record["levels"][0]["replies_per_s"]
     record["speedup"] = {str(lv["concurrency"]): round(lv["replies_per_s"] / base, 2) for lv in record["levels"]}
     record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \

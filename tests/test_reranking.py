@@ -38,8 +38,8 @@ def _model(params, tiny_base, system):
 def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system, engine):
     """Prompts of different lengths in one left-padded batch (eager: each read once and its cache shared by its 3
     candidates, replies that end leaving the batch; compiled: one prompt after another, every candidate a row of
-    the static cache, padded to a width bucket). At a temperature near 0 every copy must decode the greedy reply token for
-    token: a wrong position, mask or cache row would change them."""
+    the static cache, padded to a width bucket). At a temperature near 0 every copy must decode the greedy reply
+    token for token: a wrong position, mask or cache row would change them."""
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
     first = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=1.0).generate(prompts)
@@ -101,10 +101,10 @@ def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_b
 def test_the_compiled_engine_samples_a_batch_one_prompt_after_another(params, tiny_base, tokenizer, monkeypatch):
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=4, engine="compiled")
     calls = []
-    monkeypatch.setattr(gen, "_static_sample", lambda prompts, n, *a: calls.append(prompts) or [[str(prompts)] * n])
+    monkeypatch.setattr(gen, "_static_sample", lambda prompt, n, *a: calls.append(prompt) or [str(prompt)] * n)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
-    assert gen.sample(prompts, 2, 1.0, 0.95) == [[str([p])] * 2 for p in prompts]
-    assert calls == [[p] for p in prompts]
+    assert gen.sample(prompts, 2, 1.0, 0.95) == [[str(p)] * 2 for p in prompts]
+    assert calls == prompts
 
 
 def test_a_reply_with_candidates_is_the_one_chosen_among_greedy_and_samples(params, tiny_base, tokenizer):

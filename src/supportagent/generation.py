@@ -185,17 +185,17 @@ class Generator:
         rows are dropped), so the batch shrinks to the replies still being written. Compiled engine: one prompt
         after another, each prompt's candidates the rows of the static-cache loop (`_static_sample`), on a GPU
         replayed as CUDA graphs; it decodes with the model itself, so a sampler in another dtype (`sample_dtype`,
-        a CPU's bf16 copy) samples with the eager loop. The repetition penalty applies to greedy replies only. `generator` seeds the draws: the
-        same prompts, batch, engine and seed give the same candidates. They are decoded by `self.sampler` (the
-        model, or its copy in the Generator's `sample_dtype`)."""
+        a CPU's bf16 copy) samples with the eager loop. The repetition penalty applies to greedy replies only.
+        `generator` seeds the draws: the same prompts, batch, engine and seed give the same candidates. They are
+        decoded by `self.sampler` (the model, or its copy in the Generator's `sample_dtype`)."""
         if not prompts or any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         from transformers import DynamicCache
 
         max_new_tokens = max_new_tokens or self.max_new_tokens
         if self.engine == "compiled" and self.sampler is self.model:  # one prompt at a time: see _static_sample
-            return [pool for p in prompts for pool in
-                    self._static_sample([p], n, temperature, top_p, generator, max_new_tokens, greedy_first)]
+            return [self._static_sample(p, n, temperature, top_p, generator, max_new_tokens, greedy_first)
+                    for p in prompts]
         eos = self.tokenizer.eos_token_id
         model = self.sampler
         ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
@@ -243,36 +243,28 @@ class Generator:
             out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not bool(ended[i]), row))
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _static_sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
-                       generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[list[Reply]]:
-        """`sample` on the compiled engine: each prompt's n candidates are n rows of `_static_decode` (prompts
-        padded to a power of two with copies of the first, whose rows decode greedily and are dropped; widths in
-        buckets), each row reading its own copy of the prompt's cache. No row leaves the batch: every step
-        decodes the same shape, so a GPU replays one CUDA graph per batch and cache length, and the loop ends
-        once every real row has ended (looked for every EOS_CHECK steps). Rows j % n == 0 decode the greedy reply
-        with `greedy_first`; the others draw as the eager loop does (`_draw`). `sample` passes one prompt at a
-        time: on an H100 each new batch shape took 50-70 s to compile (a width bucket at one prompt, 15 s), and
-        one prompt's n candidates already fill the batch (one request: 107 ms at 16 candidates on SmolLM2, against
-        1,585 ms for the eager loop; benchmarks/gpu_sampling.json)."""
-        real = len(prompts)
-        rows = [p for p in prompts + [prompts[0]] * (_pow2(real) - real) for _ in range(n)]
-        ids, mask, embeds = self._inputs(rows, _bucket(max(len(p) for p in prompts)))
-        # every real row draws (as in the eager loop, so one seed gives both engines' rows the same draws); the
-        # greedy rows (greedy_first) and the padding then take the greedy token
-        greedy = torch.ones(len(rows), dtype=torch.bool, device=self.device)
-        greedy[: real * n] = (torch.arange(real * n, device=self.device) % n == 0) & greedy_first
+    def _static_sample(self, prompt: list[int], n: int, temperature: float, top_p: float,
+                       generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[Reply]:
+        """`sample` on the compiled engine, for one prompt: its n candidates are the n rows of `_static_decode`
+        (the prompt padded to its width bucket), each row reading its own copy of the prompt's cache. No row leaves
+        the batch, so every step decodes the same shape: a GPU compiles one graph per width bucket (the shapes of
+        one prompt; every other batch size would cost a compilation of its own, about a minute each on an H100)
+        and replays it, and the loop ends once every row has ended (looked for every EOS_CHECK steps). Row 0
+        decodes the greedy reply with `greedy_first`; the others draw as the eager loop does (`_draw`), which also
+        draws for row 0, so one seed gives both engines the same candidates while none ends early."""
+        ids, mask, embeds = self._inputs([prompt] * n, _bucket(len(prompt)))
+        greedy = torch.zeros(n, dtype=torch.bool, device=self.device)
+        greedy[0] = greedy_first
 
         def pick(logits, seen, t):
-            token = self._pick(logits, seen, hold_eos=False)
-            drawn = _draw(logits[: real * n], temperature, top_p, generator)
-            return torch.where(greedy, token, torch.cat([drawn, token[real * n:]]))
-        new = self._static_decode(ids, embeds, mask, max_new_tokens, real * n, 0, pick).tolist()
+            return torch.where(greedy, self._pick(logits, seen, hold_eos=False),
+                               _draw(logits, temperature, top_p, generator))
         eos, out = self.tokenizer.eos_token_id, []
-        for row in new[: real * n]:
+        for row in self._static_decode(ids, embeds, mask, max_new_tokens, n, 0, pick).tolist():
             ended = eos in row
             row = row[: row.index(eos)] if ended else row
             out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
-        return [out[i * n:(i + 1) * n] for i in range(real)]
+        return out
 
     def _static_decode(self, ids, embeds, mask, max_new_tokens: int, real: int, min_new_tokens: int,
                        pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
@@ -370,12 +362,12 @@ class Generator:
         """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
         tokens for each prompt given. Compiled: a full-length batch of `batch_size` per prompt-width bucket, the
         shapes the compiled graphs are made for. With `rerank` the same, each prompt's candidates sampled (on draws
-        of their own: the seeded ones stay untouched)."""
+        of their own: the seeded ones stay untouched; the compiled engine samples one prompt at a time)."""
         start = time.perf_counter()
         if self.rerank is not None and self.rerank.candidates:
             r, eager = self.rerank, self.engine == "eager"
             for p in prompts if eager else {_bucket(len(p)): p for p in prompts}.values():
-                self.sample([p] * batch_size, r.candidates + 1, r.temperature, r.top_p,
+                self.sample([p] * (batch_size if eager else 1), r.candidates + 1, r.temperature, r.top_p,
                             torch.Generator(device=self.device),
                             max_new_tokens=min(4, self.max_new_tokens) if eager else None, greedy_first=True)
         elif self.engine == "eager":
