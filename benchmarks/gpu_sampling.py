@@ -7,8 +7,9 @@ p50 / p95 ms after the engine's warm-up (compiled: one full-length reply per pro
 it, timed apart), and ROUGE-L / semantic similarity of those replies against the references (the two loops draw
 different candidates from the same distribution, so these differ by draws only).
 
-    python benchmarks/gpu_pipeline.py --out prep.json --overrides configs/full.yaml --workdir W --stages all
-    python benchmarks/gpu_sampling.py --workdir W --out benchmarks/gpu_sampling.json
+    python benchmarks/gpu_pipeline.py --out prep.json --stages subset split rules index base train@qlora --jobs 4
+    python benchmarks/gpu_sampling.py --out benchmarks/gpu_sampling.json     # the project's default params
+    python benchmarks/gpu_sampling.py --workdir W --out OUT                  # a workdir's (gpu_pipeline.py --workdir W)
 """
 from __future__ import annotations
 
@@ -76,8 +77,9 @@ def main() -> None:
                            "semantic_similarity": quality["semantic_similarity"], "avg_words": quality["avg_words"]}
         print(engine, results[engine], flush=True)
     record = {
-        "what": __doc__.split("\n\n")[0].replace("\n", " "),
-        "command": f"python benchmarks/gpu_sampling.py --workdir W --n {args.n}",
+        "what": "the served method's adapter answers messages one at a time (what one request to `serve` waits), "
+                "prompts and references as the evaluate stage builds them, its candidates sampled by each engine's loop",
+        "command": "python benchmarks/gpu_sampling.py" + (" --workdir W" if work.resolve() != ROOT else "") + f" --n {args.n}",
         "method": params.method, "candidates": params.evaluate.candidates, "n": len(prompts), "results": results,
         "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -130,3 +130,25 @@ def test_the_seeds_paragraph_follows_the_soup_run():
     run["results"][-1]["val"]["32"]["rouge_l"] = 29.0
     assert "worth its cost" in "\n".join(soup_lines({"runs": [run]}))
     assert soup_lines({"runs": [{"results": [member("as_is", None, 28.0)]}]}) == []
+
+
+def test_the_gpu_sampling_record_feeds_its_section_and_the_engine_check_its_candidates():
+    """benchmarks/gpu_sampling.json: the two sampling loops' table and the speed-up computed from it; the engine
+    check's sentence counts the candidates drawn alike."""
+    import json
+
+    from supportagent.benchmark_tables import engine_check_sentence, gpu_sampling_tables
+
+    record = json.loads((ROOT / "benchmarks/gpu_sampling.json").read_text())
+    eager, compiled = record["results"]["eager"], record["results"]["compiled"]
+    text = "\n".join(gpu_sampling_tables(record))
+    assert f"| compiled | {compiled['warm_up_seconds']:,.2f} | {compiled['p50_ms']:,.2f} |" in text
+    assert f"{eager['p50_ms'] / compiled['p50_ms']:.1f}x as fast" in text
+    compiled["p50_ms"] = eager["p50_ms"] / 2
+    assert "2.0x as fast" in "\n".join(gpu_sampling_tables(record))
+    check = json.loads((ROOT / "benchmarks/gpu_engine_check.json").read_text())
+    assert "draws the eager loop's candidates" in engine_check_sentence(check)
+    check["same_candidates_of_32"] = {"base penalty 1.3": {"batch 1": 7}}
+    assert "base penalty 1.3: 7 at batch 1." in engine_check_sentence(check)
+    del check["same_candidates_of_32"]
+    assert "candidates" not in engine_check_sentence(check)

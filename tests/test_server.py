@@ -164,14 +164,19 @@ def test_the_model_answers_in_the_thread_that_loaded_it(tmp_path, review):
 
 def test_serve_loads_the_agent_in_the_thread_it_answers_in(monkeypatch):
     """`python -m supportagent serve` wires `model_thread` into the app: the agent is built in the executor's
-    thread, and that executor is the one create_app gets."""
+    thread, and that executor is the one create_app gets. It warms the agent up (compiling the compiled engine)
+    in that thread too, before the app is made."""
     import supportagent.__main__ as cli
     import supportagent.server as server
 
-    built, given = [], {}
+    built, warmed, given = [], [], {}
 
     class Agent:
         method = "qlora"
+
+        def warm_up(self):
+            warmed.append((threading.get_ident(), bool(given)))
+            return 1.5
 
     monkeypatch.setattr(cli, "_agent", lambda params, args: built.append(threading.get_ident()) or Agent())
     monkeypatch.setattr(server, "create_app", lambda *a, **k: given.update(k) or object())
@@ -180,6 +185,7 @@ def test_serve_loads_the_agent_in_the_thread_it_answers_in(monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     cli.main(["serve"])
     assert built and built[0] != threading.get_ident()
+    assert warmed == [(built[0], False)]  # in the model's thread, before the app takes requests
     assert given["executor"].submit(threading.get_ident).result() == built[0]
     given["executor"].shutdown()
 

@@ -137,13 +137,15 @@ class EvaluateParams(Strict):
     repetition_penalty: float = Field(1.0, ge=1.0)
     latency_samples: int = Field(5, ge=0)
     fold_qlora: bool = True  # serve QLoRA folded into its dequantised 4-bit base; false: bitsandbytes' 4-bit kernels
-    # decoding engine: compiled = generation.py's greedy loop over a static KV cache, compiled with CUDA graphs on a
-    # GPU (once per process, batch size and prompt-width bucket), uncompiled on a CPU; eager = transformers'
-    # generate() with its dynamic cache; auto = compiled on a GPU, eager on a CPU (where it measured faster)
+    # decoding engine: compiled = generation.py's loop over a static KV cache (greedy replies, and each message's
+    # sampled candidates, one message at a time), compiled with CUDA graphs on a GPU (once per process, batch size
+    # and prompt-width bucket), uncompiled on a CPU; eager = transformers' generate() with its dynamic cache and the
+    # shared-prompt sampling loop; auto = compiled on a GPU, eager on a CPU (where it measured faster)
     engine: Literal["auto", "eager", "compiled"] = "auto"
     # reranking (reranking.py): this many sampled replies besides the greedy one, and the one sent is their
-    # consensus with the replies of the retrieved examples; 0 = the greedy reply alone. The candidates share one
-    # read and one KV cache of the prompt (prefix_sharing.py): each costs a decoding of its own tokens only
+    # consensus with the replies of the retrieved examples; 0 = the greedy reply alone. On the eager engine the
+    # candidates share one read and one KV cache of the prompt (prefix_sharing.py): each costs a decoding of its own
+    # tokens only
     candidates: int = Field(16, ge=0, le=64)
     temperature: float = Field(0.7, gt=0.0)  # of the sampled candidates
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling of the candidates

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .benchmark_tables import (cpu_serving_tables, ddp_tables, engine_check_sentence, gpu_tables, pipeline_7b_tables,
-                               serve_tables, serving_7b_tables, serving_sentences)
+from .benchmark_tables import (cpu_serving_tables, ddp_tables, engine_check_sentence, gpu_sampling_tables, gpu_tables,
+                               pipeline_7b_tables, serve_tables, serving_7b_tables, serving_sentences)
 from .comparison import TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import table
@@ -137,6 +137,8 @@ def render_tables(root: str | Path = ".") -> str:
     for name in ("serve_load.json", "serve_load_gpu.json"):
         if (root / "benchmarks" / name).exists():
             parts += ["", *serve_tables(load_json(root / "benchmarks" / name), name)]
+    if (root / "benchmarks/gpu_sampling.json").exists():
+        parts += ["", *gpu_sampling_tables(load_json(root / "benchmarks/gpu_sampling.json"))]
     gpu = root / "benchmarks/gpu_h100.json"
     if gpu.exists():
         parts += ["", *gpu_tables(load_json(gpu), evals, root)]
