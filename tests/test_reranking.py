@@ -85,9 +85,10 @@ def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params,
 
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
 def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_base, tokenizer, system):
-    """The compiled engine's rows (static cache, width bucket, power-of-two batch) see the logits the eager loop's
-    shared prompt cache gives and draw from them the same way: while no candidate ends (a random model almost
-    never writes the end token) the same seed gives the same tokens, greedy reply first."""
+    """The compiled engine's rows (one prompt, copied into each row of a static cache padded to its width bucket)
+    see the logits the eager loop's shared prompt cache gives and draw from them the same way: while no candidate
+    ends (a random model almost never writes the end token) the same seed gives the same tokens, greedy reply
+    first."""
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
     draw = lambda engine: [[c.token_ids for c in s] for i, p in enumerate(prompts) for s in Generator(
