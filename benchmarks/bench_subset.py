@@ -48,7 +48,7 @@ def run_stage() -> dict:
         "import sys, json, resource, time; sys.path.insert(0, 'stages');"
         "from supportagent.config import load_params; from supportagent.data import make_subset;"
         "t = time.perf_counter(); p = load_params('params.yaml');"
-        f"pairs, m = make_subset('{BIG}', p.subset, p.seed);"
+        f"pairs, m = make_subset('{BIG}', p.subset, p.data_seed);"
         "print(json.dumps({'seconds': time.perf_counter() - t, 'pairs': len(pairs), 'rows_read': m['rows_read'],"
         "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
     )

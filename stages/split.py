@@ -1,4 +1,4 @@
-"""DVC stage `split`: pairs -> train/val/test, by brand and conversation (params: seed, split)."""
+"""DVC stage `split`: pairs -> train/val/test, by brand and conversation (params: data_seed, split)."""
 import pandas as pd
 from _common import arguments, params, run, write_json
 
@@ -8,7 +8,7 @@ from supportagent.data import split_pairs
 def main() -> None:
     a = arguments(__doc__, "pairs", "out", "metrics")
     p = params()
-    splits = split_pairs(pd.read_parquet(a.pairs), p.split, p.seed)
+    splits = split_pairs(pd.read_parquet(a.pairs), p.split, p.data_seed)
     a.out.mkdir(parents=True, exist_ok=True)
     for name, df in splits.items():
         df.to_parquet(a.out / f"{name}.parquet", index=False)

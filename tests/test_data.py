@@ -150,3 +150,29 @@ def test_empty_pairs_cannot_be_split():
 def test_rules_match_pythons_unicode_semantics(raw, clean):
     """The RE2 patterns (run by pyarrow) must behave like Python's Unicode \\s and \\w."""
     assert clean_text(raw, strip_signatures=True) == clean
+
+
+def test_the_split_stage_draws_with_data_seed_not_the_training_seed(tmp_path):
+    """`dvc exp run -S seed=43` is another training run on the same data: the split stage reads `data_seed` (as
+    does `subset`'s per-brand cap), so another `seed` leaves the splits alone and another `data_seed` redraws them."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import ROOT
+
+    _synthetic_pairs(list(range(200)), [i % 4 for i in range(200)]).to_parquet(tmp_path / "pairs.parquet")
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def split(**changes) -> list[int]:
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**base, **changes}))
+        out = tmp_path / "-".join(f"{k}{v}" for k, v in changes.items())
+        env = {**os.environ, "SUPPORTAGENT_PARAMS": str(tmp_path / "params.yaml")}
+        subprocess.run([sys.executable, str(ROOT / "stages/split.py"), "--pairs", str(tmp_path / "pairs.parquet"),
+                        "--out", str(out), "--metrics", str(out / "split.json")], env=env, check=True, cwd=tmp_path)
+        return pd.read_parquet(out / "test.parquet")["pair_id"].tolist()
+
+    assert split(seed=43) == split(seed=42)
+    assert split(data_seed=43) != split(data_seed=42)

@@ -174,7 +174,8 @@ class BrandParams(Strict):
 
 
 class Params(Strict):
-    seed: int = 42
+    seed: int = 42  # training order, validation-loss sample, the candidates' draws, test and review samples
+    data_seed: int = 42  # the per-brand cap's sample and the split: another training seed keeps the same data
     method: Literal["qlora", "prompt_tuning"] = "qlora"
     subset: SubsetParams = SubsetParams()
     split: SplitParams = SplitParams()
