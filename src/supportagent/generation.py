@@ -136,7 +136,7 @@ class Generator:
         max_new_tokens = max_new_tokens or self.max_new_tokens
         if self.engine == "compiled":
             min_new = min_new_tokens or 0
-            new = self._static_decode(ids, embeds, mask, max_new_tokens, n, min_new,
+            new = self._static_decode(ids, embeds, mask, max_new_tokens, min_new,
                                       lambda logits, seen, t: self._pick(logits, seen, hold_eos=t < min_new))
         else:
             kwargs = dict(attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
@@ -147,12 +147,16 @@ class Generator:
                 new = out if out.shape[1] <= max_new_tokens else out[:, embeds.shape[1]:]
             else:
                 new = self.model.generate(input_ids=ids, **kwargs)[:, width:]
-        replies = []
-        for row in new[:n].tolist():
-            ended = self.tokenizer.eos_token_id in row
-            row = row[: row.index(self.tokenizer.eos_token_id)] if ended else row
-            replies.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
-        return replies
+        return self._replies(new[:n].tolist())
+
+    def _replies(self, rows: list[list[int]]) -> list[Reply]:
+        """Decoded token rows, each cut at its first end token; a row without one hit the token limit."""
+        eos, out = self.tokenizer.eos_token_id, []
+        for row in rows:
+            ended = eos in row
+            row = row[: row.index(eos)] if ended else row
+            out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
+        return out
 
     def _inputs(self, prompts: list[list[int]], width: int, model=None):
         """Left-padded ids and attention mask of a batch, and the input embeddings when a soft prompt leads them
@@ -209,7 +213,6 @@ class Generator:
         last = positions[:, -1:].repeat_interleave(n, 0)
         rows = shared.rows  # which reply each batch row writes
         tokens = torch.full((len(prompts) * n, max_new_tokens), eos, dtype=torch.long, device=self.device)
-        ended = torch.zeros(len(prompts) * n, dtype=torch.bool, device=self.device)
         seen = None  # the tokens each row's repetition penalty sees: prompt ids (not a soft prompt's) and its reply
         if greedy_first and self.repetition_penalty != 1.0:
             seen = torch.zeros(len(prompts), logits.shape[-1], dtype=torch.bool, device=self.device)
@@ -225,7 +228,6 @@ class Generator:
                     seen[torch.arange(len(rows), device=self.device), token] = True
                 tokens[rows, t] = token
                 done = token == eos
-                ended[rows[done]] = True
                 if bool(done.all()) or t + 1 == max_new_tokens:
                     break
                 if bool(done.any()):
@@ -237,10 +239,7 @@ class Generator:
                 last = last + 1
                 logits = model(input_ids=token[:, None], position_ids=last, past_key_values=own, use_cache=True,
                                logits_to_keep=1, shared_prompt=shared).logits[:, -1].float()
-        out = []
-        for i, row in enumerate(tokens.tolist()):
-            row = row[: row.index(eos)] if eos in row else row
-            out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not bool(ended[i]), row))
+        out = self._replies(tokens.tolist())  # rows start as end tokens: a row that ended keeps them after its end
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _static_sample(self, prompt: list[int], n: int, temperature: float, top_p: float,
@@ -259,18 +258,13 @@ class Generator:
         def pick(logits, seen, t):
             return torch.where(greedy, self._pick(logits, seen, hold_eos=False),
                                _draw(logits, temperature, top_p, generator))
-        eos, out = self.tokenizer.eos_token_id, []
-        for row in self._static_decode(ids, embeds, mask, max_new_tokens, n, 0, pick).tolist():
-            ended = eos in row
-            row = row[: row.index(eos)] if ended else row
-            out.append(Reply(self.tokenizer.decode(row, skip_special_tokens=True).strip(), not ended, row))
-        return out
+        return self._replies(self._static_decode(ids, embeds, mask, max_new_tokens, 0, pick).tolist())
 
-    def _static_decode(self, ids, embeds, mask, max_new_tokens: int, real: int, min_new_tokens: int,
+    def _static_decode(self, ids, embeds, mask, max_new_tokens: int, min_new_tokens: int,
                        pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
         """The compiled engine's loop (after gpt-fast): the prompt, then one token per step, through a static KV
-        cache on fixed shapes, with nothing copied back to the host until the end (the first `real` rows' ends
-        are looked for every EOS_CHECK steps; the others are padding). On a GPU both the prompt's forward and the
+        cache on fixed shapes, with nothing copied back to the host until the end (finished replies are looked for
+        every EOS_CHECK steps). On a GPU both the prompt's forward and the
         decoding step are compiled and replayed as CUDA graphs; on a CPU they run uncompiled. `pick(logits, seen,
         t)` chooses step t's tokens: greedily (`generate`), it decodes what transformers' generate() decodes: the
         same position ids (left padding), repetition penalty (`seen`: over the prompt ids, pads included, as
@@ -292,7 +286,7 @@ class Generator:
             token = pick(logits, seen, t)
             out[:, t] = token
             if t + 1 == max_new_tokens or (t + 1 >= min_new_tokens and (t + 1) % EOS_CHECK == 0
-                                           and bool((out[:real, :t + 1] == eos).any(1).all())):
+                                           and bool((out[:, :t + 1] == eos).any(1).all())):
                 return out[:, :t + 1]
             seen.scatter_(1, token[:, None], True)
             logits = step(token[:, None], None, last + 1 + t, full_mask, cache)
@@ -364,18 +358,14 @@ class Generator:
         shapes the compiled graphs are made for. With `rerank` the same, each prompt's candidates sampled (on draws
         of their own: the seeded ones stay untouched; the compiled engine samples one prompt at a time)."""
         start = time.perf_counter()
-        if self.rerank is not None and self.rerank.candidates:
-            r, eager = self.rerank, self.engine == "eager"
-            for p in prompts if eager else {_bucket(len(p)): p for p in prompts}.values():
-                self.sample([p] * (batch_size if eager else 1), r.candidates + 1, r.temperature, r.top_p,
-                            torch.Generator(device=self.device),
+        eager, r = self.engine == "eager", self.rerank
+        for p in prompts if eager else {_bucket(len(p)): p for p in prompts}.values():
+            if r is not None and r.candidates:
+                self.sample([p], r.candidates + 1, r.temperature, r.top_p, torch.Generator(device=self.device),
                             max_new_tokens=min(4, self.max_new_tokens) if eager else None, greedy_first=True)
-        elif self.engine == "eager":
-            for p in prompts:
+            elif eager:
                 self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
-        else:
-            by_bucket = {_bucket(len(p)): p for p in prompts}
-            for p in by_bucket.values():
+            else:
                 self.generate([p] * batch_size, min_new_tokens=self.max_new_tokens)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
