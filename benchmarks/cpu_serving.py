@@ -84,7 +84,6 @@ def main() -> None:
     from supportagent.config import load_params
     from supportagent.evaluation import test_sample
     from supportagent.generation import Generator, load_system
-    from supportagent.reranking import example_replies
     from supportagent.retrieval import ExampleIndex
     from supportagent.serving import ready_to_serve
 
@@ -94,8 +93,8 @@ def main() -> None:
     test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), params.evaluate.test_size, params.seed).head(args.n)
     index = ExampleIndex(p["index"], pd.read_parquet(f"{p['splits']}/train.parquet"), models.embedder_id())
     embedder = models.load_embedder()
-    examples = index.examples(embedder, test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
-    references = example_replies(index, examples)
+    examples, references = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
+                                                         params.retrieval, params.evaluate.rerank_references)
     greedy_ev = params.evaluate.model_copy(update={"candidates": 0})
     manifest, _ = bases.read_manifest(p["base"])
     gguf = bases.package_dir(bases.EMBEDDED_PACKAGE) / bases.EMBEDDED_GGUF

@@ -4,6 +4,7 @@
         --stages subset split rules index base
     python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json [--variants as_is k_4]
     python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --rescore
+    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --selection
     python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --candidates 32 \
         --variants as_is seed_43 seed_44 soup_2 soup_3
 
@@ -17,6 +18,10 @@ what has finished by then is recorded. Each run is appended to `--out`'s `runs`.
 Every evaluation with candidates keeps them (W/sweep/<variant>/candidates_<n>.json). `--rescore` chooses again
 among the first m sampled of those (m = 0: the greedy reply; the same draws, so the numbers of candidates are
 compared without the noise of new draws or new training) and adds the scores to the last run of `--out`.
+
+`--selection` chooses again among all kept candidates with other references and weights (`selection_grid`: how
+many past replies the candidates are compared with, how much each weighs, ROUGE-L against cosine), the grid that
+chose `evaluate.rerank_*` (run 4).
 
 A soup (SOUPS) averages the LoRA updates of variants trained in the same run, e.g. the same settings with other
 seeds, into one adapter (`lora_soup`); it is evaluated like a variant. Every evaluation's draws are seeded by the
@@ -172,9 +177,9 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
     result = {k: ev[k] for k in KEYS} | {"n": ev["n"], "seconds": round(time.perf_counter() - start, 1)}
     (out / f"val_{n}.json").write_text(json.dumps(result))
     if seen:  # the reranker sees messages longest prompt first: each goes back to its row by its references and reply
-        pools = {}
+        pools, k = {}, p.retrieval.k  # a message's references begin with its prompt's examples' replies
         for s in seen:
-            pools.setdefault((tuple(s["references"]), s["candidates"][s["chosen"]]), []).append(s)
+            pools.setdefault((tuple(s["references"][:k]), s["candidates"][s["chosen"]]), []).append(s)
         reply = tr.set_index("pair_id")["reply"]
         dump = [{"pair_id": int(r.pair_id), "reference": r.reference,
                  **pools[(tuple(reply[list(r.examples)]), r.prediction)].pop(0)} for r in rows.itertuples()]
@@ -210,10 +215,11 @@ def rescore(work: Path, ms=(0, 4, 8, 16, 32, 48)) -> dict:
     from supportagent.metrics import cosine, rouge_l
     from supportagent.reranking import consensus
 
-    embedder, out = models.load_embedder(), {}
+    embedder, out, ev = models.load_embedder(), {}, variant_params(work, {}).evaluate
 
     def score(pools: list[list[str]], refs: list[list[str]], references: list[str], greedy: bool = False) -> dict:
-        chosen = [0] * len(pools) if greedy else consensus(pools, refs, embedder)
+        chosen = [0] * len(pools) if greedy else consensus(pools, refs, embedder, word_weight=ev.rerank_word_weight,
+                                                           reference_weight=ev.rerank_reference_weight)
         replies = [pool[i] for pool, i in zip(pools, chosen)]
         return {"rouge_l": round(float(np.mean(rouge_l(replies, references))), 2),
                 "semantic_similarity": round(float(np.mean(cosine(embedder, replies, references))), 2)}
@@ -241,6 +247,58 @@ def rescore(work: Path, ms=(0, 4, 8, 16, 32, 48)) -> dict:
     return out
 
 
+def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5, 0.75, 1.0),
+                   reference_weights=(1.0, 2.0, 4.0, 8.0)) -> dict:
+    """Every kept candidate set (all its candidates) chosen from again by `reranking.consensus` with other
+    references and weights: the replies of the R nearest past pairs of the brand (the index of the workdir's train
+    split, as evaluation finds them), each weighing x candidates, and similarity w x ROUGE-L + (1 - w) x cosine.
+    Validation ROUGE-L, semantic similarity and distinct replies per `R<R>_w<w>_x<x>`."""
+    import pandas as pd
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    from supportagent import models
+    from supportagent.metrics import distinct_replies, rouge_l
+    from supportagent.reranking import lcs_f1
+    from supportagent.retrieval import ExampleIndex, embed
+
+    p, paths, tr, va = _setup(work, {})
+    embedder, tokenize, out = models.load_embedder(), DefaultTokenizer(use_stemmer=True).tokenize, {}
+    index = ExampleIndex(paths["index"], tr, models.embedder_id())
+    for f in sorted((work / "sweep").glob("*/candidates_*.json")):
+        kept = json.loads(f.read_text())
+        rows = va.set_index("pair_id").loc[[k["pair_id"] for k in kept]]
+        _, found = index.examples_and_references(embedder, rows["customer"].tolist(), rows["brand"].tolist(),
+                                                 p.retrieval, max(refs_n))
+        references = [k["reference"] for k in kept]
+        truth = embed(embedder, references)
+        sims = []  # per message: ROUGE-L and cosine of each candidate with every candidate and reference
+        for k, refs in zip(kept, found):
+            pool = k["candidates"] + refs
+            tokens, v = [tokenize(t) for t in pool], embed(embedder, pool)
+            n = len(k["candidates"])
+            words = np.array([[lcs_f1(tokens[i], tokens[j]) if i != j else 0.0 for j in range(len(pool))]
+                              for i in range(n)])
+            cos = v[:n] @ v.T
+            cos[np.arange(n), np.arange(n)] = 0.0
+            sims.append((words, cos, n, v[:n]))
+        grid = {}
+        for r in refs_n:
+            for w in word_weights:
+                for x in (reference_weights if r else reference_weights[:1]):
+                    chosen, meaning = [], []
+                    for (words, cos, n, v), k, t in zip(sims, kept, truth):
+                        sim = (w * words + (1 - w) * cos)[:, : n + r]
+                        i = int(np.argmax(sim @ np.r_[np.ones(n), np.full(sim.shape[1] - n, x)]))
+                        chosen.append(k["candidates"][i])
+                        meaning.append(100 * float(np.clip(v[i] @ t, -1, 1)))
+                    grid[f"R{r}_w{w}_x{x}"] = {"rouge_l": round(float(np.mean(rouge_l(chosen, references))), 2),
+                                               "semantic_similarity": round(float(np.mean(meaning)), 2),
+                                               "distinct_replies": round(distinct_replies(chosen), 2)}
+                    print(f.parent.name, f.stem, f"R{r}_w{w}_x{x}", grid[f"R{r}_w{w}_x{x}"], flush=True)
+        out[f"{f.parent.name}/{f.stem}"] = grid
+    return out
+
+
 def main() -> None:
     from gpu_pipeline import gpu_facts, versions
 
@@ -255,6 +313,8 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=0, help="seconds after which unfinished variants are stopped "
                                                                    "and recorded as far as they got (0 = none)")
     ap.add_argument("--rescore", action="store_true", help="score the kept candidates' subsets (no GPU needed)")
+    ap.add_argument("--selection", action="store_true", help="choose among the kept candidates with other references "
+                                                              "and weights (no GPU needed)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--soup", help=argparse.SUPPRESS)
     ap.add_argument("--eval", nargs=2, help=argparse.SUPPRESS)
@@ -280,6 +340,12 @@ def main() -> None:
         if not record["runs"]:
             sys.exit(f"--rescore adds to the last run of {out}: run the sweep first (without --rescore)")
         record["runs"][-1]["candidate_subsets"] = rescore(work)
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        return
+    if args.selection:
+        if not record["runs"]:
+            sys.exit(f"--selection adds to the last run of {out}: run the sweep first (without --selection)")
+        record["runs"][-1]["selection"] = selection_grid(work)
         out.write_text(json.dumps(record, indent=2) + "\n")
         return
     try:

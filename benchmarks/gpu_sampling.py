@@ -44,7 +44,6 @@ def main() -> None:
     from supportagent.generation import load_system
     from supportagent.metrics import score
     from supportagent.paths import pipeline_paths
-    from supportagent.reranking import example_replies
     from supportagent.retrieval import ExampleIndex
     from supportagent.serving import ready_to_serve
 
@@ -54,8 +53,8 @@ def main() -> None:
     val = pd.read_parquet(p["splits"] / "val.parquet").head(args.n)
     index = ExampleIndex(p["index"], pd.read_parquet(p["splits"] / "train.parquet"), models.embedder_id())
     embedder = models.load_embedder()
-    examples = index.examples(embedder, val["customer"].tolist(), val["brand"].tolist(), params.retrieval)
-    references = example_replies(index, examples)
+    examples, references = index.examples_and_references(embedder, val["customer"].tolist(), val["brand"].tolist(),
+                                                         params.retrieval, params.evaluate.rerank_references)
     model, tok = load_system(params.method, str(p["base"]), str(p["adapters"] / params.method))
     prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(val.itertuples(), examples)]
 

@@ -134,10 +134,24 @@ def test_consensus_picks_the_reply_its_peers_and_the_references_agree_with(embed
                    "Please DM us your order number and we'll check.",
                    "Sorry! DM us your order number so we can check on it."]]
     references = [["Please send us a DM with your order number so we can check."]]
-    assert consensus(candidates, references, embedder) in ([1], [2])
+    half = dict(word_weight=0.5, reference_weight=1.0)
+    assert consensus(candidates, references, embedder, **half) in ([1], [2])
     # with no references the peers decide; the same reply twice: the earlier one
-    assert consensus([["same reply", "same reply"]], [[]], embedder) == [0]
-    assert consensus([["only one"]], [["a reference"]], embedder) == [0]
+    assert consensus([["same reply", "same reply"]], [[]], embedder, **half) == [0]
+    assert consensus([["only one"]], [["a reference"]], embedder, **half) == [0]
+
+
+def test_consensus_weighs_references_against_peers_and_wording_against_meaning(embedder):
+    # two peers agree on a reply the one reference disagrees with: the references' weight decides
+    candidates = [["Please DM us your order number.", "Please DM us your order number!", "Restart the app and log in again."]]
+    references = [["Restart the app, then log in again."]]
+    assert consensus(candidates, references, embedder, word_weight=0.5, reference_weight=1.0) == [0]
+    assert consensus(candidates, references, embedder, word_weight=0.5, reference_weight=4.0) == [2]
+    # the same words, other meaning against other words, same meaning: ROUGE-L alone takes the shared words
+    candidates = [["We are not able to refund it.", "We can refund the order for you."]]
+    references = [["We are able to refund it."]]
+    by_words = consensus(candidates, references, embedder, word_weight=1.0, reference_weight=1.0)
+    assert by_words == [0]
 
 
 def test_lcs_f1_is_the_rouge_l_of_rouge_score():

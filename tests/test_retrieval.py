@@ -57,6 +57,20 @@ def test_a_brand_with_only_its_own_conversation_falls_back_to_other_brands(tiny_
 
 def test_k_zero_gives_no_examples(index, embedder):
     assert index.examples(embedder, ["hi"], ["SpotifyCares"], _rp(0, "pair", 100))[0].pairs == ()
+    assert index.examples_and_references(embedder, ["hi"], ["SpotifyCares"], _rp(0, "pair", 100), 4) == \
+        ([index.examples(embedder, ["hi"], ["SpotifyCares"], _rp(0, "pair", 100))[0]], [[]])
+
+
+def test_references_are_the_full_replies_of_more_neighbours_than_the_prompt_shows(index, embedder):
+    text, rp = ["my playlist number 6 vanished, please help"], _rp(2, "pair", 20)
+    (ex,), (refs,) = index.examples_and_references(embedder, text, ["SpotifyCares"], rp, 4)
+    (nearest4,) = index.examples(embedder, text, ["SpotifyCares"], _rp(4, "pair", 20))
+    assert ex == index.examples(embedder, text, ["SpotifyCares"], rp)[0]  # the prompt: the same 2 examples
+    reply = dict(zip(index.pairs["pair_id"], index.pairs["reply"]))
+    assert refs == [reply[p] for p in nearest4.pair_ids] and len(refs) == 4  # uncut, nearest first
+    assert any(len(r) > 20 for r in refs)
+    (_,), (fewer,) = index.examples_and_references(embedder, text, ["SpotifyCares"], rp, 1)
+    assert fewer == refs[:1]  # fewer references than examples: the prompt still shows k
 
 
 def test_an_index_of_another_split_is_refused_with_the_stage_to_rerun(tiny_index):

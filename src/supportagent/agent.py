@@ -9,7 +9,6 @@ from .cleaning import clean_text
 from .config import Params
 from .generation import load_system
 from .placeholders import serve
-from .reranking import example_replies
 from .prompts import build_messages, encode
 from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
 from .serving import ready_to_serve
@@ -93,13 +92,14 @@ class SupportAgent:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""
         brands = [it.get("brand", "") for it in items]
         read = [read_message(self.params, it.get("text", ""), it.get("context", "")) for it in items]
-        examples = [NO_EXAMPLES] * len(items) if self.index is None else \
-            self.index.examples(self.embedder, [text for _, text, _ in read], brands, self.params.retrieval)
+        examples, refs = ([NO_EXAMPLES] * len(items), None) if self.index is None else \
+            self.index.examples_and_references(self.embedder, [text for _, text, _ in read], brands,
+                                               self.params.retrieval, self.params.evaluate.rerank_references)
         todo = [i for i, (_, text, _) in enumerate(read) if text.strip()]
         prompts = [prompt_ids(self.params, self.tokenizer, brands[i], *read[i], examples[i]) for i in todo]
         start = time.perf_counter()
         batch_size = batch_size or self.params.evaluate.batch_size
-        refs = example_replies(self.index, [examples[i] for i in todo]) if self.index is not None else None
+        refs = None if refs is None else [refs[i] for i in todo]
         replies, _ = self.generator.generate_all(prompts, batch_size, progress=len(todo) > batch_size, references=refs)
         per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
         by_index = dict(zip(todo, replies))

@@ -143,7 +143,7 @@ def full_sweep_tables(s: dict, full: dict) -> list[str]:
             to48 = [abs(v["48"]["rouge_l"] - v["32"]["rouge_l"]) for v in both]
             out += ["", f"On the same draws 32 candidates beat 16 by {min(gain):+.2f} to {max(gain):+.2f} ROUGE-L and came "
                         f"within {max(to48):.2f} of 48, so configs/full.yaml samples {full['evaluate_candidates']}."]
-    out += soup_lines(s)
+    out += soup_lines(s) + selection_lines(s)
     latency = [(r["evaluate_candidates"], r["latency_p50_ms"]["qlora"]) for r in full.get("earlier_runs", [])
                if "latency_p50_ms" in r]
     if latency:
@@ -154,6 +154,30 @@ def full_sweep_tables(s: dict, full: dict) -> list[str]:
                 + (f"; candidates sampled by {full['candidates_sampled_by']}, before the compiled engine sampled them: "
                    "*Reranked candidates on a GPU*" if full.get("candidates_sampled_by") else "") + ")."]
     return out
+
+
+def selection_lines(s: dict, chosen: str = "R16_w0.75_x4.0", former: str = "R2_w0.5_x1.0") -> list[str]:
+    """The reranker's paragraph: the last run with a `selection` grid (`full_sweep.py --selection`), its former
+    setting, the one chosen (`evaluate.rerank_*` in params.yaml) and the best of the grid on each metric."""
+    i, run = next(((i, r) for i, r in reversed(list(enumerate(s["runs"], 1))) if r.get("selection")), (0, None))
+    if run is None:
+        return []
+    name, grid = next(iter(run["selection"].items()))
+    keys = [("rouge_l", "ROUGE-L"), ("semantic_similarity", "semantic sim."), ("distinct_replies", "distinct %")]
+    label = lambda k: "R={} references, w={} ROUGE-L, each x{} a candidate".format(
+        *(part[1:] for part in k.split("_")))
+    best = {k: max(grid, key=lambda g: grid[g][k]) for k, _ in keys}
+    rows = [[f"{what}: {label(g)}", *(grid[g][k] for k, _ in keys)]
+            for what, g in [("before", former), ("chosen", chosen),
+                            *((f"best {title}", best[k]) for k, title in keys)]]
+    return ["", f"Choosing among the same candidates (run {i}, {name.replace('/candidates_', ', ')} candidates; "
+                f"`--selection`, {len(grid)} settings): the candidates compared with the replies of the R nearest past "
+                "pairs of the brand, each weighing x candidates, agreement w x ROUGE-L + (1 - w) x MiniLM cosine:", "",
+            table(["selection", *(title for _, title in keys)], rows), "",
+            f"params.yaml takes the chosen row: against the former setting "
+            + ", ".join(f"{title} {grid[chosen][k] - grid[former][k]:+.2f}" for k, title in keys)
+            + ". The best ROUGE-L of the grid gives up semantic similarity and distinct replies for it "
+            + f"({grid[best['rouge_l']]['semantic_similarity']} and {grid[best['rouge_l']]['distinct_replies']})."]
 
 
 def soup_lines(s: dict) -> list[str]:

@@ -149,6 +149,12 @@ class EvaluateParams(Strict):
     candidates: int = Field(16, ge=0, le=64)
     temperature: float = Field(0.7, gt=0.0)  # of the sampled candidates
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling of the candidates
+    # what the candidates are compared with: the replies of this many nearest past pairs of the brand (the prompt's
+    # retrieval.k examples first; none when retrieval.k is 0), each weighing this many candidates, and how much of
+    # the similarity is ROUGE-L F1 (the rest: MiniLM cosine)
+    rerank_references: int = Field(16, ge=0, le=64)
+    rerank_reference_weight: float = Field(4.0, ge=0.0)
+    rerank_word_weight: float = Field(0.75, ge=0.0, le=1.0)
 
 
 class RetrievalParams(Strict):

@@ -12,7 +12,6 @@ from .agent import prepare
 from .config import Params
 from .metrics import score
 from .placeholders import serve
-from .reranking import example_replies
 from .retrieval import ExampleIndex, RetrievalBaseline
 from .rules import apply_rules
 
@@ -36,9 +35,10 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
              "base_mb": round(footprint / 2**20, 1)}  # as stored and loaded, before the serving fold
     ev = params.evaluate
     gen = ready_to_serve(model, tok, ev, embedder, params.seed)
-    examples = index.examples(embedder, test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
+    # the prompts' examples, and the past replies reranked candidates are compared with (evaluate.candidates)
+    examples, refs = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
+                                                   params.retrieval, ev.rerank_references)
     prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)]
-    refs = example_replies(index, examples)  # what reranked candidates are compared with (evaluate.candidates)
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches
     k = min(ev.latency_samples, len(prompts))
     single, latency = gen.timed(prompts[:k], references=refs[:k])

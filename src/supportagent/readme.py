@@ -129,9 +129,13 @@ def render_tables(root: str | Path = ".") -> str:
         dtype = c["machine"].get("compute_dtype", "float32")
         train_dtype = c["machine"].get("training_dtype", dtype)
         computing = f"computing in {dtype}" if train_dtype == dtype else f"training in {train_dtype}, serving in {dtype}"
+        trained = sorted({t["dtype"] for t in trains.values() if t.get("dtype")})
         parts += ["", f"### Targets on this machine ({c['machine']['cores']} cores, {c['machine']['cpu']}, "
                       f"AVX512-BF16: {c['machine']['avx512_bf16']}, AMX: {c['machine']['amx_bf16']}, {computing}; "
                       "`benchmarks/cpu.json`)", "",
+                  f"The time rows are `benchmarks/cpu.json`'s run ({c['date']}, commit {c['commit']}); the quality rows "
+                  f"are the committed run's metrics (`metrics/`, trained in {' and '.join(trained) or 'float32'}), "
+                  "which a CPU without AVX512-BF16 trains in fp32, with other numbers.", "",
                   table(["target", "measured", "wanted", "met"], [[*r, "yes" if ok(r[1], r[2]) else "**no**"] for r in rows])]
     parts += ["", *review_tables(metrics / "review.json")]
     for name in ("serve_load.json", "serve_load_gpu.json"):

@@ -1,11 +1,13 @@
 """Choosing one reply among candidates by consensus (minimum Bayes risk decoding, Kumar and Byrne 2004).
 
 With `evaluate.candidates: n` the model writes its greedy reply and `n` sampled ones for each message; the one
-sent is the candidate most similar, on average, to the other candidates and to the brand's past replies that
-the prompt's retrieved examples hold (the replies of similar past messages stand in for the reply the customer
-should get). Similarity is the mean of ROUGE-L F1 and the cosine of the index's MiniLM embeddings: the first
-rewards shared wording, the second shared meaning. The semantic-similarity metric uses the same MiniLM, so
-part of a gain there is the selection seeing the metric's embedder: ROUGE-L is the check that does not.
+sent is the candidate most similar, on average, to the other candidates and to the brand's past replies to the
+most similar past messages (`evaluate.rerank_references` of them, from the index of the train split: they stand in
+for the reply the customer should get; each weighs `evaluate.rerank_reference_weight` candidates). Similarity is
+ROUGE-L F1 weighted `evaluate.rerank_word_weight` plus the cosine of the index's MiniLM embeddings for the rest:
+the first rewards shared wording, the second shared meaning. The semantic-similarity metric uses the same MiniLM,
+so part of a gain there is the selection seeing the metric's embedder: ROUGE-L is the check that does not. The
+weights were chosen on validation splits (benchmarks/full_sweep.json, run 4; benchmarks/reranking.json).
 """
 from __future__ import annotations
 
@@ -27,9 +29,11 @@ def lcs_f1(a: list[str], b: list[str]) -> float:
     return 2 * lcs / (len(a) + len(b))
 
 
-def consensus(candidates: list[list[str]], references: list[list[str]], embedder) -> list[int]:
-    """For each message, the index of the candidate with the highest mean similarity to the message's other
-    candidates and its references (ties: the earliest, so the greedy reply when it leads the list)."""
+def consensus(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
+              reference_weight: float) -> list[int]:
+    """For each message, the index of the candidate with the highest weighted similarity to the message's other
+    candidates (weight 1 each) and its references (`reference_weight` each); similarity: `word_weight` x ROUGE-L F1
+    + (1 - `word_weight`) x cosine (ties: the earliest, so the greedy reply when it leads the list)."""
     from rouge_score.tokenizers import DefaultTokenizer
 
     tokenize = DefaultTokenizer(use_stemmer=True).tokenize  # rouge-score's own, as the ROUGE-L metric uses
@@ -46,13 +50,9 @@ def consensus(candidates: list[list[str]], references: list[list[str]], embedder
                 words[i, j] = lcs_f1(tokens[i], tokens[j])
                 if j < len(cands):
                     words[j, i] = words[i, j]
-        sim = (words + v[: len(cands)] @ v.T) / 2
+        sim = word_weight * words + (1 - word_weight) * (v[: len(cands)] @ v.T)
         sim[np.arange(len(cands)), np.arange(len(cands))] = 0.0  # a candidate does not vote for itself
-        chosen.append(int(np.argmax(sim.sum(1))))
+        votes = np.r_[np.ones(len(cands)), np.full(len(refs), reference_weight)]
+        chosen.append(int(np.argmax(sim @ votes)))
     return chosen
 
-
-def example_replies(index, examples) -> list[list[str]]:
-    """The full replies of each message's retrieved examples (`retrieval.Examples`, whose prompt copies are cut to
-    `retrieval.max_example_chars`): the references `consensus` compares candidates with."""
-    return [[str(index.pairs.at[index.row_of_pair[p], "reply"]) for p in ex.pair_ids] for ex in examples]

@@ -117,6 +117,18 @@ class ExampleIndex:
             return [NO_EXAMPLES] * len(brands)
         return self._examples(embed(embedder, texts), brands, params, exclude_conversations)
 
+    def examples_and_references(self, embedder, texts: list[str], brands: list[str], params: RetrievalParams,
+                                references: int) -> tuple[list[Examples], list[list[str]]]:
+        """The examples of each message's prompt (`examples`) and the full replies of its `references` nearest past
+        pairs (the prompt's examples first), which reranked candidates are compared with (reranking.py). One search
+        for both; without examples (k = 0) there is no retrieval, and no references either."""
+        if params.k == 0:
+            return [NO_EXAMPLES] * len(brands), [[] for _ in brands]
+        found = self._examples(embed(embedder, texts), brands, params.model_copy(update={"k": max(params.k, references)}))
+        examples = [Examples(e.pairs[: params.k], e.source, e.pair_ids[: params.k]) for e in found]
+        replies = [[str(self.pairs.at[self.row_of_pair[p], "reply"]) for p in e.pair_ids[:references]] for e in found]
+        return examples, replies
+
     def examples_for_train(self, pairs: pd.DataFrame, params: RetrievalParams) -> list[Examples]:
         """Examples for pairs of the indexed split itself (training): their stored vectors are the
         queries, and a pair never sees itself or any pair of its own conversation."""

@@ -87,6 +87,7 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0):
     if ev.candidates:
         if embedder is None:
             raise ValueError("evaluate.candidates needs the embedder that compares the candidates (models.load_embedder())")
-        rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(consensus, embedder=embedder))
+        rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(consensus, embedder=embedder, word_weight=ev.rerank_word_weight,
+                                                                         reference_weight=ev.rerank_reference_weight))
     return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine, rerank,
                      sample_dtype=compute_dtype(training=True))
