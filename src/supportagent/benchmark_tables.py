@@ -166,10 +166,13 @@ def selection_lines(s: dict, chosen: str = "R16_w0.75_x4.0", former: str = "R2_w
     keys = [("rouge_l", "ROUGE-L"), ("semantic_similarity", "semantic sim."), ("distinct_replies", "distinct %")]
     label = lambda k: "R={} references, w={} ROUGE-L, each x{} a candidate".format(
         *(part[1:] for part in k.split("_")))
-    best = {k: max(grid, key=lambda g: grid[g][k]) for k, _ in keys}
+    best: dict[str, list[str]] = {}  # the best setting of each metric, and the metrics it is best on
+    for k, title in keys:
+        best.setdefault(max(grid, key=lambda g: grid[g][k]), []).append(title)
+    top = max(grid, key=lambda g: grid[g]["rouge_l"])
     rows = [[f"{what}: {label(g)}", *(grid[g][k] for k, _ in keys)]
             for what, g in [("before", former), ("chosen", chosen),
-                            *((f"best {title}", best[k]) for k, title in keys)]]
+                            *((f"best {' and '.join(titles)}", g) for g, titles in best.items())]]
     return ["", f"Choosing among the same candidates (run {i}, {name.replace('/candidates_', ', ')} candidates; "
                 f"`--selection`, {len(grid)} settings): the candidates compared with the replies of the R nearest past "
                 "pairs of the brand, each weighing x candidates, agreement w x ROUGE-L + (1 - w) x MiniLM cosine:", "",
@@ -177,7 +180,7 @@ def selection_lines(s: dict, chosen: str = "R16_w0.75_x4.0", former: str = "R2_w
             f"params.yaml takes the chosen row: against the former setting "
             + ", ".join(f"{title} {grid[chosen][k] - grid[former][k]:+.2f}" for k, title in keys)
             + ". The best ROUGE-L of the grid gives up semantic similarity and distinct replies for it "
-            + f"({grid[best['rouge_l']]['semantic_similarity']} and {grid[best['rouge_l']]['distinct_replies']})."]
+            + f"({grid[top]['semantic_similarity']} and {grid[top]['distinct_replies']})."]
 
 
 def soup_lines(s: dict) -> list[str]:

@@ -143,9 +143,9 @@ class EvaluateParams(Strict):
     # shared-prompt sampling loop; auto = compiled on a GPU, eager on a CPU (where it measured faster)
     engine: Literal["auto", "eager", "compiled"] = "auto"
     # reranking (reranking.py): this many sampled replies besides the greedy one, and the one sent is their
-    # consensus with the replies of the retrieved examples; 0 = the greedy reply alone. On the eager engine the
-    # candidates share one read and one KV cache of the prompt (prefix_sharing.py): each costs a decoding of its own
-    # tokens only
+    # consensus with the brand's past replies to similar messages (rerank_* below); 0 = the greedy reply alone. On
+    # the eager engine the candidates share one read and one KV cache of the prompt (prefix_sharing.py): each costs a
+    # decoding of its own tokens only
     candidates: int = Field(16, ge=0, le=64)
     temperature: float = Field(0.7, gt=0.0)  # of the sampled candidates
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling of the candidates

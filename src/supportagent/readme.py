@@ -134,8 +134,9 @@ def render_tables(root: str | Path = ".") -> str:
                       f"AVX512-BF16: {c['machine']['avx512_bf16']}, AMX: {c['machine']['amx_bf16']}, {computing}; "
                       "`benchmarks/cpu.json`)", "",
                   f"The time rows are `benchmarks/cpu.json`'s run ({c['date']}, commit {c['commit']}); the quality rows "
-                  f"are the committed run's metrics (`metrics/`, trained in {' and '.join(trained) or 'float32'}), "
-                  "which a CPU without AVX512-BF16 trains in fp32, with other numbers.", "",
+                  f"are the committed run's metrics (`metrics/`, trained in {' and '.join(trained) or 'float32'}; a "
+                  "CPU without AVX512-BF16 trains in fp32, slower and with other numbers: `other_runs` in the same "
+                  "file).", "",
                   table(["target", "measured", "wanted", "met"], [[*r, "yes" if ok(r[1], r[2]) else "**no**"] for r in rows])]
     parts += ["", *review_tables(metrics / "review.json")]
     for name in ("serve_load.json", "serve_load_gpu.json"):
