@@ -336,18 +336,13 @@ def main() -> None:
     missing = [m for name in args.variants if name in SOUPS for m in SOUPS[name][0] if m not in args.variants]
     if missing:
         sys.exit(f"a soup needs its variants trained in the same run: add {' '.join(missing)} to --variants")
-    if args.rescore:
-        if not record["runs"]:
-            sys.exit(f"--rescore adds to the last run of {out}: run the sweep first (without --rescore)")
-        record["runs"][-1]["candidate_subsets"] = rescore(work)
-        out.write_text(json.dumps(record, indent=2) + "\n")
-        return
-    if args.selection:
-        if not record["runs"]:
-            sys.exit(f"--selection adds to the last run of {out}: run the sweep first (without --selection)")
-        record["runs"][-1]["selection"] = selection_grid(work)
-        out.write_text(json.dumps(record, indent=2) + "\n")
-        return
+    for flag, key, scores in (("rescore", "candidate_subsets", rescore), ("selection", "selection", selection_grid)):
+        if getattr(args, flag):  # scores of the kept candidates, added to the last run
+            if not record["runs"]:
+                sys.exit(f"--{flag} adds to the last run of {out}: run the sweep first (without --{flag})")
+            record["runs"][-1][key] = scores(work)
+            out.write_text(json.dumps(record, indent=2) + "\n")
+            return
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip()

@@ -132,6 +132,24 @@ def test_the_seeds_paragraph_follows_the_soup_run():
     assert soup_lines({"runs": [{"results": [member("as_is", None, 28.0)]}]}) == []
 
 
+def test_the_selection_paragraph_follows_the_grid():
+    """The reranker's grid (`full_sweep.py --selection`): the former and the chosen setting with their figures, the
+    best setting of each metric once, and the differences computed from the record."""
+    from supportagent.benchmark_tables import selection_lines
+
+    point = lambda r, s, d: {"rouge_l": r, "semantic_similarity": s, "distinct_replies": d}
+    grid = {"R2_w0.5_x1.0": point(27.0, 40.0, 78.0), "R16_w0.75_x4.0": point(28.5, 41.0, 80.0),
+            "R16_w1.0_x2.0": point(29.0, 39.0, 73.0), "R16_w0.25_x8.0": point(27.5, 44.0, 88.0)}
+    record = {"runs": [{"results": []}, {"results": [], "selection": {"as_is/candidates_32": grid}}]}
+    text = "\n".join(selection_lines(record, "R16_w0.75_x4.0"))
+    assert "(run 2, as_is, 32 candidates; `--selection`, 4 settings)" in text
+    assert "| chosen: R=16 references, w=0.75 ROUGE-L, each x4.0 a candidate | 28.50 | 41.00 | 80.00 |" in text
+    assert "| best ROUGE-L: R=16 references, w=1.0 ROUGE-L, each x2.0 a candidate | 29.00 |" in text
+    assert "| best semantic sim. and distinct %: R=16 references, w=0.25" in text  # one row for one setting
+    assert "ROUGE-L +1.50, semantic sim. +1.00, distinct % +2.00" in text and "(39.0 and 73.0)" in text
+    assert selection_lines({"runs": [{"results": []}]}, "R16_w0.75_x4.0") == []
+
+
 def test_the_gpu_sampling_record_feeds_its_section_and_the_engine_check_its_candidates():
     """benchmarks/gpu_sampling.json: the two sampling loops' table and the speed-up computed from it; the engine
     check's sentence counts the candidates drawn alike."""

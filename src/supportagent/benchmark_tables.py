@@ -79,7 +79,13 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                          f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
                          "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
     if (root / "benchmarks/full_sweep.json").exists():
-        out += ["", *full_sweep_tables(load_json(root / "benchmarks/full_sweep.json"), full)]
+        from .config import load_params
+
+        chosen = ""  # the reranker setting params.yaml holds, as a key of the selection grid
+        if (root / "params.yaml").exists():
+            ev = load_params(root / "params.yaml").evaluate
+            chosen = f"R{ev.rerank_references}_w{ev.rerank_word_weight}_x{ev.rerank_reference_weight}"
+        out += ["", *full_sweep_tables(load_json(root / "benchmarks/full_sweep.json"), full, chosen)]
     rows = [[v["method"], v["batch"], v["checkpoint_every_n_layers"], v.get("lora_dropout", "–"),
              "oom" if v.get("oom") else v["tokens_per_second"], v.get("peak_memory_gib", "–"),
              v.get("mfu", "–"), v.get("hfu", "–")]
@@ -101,7 +107,7 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     return out
 
 
-def full_sweep_tables(s: dict, full: dict) -> list[str]:
+def full_sweep_tables(s: dict, full: dict, chosen: str = "") -> list[str]:
     """README section from benchmarks/full_sweep.json: the full configuration's QLoRA settings on the validation
     split, the numbers of candidates compared on the same draws, and seeds and their soups; `full`: the
     configuration's GPU pipeline run (benchmarks/gpu_h100.json), whose latency is set beside its earlier runs'."""
@@ -143,7 +149,7 @@ def full_sweep_tables(s: dict, full: dict) -> list[str]:
             to48 = [abs(v["48"]["rouge_l"] - v["32"]["rouge_l"]) for v in both]
             out += ["", f"On the same draws 32 candidates beat 16 by {min(gain):+.2f} to {max(gain):+.2f} ROUGE-L and came "
                         f"within {max(to48):.2f} of 48, so configs/full.yaml samples {full['evaluate_candidates']}."]
-    out += soup_lines(s) + selection_lines(s)
+    out += soup_lines(s) + (selection_lines(s, chosen) if chosen else [])
     latency = [(r["evaluate_candidates"], r["latency_p50_ms"]["qlora"]) for r in full.get("earlier_runs", [])
                if "latency_p50_ms" in r]
     if latency:
@@ -156,9 +162,10 @@ def full_sweep_tables(s: dict, full: dict) -> list[str]:
     return out
 
 
-def selection_lines(s: dict, chosen: str = "R16_w0.75_x4.0", former: str = "R2_w0.5_x1.0") -> list[str]:
+def selection_lines(s: dict, chosen: str, former: str = "R2_w0.5_x1.0") -> list[str]:
     """The reranker's paragraph: the last run with a `selection` grid (`full_sweep.py --selection`), its former
-    setting, the one chosen (`evaluate.rerank_*` in params.yaml) and the best of the grid on each metric."""
+    setting, the one chosen (`chosen`: params.yaml's `evaluate.rerank_*` as a grid key, `R<n>_w<w>_x<x>`) and the
+    best of the grid on each metric."""
     i, run = next(((i, r) for i, r in reversed(list(enumerate(s["runs"], 1))) if r.get("selection")), (0, None))
     if run is None:
         return []
