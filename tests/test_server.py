@@ -263,7 +263,7 @@ def test_clients_answered_together_stay_in_one_batch(tmp_path, review):
     agent = FakeAgent(0.3)
     # the clients share this process (and its GIL) with the server: give them more time than the default
     with live(create_app(agent, "qlora", review, tmp_path / "r.csv", limits=Limits(max_batch=16,
-                                                                                  max_wait_ms=250))) as url:
+                                                                                  max_wait_ms=1000))) as url:
         def client(k):
             for i in range(4):
                 httpx.post(f"{url}/v1/reply", json={"text": f"{k}-{i}"}, timeout=30)
