@@ -257,6 +257,7 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
     from rouge_score.tokenizers import DefaultTokenizer
 
     from supportagent import models
+    from supportagent.benchmark_tables import selection_key
     from supportagent.metrics import distinct_replies, rouge_l
     from supportagent.reranking import lcs_f1
     from supportagent.retrieval import ExampleIndex, embed
@@ -291,10 +292,11 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
                         i = int(np.argmax(sim @ np.r_[np.ones(n), np.full(sim.shape[1] - n, x)]))
                         chosen.append(k["candidates"][i])
                         meaning.append(100 * float(np.clip(v[i] @ t, -1, 1)))
-                    grid[f"R{r}_w{w}_x{x}"] = {"rouge_l": round(float(np.mean(rouge_l(chosen, references))), 2),
-                                               "semantic_similarity": round(float(np.mean(meaning)), 2),
-                                               "distinct_replies": round(distinct_replies(chosen), 2)}
-                    print(f.parent.name, f.stem, f"R{r}_w{w}_x{x}", grid[f"R{r}_w{w}_x{x}"], flush=True)
+                    key = selection_key(r, w, x)
+                    grid[key] = {"rouge_l": round(float(np.mean(rouge_l(chosen, references))), 2),
+                                 "semantic_similarity": round(float(np.mean(meaning)), 2),
+                                 "distinct_replies": round(distinct_replies(chosen), 2)}
+                    print(f.parent.name, f.stem, key, grid[key], flush=True)
         out[f"{f.parent.name}/{f.stem}"] = grid
     return out
 

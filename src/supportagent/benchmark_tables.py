@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .comparison import load_all, load_json
-from .config import METHODS, SYSTEMS
+from .config import METHODS, SYSTEMS, load_params
 from .markdown import table
 
 
@@ -79,12 +79,10 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                          f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
                          "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
     if (root / "benchmarks/full_sweep.json").exists():
-        from .config import load_params
-
         chosen = ""  # the reranker setting params.yaml holds, as a key of the selection grid
         if (root / "params.yaml").exists():
             ev = load_params(root / "params.yaml").evaluate
-            chosen = f"R{ev.rerank_references}_w{ev.rerank_word_weight}_x{ev.rerank_reference_weight}"
+            chosen = selection_key(ev.rerank_references, ev.rerank_word_weight, ev.rerank_reference_weight)
         out += ["", *full_sweep_tables(load_json(root / "benchmarks/full_sweep.json"), full, chosen)]
     rows = [[v["method"], v["batch"], v["checkpoint_every_n_layers"], v.get("lora_dropout", "–"),
              "oom" if v.get("oom") else v["tokens_per_second"], v.get("peak_memory_gib", "–"),
@@ -162,7 +160,12 @@ def full_sweep_tables(s: dict, full: dict, chosen: str = "") -> list[str]:
     return out
 
 
-def selection_lines(s: dict, chosen: str, former: str = "R2_w0.5_x1.0") -> list[str]:
+def selection_key(references: int, word_weight: float, reference_weight: float) -> str:
+    """A setting's key in `full_sweep.py --selection`'s grid: `R<references>_w<word weight>_x<reference weight>`."""
+    return f"R{references}_w{float(word_weight)}_x{float(reference_weight)}"
+
+
+def selection_lines(s: dict, chosen: str, former: str = selection_key(2, 0.5, 1.0)) -> list[str]:
     """The reranker's paragraph: the last run with a `selection` grid (`full_sweep.py --selection`), its former
     setting, the one chosen (`chosen`: params.yaml's `evaluate.rerank_*` as a grid key, `R<n>_w<w>_x<x>`) and the
     best of the grid on each metric."""
