@@ -52,6 +52,7 @@ VARIANTS = {
     "lora_dropout_0.1": ({"train.qlora.lora_dropout": 0.1}, [16]),
     "k_4": ({"retrieval.k": 4}, [16]),
     "epochs_4": ({"train.qlora.epochs": 4}, [48]),
+    "lora_r_64": ({"train.qlora.lora_r": 64, "train.qlora.lora_alpha": 128}, [32]),  # alpha / r as the default's
     "seed_43": ({"seed": 43}, [32]),
     "seed_44": ({"seed": 44}, [32]),
 }
@@ -163,8 +164,8 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
     seen = []
     original = reranking.consensus
 
-    def recording(candidates, references, embedder):
-        chosen = original(candidates, references, embedder)
+    def recording(candidates, references, **weights):  # serving binds the embedder and weights by keyword
+        chosen = original(candidates, references, **weights)
         seen.extend({"candidates": c, "references": r, "chosen": i} for c, r, i in zip(candidates, references, chosen))
         return chosen
 
@@ -253,17 +254,14 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
     references and weights: the replies of the R nearest past pairs of the brand (the index of the workdir's train
     split, as evaluation finds them), each weighing x candidates, and similarity w x ROUGE-L + (1 - w) x cosine.
     Validation ROUGE-L, semantic similarity and distinct replies per `R<R>_w<w>_x<x>`."""
-    import pandas as pd
-    from rouge_score.tokenizers import DefaultTokenizer
-
     from supportagent import models
     from supportagent.benchmark_tables import selection_key
-    from supportagent.metrics import distinct_replies, rouge_l
-    from supportagent.reranking import lcs_f1
-    from supportagent.retrieval import ExampleIndex, embed
+    from supportagent.metrics import cosine, distinct_replies, rouge_l
+    from supportagent.reranking import choose, similarities
+    from supportagent.retrieval import ExampleIndex
 
     p, paths, tr, va = _setup(work, {})
-    embedder, tokenize, out = models.load_embedder(), DefaultTokenizer(use_stemmer=True).tokenize, {}
+    embedder, out = models.load_embedder(), {}
     index = ExampleIndex(paths["index"], tr, models.embedder_id())
     for f in sorted((work / "sweep").glob("*/candidates_*.json")):
         kept = json.loads(f.read_text())
@@ -271,30 +269,16 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
         _, found = index.examples_and_references(embedder, rows["customer"].tolist(), rows["brand"].tolist(),
                                                  p.retrieval, max(refs_n))
         references = [k["reference"] for k in kept]
-        truth = embed(embedder, references)
-        sims = []  # per message: ROUGE-L and cosine of each candidate with every candidate and reference
-        for k, refs in zip(kept, found):
-            pool = k["candidates"] + refs
-            tokens, v = [tokenize(t) for t in pool], embed(embedder, pool)
-            n = len(k["candidates"])
-            words = np.array([[lcs_f1(tokens[i], tokens[j]) if i != j else 0.0 for j in range(len(pool))]
-                              for i in range(n)])
-            cos = v[:n] @ v.T
-            cos[np.arange(n), np.arange(n)] = 0.0
-            sims.append((words, cos, n, v[:n]))
+        sims = similarities([k["candidates"] for k in kept], found, embedder)  # each setting takes its first R refs
         grid = {}
         for r in refs_n:
             for w in word_weights:
                 for x in (reference_weights if r else reference_weights[:1]):
-                    chosen, meaning = [], []
-                    for (words, cos, n, v), k, t in zip(sims, kept, truth):
-                        sim = (w * words + (1 - w) * cos)[:, : n + r]
-                        i = int(np.argmax(sim @ np.r_[np.ones(n), np.full(sim.shape[1] - n, x)]))
-                        chosen.append(k["candidates"][i])
-                        meaning.append(100 * float(np.clip(v[i] @ t, -1, 1)))
+                    chosen = [k["candidates"][choose(s, word_weight=w, reference_weight=x, references=r)]
+                              for s, k in zip(sims, kept)]
                     key = selection_key(r, w, x)
                     grid[key] = {"rouge_l": round(float(np.mean(rouge_l(chosen, references))), 2),
-                                 "semantic_similarity": round(float(np.mean(meaning)), 2),
+                                 "semantic_similarity": round(float(np.mean(cosine(embedder, chosen, references))), 2),
                                  "distinct_replies": round(distinct_replies(chosen), 2)}
                     print(f.parent.name, f.stem, key, grid[key], flush=True)
         out[f"{f.parent.name}/{f.stem}"] = grid

@@ -1,11 +1,12 @@
 """Sampled candidates and their reranking (`evaluate.candidates`): the sampler reads each prompt once and decodes
 what the model would, and the consensus picks the reply its peers and the retrieved replies agree with."""
+import numpy as np
 import pytest
 import torch
 
 from supportagent import models
 from supportagent.generation import Generator, Rerank
-from supportagent.reranking import consensus, lcs_f1
+from supportagent.reranking import Similarities, choose, consensus, lcs_f1, similarities
 
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
             "I was charged twice for one ride, refund please", "the app crashes when I open it",
@@ -152,6 +153,30 @@ def test_consensus_weighs_references_against_peers_and_wording_against_meaning(e
     references = [["We are able to refund it."]]
     by_words = consensus(candidates, references, embedder, word_weight=1.0, reference_weight=1.0)
     assert by_words == [0]
+
+
+def test_a_candidate_without_words_is_never_chosen_while_another_has_some():
+    # the empty reply scores highest here, yet the best of the candidates with words is chosen
+    s = Similarities(words=np.array([[0.0, 0.1, 0.9], [0.1, 0.0, 0.2], [0.9, 0.2, 0.0]]), cosine=np.zeros((3, 3)),
+                     has_words=np.array([True, True, False]))
+    assert choose(s, word_weight=1.0, reference_weight=1.0) == 0
+    assert choose(s.__class__(s.words, s.cosine, np.array([True, True, True])), word_weight=1.0,
+                  reference_weight=1.0) == 2
+    assert choose(s.__class__(s.words, s.cosine, np.zeros(3, bool)), word_weight=1.0, reference_weight=1.0) == 2
+
+
+def test_choosing_with_the_first_references_is_consensus_with_those_references(embedder):
+    """The selection grid (benchmarks/full_sweep.py) compares once with the most references, then lets each setting
+    take its first R: the same choice as comparing with those R alone."""
+    candidates = [["Please DM us your order number.", "Restart the app and log in again.", "", "Thanks for the love!"]]
+    references = [["Restart the app, then log in again.", "DM us your order number please.", "Happy to help!",
+                   "Log out and back in, that should do it."]]
+    s, = similarities(candidates, references, embedder)
+    assert s.words.shape == s.cosine.shape == (4, 8) and list(s.has_words) == [True, True, False, True]
+    for r in range(len(references[0]) + 1):
+        for w, x in ((0.5, 1.0), (0.75, 4.0), (1.0, 2.0)):
+            assert [choose(s, word_weight=w, reference_weight=x, references=r)] == consensus(
+                candidates, [references[0][:r]], embedder, word_weight=w, reference_weight=x)
 
 
 def test_lcs_f1_is_the_rouge_l_of_rouge_score():

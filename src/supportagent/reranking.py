@@ -7,9 +7,12 @@ for the reply the customer should get; each weighs `evaluate.rerank_reference_we
 ROUGE-L F1 weighted `evaluate.rerank_word_weight` plus the cosine of the index's MiniLM embeddings for the rest:
 the first rewards shared wording, the second shared meaning. The semantic-similarity metric uses the same MiniLM,
 so part of a gain there is the selection seeing the metric's embedder: ROUGE-L is the check that does not. The
-weights were chosen on validation splits (benchmarks/full_sweep.json, run 4; benchmarks/reranking.json).
+weights were chosen on validation splits (benchmarks/full_sweep.json, run 4; benchmarks/reranking.json). A
+candidate without a word (an empty reply) is never sent while another candidate has one.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,30 +32,55 @@ def lcs_f1(a: list[str], b: list[str]) -> float:
     return 2 * lcs / (len(a) + len(b))
 
 
-def consensus(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
-              reference_weight: float) -> list[int]:
-    """For each message, the index of the candidate with the highest weighted similarity to the message's other
-    candidates (weight 1 each) and its references (`reference_weight` each); similarity: `word_weight` x ROUGE-L F1
-    + (1 - `word_weight`) x cosine (ties: the earliest, so the greedy reply when it leads the list)."""
+@dataclass
+class Similarities:
+    """One message's candidates (n) against its pool (the n candidates, then its references): ROUGE-L F1 and
+    MiniLM cosine, each n x pool, a candidate's own column 0; `has_words`: the candidates with a word in them."""
+    words: np.ndarray
+    cosine: np.ndarray
+    has_words: np.ndarray
+
+
+def similarities(candidates: list[list[str]], references: list[list[str]], embedder) -> list[Similarities]:
+    """Each message's `Similarities` (the texts of all messages embedded in one batch, each text once)."""
     from rouge_score.tokenizers import DefaultTokenizer
 
     tokenize = DefaultTokenizer(use_stemmer=True).tokenize  # rouge-score's own, as the ROUGE-L metric uses
     unique = list(dict.fromkeys(t for cands, refs in zip(candidates, references) for t in cands + refs))
-    vectors = embed(embedder, unique) if unique else None  # one batch for every message, each text once
+    vectors = embed(embedder, unique) if unique else None
     row = {t: i for i, t in enumerate(unique)}
-    chosen = []
+    out = []
     for cands, refs in zip(candidates, references):
-        pool = cands + refs
+        pool, n = cands + refs, len(cands)
         v, tokens = vectors[[row[t] for t in pool]], [tokenize(t) for t in pool]
-        words = np.zeros((len(cands), len(pool)))
-        for i in range(len(cands)):
+        words = np.zeros((n, len(pool)))
+        for i in range(n):
             for j in range(i + 1, len(pool)):
                 words[i, j] = lcs_f1(tokens[i], tokens[j])
-                if j < len(cands):
+                if j < n:
                     words[j, i] = words[i, j]
-        sim = word_weight * words + (1 - word_weight) * (v[: len(cands)] @ v.T)
-        sim[np.arange(len(cands)), np.arange(len(cands))] = 0.0  # a candidate does not vote for itself
-        votes = np.r_[np.ones(len(cands)), np.full(len(refs), reference_weight)]
-        chosen.append(int(np.argmax(sim @ votes)))
-    return chosen
+        cos = v[:n] @ v.T
+        cos[np.arange(n), np.arange(n)] = 0.0  # a candidate does not vote for itself
+        out.append(Similarities(words, cos, np.array([bool(t) for t in tokens[:n]])))
+    return out
 
+
+def choose(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> int:
+    """The candidate with the highest weighted similarity to the other candidates (weight 1 each) and the first
+    `references` references (all by default; `reference_weight` each); similarity: `word_weight` x ROUGE-L F1 +
+    (1 - `word_weight`) x cosine. Ties: the earliest, so the greedy reply when it leads the list. A candidate
+    without a word (empty, or punctuation alone) is never chosen while another has words."""
+    n = len(s.has_words)
+    cols = s.words.shape[1] if references is None else n + references
+    sim = word_weight * s.words[:, :cols] + (1 - word_weight) * s.cosine[:, :cols]
+    score = sim @ np.r_[np.ones(n), np.full(cols - n, reference_weight)]
+    if s.has_words.any():
+        score[~s.has_words] = -np.inf
+    return int(np.argmax(score))
+
+
+def consensus(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
+              reference_weight: float) -> list[int]:
+    """For each message, the index of its candidate that `choose` takes, given its references."""
+    return [choose(s, word_weight=word_weight, reference_weight=reference_weight)
+            for s in similarities(candidates, references, embedder)]
