@@ -55,7 +55,10 @@ def test_full_config_merges_onto_params_and_validates():
     full = load_params(ROOT / "params.yaml", overrides=ROOT / "configs/full.yaml")
     assert full.subset.max_pairs_per_brand == 0 and full.train.qlora.epochs > default.train.qlora.epochs
     assert full.rules == default.rules  # untouched groups come from params.yaml
-    assert full.train.qlora.lora_r == default.train.qlora.lora_r  # nested groups merge key by key
+    # nested groups merge key by key: the file's keys change, the group's other keys stay params.yaml's
+    assert full.train.qlora.lora_r != default.train.qlora.lora_r
+    assert full.train.qlora.target_modules == default.train.qlora.target_modules
+    assert full.train.qlora.lora_dropout == default.train.qlora.lora_dropout
 
 
 def test_override_with_unknown_key_names_the_overrides_file(tmp_path):

@@ -92,12 +92,14 @@ def test_the_full_sweep_feeds_its_section():
         pytest.skip("no full sweep record")
     record = json.loads((ROOT / "benchmarks/full_sweep.json").read_text())
     full = {"evaluate_candidates": 32, "metrics": {"eval/qlora": {"latency_p50_ms": 2000.0}},
-            "earlier_runs": [{"evaluate_candidates": 16, "latency_p50_ms": {"qlora": 1000.0}}]}
+            "earlier_runs": [{"evaluate_candidates": 16, "latency_p50_ms": {"qlora": 1000.0}, "commit": "abc1234"},
+                             {"evaluate_candidates": 0, "latency_p50_ms": {"qlora": 500.0}, "date": "2026-11-26"}]}
     text = "\n".join(full_sweep_tables(record, full))
     for run in record["runs"]:
         for r in run["results"]:
             assert all(f"| {r['variant']} |" in text and f"| {v['rouge_l']:.2f} |" in text for v in r["val"].values())
-    assert "2,000 ms, against 1,000 ms in the run with 16 candidates" in text
+    assert ("2,000 ms, against 1,000 ms in the run of abc1234 (16 candidates), 500 ms in the run of 2026-11-26 "
+            "(0 candidates)") in text
     changed = copy.deepcopy(record)
     for run in changed["runs"]:
         for v in run.get("candidate_subsets", {}).values():

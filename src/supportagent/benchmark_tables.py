@@ -148,13 +148,13 @@ def full_sweep_tables(s: dict, full: dict, chosen: str = "") -> list[str]:
             out += ["", f"On the same draws 32 candidates beat 16 by {min(gain):+.2f} to {max(gain):+.2f} ROUGE-L and came "
                         f"within {max(to48):.2f} of 48, so configs/full.yaml samples {full['evaluate_candidates']}."]
     out += soup_lines(s) + (selection_lines(s, chosen) if chosen else [])
-    latency = [(r["evaluate_candidates"], r["latency_p50_ms"]["qlora"]) for r in full.get("earlier_runs", [])
-               if "latency_p50_ms" in r]
+    latency = [(r.get("commit") or r["date"], r["evaluate_candidates"], r["latency_p50_ms"]["qlora"])
+               for r in full.get("earlier_runs", []) if "latency_p50_ms" in r]
     if latency:
         out += ["", f"The price is latency: the served QLoRA's p50 in the pipeline run is "
                 f"{full['metrics']['eval/qlora']['latency_p50_ms']:,.0f} ms, against "
-                + ", ".join(f"{ms:,.0f} ms in the run with {n} candidates" for n, ms in latency)
-                + " (other stages sharing the GPU in both"
+                + ", ".join(f"{ms:,.0f} ms in the run of {run} ({n} candidates)" for run, n, ms in latency)
+                + " (other stages sharing the GPU in every run"
                 + (f"; candidates sampled by {full['candidates_sampled_by']}, before the compiled engine sampled them: "
                    "*Reranked candidates on a GPU*" if full.get("candidates_sampled_by") else "") + ")."]
     return out
