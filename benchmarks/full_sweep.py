@@ -274,8 +274,9 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
         for r in refs_n:
             for w in word_weights:
                 for x in (reference_weights if r else reference_weights[:1]):
-                    chosen = [k["candidates"][choose(s, word_weight=w, reference_weight=x, references=r)]
-                              for s, k in zip(sims, kept)]
+                    chosen = [k["candidates"][choose(s, word_weight=w, reference_weight=x,
+                                                     references=min(r, len(refs)))]  # a brand may have fewer
+                              for s, k, refs in zip(sims, kept, found)]
                     key = selection_key(r, w, x)
                     grid[key] = {"rouge_l": round(float(np.mean(rouge_l(chosen, references))), 2),
                                  "semantic_similarity": round(float(np.mean(cosine(embedder, chosen, references))), 2),
