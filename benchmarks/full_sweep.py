@@ -250,7 +250,7 @@ def rescore(work: Path, ms=(0, 4, 8, 16, 32, 48)) -> dict:
 
 def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5, 0.75, 1.0),
                    reference_weights=(1.0, 2.0, 4.0, 8.0)) -> dict:
-    """Every kept candidate set (all its candidates) chosen from again by `reranking.consensus` with other
+    """Every kept candidate set (all its candidates) chosen from again by `reranking.choose` with other
     references and weights: the replies of the R nearest past pairs of the brand (the index of the workdir's train
     split, as evaluation finds them), each weighing x candidates, and similarity w x ROUGE-L + (1 - w) x cosine.
     Validation ROUGE-L, semantic similarity and distinct replies per `R<R>_w<w>_x<x>`."""
@@ -268,19 +268,21 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
         rows = va.set_index("pair_id").loc[[k["pair_id"] for k in kept]]
         _, found = index.examples_and_references(embedder, rows["customer"].tolist(), rows["brand"].tolist(),
                                                  p.retrieval, max(refs_n))
-        references = [k["reference"] for k in kept]
         sims = similarities([k["candidates"] for k in kept], found, embedder)  # each setting takes its first R refs
+        # every candidate scored against its message's reference once; a setting then looks its choices up
+        cands = [c for k in kept for c in k["candidates"]]
+        truth = [k["reference"] for k in kept for _ in k["candidates"]]
+        starts = np.cumsum([0] + [len(k["candidates"]) for k in kept])
+        scores = {"rouge_l": np.array(rouge_l(cands, truth)), "semantic_similarity": cosine(embedder, cands, truth)}
         grid = {}
         for r in refs_n:
             for w in word_weights:
                 for x in (reference_weights if r else reference_weights[:1]):
-                    chosen = [k["candidates"][choose(s, word_weight=w, reference_weight=x,
-                                                     references=min(r, len(refs)))]  # a brand may have fewer
-                              for s, k, refs in zip(sims, kept, found)]
+                    at = [start + choose(s, word_weight=w, reference_weight=x, references=r)
+                          for s, start in zip(sims, starts)]
                     key = selection_key(r, w, x)
-                    grid[key] = {"rouge_l": round(float(np.mean(rouge_l(chosen, references))), 2),
-                                 "semantic_similarity": round(float(np.mean(cosine(embedder, chosen, references))), 2),
-                                 "distinct_replies": round(distinct_replies(chosen), 2)}
+                    grid[key] = {**{m: round(float(np.mean(v[at])), 2) for m, v in scores.items()},
+                                 "distinct_replies": round(distinct_replies([cands[i] for i in at]), 2)}
                     print(f.parent.name, f.stem, key, grid[key], flush=True)
         out[f"{f.parent.name}/{f.stem}"] = grid
     return out

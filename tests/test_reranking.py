@@ -160,9 +160,9 @@ def test_a_candidate_without_words_is_never_chosen_while_another_has_some():
     s = Similarities(words=np.array([[0.0, 0.1, 0.9], [0.1, 0.0, 0.2], [0.9, 0.2, 0.0]]), cosine=np.zeros((3, 3)),
                      has_words=np.array([True, True, False]))
     assert choose(s, word_weight=1.0, reference_weight=1.0) == 0
-    assert choose(s.__class__(s.words, s.cosine, np.array([True, True, True])), word_weight=1.0,
+    assert choose(Similarities(s.words, s.cosine, np.array([True, True, True])), word_weight=1.0,
                   reference_weight=1.0) == 2
-    assert choose(s.__class__(s.words, s.cosine, np.zeros(3, bool)), word_weight=1.0, reference_weight=1.0) == 2
+    assert choose(Similarities(s.words, s.cosine, np.zeros(3, bool)), word_weight=1.0, reference_weight=1.0) == 2
 
 
 def test_choosing_with_the_first_references_is_consensus_with_those_references(embedder):
@@ -177,6 +177,9 @@ def test_choosing_with_the_first_references_is_consensus_with_those_references(e
         for w, x in ((0.5, 1.0), (0.75, 4.0), (1.0, 2.0)):
             assert [choose(s, word_weight=w, reference_weight=x, references=r)] == consensus(
                 candidates, [references[0][:r]], embedder, word_weight=w, reference_weight=x)
+    # a setting asking for more references than a message has (a brand with few past pairs) takes all it has
+    assert choose(s, word_weight=0.75, reference_weight=4.0, references=16) == choose(s, word_weight=0.75,
+                                                                                      reference_weight=4.0)
 
 
 def test_lcs_f1_is_the_rouge_l_of_rouge_score():

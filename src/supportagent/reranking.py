@@ -67,11 +67,11 @@ def similarities(candidates: list[list[str]], references: list[list[str]], embed
 
 def choose(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> int:
     """The candidate with the highest weighted similarity to the other candidates (weight 1 each) and the first
-    `references` references (all by default; `reference_weight` each); similarity: `word_weight` x ROUGE-L F1 +
-    (1 - `word_weight`) x cosine. Ties: the earliest, so the greedy reply when it leads the list. A candidate
+    `references` references (all by default, and all where there are fewer; `reference_weight` each); similarity:
+    `word_weight` x ROUGE-L F1 + (1 - `word_weight`) x cosine. Ties: the earliest, so the greedy reply when it leads the list. A candidate
     without a word (empty, or punctuation alone) is never chosen while another has words."""
     n = len(s.has_words)
-    cols = s.words.shape[1] if references is None else n + references
+    cols = s.words.shape[1] if references is None else min(s.words.shape[1], n + references)
     sim = word_weight * s.words[:, :cols] + (1 - word_weight) * s.cosine[:, :cols]
     score = sim @ np.r_[np.ones(n), np.full(cols - n, reference_weight)]
     if s.has_words.any():
