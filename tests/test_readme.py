@@ -114,6 +114,22 @@ def test_the_full_sweep_feeds_its_section():
     assert "trained twice scored 11.11 and 11.11 ROUGE-L" in "\n".join(full_sweep_tables(changed, full))
 
 
+def test_the_full_configurations_seed_runs_feed_their_table():
+    """The pipeline run and the seed runs of the full configuration: a row each, the spread and the count of runs
+    meeting the 30 ROUGE-L target computed from the figures."""
+    from supportagent.benchmark_tables import seed_run_lines
+
+    keys = {"semantic_similarity": 40.0, "bleu": 15.0, "distinct_replies": 80.0, "placeholder_rate": 0.0}
+    evals = {"qlora": {"rouge_l": 30.5, **keys}, "retrieval": {"semantic_similarity": 37.5}}
+    runs = {"machine": {"gpu": "GPU X"}, "date": "2026-01-01", "commit": "abc1234",
+            "runs": [{"seed": 43, "rouge_l": 29.25, **keys, "semantic_similarity": 41.5, "final_val_loss": 1.5},
+                     {"seed": 44, "rouge_l": 31.0, **keys, "final_val_loss": 1.4}]}
+    text = "\n".join(seed_run_lines(runs, evals, {"final_val_loss": 1.45}, 42))
+    assert "| 42 | 30.50 |" in text and "| 43 | 29.25 | 41.50 |" in text and "| 44 | 31.00 |" in text
+    assert "from 29.25 to 31.00 over 3 seeds; 2 of 3 at or above 30" in text
+    assert "from 40.00 to 41.50, against retrieval's 37.50" in text and "commit abc1234" in text
+
+
 def test_the_seeds_paragraph_follows_the_soup_run():
     """The seeds of the unchanged configuration, their soup and their pooled candidates: figures from the record, and
     the verdict turns when the soup beats the best single seed."""

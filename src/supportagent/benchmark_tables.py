@@ -78,6 +78,9 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                         ["qlora semantic similarity above retrieval",
                          f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
                          "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
+        if full.get("seed_runs"):
+            seed = load_params(root / "params.yaml").seed if (root / "params.yaml").exists() else None
+            out += ["", *seed_run_lines(full["seed_runs"], fe, ft["qlora"], seed)]
     if (root / "benchmarks/full_sweep.json").exists():
         chosen = ""  # the reranker setting params.yaml holds, as a key of the selection grid
         if (root / "params.yaml").exists():
@@ -103,6 +106,26 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                    [[k.removeprefix("serve_"), v["latency_p50_ms"], v["latency_p95_ms"], v["batch"], v["replies_per_s"]]
                     for k, v in big["results"].items() if k.startswith("serve") and not v.get("oom")])]
     return out
+
+
+def seed_run_lines(r: dict, evals: dict, train: dict, seed: int | None) -> list[str]:
+    """The full configuration's QLoRA trained and tested again with other seeds (gpu_h100.json, full.seed_runs) beside
+    the pipeline run (`evals`, `train`: metrics/full), and how many of them meet the >= 30 ROUGE-L target."""
+    keys = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "placeholder_rate"]
+    main = {"seed": seed if seed is not None else "params'", **{k: evals["qlora"][k] for k in keys},
+            "final_val_loss": train["final_val_loss"]}
+    runs = [main, *r["runs"]]
+    scores = [x["rouge_l"] for x in runs]
+    met = sum(x >= 30 for x in scores)
+    return [f"The same QLoRA trained and tested with other seeds (`seed` draws the training order, the validation-loss "
+            f"sample and the candidates' draws; data and split unchanged; {r['machine'].get('gpu')}, {r['date']}, commit "
+            f"{r['commit']}; `benchmarks/gpu_h100.json`, `seed_runs`):", "",
+            table(["seed", "ROUGE-L", "semantic sim.", "BLEU", "distinct %", "placeholders %", "final val loss"],
+                  [[x["seed"], *(x[k] for k in keys), f"{x['final_val_loss']:.4f}"] for x in runs]), "",
+            f"Test ROUGE-L from {min(scores):.2f} to {max(scores):.2f} over {len(runs)} seeds; {met} of {len(runs)} "
+            f"at or above 30; semantic similarity from {min(x['semantic_similarity'] for x in runs):.2f} to "
+            f"{max(x['semantic_similarity'] for x in runs):.2f}, against retrieval's "
+            f"{evals['retrieval']['semantic_similarity']:.2f}."]
 
 
 def full_sweep_tables(s: dict, full: dict, chosen: str = "") -> list[str]:
