@@ -182,6 +182,10 @@ def test_the_gpu_sampling_record_feeds_its_section_and_the_engine_check_its_cand
     assert f"{eager['p50_ms'] / compiled['p50_ms']:.1f}x as fast" in text
     compiled["p50_ms"] = eager["p50_ms"] / 2
     assert "2.0x as fast" in "\n".join(gpu_sampling_tables(record))
+    record["earlier_runs"] = [{"what": "an older reranker", "commit": "abc1234", "machine": {"gpu": "GPU X"},
+                               "results": {"eager": {"p50_ms": 1500.0}, "compiled": {"p50_ms": 100.4}}}]
+    assert ("Earlier, an older reranker (commit abc1234, GPU X): p50 1,500 ms eager, 100 ms compiled."
+            in "\n".join(gpu_sampling_tables(record)))
     check = json.loads((ROOT / "benchmarks/gpu_engine_check.json").read_text())
     assert "draws the eager loop's candidates" in engine_check_sentence(check)
     check["same_candidates_of_32"] = {"base penalty 1.3": {"batch 1": 7}}

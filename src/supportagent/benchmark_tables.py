@@ -411,4 +411,7 @@ def gpu_sampling_tables(r: dict) -> list[str]:
             f"At the median the compiled loop answers one message {res['eager']['p50_ms'] / res['compiled']['p50_ms']:.1f}x "
             "as fast; it pays its compilation once per process and prompt-width bucket (warm-up), which "
             "`serve` does before it takes requests. The scores differ by the draws only (the two loops draw from the "
-            "same distribution: `benchmarks/gpu_engine_check.json`)."]
+            "same distribution: `benchmarks/gpu_engine_check.json`).",
+            *(line for e in r.get("earlier_runs", []) for line in (
+                "", f"Earlier, {e['what']} (commit {e['commit']}, {e['machine'].get('gpu')}): p50 "
+                + ", ".join(f"{x['p50_ms']:,.0f} ms {engine}" for engine, x in e["results"].items()) + "."))]
