@@ -54,6 +54,12 @@ def test_the_reranking_record_feeds_its_section(tmp_path):
     reranked["seconds"] = greedy["seconds"] + 1234.5
     (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
     assert f"{served} 1,234.5 s more evaluation" in render_tables(tmp_path)
+    record["earlier_runs"] = [{"what": "an older reranker", "commit": "abc1234", "machine": {"avx512_bf16": True},
+                               "test": {"qlora, 16 candidates": {"rouge_l": 24.5, "semantic_similarity": 38.25}},
+                               "draws": 5, "draws_ahead": 4}]
+    (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
+    assert ("Earlier, an older reranker (commit abc1234, AVX512-BF16: True): qlora, 16 candidates 24.50 ROUGE-L, "
+            "38.25 semantic sim.; ahead of retrieval on both metrics in 4 of 5 draws.") in render_tables(tmp_path)
 
 
 def test_the_reranking_draws_feed_their_spread(tmp_path):

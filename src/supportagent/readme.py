@@ -238,13 +238,20 @@ def reranking_tables(r: dict) -> list[str]:
                  "similarity."]
     return [f"### Reranking {n} sampled candidates (`evaluate.candidates`; `benchmarks/reranking.json`)", "",
             f"`{r['command']}` on {r['date']} (commit {r['commit']}, {r['machine']['cores']} cores, "
-            f"{r['machine']['cpu']}): the workspace's adapter, index and params, only `evaluate.candidates` "
+            f"{r['machine']['cpu']}, AVX512-BF16: {r['machine'].get('avx512_bf16')}): the workspace's adapter, index and "
+            "params, only `evaluate.candidates` "
             "changed; each evaluation in a fresh process. The semantic-similarity metric and the reranker share "
             "the MiniLM embedder; ROUGE-L is the independent check.", "",
             table(["split", "system", "n", *(name for _, name in keys)], rows), "",
             "".join(cost) + "Every LLM system is decoded alike, so zero-shot, a baseline, is reranked too: its "
             "greedy rows are its figures before the candidates became the default. `dvc exp run -S "
-            "evaluate.candidates=0` evaluates (and `reply` and `serve` then send) the greedy reply alone.", *draws]
+            "evaluate.candidates=0` evaluates (and `reply` and `serve` then send) the greedy reply alone.", *draws,
+            *(line for e in r.get("earlier_runs", []) for line in (
+                "", f"Earlier, {e['what']} (commit {e['commit']}, AVX512-BF16: {e['machine'].get('avx512_bf16')}): "
+                + "; ".join(f"{label} {v['rouge_l']:.2f} ROUGE-L, {v['semantic_similarity']:.2f} semantic sim."
+                            for label, v in e["test"].items())
+                + (f"; ahead of retrieval on both metrics in {e['draws_ahead']} of {e['draws']} draws"
+                   if e.get("draws") else "") + "."))]
 
 
 def update_readme(readme: str | Path = "README.md", root: str | Path = ".", check: bool = False) -> bool:
