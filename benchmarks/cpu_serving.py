@@ -8,7 +8,8 @@ builds them (tags, retrieved examples), one reply at a time (batch 1):
                    compute dtype (runtime.compute_dtype), QLoRA folded into the dequantised 4-bit weights
     compiled       the greedy path on the compiled engine's loop (static KV cache; a CPU does not compile it)
     bfloat16       the greedy path with the model in bf16 (SUPPORTAGENT_DTYPE=bfloat16): half the bytes per
-                   weight; its replies are the fp32 ones rounded, so some part from them
+                   weight; its replies are the fp32 ones rounded, so some part from them (timed only on a CPU with
+                   AVX512-BF16 or AMX; elsewhere bf16 matrix products are many times slower and the record says so)
     llama.cpp      llama-cpp-python on the embedded SmolLM2 GGUF (Q4_1) the base is converted from: the same
                    prompt token ids (prompt tuning's 20 soft-prompt vectors have no GGUF form: its text prompt
                    only), and exactly as many new tokens as the greedy path's reply to that prompt
@@ -79,7 +80,7 @@ def main() -> None:
     from gpu_pipeline import versions
     from time_pipeline import cpu_facts
 
-    from supportagent import bases, models, paths
+    from supportagent import bases, models, paths, runtime
     from supportagent.agent import prepare
     from supportagent.config import load_params
     from supportagent.evaluation import test_sample
@@ -102,6 +103,9 @@ def main() -> None:
         sys.exit(f"{p['base']} is not converted from {gguf}: llama.cpp would not run the same base")
     llm = Llama(str(gguf), n_ctx=2048, n_threads=torch.get_num_threads(), n_batch=512, verbose=False)
 
+    # without AVX512-BF16 or AMX a CPU multiplies bf16 many times slower than fp32 (benchmarks/cpu_dtype.json):
+    # the bf16 path would take hours and tell nothing a user would serve
+    bf16_worth_timing = runtime.cpu_has_fast_bf16() or runtime.cpu_trains_fast_in_bf16()
     results = {}
     for method in ("qlora", "prompt_tuning"):
         model, tok = load_system(method, p["base"], f"{p['adapters']}/{method}")
@@ -113,11 +117,13 @@ def main() -> None:
         # the same (folded) model: the Generator takes the soft prompt from it again
         compiled, ids = timed(Generator(model, tok, gen.max_new_tokens, gen.repetition_penalty, "compiled"), prompts)
         compiled["same_replies"] = sum(a == b for a, b in zip(ids, reference))
-        os.environ["SUPPORTAGENT_DTYPE"] = "bfloat16"
-        model16, _ = load_system(method, p["base"], f"{p['adapters']}/{method}")
-        bf16, ids = timed(ready_to_serve(model16, tok, greedy_ev), prompts)
-        del os.environ["SUPPORTAGENT_DTYPE"]
-        bf16["same_replies"] = sum(a == b for a, b in zip(ids, reference))
+        bf16 = None
+        if bf16_worth_timing:
+            os.environ["SUPPORTAGENT_DTYPE"] = "bfloat16"
+            model16, _ = load_system(method, p["base"], f"{p['adapters']}/{method}")
+            bf16, ids = timed(ready_to_serve(model16, tok, greedy_ev), prompts)
+            del os.environ["SUPPORTAGENT_DTYPE"]
+            bf16["same_replies"] = sum(a == b for a, b in zip(ids, reference))
         llama = llama_cpp_timed(llm, prompts, lengths)
         dtype = lambda g: str(next(g.parameters()).dtype).removeprefix("torch.")
         greedy_name = f"greedy ({gen.engine}, {dtype(gen.model)})"
@@ -128,8 +134,8 @@ def main() -> None:
             default, ids = timed(reranked, prompts, references)
             default["same_replies"] = sum(a == b for a, b in zip(ids, reference))
             paths_[f"default: {n} candidates, reranked (sampled in {dtype(reranked.sampler)})"] = default
-        paths_ |= {("default, " if not n else "") + greedy_name: greedy, "compiled engine": compiled, "bfloat16": bf16,
-                   "llama.cpp (base GGUF)": llama}
+        paths_ |= {("default, " if not n else "") + greedy_name: greedy, "compiled engine": compiled,
+                   **({"bfloat16": bf16} if bf16 else {}), "llama.cpp (base GGUF)": llama}
         for r in paths_.values():
             r["x_llama_cpp"] = round(r["p50_ms"] / llama["p50_ms"], 2)
         results[method] = {"mean_prompt_tokens": round(float(np.mean([len(x) for x in prompts])), 1),
@@ -143,6 +149,8 @@ def main() -> None:
                 "replies on the same base (the GGUF it is converted from), prompt ids and the greedy path's reply "
                 "lengths",
         "command": "python benchmarks/cpu_serving.py", "n_prompts": len(test), "results": results,
+        **({} if bf16_worth_timing else {"not_timed": {"bfloat16": "this CPU has neither AVX512-BF16 nor AMX, so bf16 "
+                                                                   "matrix products run many times slower than fp32"}}),
         "target": "each method's default p50 <= 2x llama.cpp's",
         "machine": cpu_facts(), "versions": {**versions(), "llama-cpp-python": llama_cpp.__version__},
         "date": time.strftime("%Y-%m-%d"),

@@ -198,3 +198,21 @@ def test_the_gpu_sampling_record_feeds_its_section_and_the_engine_check_its_cand
     assert "base penalty 1.3: 7 at batch 1." in engine_check_sentence(check)
     del check["same_candidates_of_32"]
     assert "candidates" not in engine_check_sentence(check)
+
+
+def test_the_cpu_serving_record_feeds_its_section():
+    """benchmarks/cpu_serving.json: a row per method and path, the 2x target computed from the default paths, and a
+    path the record did not time named with its reason."""
+    from supportagent.benchmark_tables import cpu_serving_tables
+
+    paths = {"default: 16 candidates, reranked (sampled in float32)": {"p50_ms": 900.0, "p95_ms": 1000.0, "x_llama_cpp": 1.8},
+             "llama.cpp (base GGUF)": {"p50_ms": 500.0, "p95_ms": 600.0, "x_llama_cpp": 1.0}}
+    record = {"machine": {"cores": 2, "cpu": "CPU X", "avx512_bf16": False}, "command": "c", "date": "d", "commit": "abc1234",
+              "versions": {"llama-cpp-python": "0.3.36"}, "what": "w", "n_prompts": 32,
+              "results": {"qlora": {"mean_prompt_tokens": 200.0, "mean_new_tokens": 18.0, "paths": paths}},
+              "not_timed": {"bfloat16": "this CPU lacks fast bf16"}}
+    text = "\n".join(cpu_serving_tables(record))
+    assert "(2 cores, CPU X, AVX512-BF16: False;" in text and "| qlora | llama.cpp (base GGUF) | 500.00 |" in text
+    assert "Not timed: bfloat16, because this CPU lacks fast bf16." in text and "x llama.cpp's: met (qlora 1.8x)" in text
+    paths["default: 16 candidates, reranked (sampled in float32)"]["x_llama_cpp"] = 2.5
+    assert "**not met** (qlora 2.5x)" in "\n".join(cpu_serving_tables(record))

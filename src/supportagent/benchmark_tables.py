@@ -365,7 +365,8 @@ def cpu_serving_tables(r: dict) -> list[str]:
                for method, res in r["results"].items()}
     lengths = "; ".join(f"{method}: {res['mean_prompt_tokens']} prompt tokens, {res['mean_new_tokens']} new tokens "
                         "on average" for method, res in r["results"].items())
-    return [f"### Serving on a CPU against llama.cpp ({m['cores']} cores, {m['cpu']}; `benchmarks/cpu_serving.json`)", "",
+    return [f"### Serving on a CPU against llama.cpp ({m['cores']} cores, {m['cpu']}, AVX512-BF16: "
+            f"{m.get('avx512_bf16')}; `benchmarks/cpu_serving.json`)", "",
             f"`{r['command']}` on {r['date']} (commit {r['commit']}, llama-cpp-python "
             f"{r['versions']['llama-cpp-python']}): {r['what']} ({r['n_prompts']} prompts; {lengths}).", "",
             table(["method", "path", "p50 ms", "p95 ms", "x llama.cpp's p50",
@@ -376,6 +377,7 @@ def cpu_serving_tables(r: dict) -> list[str]:
             "bucket) is slower here than transformers' dynamic one, so `evaluate.engine: auto` stays eager on a CPU. "
             "bf16 halves the bytes but rounds the trained fp32 weights, and some replies change "
             "(`SUPPORTAGENT_DTYPE=bfloat16` serves that way)."
+            + "".join(f" Not timed: {path}, because {why}." for path, why in r.get("not_timed", {}).items())
             + (" The reranked default decodes the greedy reply and the candidates in one batch until the longest "
                "candidate ends, so a reply waits for more decoding steps than the greedy path, which stops at its "
                "own end; `evaluate.candidates: 0` serves the greedy path."
