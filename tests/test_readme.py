@@ -216,3 +216,7 @@ def test_the_cpu_serving_record_feeds_its_section():
     assert "Not timed: bfloat16, because this CPU lacks fast bf16." in text and "x llama.cpp's: met (qlora 1.8x)" in text
     paths["default: 16 candidates, reranked (sampled in float32)"]["x_llama_cpp"] = 2.5
     assert "**not met** (qlora 2.5x)" in "\n".join(cpu_serving_tables(record))
+    record["earlier_runs"] = [{"what": "the former reranker", "commit": "def5678", "machine": {"cpu": "CPU Y", "avx512_bf16": True},
+                               "results": {"qlora": {"paths": {"bfloat16": {"p50_ms": 574.7}}}}}]
+    assert ("Earlier, the former reranker (commit def5678, CPU Y, AVX512-BF16: True), p50 ms: qlora: bfloat16 575."
+            in "\n".join(cpu_serving_tables(record)))

@@ -384,7 +384,12 @@ def cpu_serving_tables(r: dict) -> list[str]:
                if any(k.startswith("default:") for res in r["results"].values() for k in res["paths"]) else ""), "",
             f"Target: each method's default p50 <= 2x llama.cpp's: "
             + ("met" if all(p["x_llama_cpp"] <= 2 for p in default.values()) else "**not met**")
-            + " (" + ", ".join(f"{method} {p['x_llama_cpp']}x" for method, p in default.items()) + ")."]
+            + " (" + ", ".join(f"{method} {p['x_llama_cpp']}x" for method, p in default.items()) + ").",
+            *(line for e in r.get("earlier_runs", []) for line in (
+                "", f"Earlier, {e['what']} (commit {e['commit']}, {e['machine']['cpu']}, AVX512-BF16: "
+                f"{e['machine'].get('avx512_bf16')}), p50 ms: "
+                + "; ".join(f"{method}: " + ", ".join(f"{path} {p['p50_ms']:,.0f}" for path, p in res["paths"].items())
+                            for method, res in e["results"].items()) + "."))]
 
 
 def engine_check_sentence(r: dict) -> str:
