@@ -8,8 +8,8 @@ builds them (tags, retrieved examples), one reply at a time (batch 1):
                    compute dtype (runtime.compute_dtype), QLoRA folded into the dequantised 4-bit weights
     compiled       the greedy path on the compiled engine's loop (static KV cache; a CPU does not compile it)
     bfloat16       the greedy path with the model in bf16 (SUPPORTAGENT_DTYPE=bfloat16): half the bytes per
-                   weight; its replies are the fp32 ones rounded, so some part from them (timed only on a CPU with
-                   AVX512-BF16 or AMX; elsewhere bf16 matrix products are many times slower and the record says so)
+                   weight; its replies are the fp32 ones rounded, so some part from them (timed only where the CPU
+                   multiplies bf16 fast, runtime.compute_dtype's training dtype; the record names it when skipped)
     llama.cpp      llama-cpp-python on the embedded SmolLM2 GGUF (Q4_1) the base is converted from: the same
                    prompt token ids (prompt tuning's 20 soft-prompt vectors have no GGUF form: its text prompt
                    only), and exactly as many new tokens as the greedy path's reply to that prompt
@@ -103,9 +103,9 @@ def main() -> None:
         sys.exit(f"{p['base']} is not converted from {gguf}: llama.cpp would not run the same base")
     llm = Llama(str(gguf), n_ctx=2048, n_threads=torch.get_num_threads(), n_batch=512, verbose=False)
 
-    # without AVX512-BF16 or AMX a CPU multiplies bf16 many times slower than fp32 (benchmarks/cpu_dtype.json):
-    # the bf16 path would take hours and tell nothing a user would serve
-    bf16_worth_timing = runtime.cpu_has_fast_bf16() or runtime.cpu_trains_fast_in_bf16()
+    # the bf16 path only where the CPU multiplies bf16 fast (runtime's training dtype); elsewhere bf16 matrix
+    # products run many times slower than fp32 (benchmarks/cpu_dtype.json) and the path would take hours
+    bf16_worth_timing = runtime.compute_dtype(training=True) == torch.bfloat16
     results = {}
     for method in ("qlora", "prompt_tuning"):
         model, tok = load_system(method, p["base"], f"{p['adapters']}/{method}")
@@ -149,8 +149,9 @@ def main() -> None:
                 "replies on the same base (the GGUF it is converted from), prompt ids and the greedy path's reply "
                 "lengths",
         "command": "python benchmarks/cpu_serving.py", "n_prompts": len(test), "results": results,
-        **({} if bf16_worth_timing else {"not_timed": {"bfloat16": "this CPU has neither AVX512-BF16 nor AMX, so bf16 "
-                                                                   "matrix products run many times slower than fp32"}}),
+        **({} if bf16_worth_timing else {"not_timed": {"bfloat16": "this CPU does not multiply bf16 faster than fp32 "
+                                                                   "(runtime.compute_dtype: fp32 here), and on plain AVX2 "
+                                                                   "bf16 matrix products run many times slower"}}),
         "target": "each method's default p50 <= 2x llama.cpp's",
         "machine": cpu_facts(), "versions": {**versions(), "llama-cpp-python": llama_cpp.__version__},
         "date": time.strftime("%Y-%m-%d"),

@@ -8,6 +8,11 @@ from .config import METHODS, SYSTEMS, load_params
 from .markdown import table
 
 
+def earlier_lines(runs: list[dict], describe) -> list[str]:
+    """A paragraph per earlier run a benchmark record keeps (`earlier_runs`): "Earlier, " + describe(run) + "."."""
+    return [line for e in runs for line in ("", f"Earlier, {describe(e)}.")]
+
+
 def serve_tables(r: dict, name: str) -> list[str]:
     """README section from a `benchmarks/serve_load.py` record: the HTTP server one request at a time against many."""
     m = r["machine"]
@@ -24,10 +29,9 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"at a time (target >= 3x: {'met' if r['speedup'][str(top['concurrency'])] >= 3 else '**not met**'}). "
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
             + f"; 5xx responses in all: {r['server_errors']}." + (f" On this path {r['note']}." if r.get("note") else ""),
-            *(line for e in r.get("earlier_runs", []) for line in (
-                "", f"Earlier, {e['what']} ({e['date']}): p50 {e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
-                + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])
-                + "."))]
+            *earlier_lines(r.get("earlier_runs", []), lambda e: (
+                f"{e['what']} ({e['date']}): p50 {e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
+                + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])))]
 
 
 def _concurrent(c: dict) -> tuple[int | None, float | None]:
@@ -41,6 +45,7 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     """README sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
     conf = g["configurations"]
     default, full, big = conf["default"], conf["full"], conf["mistral_7b"]
+    params = load_params(root / "params.yaml") if (root / "params.yaml").exists() else None
     stages = list(default["stage_seconds"])
     out = [f"### The pipeline on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`)", "",
            *([f"Default params as {default['params_note']}.", ""] if default.get("params_note") else []),
@@ -79,12 +84,11 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                          f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
                          "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
         if full.get("seed_runs"):
-            seed = load_params(root / "params.yaml").seed if (root / "params.yaml").exists() else None
-            out += ["", *seed_run_lines(full["seed_runs"], fe, ft["qlora"], seed)]
+            out += ["", *seed_run_lines(full["seed_runs"], fe, ft["qlora"], params.seed if params else None)]
     if (root / "benchmarks/full_sweep.json").exists():
         chosen = ""  # the reranker setting params.yaml holds, as a key of the selection grid
-        if (root / "params.yaml").exists():
-            ev = load_params(root / "params.yaml").evaluate
+        if params:
+            ev = params.evaluate
             chosen = selection_key(ev.rerank_references, ev.rerank_word_weight, ev.rerank_reference_weight)
         out += ["", *full_sweep_tables(load_json(root / "benchmarks/full_sweep.json"), full, chosen)]
     rows = [[v["method"], v["batch"], v["checkpoint_every_n_layers"], v.get("lora_dropout", "–"),
@@ -385,11 +389,11 @@ def cpu_serving_tables(r: dict) -> list[str]:
             f"Target: each method's default p50 <= 2x llama.cpp's: "
             + ("met" if all(p["x_llama_cpp"] <= 2 for p in default.values()) else "**not met**")
             + " (" + ", ".join(f"{method} {p['x_llama_cpp']}x" for method, p in default.items()) + ").",
-            *(line for e in r.get("earlier_runs", []) for line in (
-                "", f"Earlier, {e['what']} (commit {e['commit']}, {e['machine']['cpu']}, AVX512-BF16: "
+            *earlier_lines(r.get("earlier_runs", []), lambda e: (
+                f"{e['what']} (commit {e['commit']}, {e['machine']['cpu']}, AVX512-BF16: "
                 f"{e['machine'].get('avx512_bf16')}), p50 ms: "
                 + "; ".join(f"{method}: " + ", ".join(f"{path} {p['p50_ms']:,.0f}" for path, p in res["paths"].items())
-                            for method, res in e["results"].items()) + "."))]
+                            for method, res in e["results"].items())))]
 
 
 def engine_check_sentence(r: dict) -> str:
@@ -419,6 +423,6 @@ def gpu_sampling_tables(r: dict) -> list[str]:
             "as fast; it pays its compilation once per process and prompt-width bucket (warm-up), which "
             "`serve` does before it takes requests. The scores differ by the draws only (the two loops draw from the "
             "same distribution: `benchmarks/gpu_engine_check.json`).",
-            *(line for e in r.get("earlier_runs", []) for line in (
-                "", f"Earlier, {e['what']} (commit {e['commit']}, {e['machine'].get('gpu')}): p50 "
-                + ", ".join(f"{x['p50_ms']:,.0f} ms {engine}" for engine, x in e["results"].items()) + "."))]
+            *earlier_lines(r.get("earlier_runs", []), lambda e: (
+                f"{e['what']} (commit {e['commit']}, {e['machine'].get('gpu')}): p50 "
+                + ", ".join(f"{x['p50_ms']:,.0f} ms {engine}" for engine, x in e["results"].items())))]

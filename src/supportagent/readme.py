@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .benchmark_tables import (cpu_serving_tables, ddp_tables, engine_check_sentence, gpu_sampling_tables, gpu_tables,
-                               pipeline_7b_tables, serve_tables, serving_7b_tables, serving_sentences)
+from .benchmark_tables import (cpu_serving_tables, ddp_tables, earlier_lines, engine_check_sentence, gpu_sampling_tables,
+                               gpu_tables, pipeline_7b_tables, serve_tables, serving_7b_tables, serving_sentences)
 from .comparison import TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import table
@@ -246,12 +246,12 @@ def reranking_tables(r: dict) -> list[str]:
             "".join(cost) + "Every LLM system is decoded alike, so zero-shot, a baseline, is reranked too: its "
             "greedy rows are its figures before the candidates became the default. `dvc exp run -S "
             "evaluate.candidates=0` evaluates (and `reply` and `serve` then send) the greedy reply alone.", *draws,
-            *(line for e in r.get("earlier_runs", []) for line in (
-                "", f"Earlier, {e['what']} (commit {e['commit']}, AVX512-BF16: {e['machine'].get('avx512_bf16')}): "
+            *earlier_lines(r.get("earlier_runs", []), lambda e: (
+                f"{e['what']} (commit {e['commit']}, AVX512-BF16: {e['machine'].get('avx512_bf16')}): "
                 + "; ".join(f"{label} {v['rouge_l']:.2f} ROUGE-L, {v['semantic_similarity']:.2f} semantic sim."
                             for label, v in e["test"].items())
                 + (f"; ahead of retrieval on both metrics in {e['draws_ahead']} of {e['draws']} draws"
-                   if e.get("draws") else "") + "."))]
+                   if e.get("draws") else "")))]
 
 
 def update_readme(readme: str | Path = "README.md", root: str | Path = ".", check: bool = False) -> bool:
