@@ -120,20 +120,44 @@ def test_the_full_sweep_feeds_its_section():
     assert "trained twice scored 11.11 and 11.11 ROUGE-L" in "\n".join(full_sweep_tables(changed, full))
 
 
-def test_the_full_configurations_seed_runs_feed_their_table():
-    """The pipeline run and the seed runs of the full configuration: a row each, the spread and the count of runs
-    meeting the 30 ROUGE-L target computed from the figures."""
+def test_seed_runs_feed_their_table():
+    """Seed runs of a configuration (the full one's after its pipeline run): a row each, the spread, the count of runs
+    meeting the ROUGE-L target and of runs ahead of retrieval on each metric, computed from the figures."""
     from supportagent.benchmark_tables import seed_run_lines
 
     keys = {"semantic_similarity": 40.0, "bleu": 15.0, "distinct_replies": 80.0, "placeholder_rate": 0.0}
-    evals = {"qlora": {"rouge_l": 30.5, **keys}, "retrieval": {"semantic_similarity": 37.5}}
+    main = {"seed": 42, "rouge_l": 30.5, **keys, "final_val_loss": 1.45}
     runs = {"machine": {"gpu": "GPU X"}, "date": "2026-01-01", "commit": "abc1234",
-            "runs": [{"seed": 43, "rouge_l": 29.25, **keys, "semantic_similarity": 41.5, "final_val_loss": 1.5},
+            "runs": [{"seed": 43, "rouge_l": 29.25, **keys, "semantic_similarity": 37.0, "final_val_loss": 1.5},
                      {"seed": 44, "rouge_l": 31.0, **keys, "final_val_loss": 1.4}]}
-    text = "\n".join(seed_run_lines(runs, evals, {"final_val_loss": 1.45}, 42))
-    assert "| 42 | 30.50 |" in text and "| 43 | 29.25 | 41.50 |" in text and "| 44 | 31.00 |" in text
-    assert "from 29.25 to 31.00 over 3 seeds; 2 of 3 at or above 30" in text
-    assert "from 40.00 to 41.50, against retrieval's 37.50" in text and "commit abc1234" in text
+    retrieval = {"rouge_l": 29.5, "semantic_similarity": 37.5}
+    text = "\n".join(seed_run_lines(runs, retrieval, "Intro", (main,), target=30))
+    assert text.startswith("Intro (`seed` draws") and "commit abc1234" in text
+    assert "| 42 | 30.50 |" in text and "| 43 | 29.25 | 37.00 |" in text and "| 44 | 31.00 |" in text
+    assert "from 29.25 to 31.00 over 3 seeds; 2 of 3 at or above 30; semantic similarity from 37.00 to 40.00" in text
+    assert "ahead on ROUGE-L in 2 of 3 runs, on semantic similarity in 2 of 3 (by +1.50 on average)" in text
+    alone = "\n".join(seed_run_lines(runs, retrieval, "Intro"))  # no lead run, no target
+    assert "from 29.25 to 31.00 over 2 seeds; semantic" in alone and "at or above" not in alone
+    assert "on semantic similarity in 1 of 2 (by +1.00 on average)" in alone
+
+
+def test_the_default_configurations_seed_runs_have_their_section(tmp_path):
+    """gpu_h100.json's default.seed_runs become their own README section, measured against the record's own
+    retrieval run; without them the section is absent."""
+    import json
+
+    from supportagent.benchmark_tables import gpu_tables
+
+    g = json.loads((ROOT / "benchmarks/gpu_h100.json").read_text())
+    text = "\n".join(gpu_tables(g, {}, tmp_path))
+    r = g["configurations"]["default"]["seed_runs"]
+    ret = r["baselines"]["retrieval"]
+    ahead = sum(x["semantic_similarity"] > ret["semantic_similarity"] for x in r["runs"])
+    assert "### Training seeds of the default configuration on the GPU" in text
+    assert f"on semantic similarity in {ahead} of {len(r['runs'])}" in text
+    assert f"retrieval {ret['rouge_l']:.2f} / {ret['semantic_similarity']:.2f}" in text
+    del g["configurations"]["default"]["seed_runs"]
+    assert "Training seeds of the default" not in "\n".join(gpu_tables(g, {}, tmp_path))
 
 
 def test_the_seeds_paragraph_follows_the_soup_run():
