@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -79,6 +78,7 @@ def main() -> None:
 
     from gpu_pipeline import versions
     from time_pipeline import cpu_facts
+    import records
 
     from supportagent import bases, models, paths, runtime
     from supportagent.agent import prepare
@@ -155,10 +155,9 @@ def main() -> None:
         "target": "each method's default p50 <= 2x llama.cpp's",
         "machine": cpu_facts(), "versions": {**versions(), "llama-cpp-python": llama_cpp.__version__},
         "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT).stdout.strip() or None,
+        "commit": records.commit(),
     }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    records.save(args.out, record)
     print(f"-> {args.out}")
 
 

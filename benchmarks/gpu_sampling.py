@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ def main() -> None:
     import torch
 
     from gpu_pipeline import gpu_facts, versions
+    import records
 
     from supportagent import models
     from supportagent.agent import prepare
@@ -81,10 +81,9 @@ def main() -> None:
         "command": "python benchmarks/gpu_sampling.py" + (" --workdir W" if work.resolve() != ROOT else "") + f" --n {args.n}",
         "method": params.method, "candidates": params.evaluate.candidates, "n": len(prompts), "results": results,
         "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT).stdout.strip() or None,
+        "commit": records.commit(),
     }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    records.save(args.out, record)
     print(json.dumps(record, indent=2))
 
 

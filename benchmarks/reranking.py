@@ -51,6 +51,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "src"))
     from time_pipeline import cpu_facts
+    import records
 
     from supportagent.config import load_params
 
@@ -78,8 +79,7 @@ def main() -> None:
                       "adapters and params otherwise; each evaluation in a fresh process (peak_rss_mb: its peak)",
               "served": params.method,
               "command": " ".join(["python benchmarks/reranking.py", *sys.argv[1:]]),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True).stdout.strip(),
+              "commit": records.commit(),
               "date": time.strftime("%Y-%m-%d"), "machine": cpu_facts(),
               "evaluate": params.evaluate.model_copy(update={"candidates": args.candidates}).model_dump(),
               "splits": {}}
@@ -95,14 +95,14 @@ def main() -> None:
         for label, system, n in runs:
             record["splits"][split][label] = row = child(split, system, n)
             print(split, label, row, flush=True)
-            Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+            records.save(args.out, record)
     if args.draws and "test" in args.splits and params.method in args.systems:
         record["draws"] = {"split": "test", "system": params.method, "runs": {
             str(params.seed): record["splits"]["test"][f"{params.method}, {args.candidates} candidates"]}}
         for seed in range(params.seed + 1, params.seed + 1 + args.draws):
             record["draws"]["runs"][str(seed)] = row = child("test", params.method, args.candidates, seed)
             print("draws, seed", seed, row, flush=True)
-            Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+            records.save(args.out, record)
 
 
 if __name__ == "__main__":

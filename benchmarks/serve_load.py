@@ -86,6 +86,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_pipeline import gpu_facts
     from time_pipeline import cpu_facts
+    import records
 
     test = pd.read_parquet(ROOT / "data/processed/test.parquet")
     messages = [{"brand": r.brand, "text": r.customer, "context": r.context or ""}
@@ -98,7 +99,8 @@ def main() -> None:
         record = {"what": "POST /v1/reply on the real served model, one message per request, the test split's first "
                           f"{args.requests} messages; the server batches requests that arrive together",
                   "command": "python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(), *sys.argv[1:]]),
-                  "date": time.strftime("%Y-%m-%d"), "machine": {**cpu_facts(), **gpu_facts()},
+                  "date": time.strftime("%Y-%m-%d"), "commit": records.commit(),
+                  "machine": {**cpu_facts(), **gpu_facts()},
                   "startup_seconds": None if args.url else round(time.perf_counter() - started, 1),
                   "max_batch": args.max_batch}
         httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600)  # warm-up
@@ -116,7 +118,7 @@ def main() -> None:
     record["speedup"] = {str(lv["concurrency"]): round(lv["replies_per_s"] / base, 2) for lv in record["levels"]}
     record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \
         sum(int(n) for c, n in record["bad_requests"].items() if c >= "500")
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    records.save(args.out, record)
     print(json.dumps({k: record[k] for k in ("levels", "speedup", "bad_requests", "server_errors")}, indent=1))
 
 

@@ -30,7 +30,8 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
             + f"; 5xx responses in all: {r['server_errors']}." + (f" On this path {r['note']}." if r.get("note") else ""),
             *earlier_lines(r.get("earlier_runs", []), lambda e: (
-                f"{e['what']} ({e['date']}): p50 {e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
+                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "") + "): p50 "
+                f"{e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
                 + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])))]
 
 

@@ -1,0 +1,28 @@
+"""Saving a benchmark record: the commit it ran, and the run it replaces kept under `earlier_runs`."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def commit() -> str | None:
+    """The checkout's short commit (None outside a git checkout)."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or None
+
+
+def save(path: str | Path, record: dict) -> None:
+    """Write `record` to `path`. A record already there from another commit or machine moves, with its own earlier
+    runs after it, under the new record's `earlier_runs`, so a re-run never loses the figures it replaces; one from
+    the same commit and machine (a repeated or resumed run) is replaced, its earlier runs kept."""
+    path = Path(path)
+    earlier = []
+    if path.exists():
+        old = json.loads(path.read_text())
+        earlier = old.pop("earlier_runs", [])
+        if (old.get("commit"), old.get("machine")) != (record.get("commit"), record.get("machine")):
+            earlier = [old, *earlier]
+    path.write_text(json.dumps({**record, **({"earlier_runs": earlier} if earlier else {})}, indent=2) + "\n")

@@ -1,0 +1,28 @@
+"""benchmarks/records.py: a re-run of a benchmark keeps the run it replaces."""
+import json
+import sys
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import records  # noqa: E402
+
+
+def test_a_rerun_keeps_the_run_it_replaces(tmp_path):
+    out = tmp_path / "bench.json"
+    first = {"what": "x", "commit": "aaa", "machine": {"cpu": "A"}, "p50": 1.0}
+    records.save(out, first)
+    assert json.loads(out.read_text()) == first  # nothing earlier: no empty list
+    records.save(out, {**first, "commit": "bbb", "p50": 2.0})  # another commit
+    records.save(out, {**first, "commit": "ccc", "machine": {"cpu": "B"}, "p50": 3.0})  # and another machine
+    saved = json.loads(out.read_text())
+    assert saved["p50"] == 3.0 and [e["p50"] for e in saved["earlier_runs"]] == [2.0, 1.0]
+    assert all("earlier_runs" not in e for e in saved["earlier_runs"])  # flat: the newest earlier run first
+    records.save(out, {**first, "commit": "ccc", "machine": {"cpu": "B"}, "p50": 4.0})  # a repeat replaces
+    saved = json.loads(out.read_text())
+    assert saved["p50"] == 4.0 and [e["p50"] for e in saved["earlier_runs"]] == [2.0, 1.0]
+
+
+def test_commit_names_the_checkout():
+    assert records.commit() and all(c in "0123456789abcdef" for c in records.commit())
