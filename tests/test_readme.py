@@ -244,3 +244,24 @@ def test_the_cpu_serving_record_feeds_its_section():
                                "results": {"qlora": {"paths": {"bfloat16": {"p50_ms": 574.7}}}}}]
     assert ("Earlier, the former reranker (commit def5678, CPU Y, AVX512-BF16: True), p50 ms: qlora: bfloat16 575."
             in "\n".join(cpu_serving_tables(record)))
+
+
+def test_the_serve_load_record_feeds_its_section():
+    """benchmarks/serve_load.py's record: the CPU's AVX512-BF16 flag in the header, the >= 3x target computed from
+    the levels, and each earlier run named by its commit once."""
+    from supportagent.benchmark_tables import serve_tables
+
+    level = lambda c, rps: {"concurrency": c, "requests": 48, "replies_per_s": rps, "p50_ms": 1000.0, "p95_ms": 2000.0,
+                            "status": {"200": 48}}
+    record = {"what": "POST", "command": "python benchmarks/serve_load.py", "date": "2026-01-01", "commit": "abc1234",
+              "machine": {"cpu": "CPU X", "cores": 2, "avx512_bf16": False}, "max_batch": 16,
+              "levels": [level(1, 0.1), level(16, 0.35)], "speedup": {"1": 1.0, "16": 3.5},
+              "bad_requests": {"422": 6}, "server_errors": 0,
+              "earlier_runs": [{"what": "before x (commit def5678)", "commit": "def5678", "date": "2025-12-31",
+                                "levels": [level(1, 0.2)]}]}
+    text = "\n".join(serve_tables(record, "serve_load.json"))
+    assert "under load on 2 cores, CPU X, AVX512-BF16: False" in text and "(commit abc1234)" in text
+    assert "3.5x the replies/s of one request at a time (target >= 3x: met)" in text
+    assert "Earlier, before x (commit def5678) (2025-12-31): p50 1,000 ms" in text
+    record["speedup"]["16"] = 2.43
+    assert "target >= 3x: **not met**" in "\n".join(serve_tables(record, "serve_load.json"))

@@ -16,12 +16,13 @@ def earlier_lines(runs: list[dict], describe) -> list[str]:
 def serve_tables(r: dict, name: str) -> list[str]:
     """README section from a `benchmarks/serve_load.py` record: the HTTP server one request at a time against many."""
     m = r["machine"]
-    where = m.get("gpu") or f"{m['cores']} cores, {m['cpu']}"
+    where = m.get("gpu") or f"{m['cores']} cores, {m['cpu']}, AVX512-BF16: {m.get('avx512_bf16')}"
     rows = [[lv["concurrency"], lv["requests"], lv["replies_per_s"], r["speedup"][str(lv["concurrency"])], lv["p50_ms"],
              lv["p95_ms"], ", ".join(f"{k}: {v}" for k, v in sorted(lv["status"].items()))] for lv in r["levels"]]
     top = r["levels"][-1]
     return [f"### The HTTP server under load on {where} (`benchmarks/{name}`)", "",
-            f"`{r['command']}` on {r['date']}: {r['what']}; batches of at most {r['max_batch']}."
+            f"`{r['command']}` on {r['date']}" + (f" (commit {r['commit']})" if r.get("commit") else "")
+            + f": {r['what']}; batches of at most {r['max_batch']}."
             + (f" Set-up: {r['setup']}." if r.get("setup") else ""), "",
             table(["concurrent requests", "requests", "replies/s", "x one at a time", "p50 ms", "p95 ms", "HTTP status"],
                    rows), "",
@@ -30,7 +31,7 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
             + f"; 5xx responses in all: {r['server_errors']}." + (f" On this path {r['note']}." if r.get("note") else ""),
             *earlier_lines(r.get("earlier_runs", []), lambda e: (
-                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "") + "): p50 "
+                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") and e["commit"] not in e["what"] else "") + "): p50 "
                 f"{e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
                 + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])))]
 
