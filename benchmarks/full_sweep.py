@@ -43,6 +43,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 # name: (dotted params keys to change, candidate counts evaluated)
 VARIANTS = {
@@ -332,12 +333,7 @@ def main() -> None:
             record["runs"][-1][key] = scores(work)
             out.write_text(json.dumps(record, indent=2) + "\n")
             return
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:  # no git: the record's commit is filled in where it is committed
-        commit = ""
-    run = {"commit": commit or None, "date": time.strftime("%Y-%m-%d"),
+    run = {"commit": records.commit(), "date": time.strftime("%Y-%m-%d"),
            "command": " ".join(["python benchmarks/full_sweep.py",
                                 *("W" if Path(a).resolve() == work else a for a in sys.argv[1:])]),
            "machine": gpu_facts(), "versions": versions(),

@@ -14,7 +14,6 @@ tests/test_reranking.py). Model: a tiny Mistral stand-in
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ os.environ["SUPPORTAGENT_DTYPE"] = "float32"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 
 def main() -> None:
@@ -74,8 +74,7 @@ def main() -> None:
               "same_replies_of_32": out, "same_candidates_of_32": candidates, "machine": gpu_facts(),
               "versions": versions(),
               "date": time.strftime("%Y-%m-%d"),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       cwd=ROOT).stdout.strip() or None}
+              "commit": records.commit()}
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 

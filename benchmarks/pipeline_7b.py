@@ -21,6 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 
 def main() -> None:
@@ -75,8 +76,7 @@ def main() -> None:
                     for k in ("zero_shot", "retrieval", "qlora", "prompt_tuning")},
         "machine": r["machine"], "versions": r["versions"],
         "date": time.strftime("%Y-%m-%d"),
-        "commit": args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                                text=True, cwd=ROOT).stdout.strip() or None,
+        "commit": args.commit or records.commit(),
     }}
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))

@@ -9,8 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commit() -> str | None:
-    """The checkout's short commit (None outside a git checkout)."""
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    """The checkout's short commit (None outside a git checkout or without git, as on a bare GPU machine: the record's
+    commit is then filled in where it is committed)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
     return out.stdout.strip() or None
 
 

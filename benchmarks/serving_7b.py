@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import records  # noqa: E402  (benchmarks/: the script's own folder)
 PROMPT, NEW, BATCH, SAMPLES = 128, 64, 32, 10
 PAIRS = (("qlora_folded_compiled", "qlora_folded_eager"), ("prompt_tuning_compiled", "prompt_tuning_eager"),
          ("qlora_folded_eager", "qlora_4bit_eager"))
@@ -136,8 +136,7 @@ def main() -> None:
             for a, b in PAIRS},
         "targets": {"p50_ms_batch_1": 450, "replies_per_s_batch_32": 45},
         "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
-        "commit": args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                                text=True, cwd=ROOT).stdout.strip() or None,
+        "commit": args.commit or records.commit(),
     }}
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))

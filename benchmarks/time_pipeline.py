@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+import records  # noqa: E402  (benchmarks/: the script's own folder)
+
 ORDER = ["subset", "split", "rules", "index", "base", "train@qlora", "train@prompt_tuning", "evaluate@zero_shot",
          "evaluate@retrieval", "evaluate@qlora", "evaluate@prompt_tuning", "compare", "review"]
 
@@ -70,8 +72,7 @@ def main() -> None:
         "machine": {**cpu_facts(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
                     "training_dtype": str(compute_dtype(training=True)).removeprefix("torch.")},
         "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": records.commit(),
     }
     if args.note:
         record["note"] = args.note

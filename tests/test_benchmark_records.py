@@ -26,3 +26,12 @@ def test_a_rerun_keeps_the_run_it_replaces(tmp_path):
 
 def test_commit_names_the_checkout():
     assert records.commit() and all(c in "0123456789abcdef" for c in records.commit())
+
+
+def test_commit_is_none_without_git(monkeypatch):
+    """A bare GPU machine has no git: the record's commit is None, not a crash."""
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(records.subprocess, "run", no_git)
+    assert records.commit() is None
