@@ -156,6 +156,12 @@ def test_the_default_configurations_seed_runs_have_their_section(tmp_path):
     assert "### Training seeds of the default configuration on the GPU" in text
     assert f"on semantic similarity in {ahead} of {len(r['runs'])}" in text
     assert f"retrieval {ret['rouge_l']:.2f} / {ret['semantic_similarity']:.2f}" in text
+    default = g["configurations"]["default"]
+    q = default["metrics"]["eval/qlora"]
+    assert (f"The same seed in the stage table's run ({default['machine']['gpu']}, one stage at a time, commit "
+            f"{default['commit']}" in text and f"qlora {q['rouge_l']:.2f} / {q['semantic_similarity']:.2f}" in text)
+    del default["commit"]  # a run of code older than the seed runs' is not set beside them
+    assert "in the stage table's run" not in "\n".join(gpu_tables(g, {}, tmp_path))
     del g["configurations"]["default"]["seed_runs"]
     assert "Training seeds of the default" not in "\n".join(gpu_tables(g, {}, tmp_path))
 

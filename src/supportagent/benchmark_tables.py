@@ -76,6 +76,13 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                     f"{name} {m['rouge_l']:.2f} / {m['semantic_similarity']:.2f}" for name, m in b.items()
                     if isinstance(m, dict)) + ". GPU decoding draws other candidates than a CPU from the same seed, so "
                 "these are not the committed CPU run's figures."]
+        evals_run = {s: default["metrics"][f"eval/{s}"] for s in SYSTEMS if f"eval/{s}" in default["metrics"]}
+        if default.get("commit") and evals_run:  # the stage table's run, of the current code
+            out += ["", f"The same seed in the stage table's run ({default['machine'].get('gpu')}, one stage at a time, "
+                        f"commit {default['commit']}; ROUGE-L / semantic sim.): " + ", ".join(
+                            f"{s} {m['rouge_l']:.2f} / {m['semantic_similarity']:.2f}" for s, m in evals_run.items())
+                    + ". GPU training and decoding are not bitwise repeatable, so a seed is no promise of the same "
+                      "replies on another card or run."]
     if (root / "metrics/full/eval").exists():
         fe, ft = load_all(root / "metrics/full")
         fd = load_json(root / "metrics/full/data.json")
