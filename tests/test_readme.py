@@ -263,11 +263,11 @@ def test_the_serve_load_record_feeds_its_section():
               "machine": {"cpu": "CPU X", "cores": 2, "avx512_bf16": False}, "max_batch": 16,
               "levels": [level(1, 0.1), level(16, 0.35)], "speedup": {"1": 1.0, "16": 3.5},
               "bad_requests": {"422": 6}, "server_errors": 0,
-              "earlier_runs": [{"what": "before x (commit def5678)", "commit": "def5678", "date": "2025-12-31",
+              "earlier_runs": [{"what": "before x", "commit": "def5678", "date": "2025-12-31",
                                 "levels": [level(1, 0.2)]}]}
     text = "\n".join(serve_tables(record, "serve_load.json"))
     assert "under load on 2 cores, CPU X, AVX512-BF16: False" in text and "(commit abc1234)" in text
     assert "3.5x the replies/s of one request at a time (target >= 3x: met)" in text
-    assert "Earlier, before x (commit def5678) (2025-12-31): p50 1,000 ms" in text
+    assert "Earlier, before x (2025-12-31, commit def5678): p50 1,000 ms" in text
     record["speedup"]["16"] = 2.43
     assert "target >= 3x: **not met**" in "\n".join(serve_tables(record, "serve_load.json"))

@@ -31,9 +31,14 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
             + f"; 5xx responses in all: {r['server_errors']}." + (f" On this path {r['note']}." if r.get("note") else ""),
             *earlier_lines(r.get("earlier_runs", []), lambda e: (
-                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") and e["commit"] not in e["what"] else "") + "): p50 "
+                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "") + "): p50 "
                 f"{e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
                 + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])))]
+
+
+def _rouge_semantic(systems: dict[str, dict]) -> str:
+    """"name ROUGE-L / semantic sim." for each system's metrics, comma-separated."""
+    return ", ".join(f"{name} {m['rouge_l']:.2f} / {m['semantic_similarity']:.2f}" for name, m in systems.items())
 
 
 def _concurrent(c: dict) -> tuple[int | None, float | None]:
@@ -72,15 +77,13 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                 *seed_run_lines(default["seed_runs"], b["retrieval"], "The default params' QLoRA, served with its "
                                 "reranked candidates, trained and tested on the test split with five seeds, the five "
                                 "pipelines side by side on one GPU"), "",
-                "The other systems of the first run, on the GPU (ROUGE-L / semantic sim.): " + ", ".join(
-                    f"{name} {m['rouge_l']:.2f} / {m['semantic_similarity']:.2f}" for name, m in b.items()
-                    if isinstance(m, dict)) + ". GPU decoding draws other candidates than a CPU from the same seed, so "
+                "The other systems of the first run, on the GPU (ROUGE-L / semantic sim.): "
+                + _rouge_semantic(b) + ". GPU decoding draws other candidates than a CPU from the same seed, so "
                 "these are not the committed CPU run's figures."]
         evals_run = {s: default["metrics"][f"eval/{s}"] for s in SYSTEMS if f"eval/{s}" in default["metrics"]}
         if default.get("commit") and evals_run:  # the stage table's run, of the current code
             out += ["", f"The same seed in the stage table's run ({default['machine'].get('gpu')}, one stage at a time, "
-                        f"commit {default['commit']}; ROUGE-L / semantic sim.): " + ", ".join(
-                            f"{s} {m['rouge_l']:.2f} / {m['semantic_similarity']:.2f}" for s, m in evals_run.items())
+                        f"commit {default['commit']}; ROUGE-L / semantic sim.): " + _rouge_semantic(evals_run)
                     + ". GPU training and decoding are not bitwise repeatable, so a seed is no promise of the same "
                       "replies on another card or run."]
     if (root / "metrics/full/eval").exists():
