@@ -134,12 +134,11 @@ def test_with_candidates_the_agent_sends_the_reranked_reply(params, tiny_base, t
     assert make().reply("AmazonHelp", "where is my order?").model_reply == first.model_reply
 
 
-def test_warm_up_samples_one_message_of_every_prompt_width_on_the_compiled_engine(params, tiny_base, tiny_index,
+def test_warm_up_samples_one_message_of_every_cache_length_on_the_compiled_engine(params, tiny_base, tiny_index,
                                                                                     monkeypatch):
-    """`serve` warms the agent up before it takes requests: on the compiled engine one message per prompt-width
-    bucket up to model.max_prompt_tokens (the shapes a request can have), with candidates as served; eager: none."""
-    from supportagent.generation import WIDTH_BUCKET
-
+    """`serve` warms the agent up before it takes requests: on the compiled engine one message per cache length
+    a prompt of up to model.max_prompt_tokens needs (the shapes a request can have), with candidates as served;
+    eager: none."""
     ev = params.evaluate.model_copy(update={"max_new_tokens": 2, "candidates": 2, "engine": "compiled"})
     p = params.model_copy(update={"evaluate": ev})
     agent = SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
@@ -148,6 +147,9 @@ def test_warm_up_samples_one_message_of_every_prompt_width_on_the_compiled_engin
     monkeypatch.setattr(agent.generator, "sample", lambda prompts, n, *a, **k: widths.append(
         (len(prompts[0]), n)) or sample(prompts, n, *a, **k))
     assert agent.warm_up() > 0
-    assert widths == [(w, 3) for w in range(WIDTH_BUCKET, p.model.max_prompt_tokens + 1, WIDTH_BUCKET)]
+    length = agent.generator.cache_length
+    needed = [length(w) for w in range(1, p.model.max_prompt_tokens + 1)]
+    assert len(set(needed)) >= 2
+    assert [length(w) for w, _ in widths] == sorted(set(needed)) and {n for _, n in widths} == {3}
     eager = SupportAgent(params, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
     assert eager.generator.engine == "eager" and eager.warm_up() == 0.0

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from supportagent import models
-from supportagent.generation import WIDTH_BUCKET, Generator, resolve_engine
+from supportagent.generation import CACHE_BUCKET, Generator, resolve_engine
 
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
             "I was charged twice for one ride, refund please", "the app crashes when I open it",
@@ -12,10 +12,11 @@ MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanishe
 
 
 def _prompts(tokenizer, n=32):
-    """32 prompts of many lengths: each message alone and repeated, so widths cross a bucket boundary."""
-    out = [tokenizer(" ".join([m] * (1 + i // len(MESSAGES))))["input_ids"] for i, m in
+    """32 prompts of many lengths: each message alone and repeated, so that prompt and reply (8 tokens) cross a
+    boundary of the compiled engine's cache lengths."""
+    out = [tokenizer(" ".join([m] * (1 + 5 * (i // len(MESSAGES)))))["input_ids"] for i, m in
            enumerate(MESSAGES * (n // len(MESSAGES)))]
-    assert len({-(-len(p) // WIDTH_BUCKET) for p in out}) >= 2
+    assert len({-(-(len(p) + 8) // CACHE_BUCKET) for p in out}) >= 2
     return out
 
 

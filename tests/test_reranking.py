@@ -39,7 +39,7 @@ def _model(params, tiny_base, system):
 def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system, engine):
     """Prompts of different lengths in one left-padded batch (eager: each read once and its cache shared by its 3
     candidates, replies that end leaving the batch; compiled: one prompt after another, every candidate a row of
-    the static cache, padded to a width bucket). At a temperature near 0 every copy must decode the greedy reply
+    the static cache, longer than prompt and reply). At a temperature near 0 every copy must decode the greedy reply
     token for token: a wrong position, mask or cache row would change them."""
     model = _model(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
@@ -86,7 +86,7 @@ def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params,
 
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
 def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_base, tokenizer, system):
-    """The compiled engine's rows (one prompt, copied into each row of a static cache padded to its width bucket)
+    """The compiled engine's rows (one prompt, copied into each row of a static cache longer than prompt and reply)
     see the logits the eager loop's shared prompt cache gives and draw from them the same way: while no candidate
     ends (a random model almost never writes the end token) the same seed gives the same tokens, greedy reply
     first."""

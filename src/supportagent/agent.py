@@ -78,14 +78,12 @@ class SupportAgent:
         self.generator = ready_to_serve(model, self.tokenizer, params.evaluate, self.embedder, params.seed)
 
     def warm_up(self) -> float:
-        """Compiles the compiled engine (a GPU's `evaluate.engine: auto`) for one message of every prompt width a
-        request can have, so that no request waits for a compilation; returns the seconds (none on the eager
+        """Compiles the compiled engine (a GPU's `evaluate.engine: auto`) for one message of every cache length a
+        request can need, so that no request waits for a compilation; returns the seconds (none on the eager
         engine). A server calls it before it takes requests."""
-        from .generation import WIDTH_BUCKET
-
         if self.generator.engine != "compiled":
             return 0.0
-        widths = range(WIDTH_BUCKET, self.params.model.max_prompt_tokens + WIDTH_BUCKET, WIDTH_BUCKET)
+        widths = range(1, self.params.model.max_prompt_tokens + 1)  # one of each cache length is warmed up
         return self.generator.warm_up([[self.tokenizer.eos_token_id] * w for w in widths])
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:

@@ -406,8 +406,8 @@ def cpu_serving_tables(r: dict) -> list[str]:
                    f"replies equal to the greedy path's (of {r['n_prompts']})"], rows), "",
             "On this CPU a decoding step reads every weight once: in fp32 here, in 5 bits a weight (4-bit values, a scale"
             " and a minimum per 32) for llama.cpp's Q4_1 "
-            "GGUF, and matrix-vector products take most of a step. The static cache (padded to its width "
-            "bucket) is slower here than transformers' dynamic one, so `evaluate.engine: auto` stays eager on a CPU. "
+            "GGUF, and matrix-vector products take most of a step. The static cache "
+            "is slower here than transformers' dynamic one, so `evaluate.engine: auto` stays eager on a CPU. "
             "bf16 halves the bytes but rounds the trained fp32 weights, and some replies change "
             "(`SUPPORTAGENT_DTYPE=bfloat16` serves that way)."
             + "".join(f" Not timed: {path}, because {why}." for path, why in r.get("not_timed", {}).items())
@@ -449,7 +449,7 @@ def gpu_sampling_tables(r: dict) -> list[str]:
             f"Set-up: {r['setup']}.", "",
             table(["engine", "warm-up s", "p50 ms", "p95 ms", "ROUGE-L", "semantic sim."], rows), "",
             f"At the median the compiled loop answers one message {res['eager']['p50_ms'] / res['compiled']['p50_ms']:.1f}x "
-            "as fast; it pays its compilation once per process and prompt-width bucket (warm-up), which "
+            "as fast; it pays its compilation once per process and cache length (warm-up), which "
             "`serve` does before it takes requests. The scores differ by the draws only (the two loops draw from the "
             "same distribution: `benchmarks/gpu_engine_check.json`).",
             *earlier_lines(r.get("earlier_runs", []), lambda e: (

@@ -34,13 +34,15 @@ class Rerank:
 
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
 SAMPLE_TOP_K = 64  # sampling draws from the likeliest tokens only (then top_p): no sort over the whole vocabulary
-WIDTH_BUCKET = 64  # the compiled engine pads prompts to a multiple of this: one compiled graph per bucket
+CACHE_BUCKET = 256  # the compiled engine's static KV cache (prompt and reply) is a multiple of this long: one
+                    # compiled decoding step per cache length and batch size
 EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
 
 
-def _bucket(width: int) -> int:
-    """`width` rounded up to a multiple of WIDTH_BUCKET: the prompt width the compiled engine pads to."""
-    return -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
+def _cache_length(tokens: int) -> int:
+    """`tokens` (a prompt's width and its reply's) rounded up to a multiple of CACHE_BUCKET: the length of the
+    compiled engine's static KV cache."""
+    return -(-tokens // CACHE_BUCKET) * CACHE_BUCKET
 
 
 def _pow2(n: int) -> int:
@@ -72,11 +74,12 @@ class Generator:
     embeddings to the frozen base: peft's own generate() degenerates after the first token.
 
     `engine`: eager (transformers' generate() with its dynamic KV cache) or compiled: this module's own greedy
-    loop over a static KV cache (`_static_decode`), whose forwards a GPU compiles with torch.compile and replays
-    as CUDA graphs. It decodes the tokens generate() decodes (tests/test_engine.py compares them). Prompt
-    widths are rounded up to a multiple of WIDTH_BUCKET and batches padded to a power of two (copies of the
-    first prompt, whose replies are dropped), so a process compiles once per bucket and batch size class (the
-    first such call pays it: `warm_up`); on a CPU nothing is compiled.
+    loop over a static KV cache (`_static_decode`), whose decoding step a GPU compiles with torch.compile and
+    replays as CUDA graphs (the prompt's forward runs uncompiled, as transformers' own static-cache generation
+    does). It decodes the tokens generate() decodes (tests/test_engine.py compares them). Cache lengths are
+    rounded up to a multiple of CACHE_BUCKET and batches padded to a power of two (copies of the first prompt,
+    whose replies are dropped), so a process compiles once per cache length and batch size class (the first such
+    call pays it: `warm_up`); on a CPU nothing is compiled.
 
     `rerank` (evaluate.candidates > 0): each reply is chosen among the greedy reply and sampled candidates, all
     decoded by `sample`, with the model or its copy in `sample_dtype`: the eager engine's loop shares each prompt's
@@ -129,8 +132,7 @@ class Generator:
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         pad = self.tokenizer.pad_token_id
         n, width = len(prompts), max(len(p) for p in prompts)
-        if self.engine == "compiled":  # fewer shapes to compile: widths in buckets, batches padded to a power of two
-            width = _bucket(width)
+        if self.engine == "compiled":  # fewer shapes to compile: batches padded to a power of two
             prompts = prompts + [prompts[0]] * (_pow2(n) - n)
         ids, mask, embeds = self._inputs(prompts, width)
         max_new_tokens = max_new_tokens or self.max_new_tokens
@@ -245,13 +247,13 @@ class Generator:
     def _static_sample(self, prompt: list[int], n: int, temperature: float, top_p: float,
                        generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[Reply]:
         """`sample` on the compiled engine, for one prompt: its n candidates are the n rows of `_static_decode`
-        (the prompt padded to its width bucket), each row reading its own copy of the prompt's cache. No row leaves
-        the batch, so every step decodes the same shape: a GPU compiles one graph per width bucket (the shapes of
-        one prompt; every other batch size would cost a compilation of its own, about a minute each on an H100)
+        (each row reading its own copy of the prompt's cache). No row leaves the batch, so every step decodes the
+        same shape: a GPU compiles one graph per cache length (every other batch size would cost a compilation of
+        its own)
         and replays it, and the loop ends once every row has ended (looked for every EOS_CHECK steps). Row 0
         decodes the greedy reply with `greedy_first`; the others draw as the eager loop does (`_draw`), which also
         draws for row 0, so one seed gives both engines the same candidates while none ends early."""
-        ids, mask, embeds = self._inputs([prompt] * n, _bucket(len(prompt)))
+        ids, mask, embeds = self._inputs([prompt] * n, len(prompt))
         greedy = torch.zeros(n, dtype=torch.bool, device=self.device)
         greedy[0] = greedy_first
 
@@ -264,18 +266,21 @@ class Generator:
                        pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
         """The compiled engine's loop (after gpt-fast): the prompt, then one token per step, through a static KV
         cache on fixed shapes, with nothing copied back to the host until the end (finished replies are looked for
-        every EOS_CHECK steps). On a GPU both the prompt's forward and the
-        decoding step are compiled and replayed as CUDA graphs; on a CPU they run uncompiled. `pick(logits, seen,
+        every EOS_CHECK steps). The cache is `_cache_length` long, whatever the prompt's width within it, and on a
+        GPU the decoding step is compiled for that shape and replayed as a CUDA graph; the prompt's forward, one per
+        reply, runs uncompiled (compiling it would cost a graph per prompt width), as does everything on a CPU.
+        `pick(logits, seen,
         t)` chooses step t's tokens: greedily (`generate`), it decodes what transformers' generate() decodes: the
         same position ids (left padding), repetition penalty (`seen`: over the prompt ids, pads included, as
         transformers does; over the generated ids only behind a soft prompt, whose prompt is embeddings) and
         end-token hold-back. Returns the new token ids (batch, <= max_new_tokens)."""
-        b = mask.shape[0]
-        cache = self._cache(b, mask.shape[1] + max_new_tokens)
-        full_mask = torch.cat([mask, mask.new_ones(b, max_new_tokens)], dim=1)
+        b, width = mask.shape
+        length = _cache_length(width + max_new_tokens)
+        cache = self._cache(b, length)
+        full_mask = torch.cat([mask, mask.new_ones(b, length - width)], dim=1)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        logits = self._step(ids if embeds is None else None, embeds, positions, full_mask, cache)
         step = self._compiled_step() if self.device.type == "cuda" else self._step
-        logits = step(ids if embeds is None else None, embeds, positions, full_mask, cache)
         seen = torch.zeros(logits.shape, dtype=torch.bool, device=self.device)
         if embeds is None:
             seen.scatter_(1, ids, True)
@@ -291,6 +296,11 @@ class Generator:
             seen.scatter_(1, token[:, None], True)
             logits = step(token[:, None], None, last + 1 + t, full_mask, cache)
         return out
+
+    def cache_length(self, prompt_tokens: int) -> int:
+        """The compiled engine's cache length for a prompt of `prompt_tokens` ids (and the soft prompt's vectors)."""
+        soft = 0 if self.soft_prompt is None else self.soft_prompt.shape[1]
+        return _cache_length(prompt_tokens + soft + self.max_new_tokens)
 
     def _cache(self, batch: int, length: int):
         """The static KV cache for this shape, emptied. One per shape, allocated up front and reused, so the
@@ -314,8 +324,8 @@ class Generator:
                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
 
     def _compiled_step(self):
-        """`_step` compiled once per process with CUDA graphs; a graph per shape (batch size x prompt-width
-        bucket for the prompt's forward, batch size x cache length for a decoding step)."""
+        """`_step` compiled once per process with CUDA graphs, for decoding steps: a graph per batch size and
+        cache length."""
         if self._compiled is None:
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
             compiled = torch.compile(self._step, fullgraph=True, dynamic=False, mode="reduce-overhead")
@@ -354,12 +364,12 @@ class Generator:
 
     def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
         """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
-        tokens for each prompt given. Compiled: a full-length batch of `batch_size` per prompt-width bucket, the
-        shapes the compiled graphs are made for. With `rerank` the same, each prompt's candidates sampled (on draws
+        tokens for each prompt given. Compiled: a full-length batch of `batch_size` per cache length the prompts
+        need (`cache_length`), the shapes the compiled graphs are made for. With `rerank` the same, each prompt's candidates sampled (on draws
         of their own: the seeded ones stay untouched; the compiled engine samples one prompt at a time)."""
         start = time.perf_counter()
         eager, r = self.engine == "eager", self.rerank
-        for p in prompts if eager else {_bucket(len(p)): p for p in prompts}.values():
+        for p in prompts if eager else {self.cache_length(len(p)): p for p in prompts}.values():
             if r is not None and r.candidates:
                 self.sample([p], r.candidates + 1, r.temperature, r.top_p, torch.Generator(device=self.device),
                             max_new_tokens=min(4, self.max_new_tokens) if eager else None, greedy_first=True)
@@ -375,7 +385,7 @@ class Generator:
               references: list[list[str]] | None = None) -> tuple[list[Reply], dict]:
         """Replies (`reply`) one prompt at a time (batch size 1), each timed, candidates and their reranking
         included, after `warmup` short untimed generations (compiled engine: one full-length generation per
-        prompt-width bucket, which compiles it). The replies are real predictions, so measuring latency costs no
+        cache length, which compiles it). The replies are real predictions, so measuring latency costs no
         extra decoding."""
         self.warm_up(prompts if self.engine == "compiled" else prompts[:warmup], batch_size=1)
         replies, times = [], []
