@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from supportagent import models
-from supportagent.generation import CACHE_BUCKET, Generator, resolve_engine
+from supportagent.generation import CACHE_BUCKET, PREFILL_CHUNK, Generator, resolve_engine
 
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
             "I was charged twice for one ride, refund please", "the app crashes when I open it",
@@ -12,11 +12,12 @@ MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanishe
 
 
 def _prompts(tokenizer, n=32):
-    """32 prompts of many lengths: each message alone and repeated, so that prompt and reply (8 tokens) cross a
-    boundary of the compiled engine's cache lengths."""
+    """32 prompts of many lengths: each message alone and repeated, so that the compiled engine reads some in
+    several chunks, and prompt and reply (8 tokens) cross a boundary of its cache lengths."""
     out = [tokenizer(" ".join([m] * (1 + 5 * (i // len(MESSAGES)))))["input_ids"] for i, m in
            enumerate(MESSAGES * (n // len(MESSAGES)))]
-    assert len({-(-(len(p) + 8) // CACHE_BUCKET) for p in out}) >= 2
+    chunks = lambda p: -(-len(p) // PREFILL_CHUNK) * PREFILL_CHUNK  # noqa: E731
+    assert len({-(-(chunks(p) + 8) // CACHE_BUCKET) for p in out}) >= 2 and max(map(len, out)) > 2 * PREFILL_CHUNK
     return out
 
 

@@ -138,9 +138,10 @@ class EvaluateParams(Strict):
     latency_samples: int = Field(5, ge=0)
     fold_qlora: bool = True  # serve QLoRA folded into its dequantised 4-bit base; false: bitsandbytes' 4-bit kernels
     # decoding engine: compiled = generation.py's loop over a static KV cache (greedy replies, and each message's
-    # sampled candidates, one message at a time), its decoding step compiled with CUDA graphs on a GPU (once per
-    # process, batch size and cache length), uncompiled on a CPU; eager = transformers' generate() with its dynamic cache and the
-    # shared-prompt sampling loop; auto = compiled on a GPU, eager on a CPU (where it measured faster)
+    # sampled candidates, one message at a time), its prompt's chunks and decoding steps compiled with CUDA graphs
+    # on a GPU (once per process, batch size and cache length), uncompiled on a CPU; eager = transformers'
+    # generate() with its dynamic cache and the shared-prompt sampling loop; auto = compiled on a GPU, eager on a
+    # CPU (where it measured faster)
     engine: Literal["auto", "eager", "compiled"] = "auto"
     # reranking (reranking.py): this many sampled replies besides the greedy one, and the one sent is their
     # consensus with the brand's past replies to similar messages (rerank_* below); 0 = the greedy reply alone. On

@@ -34,8 +34,10 @@ class Rerank:
 
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
 SAMPLE_TOP_K = 64  # sampling draws from the likeliest tokens only (then top_p): no sort over the whole vocabulary
-CACHE_BUCKET = 256  # the compiled engine's static KV cache (prompt and reply) is a multiple of this long: one
-                    # compiled decoding step per cache length and batch size
+CACHE_BUCKET = 256  # the compiled engine's static KV cache (prompt and reply) is a multiple of this long: its
+                    # graphs are compiled per cache length and batch size
+PREFILL_CHUNK = 64  # the compiled engine reads a prompt this many tokens at a time (left-padded to whole chunks):
+                    # one compiled graph for every prompt width
 EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
 
 
@@ -74,12 +76,12 @@ class Generator:
     embeddings to the frozen base: peft's own generate() degenerates after the first token.
 
     `engine`: eager (transformers' generate() with its dynamic KV cache) or compiled: this module's own greedy
-    loop over a static KV cache (`_static_decode`), whose decoding step a GPU compiles with torch.compile and
-    replays as CUDA graphs (the prompt's forward runs uncompiled, as transformers' own static-cache generation
-    does). It decodes the tokens generate() decodes (tests/test_engine.py compares them). Cache lengths are
-    rounded up to a multiple of CACHE_BUCKET and batches padded to a power of two (copies of the first prompt,
-    whose replies are dropped), so a process compiles once per cache length and batch size class (the first such
-    call pays it: `warm_up`); on a CPU nothing is compiled.
+    loop over a static KV cache (`_static_decode`), whose forwards a GPU compiles with torch.compile and replays
+    as CUDA graphs: the prompt's, a chunk of PREFILL_CHUNK tokens at a time, and each decoding step's. It decodes
+    the tokens generate() decodes (tests/test_engine.py compares them). Cache lengths are rounded up to a
+    multiple of CACHE_BUCKET and batches padded to a power of two (copies of the first prompt, whose replies are
+    dropped), so a process compiles two graphs per cache length and batch size class (the first such call pays
+    it: `warm_up`); on a CPU nothing is compiled.
 
     `rerank` (evaluate.candidates > 0): each reply is chosen among the greedy reply and sampled candidates, all
     decoded by `sample`, with the model or its copy in `sample_dtype`: the eager engine's loop shares each prompt's
@@ -266,24 +268,32 @@ class Generator:
                        pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
         """The compiled engine's loop (after gpt-fast): the prompt, then one token per step, through a static KV
         cache on fixed shapes, with nothing copied back to the host until the end (finished replies are looked for
-        every EOS_CHECK steps). The cache is `_cache_length` long, whatever the prompt's width within it, and on a
-        GPU the decoding step is compiled for that shape and replayed as a CUDA graph; the prompt's forward, one per
-        reply, runs uncompiled (compiling it would cost a graph per prompt width), as does everything on a CPU.
-        `pick(logits, seen,
+        every EOS_CHECK steps). The prompt is left-padded to whole chunks of PREFILL_CHUNK tokens and read a chunk
+        at a time, and the cache is `_cache_length` long, whatever the prompt's width within it: on a GPU a chunk's
+        forward and a decoding step's are compiled for these shapes (two graphs per cache length and batch size,
+        not one per prompt width) and replayed as CUDA graphs; on a CPU they run uncompiled. `pick(logits, seen,
         t)` chooses step t's tokens: greedily (`generate`), it decodes what transformers' generate() decodes: the
         same position ids (left padding), repetition penalty (`seen`: over the prompt ids, pads included, as
         transformers does; over the generated ids only behind a soft prompt, whose prompt is embeddings) and
         end-token hold-back. Returns the new token ids (batch, <= max_new_tokens)."""
-        b, width = mask.shape
+        b, prompt_ids = mask.shape[0], ids
+        if pad := -mask.shape[1] % PREFILL_CHUNK:  # more left padding, masked out like the batch's own
+            mask = torch.nn.functional.pad(mask, (pad, 0))
+            ids = torch.nn.functional.pad(ids, (pad, 0), value=self.tokenizer.pad_token_id)
+            embeds = None if embeds is None else torch.nn.functional.pad(embeds, (0, 0, pad, 0))
+        width = mask.shape[1]
         length = _cache_length(width + max_new_tokens)
         cache = self._cache(b, length)
         full_mask = torch.cat([mask, mask.new_ones(b, length - width)], dim=1)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        logits = self._step(ids if embeds is None else None, embeds, positions, full_mask, cache)
         step = self._compiled_step() if self.device.type == "cuda" else self._step
+        for lo in range(0, width, PREFILL_CHUNK):  # the cache counts the tokens it has read
+            chunk = slice(lo, lo + PREFILL_CHUNK)
+            logits = step(None if embeds is not None else ids[:, chunk],
+                          None if embeds is None else embeds[:, chunk], positions[:, chunk], full_mask, cache)
         seen = torch.zeros(logits.shape, dtype=torch.bool, device=self.device)
         if embeds is None:
-            seen.scatter_(1, ids, True)
+            seen.scatter_(1, prompt_ids, True)  # without the chunks' padding, as generate() pads
         eos = self.tokenizer.eos_token_id
         out = torch.full((b, max_new_tokens), eos, dtype=torch.long, device=self.device)
         last = positions[:, -1:]
@@ -300,7 +310,8 @@ class Generator:
     def cache_length(self, prompt_tokens: int) -> int:
         """The compiled engine's cache length for a prompt of `prompt_tokens` ids (and the soft prompt's vectors)."""
         soft = 0 if self.soft_prompt is None else self.soft_prompt.shape[1]
-        return _cache_length(prompt_tokens + soft + self.max_new_tokens)
+        width = -(-(prompt_tokens + soft) // PREFILL_CHUNK) * PREFILL_CHUNK  # whole chunks
+        return _cache_length(width + self.max_new_tokens)
 
     def _cache(self, batch: int, length: int):
         """The static KV cache for this shape, emptied. One per shape, allocated up front and reused, so the
@@ -324,8 +335,8 @@ class Generator:
                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
 
     def _compiled_step(self):
-        """`_step` compiled once per process with CUDA graphs, for decoding steps: a graph per batch size and
-        cache length."""
+        """`_step` compiled once per process with CUDA graphs: a graph per shape (batch size x cache length, for a
+        prompt's chunk of PREFILL_CHUNK tokens and for a decoding step's one)."""
         if self._compiled is None:
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
             compiled = torch.compile(self._step, fullgraph=True, dynamic=False, mode="reduce-overhead")
