@@ -103,3 +103,19 @@ def tiny_index(tmp_path_factory, embedder) -> Path:
     out = tmp_path_factory.mktemp("index")
     build_index(make_tiny_pairs(), embedder, out, models.embedder_id())
     return out
+
+
+def tiny_system(params, tiny_base, system: str):
+    """The tiny random base, alone (`base`) or behind a random 4-vector soft prompt (`soft_prompt`)."""
+    import torch
+
+    from supportagent import models
+
+    model = models.load_base(tiny_base)
+    if system == "soft_prompt":
+        from supportagent.adapters import add_soft_prompt
+
+        tp = params.train.prompt_tuning.model_copy(update={"prompt_init": "random", "num_virtual_tokens": 4})
+        torch.manual_seed(0)
+        model = add_soft_prompt(model, tp)
+    return model

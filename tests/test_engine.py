@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import tiny_system
 from supportagent import models
 from supportagent.generation import CACHE_BUCKET, PREFILL_CHUNK, Generator, resolve_engine
 
@@ -29,13 +30,7 @@ def test_the_compiled_engine_gives_the_eager_replies(params, tiny_base, tokenize
     pads included, but behind a soft prompt only the generated ids):
     the compiled engine's own loop (static KV cache; on a CPU uncompiled, on a GPU the same step compiled)
     decodes exactly the tokens of transformers' generate()."""
-    model = models.load_base(tiny_base)
-    if system == "soft_prompt":
-        from supportagent.adapters import add_soft_prompt
-
-        tp = params.train.prompt_tuning.model_copy(update={"prompt_init": "random", "num_virtual_tokens": 4})
-        torch.manual_seed(0)
-        model = add_soft_prompt(model, tp)
+    model = tiny_system(params, tiny_base, system)
     eager = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=penalty, engine="eager")
     static = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=penalty, engine="compiled")
     prompts = _prompts(tokenizer)
@@ -135,3 +130,27 @@ def test_the_fold_after_a_4bit_forward_is_still_the_4bit_function(tiny_base, tok
         # the repack keeps each block's scale in bf16, so the weights come back rounded (~1e-3 here); the
         # dequantised repacked layout was off by ~1 (logits of std 0.2)
         assert torch.allclose(model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=3e-3, rtol=0)
+
+
+@pytest.mark.parametrize("system", ["base", "soft_prompt"])
+def test_every_prompt_width_of_one_cache_length_shares_two_compiled_graphs(params, tiny_base, tokenizer, system):
+    """What a GPU compiles, traced on a CPU (torch.compile's eager backend, the same graph capture and guards):
+    prompts of one, two and three chunks, at batch 1 and 3 and one cache length, make two graphs per batch size
+    (a chunk's forward and a decoding step's), not one per prompt width (a slice's strides, or a prompt's width
+    in a shape, would make more), and decode what the uncompiled loop decodes."""
+    from torch._dynamo.utils import counters
+
+    model = tiny_system(params, tiny_base, system)
+    gen = Generator(model, tokenizer, max_new_tokens=4, repetition_penalty=1.3, engine="compiled")
+    expected = [r.token_ids for r in gen.generate([tokenizer(m)["input_ids"] for m in MESSAGES])]
+    prompts = [tokenizer(" ".join([m] * k))["input_ids"] for m, k in zip(MESSAGES[:3], (1, 8, 24))]
+    assert sorted(-(-len(p) // PREFILL_CHUNK) for p in prompts) == [1, 2, 3]
+    assert len({gen.cache_length(len(p)) for p in prompts}) == 1
+    torch._dynamo.reset()
+    counters.clear()
+    gen._step = torch.compile(gen._step, fullgraph=True, dynamic=False, backend="eager")
+    for batch in (1, 3):
+        for p in prompts:
+            gen.generate([p] * batch)
+    assert counters["stats"]["unique_graphs"] == 4
+    assert [r.token_ids for r in gen.generate([tokenizer(m)["input_ids"] for m in MESSAGES])] == expected

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_system
 from supportagent import models
 from supportagent.generation import Generator, Rerank
 from supportagent.reranking import Similarities, choose, consensus, lcs_f1, similarities
@@ -23,15 +24,6 @@ class EndsAt:
         return getattr(self._tokenizer, name)
 
 
-def _model(params, tiny_base, system):
-    model = models.load_base(tiny_base)
-    if system == "soft_prompt":
-        from supportagent.adapters import add_soft_prompt
-
-        tp = params.train.prompt_tuning.model_copy(update={"prompt_init": "random", "num_virtual_tokens": 4})
-        torch.manual_seed(0)
-        model = add_soft_prompt(model, tp)
-    return model
 
 
 @pytest.mark.parametrize("engine", ["eager", "compiled"])
@@ -41,7 +33,7 @@ def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_
     candidates, replies that end leaving the batch; compiled: one prompt after another, every candidate a row of
     the static cache, longer than prompt and reply). At a temperature near 0 every copy must decode the greedy reply
     token for token: a wrong position, mask or cache row would change them."""
-    model = _model(params, tiny_base, system)
+    model = tiny_system(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
     first = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=1.0).generate(prompts)
     # the end token becomes a token some greedy replies write midway, so that those replies stop early
@@ -64,7 +56,7 @@ def test_the_greedy_reply_decoded_among_the_samples_is_the_greedy_reply(params, 
                                                                         engine):
     """With candidates the greedy reply is decoded in the sampling batch: at a high temperature its row must still
     take the likeliest token after the repetition penalty, as generate() does, while the other rows sample."""
-    model = _model(params, tiny_base, system)
+    model = tiny_system(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
     gen = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=penalty, engine=engine)
     pools = gen.sample(prompts, 4, temperature=2.0, top_p=1.0, generator=torch.Generator().manual_seed(0),
@@ -90,7 +82,7 @@ def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_b
     see the logits the eager loop's shared prompt cache gives and draw from them the same way: while no candidate
     ends (a random model almost never writes the end token) the same seed gives the same tokens, greedy reply
     first."""
-    model = _model(params, tiny_base, system)
+    model = tiny_system(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
     draw = lambda engine: [[c.token_ids for c in s] for i, p in enumerate(prompts) for s in Generator(
         model, tokenizer, max_new_tokens=10, repetition_penalty=1.3, engine=engine).sample(

@@ -287,10 +287,15 @@ class Generator:
         full_mask = torch.cat([mask, mask.new_ones(b, length - width)], dim=1)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
         step = self._compiled_step() if self.device.type == "cuda" else self._step
+
+        def chunk(x, lo: int):
+            """Columns lo.. of a chunk, copied in standard strides (a slice's strides name the prompt's width,
+            and a compiled graph is made per stride)."""
+            return None if x is None else x[:, lo: lo + PREFILL_CHUNK].clone(memory_format=torch.contiguous_format)
+
         for lo in range(0, width, PREFILL_CHUNK):  # the cache counts the tokens it has read
-            chunk = slice(lo, lo + PREFILL_CHUNK)
-            logits = step(None if embeds is not None else ids[:, chunk],
-                          None if embeds is None else embeds[:, chunk], positions[:, chunk], full_mask, cache)
+            logits = step(None if embeds is not None else chunk(ids, lo), chunk(embeds, lo), chunk(positions, lo),
+                          full_mask, cache)
         seen = torch.zeros(logits.shape, dtype=torch.bool, device=self.device)
         if embeds is None:
             seen.scatter_(1, prompt_ids, True)  # without the chunks' padding, as generate() pads
