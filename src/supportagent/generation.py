@@ -250,9 +250,9 @@ class Generator:
                        generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[Reply]:
         """`sample` on the compiled engine, for one prompt: its n candidates are the n rows of `_static_decode`
         (each row reading its own copy of the prompt's cache). No row leaves the batch, so every step decodes the
-        same shape: a GPU compiles one graph per cache length (every other batch size would cost a compilation of
-        its own)
-        and replays it, and the loop ends once every row has ended (looked for every EOS_CHECK steps). Row 0
+        same shape: a GPU compiles the graphs of one batch size per cache length (every other batch size would cost
+        compilations of its own) and replays them, and the loop ends once every row has ended (looked for every
+        EOS_CHECK steps). Row 0
         decodes the greedy reply with `greedy_first`; the others draw as the eager loop does (`_draw`), which also
         draws for row 0, so one seed gives both engines the same candidates while none ends early."""
         ids, mask, embeds = self._inputs([prompt] * n, len(prompt))
@@ -381,8 +381,9 @@ class Generator:
     def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
         """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
         tokens for each prompt given. Compiled: a full-length batch of `batch_size` per cache length the prompts
-        need (`cache_length`), the shapes the compiled graphs are made for. With `rerank` the same, each prompt's candidates sampled (on draws
-        of their own: the seeded ones stay untouched; the compiled engine samples one prompt at a time)."""
+        need (`cache_length`), the shapes the compiled graphs are made for. With `rerank` the same, each prompt's
+        candidates sampled (on draws of their own: the seeded ones stay untouched; the compiled engine samples one
+        prompt at a time)."""
         start = time.perf_counter()
         eager, r = self.engine == "eager", self.rerank
         for p in prompts if eager else {self.cache_length(len(p)): p for p in prompts}.values():
