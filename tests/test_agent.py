@@ -151,5 +151,6 @@ def test_warm_up_samples_one_message_of_every_cache_length_on_the_compiled_engin
     needed = [length(w) for w in range(1, p.model.max_prompt_tokens + 1)]
     assert len(set(needed)) >= 2
     assert [length(w) for w, _ in widths] == sorted(set(needed)) and {n for _, n in widths} == {3}
+    assert set(agent.generator._caches) == {(3, n) for n in needed}  # the lengths decoding made: cache_length's
     eager = SupportAgent(params, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
     assert eager.generator.engine == "eager" and eager.warm_up() == 0.0
