@@ -61,7 +61,8 @@ def main() -> None:
     results = {}
     for engine in ("eager", "compiled"):
         ev = params.evaluate.model_copy(update={"engine": engine})
-        gen = ready_to_serve(model, tok, ev, embedder, params.seed)  # folds QLoRA once; a second fold finds none
+        gen = ready_to_serve(model, tok, ev, embedder, params.seed,  # folds QLoRA once; a second fold finds none
+                             params.model.max_prompt_tokens)
         warm = gen.warm_up(prompts if engine == "compiled" else prompts[:1])
         times, replies = [], []
         for prompt, refs in zip(prompts, references):

@@ -134,11 +134,11 @@ def test_with_candidates_the_agent_sends_the_reranked_reply(params, tiny_base, t
     assert make().reply("AmazonHelp", "where is my order?").model_reply == first.model_reply
 
 
-def test_warm_up_samples_one_message_of_every_cache_length_on_the_compiled_engine(params, tiny_base, tiny_index,
-                                                                                    monkeypatch):
-    """`serve` warms the agent up before it takes requests: on the compiled engine one message per cache length
-    a prompt of up to model.max_prompt_tokens needs (the shapes a request can have), with candidates as served;
-    eager: none."""
+def test_warm_up_samples_the_one_cache_length_of_every_request_on_the_compiled_engine(params, tiny_base, tiny_index,
+                                                                                        monkeypatch):
+    """`serve` warms the agent up before it takes requests: on the compiled engine one message, with candidates
+    as served, whose cache length every prompt of up to model.max_prompt_tokens shares (the shapes a request can
+    have); eager: none."""
     ev = params.evaluate.model_copy(update={"max_new_tokens": 2, "candidates": 2, "engine": "compiled"})
     p = params.model_copy(update={"evaluate": ev})
     agent = SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
@@ -148,9 +148,8 @@ def test_warm_up_samples_one_message_of_every_cache_length_on_the_compiled_engin
         (len(prompts[0]), n)) or sample(prompts, n, *a, **k))
     assert agent.warm_up() > 0
     length = agent.generator.cache_length
-    needed = [length(w) for w in range(1, p.model.max_prompt_tokens + 1)]
-    assert len(set(needed)) >= 2
-    assert [length(w) for w, _ in widths] == sorted(set(needed)) and {n for _, n in widths} == {3}
-    assert set(agent.generator._caches) == {(3, n) for n in needed}  # the lengths decoding made: cache_length's
+    needed = {length(w) for w in range(1, p.model.max_prompt_tokens + 1)}
+    assert len(needed) == 1 and len(widths) == 1 and {length(w) for w, _ in widths} == needed and widths[0][1] == 3
+    assert set(agent.generator._caches) == {(3, n) for n in needed}  # the length decoding made: cache_length's
     eager = SupportAgent(params, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
     assert eager.generator.engine == "eager" and eager.warm_up() == 0.0

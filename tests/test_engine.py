@@ -29,15 +29,20 @@ def test_the_compiled_engine_gives_the_eager_replies(params, tiny_base, tokenize
     (a strong one, so that a wrong set of penalised ids changes replies: transformers penalises the prompt ids,
     pads included, but behind a soft prompt only the generated ids):
     the compiled engine's own loop (static KV cache; on a CPU uncompiled, on a GPU the same step compiled)
-    decodes exactly the tokens of transformers' generate()."""
+    decodes exactly the tokens of transformers' generate(), its cache sized per prompt or for a longest prompt
+    (`max_prompt_tokens`: shorter prompts in a longer cache, longer ones in their own)."""
     model = tiny_system(params, tiny_base, system)
     eager = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=penalty, engine="eager")
     static = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=penalty, engine="compiled")
+    sized = Generator(model, tokenizer, max_new_tokens=8, repetition_penalty=penalty, engine="compiled",
+                      max_prompt_tokens=2 * PREFILL_CHUNK)
     prompts = _prompts(tokenizer)
     reference = [r.token_ids for r in eager.generate(prompts)]
     assert len(set(map(tuple, reference))) > 4  # not one degenerate reply
     assert [r.token_ids for r in static.generate(prompts)] == reference
     assert [static.generate([p])[0].token_ids for p in prompts[:8]] == reference[:8]
+    assert [r.token_ids for r in sized.generate(prompts)] == reference
+    assert [sized.generate([p])[0].token_ids for p in prompts[:8]] == reference[:8]
     replies, _ = static.generate_all(prompts, batch_size=5, progress=False)
     assert [r.token_ids for r in replies] == reference
     held = [r.token_ids for r in static.generate(prompts[:6], min_new_tokens=8)]
@@ -133,18 +138,23 @@ def test_the_fold_after_a_4bit_forward_is_still_the_4bit_function(tiny_base, tok
 
 
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
-def test_every_prompt_width_of_one_cache_length_shares_two_compiled_graphs(params, tiny_base, tokenizer, system):
+def test_every_prompt_width_up_to_max_prompt_tokens_shares_two_compiled_graphs(params, tiny_base, tokenizer,
+                                                                                system):
     """What a GPU compiles, traced on a CPU (torch.compile's eager backend, the same graph capture and guards):
-    prompts of one, two and three chunks, at batch 1 and 3 and one cache length, make two graphs per batch size
-    (a chunk's forward and a decoding step's), not one per prompt width (a slice's strides, or a prompt's width
-    in a shape, would make more), and decode what the uncompiled loop decodes."""
+    prompts of one to five chunks, at batch 1 and 3, in a cache sized for the longest (`max_prompt_tokens`: one
+    cache length, where sized per prompt they would need two), make two graphs per batch size (a chunk's forward
+    and a decoding step's), not one per prompt width or cache length (a slice's strides, or a prompt's width in a
+    shape, would make more), and decode what the uncompiled loop decodes."""
     from torch._dynamo.utils import counters
 
     model = tiny_system(params, tiny_base, system)
-    gen = Generator(model, tokenizer, max_new_tokens=4, repetition_penalty=1.3, engine="compiled")
+    prompts = [tokenizer(" ".join([m] * k))["input_ids"] for m, k in zip(MESSAGES[:3] + MESSAGES[-1:], (1, 8, 24, 17))]
+    gen = Generator(model, tokenizer, max_new_tokens=4, repetition_penalty=1.3, engine="compiled",
+                    max_prompt_tokens=max(map(len, prompts)))
     expected = [r.token_ids for r in gen.generate([tokenizer(m)["input_ids"] for m in MESSAGES])]
-    prompts = [tokenizer(" ".join([m] * k))["input_ids"] for m, k in zip(MESSAGES[:3], (1, 8, 24))]
-    assert sorted(-(-len(p) // PREFILL_CHUNK) for p in prompts) == [1, 2, 3]
+    assert sorted(-(-len(p) // PREFILL_CHUNK) for p in prompts) == [1, 2, 3, 5]
+    per_prompt = Generator(model, tokenizer, max_new_tokens=4, engine="compiled").cache_length
+    assert len({per_prompt(len(p)) for p in prompts}) == 2
     assert len({gen.cache_length(len(p)) for p in prompts}) == 1
     torch._dynamo.reset()
     counters.clear()

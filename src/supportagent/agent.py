@@ -75,16 +75,17 @@ class SupportAgent:
             self.index = ExampleIndex(index_dir, embedder_id=models.embedder_id())
         if params.retrieval.k or params.evaluate.candidates:  # candidates are compared in its embedding space
             self.embedder = models.load_embedder()
-        self.generator = ready_to_serve(model, self.tokenizer, params.evaluate, self.embedder, params.seed)
+        self.generator = ready_to_serve(model, self.tokenizer, params.evaluate, self.embedder, params.seed,
+                                        params.model.max_prompt_tokens)
 
     def warm_up(self) -> float:
-        """Compiles the compiled engine (a GPU's `evaluate.engine: auto`) for one message of every cache length a
-        request can need, so that no request waits for a compilation; returns the seconds (none on the eager
-        engine). A server calls it before it takes requests."""
+        """Compiles the compiled engine (a GPU's `evaluate.engine: auto`) on one message, so that no request waits
+        for a compilation (every prompt of up to model.max_prompt_tokens shares its cache length:
+        `Generator.cache_length`); returns the seconds (none on the eager engine). A server calls it before it
+        takes requests."""
         if self.generator.engine != "compiled":
             return 0.0
-        widths = range(1, self.params.model.max_prompt_tokens + 1)  # one of each cache length is warmed up
-        return self.generator.warm_up([[self.tokenizer.eos_token_id] * w for w in widths])
+        return self.generator.warm_up([[self.tokenizer.eos_token_id] * self.params.model.max_prompt_tokens])
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""

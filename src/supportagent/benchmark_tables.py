@@ -449,7 +449,7 @@ def gpu_sampling_tables(r: dict) -> list[str]:
             f"Set-up: {r['setup']}.", "",
             table(["engine", "warm-up s", "p50 ms", "p95 ms", "ROUGE-L", "semantic sim."], rows), "",
             f"At the median the compiled loop answers one message {res['eager']['p50_ms'] / res['compiled']['p50_ms']:.1f}x "
-            "as fast; it pays its compilation once per process and cache length (warm-up), which "
+            "as fast; it pays its compilation once per process (warm-up), which "
             "`serve` does before it takes requests. The scores differ by the draws only (the two loops draw from the "
             "same distribution: `benchmarks/gpu_engine_check.json`).",
             *earlier_lines(r.get("earlier_runs", []), lambda e: (

@@ -139,7 +139,8 @@ class EvaluateParams(Strict):
     fold_qlora: bool = True  # serve QLoRA folded into its dequantised 4-bit base; false: bitsandbytes' 4-bit kernels
     # decoding engine: compiled = generation.py's loop over a static KV cache (greedy replies, and each message's
     # sampled candidates, one message at a time), its prompt's chunks and decoding steps compiled with CUDA graphs
-    # on a GPU (once per process, batch size and cache length), uncompiled on a CPU; eager = transformers'
+    # on a GPU (once per process and batch size: one static cache length fits every prompt of up to
+    # model.max_prompt_tokens), uncompiled on a CPU; eager = transformers'
     # generate() with its dynamic cache and the shared-prompt sampling loop; auto = compiled on a GPU, eager on a
     # CPU (where it measured faster)
     engine: Literal["auto", "eager", "compiled"] = "auto"

@@ -34,7 +34,7 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     sizes = {"adapter_mb": models.folder_mb(adapter_dir) if adapter_dir else 0.0,
              "base_mb": round(footprint / 2**20, 1)}  # as stored and loaded, before the serving fold
     ev = params.evaluate
-    gen = ready_to_serve(model, tok, ev, embedder, params.seed)
+    gen = ready_to_serve(model, tok, ev, embedder, params.seed, params.model.max_prompt_tokens)
     # the prompts' examples, and the past replies reranked candidates are compared with (evaluate.candidates)
     examples, refs = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
                                                    params.retrieval, ev.rerank_references)

@@ -35,16 +35,10 @@ class Rerank:
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
 SAMPLE_TOP_K = 64  # sampling draws from the likeliest tokens only (then top_p): no sort over the whole vocabulary
 CACHE_BUCKET = 256  # the compiled engine's static KV cache (prompt and reply) is a multiple of this long: its
-                    # graphs are compiled per cache length and batch size
+                    # graphs are compiled per cache length and batch size (`Generator.cache_length`)
 PREFILL_CHUNK = 64  # the compiled engine reads a prompt this many tokens at a time (left-padded to whole chunks):
                     # one compiled graph for every prompt width
 EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
-
-
-def _cache_length(tokens: int) -> int:
-    """`tokens` (a prompt's width and its reply's) rounded up to a multiple of CACHE_BUCKET: the length of the
-    compiled engine's static KV cache."""
-    return -(-tokens // CACHE_BUCKET) * CACHE_BUCKET
 
 
 def _pow2(n: int) -> int:
@@ -78,19 +72,22 @@ class Generator:
     `engine`: eager (transformers' generate() with its dynamic KV cache) or compiled: this module's own greedy
     loop over a static KV cache (`_static_decode`), whose forwards a GPU compiles with torch.compile and replays
     as CUDA graphs: the prompt's, a chunk of PREFILL_CHUNK tokens at a time, and each decoding step's. It decodes
-    the tokens generate() decodes (tests/test_engine.py compares them). Cache lengths are rounded up to a
-    multiple of CACHE_BUCKET and batches padded to a power of two (copies of the first prompt, whose replies are
-    dropped), so a process compiles two graphs per cache length and batch size class (the first such call pays
-    it: `warm_up`); on a CPU nothing is compiled.
+    the tokens generate() decodes (tests/test_engine.py compares them). Its static cache is sized for the longest
+    prompt a caller sends (`max_prompt_tokens`: model.max_prompt_tokens), rounded up to a multiple of
+    CACHE_BUCKET (`cache_length`), and batches are padded to a power of two (copies of the first prompt, whose
+    replies are dropped), so a process compiles two graphs per batch size class, whatever the prompts' widths
+    (the first such call pays it: `warm_up`); on a CPU nothing is compiled.
 
     `rerank` (evaluate.candidates > 0): each reply is chosen among the greedy reply and sampled candidates, all
     decoded by `sample`, with the model or its copy in `sample_dtype`: the eager engine's loop shares each prompt's
     KV cache among its candidates, the compiled engine's copies it into every candidate's row of the static cache."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.1,
-                 engine: str = "eager", rerank: Rerank | None = None, sample_dtype: torch.dtype | None = None):
+                 engine: str = "eager", rerank: Rerank | None = None, sample_dtype: torch.dtype | None = None,
+                 max_prompt_tokens: int | None = None):
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
         self.repetition_penalty = repetition_penalty
         self.rerank = rerank
         self.soft_prompt = None
@@ -269,9 +266,9 @@ class Generator:
         """The compiled engine's loop (after gpt-fast): the prompt, then one token per step, through a static KV
         cache on fixed shapes, with nothing copied back to the host until the end (finished replies are looked for
         every EOS_CHECK steps). The prompt is left-padded to whole chunks of PREFILL_CHUNK tokens and read a chunk
-        at a time, and the cache is `_cache_length` long, whatever the prompt's width within it: on a GPU a chunk's
-        forward and a decoding step's are compiled for these shapes (two graphs per cache length and batch size,
-        not one per prompt width) and replayed as CUDA graphs; on a CPU they run uncompiled. `pick(logits, seen,
+        at a time, into a cache `cache_length` long, whatever the prompt's width: on a GPU a chunk's forward and a
+        decoding step's are compiled for these shapes (two graphs per cache length and batch size, not one per
+        prompt width) and replayed as CUDA graphs; on a CPU they run uncompiled. `pick(logits, seen,
         t)` chooses step t's tokens: greedily (`generate`), it decodes what transformers' generate() decodes: the
         same position ids (left padding), repetition penalty (`seen`: over the prompt ids, pads included, as
         transformers does; over the generated ids only behind a soft prompt, whose prompt is embeddings) and
@@ -281,8 +278,7 @@ class Generator:
             mask = torch.nn.functional.pad(mask, (pad, 0))
             ids = torch.nn.functional.pad(ids, (pad, 0), value=self.tokenizer.pad_token_id)
             embeds = None if embeds is None else torch.nn.functional.pad(embeds, (0, 0, pad, 0))
-        width = mask.shape[1]
-        length = _cache_length(width + max_new_tokens)
+        width, length = mask.shape[1], self.cache_length(prompt_ids.shape[1], max_new_tokens)
         cache = self._cache(b, length)
         full_mask = torch.cat([mask, mask.new_ones(b, length - width)], dim=1)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
@@ -312,11 +308,13 @@ class Generator:
             logits = step(token[:, None], None, last + 1 + t, full_mask, cache)
         return out
 
-    def cache_length(self, prompt_tokens: int) -> int:
-        """The compiled engine's cache length for a prompt of `prompt_tokens` ids (and the soft prompt's vectors)."""
+    def cache_length(self, prompt_tokens: int, max_new_tokens: int | None = None) -> int:
+        """The compiled engine's static cache length for a prompt of `prompt_tokens` ids: the prompt, at least
+        `max_prompt_tokens` long (so every prompt up to it shares one length), with the soft prompt's vectors,
+        in whole chunks, then the reply's tokens, rounded up to a multiple of CACHE_BUCKET."""
         soft = 0 if self.soft_prompt is None else self.soft_prompt.shape[1]
-        width = -(-(prompt_tokens + soft) // PREFILL_CHUNK) * PREFILL_CHUNK  # whole chunks
-        return _cache_length(width + self.max_new_tokens)
+        width = -(-(max(prompt_tokens, self.max_prompt_tokens or 0) + soft) // PREFILL_CHUNK) * PREFILL_CHUNK
+        return -(-(width + (max_new_tokens or self.max_new_tokens)) // CACHE_BUCKET) * CACHE_BUCKET
 
     def _cache(self, batch: int, length: int):
         """The static KV cache for this shape, emptied. One per shape, allocated up front and reused, so the

@@ -68,9 +68,10 @@ def fold_4bit(model) -> int:
     return n
 
 
-def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0):
+def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_prompt_tokens: int | None = None):
     """The Generator that evaluation, `reply` and `serve` answer with: QLoRA folded first when
-    `evaluate.fold_qlora` says so, then the decoding engine of `evaluate.engine` (`ev`: EvaluateParams), and with
+    `evaluate.fold_qlora` says so, then the decoding engine of `evaluate.engine` (`ev`: EvaluateParams; its static
+    cache sized for prompts of up to `max_prompt_tokens`, model.max_prompt_tokens), and with
     `evaluate.candidates` the reply chosen among sampled candidates by `embedder` (reranking.py; draws seeded by
     `seed`). Candidates are sampled in the dtype this machine trains in (`runtime.compute_dtype(training=True)`),
     the fastest it multiplies: on AMD CPUs with AVX512-BF16, which serve greedy replies in fp32, that is a bf16
@@ -90,4 +91,4 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0):
         rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(consensus, embedder=embedder, word_weight=ev.rerank_word_weight,
                                                                          reference_weight=ev.rerank_reference_weight))
     return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine, rerank,
-                     sample_dtype=compute_dtype(training=True))
+                     sample_dtype=compute_dtype(training=True), max_prompt_tokens=max_prompt_tokens)
