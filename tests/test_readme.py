@@ -143,7 +143,7 @@ def test_seed_runs_feed_their_table():
 
 def test_the_default_configurations_seed_runs_have_their_section(tmp_path):
     """gpu_h100.json's default.seed_runs become their own README section, measured against the record's own
-    retrieval run; without them the section is absent."""
+    retrieval run; without them the section is absent. The default's earlier runs follow its stage table."""
     import json
 
     from supportagent.benchmark_tables import gpu_tables
@@ -160,6 +160,9 @@ def test_the_default_configurations_seed_runs_have_their_section(tmp_path):
     q = default["metrics"]["eval/qlora"]
     assert (f"The same seed in the stage table's run ({default['machine']['gpu']}, one stage at a time, commit "
             f"{default['commit']}" in text and f"qlora {q['rouge_l']:.2f} / {q['semantic_similarity']:.2f}" in text)
+    e = default["earlier_runs"][0]
+    assert f"Earlier, the default params at commit {e['commit']} ({e['date']}" in text
+    assert f"{e['model_stages_seconds']:,} s one stage after another" in text
     del default["commit"]  # a run of code older than the seed runs' is not set beside them
     assert "in the stage table's run" not in "\n".join(gpu_tables(g, {}, tmp_path))
     del g["configurations"]["default"]["seed_runs"]
@@ -222,6 +225,8 @@ def test_the_gpu_sampling_record_feeds_its_section_and_the_engine_check_its_cand
                                "results": {"eager": {"p50_ms": 1500.0}, "compiled": {"p50_ms": 100.4}}}]
     assert ("Earlier, an older reranker (commit abc1234, GPU X): p50 1,500 ms eager, 100 ms compiled."
             in "\n".join(gpu_sampling_tables(record)))
+    record["earlier_runs"][0]["results"]["compiled"]["warm_up_seconds"] = 59.24
+    assert ("p50 1,500 ms eager, 100 ms compiled (warm-up 59.2 s)." in "\n".join(gpu_sampling_tables(record)))
     check = json.loads((ROOT / "benchmarks/gpu_engine_check.json").read_text())
     assert "draws the eager loop's candidates" in engine_check_sentence(check)
     check["same_candidates_of_32"] = {"base penalty 1.3": {"batch 1": 7}}

@@ -48,12 +48,22 @@ def _concurrent(c: dict) -> tuple[int | None, float | None]:
     return (c["concurrent"]["jobs"], c["concurrent"]["wall_seconds"]) if "concurrent" in c else (None, None)
 
 
+def _earlier_default(e: dict) -> str:
+    """An earlier GPU run of the default params, as the stage table would show it (its code named by commit)."""
+    llm = [s for k, s in e["stage_seconds"].items() if k.startswith("evaluate@") and k != "evaluate@retrieval"]
+    return (f"the default params at commit {e['commit']} ({e['date']}, {e['machine'].get('gpu')}): "
+            f"{e['model_stages_seconds']:,} s one stage after another"
+            + (f", {e['concurrent']['wall_seconds']:,} s with --jobs {e['concurrent']['jobs']}" if "concurrent" in e else "")
+            + f"; its LLM evaluate stages {min(llm):,}-{max(llm):,} s")
+
+
 def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     """README sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
     conf = g["configurations"]
     default, full, big = conf["default"], conf["full"], conf["mistral_7b"]
     params = load_params(root / "params.yaml") if (root / "params.yaml").exists() else None
     stages = list(default["stage_seconds"])
+    earlier = [e for e in default.get("earlier_runs", []) if e.get("commit")]  # runs of code named by its commit
     out = [f"### The pipeline on one {g['machine'].get('gpu')} (`benchmarks/gpu_h100.json`)", "",
            *([f"Default params as {default['params_note']}.", ""] if default.get("params_note") else []),
            table(["stage", *(f"{name}, s" + (f" ({c['machine']['gpu']})" if c.get("machine", {}).get("gpu") not in
@@ -67,6 +77,7 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                       *(f"**{w}** (N={j})" if w else "–" for j, w in (_concurrent(default), _concurrent(full)))]]), "",
            *(["A column whose run had several stages at once (N above) has stage seconds that overlap.", ""]
              if max(default.get("jobs", 1), full.get("jobs", 1)) > 1 else []),
+           *earlier_lines(earlier, _earlier_default)[1:], *([""] if earlier else []),
            table(["training on the GPU", "tokens/s", "peak GPU MB", "train s", "final val loss"],
                   [[f"{m} ({name})", *(c["metrics"][f"train/{m}"][x] for x in
                                        ["tokens_per_second", "peak_memory_mb", "train_seconds", "final_val_loss"])]
@@ -454,4 +465,6 @@ def gpu_sampling_tables(r: dict) -> list[str]:
             "same distribution: `benchmarks/gpu_engine_check.json`).",
             *earlier_lines(r.get("earlier_runs", []), lambda e: (
                 f"{e['what']} (commit {e['commit']}, {e['machine'].get('gpu')}): p50 "
-                + ", ".join(f"{x['p50_ms']:,.0f} ms {engine}" for engine, x in e["results"].items())))]
+                + ", ".join(f"{x['p50_ms']:,.0f} ms {engine}" + (f" (warm-up {x['warm_up_seconds']:,.1f} s)"
+                                                                  if engine == "compiled" and "warm_up_seconds" in x else "")
+                            for engine, x in e["results"].items())))]
