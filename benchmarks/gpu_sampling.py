@@ -4,8 +4,8 @@ For a workdir whose pipeline ran on this GPU (`gpu_pipeline.py`), the served met
 validation split's first `--n` messages one at a time (what one request to `serve` waits), prompts and references
 as the evaluate stage builds them, with each engine (`evaluate.engine`) and the workdir's `evaluate.candidates`:
 p50 / p95 ms after the engine's warm-up (compiled: one full-length reply per cache length the prompts need,
-which compiles it, timed apart), and ROUGE-L / semantic similarity of those replies against the references (the two loops draw
-different candidates from the same distribution, so these differ by draws only).
+which compiles it, timed apart), and ROUGE-L / semantic similarity of those replies against the references
+(the two loops draw different candidates from the same distribution, so these differ by draws only).
 
     python benchmarks/gpu_pipeline.py --out prep.json --stages subset split rules index base train@qlora --jobs 4
     python benchmarks/gpu_sampling.py --out benchmarks/gpu_sampling.json     # the project's default params

@@ -53,7 +53,8 @@ def _earlier_default(e: dict) -> str:
     llm = [s for k, s in e["stage_seconds"].items() if k.startswith("evaluate@") and k != "evaluate@retrieval"]
     return (f"the default params at commit {e['commit']} ({e['date']}, {e['machine'].get('gpu')}): "
             f"{e['model_stages_seconds']:,} s one stage after another"
-            + (f", {e['concurrent']['wall_seconds']:,} s with --jobs {e['concurrent']['jobs']}" if "concurrent" in e else "")
+            + (f", {e['concurrent']['wall_seconds']:,} s with --jobs {e['concurrent']['jobs']}"
+               if "concurrent" in e else "")
             + f"; its LLM evaluate stages {min(llm):,}-{max(llm):,} s")
 
 
@@ -465,6 +466,10 @@ def gpu_sampling_tables(r: dict) -> list[str]:
             "same distribution: `benchmarks/gpu_engine_check.json`).",
             *earlier_lines(r.get("earlier_runs", []), lambda e: (
                 f"{e['what']} (commit {e['commit']}, {e['machine'].get('gpu')}): p50 "
-                + ", ".join(f"{x['p50_ms']:,.0f} ms {engine}" + (f" (warm-up {x['warm_up_seconds']:,.1f} s)"
-                                                                  if engine == "compiled" and "warm_up_seconds" in x else "")
-                            for engine, x in e["results"].items())))]
+                + ", ".join(_p50_of(engine, x) for engine, x in e["results"].items())))]
+
+
+def _p50_of(engine: str, x: dict) -> str:
+    """An engine's median reply in an earlier sampling run, and the compiled engine's warm-up where recorded."""
+    warm = f" (warm-up {x['warm_up_seconds']:,.1f} s)" if engine == "compiled" and "warm_up_seconds" in x else ""
+    return f"{x['p50_ms']:,.0f} ms {engine}{warm}"
