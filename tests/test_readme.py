@@ -158,8 +158,17 @@ def test_the_default_configurations_seed_runs_have_their_section(tmp_path):
     assert f"retrieval {ret['rouge_l']:.2f} / {ret['semantic_similarity']:.2f}" in text
     default = g["configurations"]["default"]
     q = default["metrics"]["eval/qlora"]
-    assert (f"The same seed in the stage table's run ({default['machine']['gpu']}, one stage at a time, commit "
+    how = "one stage at a time" if default["jobs"] == 1 else f"--jobs {default['jobs']}"
+    assert (f"The same seed in the stage table's run ({default['machine']['gpu']}, {how}, commit "
             f"{default['commit']}" in text and f"qlora {q['rouge_l']:.2f} / {q['semantic_similarity']:.2f}" in text)
+    one = default.pop("one_stage_at_a_time", None)
+    if one:  # a run of the same code one stage at a time that ended early: its stages, their sum, what it lacks
+        assert (f"a run that ended before {', '.join(one['stages_not_run'])}): subset {one['stage_seconds']['subset']} s"
+                in text and f"; {sum(one['stage_seconds'].values()):,.1f} s for these {len(one['stage_seconds'])} "
+                "stages." in text)
+        assert "The same commit one stage after another" not in "\n".join(gpu_tables(g, {}, tmp_path))
+    default["jobs"] = 1
+    assert "one stage at a time, commit" in "\n".join(gpu_tables(g, {}, tmp_path))
     e = default["earlier_runs"][0]
     assert f"Earlier, the default params at commit {e['commit']} ({e['date']}" in text
     assert f"{e['model_stages_seconds']:,} s one stage after another" in text

@@ -58,6 +58,14 @@ def _earlier_default(e: dict) -> str:
             + f"; its LLM evaluate stages {min(llm):,}-{max(llm):,} s")
 
 
+def _one_at_a_time(run: dict) -> str:
+    """The default's run of the same code one stage after another that ended early (`one_stage_at_a_time`)."""
+    s = run["stage_seconds"]
+    return (f"The same commit one stage after another, as `dvc repro` runs them (a run that ended before "
+            f"{', '.join(run['stages_not_run'])}): " + ", ".join(f"{k} {v:,} s" for k, v in s.items())
+            + f"; {sum(s.values()):,.1f} s for these {len(s)} stages.")
+
+
 def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     """README sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
     conf = g["configurations"]
@@ -78,6 +86,7 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                       *(f"**{w}** (N={j})" if w else "–" for j, w in (_concurrent(default), _concurrent(full)))]]), "",
            *(["A column whose run had several stages at once (N above) has stage seconds that overlap.", ""]
              if max(default.get("jobs", 1), full.get("jobs", 1)) > 1 else []),
+           *([_one_at_a_time(default["one_stage_at_a_time"]), ""] if "one_stage_at_a_time" in default else []),
            *earlier_lines(earlier, _earlier_default)[1:], *([""] if earlier else []),
            table(["training on the GPU", "tokens/s", "peak GPU MB", "train s", "final val loss"],
                   [[f"{m} ({name})", *(c["metrics"][f"train/{m}"][x] for x in
@@ -94,7 +103,8 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                 "these are not the committed CPU run's figures."]
         evals_run = {s: default["metrics"][f"eval/{s}"] for s in SYSTEMS if f"eval/{s}" in default["metrics"]}
         if default.get("commit") and evals_run:  # the stage table's run, of the current code
-            out += ["", f"The same seed in the stage table's run ({default['machine'].get('gpu')}, one stage at a time, "
+            how = "one stage at a time" if default.get("jobs", 1) == 1 else f"--jobs {default['jobs']}"
+            out += ["", f"The same seed in the stage table's run ({default['machine'].get('gpu')}, {how}, "
                         f"commit {default['commit']}; ROUGE-L / semantic sim.): " + _rouge_semantic(evals_run)
                     + ". GPU training and decoding are not bitwise repeatable, so a seed is no promise of the same "
                       "replies on another card or run."]
