@@ -4,10 +4,11 @@ For a workdir whose pipeline ran on this GPU (`gpu_pipeline.py`), the served met
 validation split's first `--n` messages one at a time (what one request to `serve` waits), prompts and references
 as the evaluate stage builds them, with each engine (`evaluate.engine`) and the workdir's `evaluate.candidates`:
 p50 / p95 ms after the engine's warm-up (compiled: one full-length reply per cache length the prompts need,
-which compiles it, timed apart), and ROUGE-L / semantic similarity of those replies against the references
-(the two loops draw different candidates from the same distribution, so these differ by draws only).
+which compiles it, timed apart; `graph_compile_seconds`: what torch.compile spent on each graph the process
+compiled), and ROUGE-L / semantic similarity of those replies against the references (the two loops draw different
+candidates from the same distribution, so these differ by draws only).
 
-    python benchmarks/gpu_pipeline.py --out prep.json --stages subset split rules index base train@qlora --jobs 4
+    python benchmarks/gpu_pipeline.py --out prep.json --stages subset split rules index base train@qlora --workdir W
     python benchmarks/gpu_sampling.py --out benchmarks/gpu_sampling.json     # the project's default params
     python benchmarks/gpu_sampling.py --workdir W --out OUT                  # a workdir's (gpu_pipeline.py --workdir W)
 """
@@ -24,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+SETUP = ("on the GPU machine, first the stages subset, split, rules, index, base and train@qlora of the workdir's "
+         "params (benchmarks/gpu_pipeline.py --stages ... --workdir W), whose trained adapter the command serves")
 
 
 def main() -> None:
@@ -75,13 +78,16 @@ def main() -> None:
         results[engine] = {"warm_up_seconds": round(warm, 1), "p50_ms": round(float(np.percentile(times, 50)), 1),
                            "p95_ms": round(float(np.percentile(times, 95)), 1), "rouge_l": quality["rouge_l"],
                            "semantic_similarity": quality["semantic_similarity"], "avg_words": quality["avg_words"]}
+        if engine == "compiled":  # the eager engine compiles nothing: these are the compiled engine's graphs
+            compiled = torch._dynamo.utils.compilation_time_metrics.get("_compile.compile_inner", [])
+            results[engine]["graph_compile_seconds"] = [round(s, 1) for s in compiled]
         print(engine, results[engine], flush=True)
     record = {
         "what": "the served method's adapter answers messages one at a time (what one request to `serve` waits), "
                 "prompts and references as the evaluate stage builds them, its candidates sampled by each engine's loop",
         "command": "python benchmarks/gpu_sampling.py" + (" --workdir W" if work.resolve() != ROOT else "") + f" --n {args.n}",
         "method": params.method, "candidates": params.evaluate.candidates, "n": len(prompts), "results": results,
-        "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
+        "setup": SETUP, "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
         "commit": records.commit(),
     }
     records.save(args.out, record)

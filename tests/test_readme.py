@@ -231,6 +231,10 @@ def test_the_gpu_sampling_record_feeds_its_section_and_the_engine_check_its_cand
     assert f"{eager['p50_ms'] / compiled['p50_ms']:.1f}x as fast" in text
     compiled["p50_ms"] = eager["p50_ms"] / 2
     assert "2.0x as fast" in "\n".join(gpu_sampling_tables(record))
+    compiled["graph_compile_seconds"] = [38.23, 36.2]
+    assert "torch.compile took 74.4 s on 2 graphs (38.2 s, 36.2 s)." in "\n".join(gpu_sampling_tables(record))
+    compiled["graph_compile_seconds"] = []
+    assert "torch.compile took" not in "\n".join(gpu_sampling_tables(record))
     record["earlier_runs"] = [{"what": "an older reranker", "commit": "abc1234", "machine": {"gpu": "GPU X"},
                                "results": {"eager": {"p50_ms": 1500.0}, "compiled": {"p50_ms": 100.4}}}]
     assert ("Earlier, an older reranker (commit abc1234, GPU X): p50 1,500 ms eager, 100 ms compiled."

@@ -474,11 +474,21 @@ def gpu_sampling_tables(r: dict) -> list[str]:
             table(["engine", "warm-up s", "p50 ms", "p95 ms", "ROUGE-L", "semantic sim."], rows), "",
             f"At the median the compiled loop answers one message {res['eager']['p50_ms'] / res['compiled']['p50_ms']:.1f}x "
             "as fast; it pays its compilation once per process (warm-up), which "
-            "`serve` does before it takes requests. The scores differ by the draws only (the two loops draw from the "
-            "same distribution: `benchmarks/gpu_engine_check.json`).",
+            "`serve` does before it takes requests." + _graphs(res["compiled"]) + " The scores differ by the draws "
+            "only (the two loops draw from the same distribution: `benchmarks/gpu_engine_check.json`).",
             *earlier_lines(r.get("earlier_runs", []), lambda e: (
                 f"{e['what']} (commit {e['commit']}, {e['machine'].get('gpu')}): p50 "
                 + ", ".join(_p50_of(engine, x) for engine, x in e["results"].items())))]
+
+
+def _graphs(compiled: dict) -> str:
+    """What the compiled engine's warm-up spent compiling, graph by graph, where the record has it."""
+    seconds = compiled.get("graph_compile_seconds")
+    if not seconds:
+        return ""
+    each = " s, ".join(f"{s:,.1f}" for s in seconds)
+    return (f" Of its warm-up, torch.compile took {sum(seconds):,.1f} s on {len(seconds)} graph"
+            f"{'s' if len(seconds) > 1 else ''} ({each} s).")
 
 
 def _p50_of(engine: str, x: dict) -> str:
