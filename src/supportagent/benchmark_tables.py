@@ -23,7 +23,9 @@ def serve_tables(r: dict, name: str) -> list[str]:
     return [f"### The HTTP server under load on {where} (`benchmarks/{name}`)", "",
             f"`{r['command']}` on {r['date']}" + (f" (commit {r['commit']})" if r.get("commit") else "")
             + f": {r['what']}; batches of at most {r['max_batch']}."
-            + (f" Set-up: {r['setup']}." if r.get("setup") else ""), "",
+            + (f" Set-up: {r['setup']}." if r.get("setup") else "")
+            + (f" The server answered its health check {r['startup_seconds']:,.1f} s after it was launched."
+               if r.get("startup_seconds") is not None else ""), "",
             table(["concurrent requests", "requests", "replies/s", "x one at a time", "p50 ms", "p95 ms", "HTTP status"],
                    rows), "",
             f"At concurrency {top['concurrency']}: {r['speedup'][str(top['concurrency'])]}x the replies/s of one request "
@@ -31,7 +33,8 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
             + f"; 5xx responses in all: {r['server_errors']}." + (f" On this path {r['note']}." if r.get("note") else ""),
             *earlier_lines(r.get("earlier_runs", []), lambda e: (
-                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "") + "): p50 "
+                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "")
+                + (f", started in {e['startup_seconds']:,.1f} s" if e.get("startup_seconds") is not None else "") + "): p50 "
                 f"{e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
                 + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])))]
 
