@@ -3,7 +3,7 @@
 For both dtypes: matmul GFLOP/s at SmolLM2-135M's layer shapes (256 tokens x 576 -> 1536), and a
 training step (forward + backward, frozen base, a 2 x 128-token batch) and a 32-token greedy decode
 of the embedded base from `models/base` (run `dvc repro base` first). Writes benchmarks/cpu_dtype.json
-with the CPU's facts, keeping the latest record of each other CPU model under `other_machines`.
+with the CPU's facts, keeping the latest record of each other CPU (`cpu_kind`) under `other_machines`.
 
     python benchmarks/cpu_dtype.py
 """
@@ -57,25 +57,33 @@ def model_seconds(dtype: torch.dtype) -> dict:
             "decode_32_tokens_s": round(best_of(lambda: torch.no_grad()(decode)(), 2), 3)}
 
 
+def cpu_kind(machine: dict) -> tuple:
+    """What tells two CPUs apart here: the model name and the bf16 instructions `runtime.compute_dtype()` decides by
+    (the same name covers e.g. an AMD EPYC with AVX2 alone and one with AVX512-BF16)."""
+    return machine["cpu"], machine.get("avx512_bf16"), machine.get("amx_bf16")
+
+
 def main() -> None:
     from time_pipeline import cpu_facts
 
+    import records
     from supportagent.runtime import compute_dtype
 
     torch.manual_seed(0)
     record = {"what": "fp32 vs bf16 on this CPU: matmul at SmolLM2-135M shapes, a training step and a greedy decode of the base",
-              "machine": cpu_facts(), "chosen": str(compute_dtype()).removeprefix("torch."),
+              "machine": cpu_facts(), "date": time.strftime("%Y-%m-%d"), "commit": records.commit(),
+              "chosen": str(compute_dtype()).removeprefix("torch."),
               "chosen_for_training": str(compute_dtype(training=True)).removeprefix("torch."), "results": {}}
     for dtype in (torch.float32, torch.bfloat16):
         name = str(dtype).removeprefix("torch.")
         record["results"][name] = {"matmul_gflops": round(matmul_gflops(dtype), 1), **model_seconds(dtype)}
         print(name, record["results"][name], flush=True)
     out = ROOT / "benchmarks/cpu_dtype.json"
-    if out.exists():  # keep the latest record of every other CPU model: the answer differs between them
+    if out.exists():  # keep the latest record of every other CPU: the answer differs between them
         old = json.loads(out.read_text())
         others = [old, *old.pop("other_machines", [])]
-        record["other_machines"] = [o for o in {o["machine"]["cpu"]: o for o in reversed(others)}.values()
-                                    if o["machine"]["cpu"] != record["machine"]["cpu"]]
+        record["other_machines"] = [o for o in {cpu_kind(o["machine"]): o for o in reversed(others)}.values()
+                                    if cpu_kind(o["machine"]) != cpu_kind(record["machine"])]
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"chosen: {record['chosen']} -> {out}")
 
