@@ -63,6 +63,14 @@ def cpu_kind(machine: dict) -> tuple:
     return machine["cpu"], machine.get("avx512_bf16"), machine.get("amx_bf16")
 
 
+def other_machines(record: dict, old: dict) -> list[dict]:
+    """The latest record of every other CPU (`cpu_kind`) among `old` and its `other_machines`, newest first: the
+    answer differs between them."""
+    others = [{k: v for k, v in old.items() if k != "other_machines"}, *old.get("other_machines", [])]
+    return [o for o in {cpu_kind(o["machine"]): o for o in reversed(others)}.values()
+            if cpu_kind(o["machine"]) != cpu_kind(record["machine"])][::-1]
+
+
 def main() -> None:
     from time_pipeline import cpu_facts
 
@@ -79,11 +87,8 @@ def main() -> None:
         record["results"][name] = {"matmul_gflops": round(matmul_gflops(dtype), 1), **model_seconds(dtype)}
         print(name, record["results"][name], flush=True)
     out = ROOT / "benchmarks/cpu_dtype.json"
-    if out.exists():  # keep the latest record of every other CPU: the answer differs between them
-        old = json.loads(out.read_text())
-        others = [old, *old.pop("other_machines", [])]
-        record["other_machines"] = [o for o in {cpu_kind(o["machine"]): o for o in reversed(others)}.values()
-                                    if cpu_kind(o["machine"]) != cpu_kind(record["machine"])]
+    if out.exists():
+        record["other_machines"] = other_machines(record, json.loads(out.read_text()))
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"chosen: {record['chosen']} -> {out}")
 

@@ -35,3 +35,14 @@ def test_commit_is_none_without_git(monkeypatch):
 
     monkeypatch.setattr(records.subprocess, "run", no_git)
     assert records.commit() is None
+
+
+def test_cpu_dtype_keeps_a_record_per_cpu_told_apart_by_its_bf16_instructions():
+    """Two AMD EPYCs, one with AVX512-BF16 and one with AVX2 alone, share a model name: each keeps its record."""
+    from cpu_dtype import other_machines
+
+    epyc = lambda bf16, x: {"machine": {"cpu": "AMD EPYC", "avx512_bf16": bf16, "amx_bf16": False}, "x": x}
+    xeon = {"machine": {"cpu": "Xeon", "avx512_bf16": True, "amx_bf16": False}, "x": 0}
+    old = {**epyc(True, 1), "other_machines": [xeon, epyc(False, 9)]}
+    assert other_machines(epyc(False, 2), old) == [epyc(True, 1), xeon]  # the AVX2 EPYC's old record is replaced
+    assert other_machines(epyc(True, 3), old) == [xeon, epyc(False, 9)]  # a re-run replaces its own record only

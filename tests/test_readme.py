@@ -295,3 +295,21 @@ def test_the_serve_load_record_feeds_its_section():
     text = "\n".join(serve_tables(record, "serve_load.json"))
     assert "answered its health check 89.5 s after it was launched." in text
     assert "(2025-12-31, commit def5678, started in 207.6 s): p50" in text
+
+
+def test_the_cpu_dtype_record_names_every_cpu_it_keeps():
+    """benchmarks/cpu_dtype.json: one clause per CPU (the record's and each of `other_machines`), told apart by its
+    bf16 instructions, with the dtype it trains in where the record says."""
+    from supportagent.benchmark_tables import cpu_dtype_sentence
+
+    res = lambda f, b: {"float32": {"matmul_gflops": f, "train_step_s": 2.0}, "bfloat16": {"matmul_gflops": b,
+                                                                                            "train_step_s": 1.0}}
+    record = {"machine": {"cpu": "AMD EPYC", "cores": 2, "avx512_bf16": False, "amx_bf16": False},
+              "chosen_for_training": "float32", "results": res(114.6, 1.2),
+              "other_machines": [{"machine": {"cpu": "AMD EPYC", "cores": 2, "avx512_bf16": True, "amx_bf16": False},
+                                  "results": res(207.3, 944.6)}]}
+    text = cpu_dtype_sentence(record)
+    assert "AMD EPYC (2 cores) with AVX2 alone: 114.6 / 1.2 GFLOP/s, a training step 2.00 / 1.00 s, trains in float32;" in text
+    assert text.endswith("AMD EPYC (2 cores) with AVX512-BF16: 207.3 / 944.6 GFLOP/s, a training step 2.00 / 1.00 s.")
+    record["machine"]["amx_bf16"] = True
+    assert "AMD EPYC (2 cores) with AMX:" in cpu_dtype_sentence(record)

@@ -452,6 +452,20 @@ def cpu_serving_tables(r: dict) -> list[str]:
                             for method, res in e["results"].items())))]
 
 
+def cpu_dtype_sentence(r: dict) -> str:
+    """A README line from benchmarks/cpu_dtype.json: each CPU's fp32 and bf16 matrix products and training step, the
+    reason one `dvc repro` takes several times as long as another."""
+    def one(x: dict) -> str:
+        m, f, b = x["machine"], x["results"]["float32"], x["results"]["bfloat16"]
+        flags = "AMX" if m.get("amx_bf16") else "AVX512-BF16" if m.get("avx512_bf16") else "AVX2 alone"
+        trains = f", trains in {x['chosen_for_training']}" if x.get("chosen_for_training") else ""
+        return (f"{m['cpu']} ({m['cores']} cores) with {flags}: {f['matmul_gflops']:,.1f} / {b['matmul_gflops']:,.1f} "
+                f"GFLOP/s, a training step {f['train_step_s']:.2f} / {b['train_step_s']:.2f} s{trains}")
+    return ("What sets the CPUs apart (`benchmarks/cpu_dtype.json`: fp32 / bf16 matrix products at the model's layer "
+            "shapes, and a training step of the base): "
+            + "; ".join(one(x) for x in [r, *r.get("other_machines", [])]) + ".")
+
+
 def engine_check_sentence(r: dict) -> str:
     """A README line from benchmarks/gpu_engine_check.json: the compiled engine's replies on a GPU in fp32."""
     counts = lambda key: "; ".join(f"{case}: " + ", ".join(f"{v} at {k}" for k, v in res.items())

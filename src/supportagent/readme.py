@@ -4,8 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .benchmark_tables import (cpu_serving_tables, ddp_tables, earlier_lines, engine_check_sentence, gpu_sampling_tables,
-                               gpu_tables, pipeline_7b_tables, serve_tables, serving_7b_tables, serving_sentences)
+from .benchmark_tables import (cpu_dtype_sentence, cpu_serving_tables, ddp_tables, earlier_lines, engine_check_sentence,
+                               gpu_sampling_tables, gpu_tables, pipeline_7b_tables, serve_tables, serving_7b_tables,
+                               serving_sentences)
 from .comparison import TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import table
@@ -142,6 +143,8 @@ def render_tables(root: str | Path = ".") -> str:
                   "CPU without AVX512-BF16 trains in fp32, slower and with other numbers: `other_runs` in the same "
                   "file).", "",
                   table(["target", "measured", "wanted", "met"], [[*r, "yes" if ok(r[1], r[2]) else "**no**"] for r in rows])]
+        if (root / "benchmarks/cpu_dtype.json").exists():
+            parts += ["", cpu_dtype_sentence(load_json(root / "benchmarks/cpu_dtype.json"))]
     parts += ["", *review_tables(metrics / "review.json")]
     for name in ("serve_load.json", "serve_load_gpu.json"):
         if (root / "benchmarks" / name).exists():
