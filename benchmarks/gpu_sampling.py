@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-SETUP = ("on the GPU machine, first the stages subset, split, rules, index, base and train@qlora of the workdir's "
+SETUP = ("on the GPU machine, first the stages subset, split, rules, index, base and train@{method} of the workdir's "
          "params (benchmarks/gpu_pipeline.py --stages ... --workdir W), whose trained adapter the command serves")
 
 
@@ -87,8 +87,8 @@ def main() -> None:
                 "prompts and references as the evaluate stage builds them, its candidates sampled by each engine's loop",
         "command": "python benchmarks/gpu_sampling.py" + (" --workdir W" if work.resolve() != ROOT else "") + f" --n {args.n}",
         "method": params.method, "candidates": params.evaluate.candidates, "n": len(prompts), "results": results,
-        "setup": SETUP, "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
-        "commit": records.commit(),
+        "setup": SETUP.format(method=params.method), "machine": gpu_facts(), "versions": versions(),
+        "date": time.strftime("%Y-%m-%d"), "commit": records.commit(),
     }
     records.save(args.out, record)
     print(json.dumps(record, indent=2))
