@@ -66,9 +66,10 @@ def cpu_kind(machine: dict) -> tuple:
 def other_machines(record: dict, old: dict) -> list[dict]:
     """The latest record of every other CPU (`cpu_kind`) among `old` and its `other_machines`, newest first: the
     answer differs between them."""
-    others = [{k: v for k, v in old.items() if k != "other_machines"}, *old.get("other_machines", [])]
-    return [o for o in {cpu_kind(o["machine"]): o for o in reversed(others)}.values()
-            if cpu_kind(o["machine"]) != cpu_kind(record["machine"])][::-1]
+    latest = {}
+    for o in [{k: v for k, v in old.items() if k != "other_machines"}, *old.get("other_machines", [])]:  # newest first
+        latest.setdefault(cpu_kind(o["machine"]), o)
+    return [o for kind, o in latest.items() if kind != cpu_kind(record["machine"])]
 
 
 def main() -> None:
