@@ -103,7 +103,9 @@ def main() -> None:
                   "machine": {**cpu_facts(), **gpu_facts()},
                   "startup_seconds": None if args.url else round(time.perf_counter() - started, 1),
                   "max_batch": args.max_batch}
-        httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600)  # warm-up
+        first = time.perf_counter()  # the first request after the health check: what the first customer waits
+        httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600).raise_for_status()
+        record["first_request_ms"] = round((time.perf_counter() - first) * 1000, 1)
         record["levels"] = [load(url, messages, c) for c in args.concurrency]
         health = httpx.get(f"{url}/healthz").json()
         record["batches"] = {"count": health["batches"], "messages": health["messages"]}

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from supportagent.agent import CLARIFY, SupportAgent
+from supportagent.agent import CLARIFY, WARM_UP_MESSAGE, SupportAgent
 from supportagent.placeholders import NO_LINK
 
 from conftest import ROOT
@@ -138,18 +138,26 @@ def test_warm_up_samples_the_one_cache_length_of_every_request_on_the_compiled_e
                                                                                         monkeypatch):
     """`serve` warms the agent up before it takes requests: on the compiled engine one message, with candidates
     as served, whose cache length every prompt of up to model.max_prompt_tokens shares (the shapes a request can
-    have); eager: none."""
-    ev = params.evaluate.model_copy(update={"max_new_tokens": 2, "candidates": 2, "engine": "compiled"})
+    have), then one message answered as a request is (retrieval, sampling, reranking), which leaves the seeded
+    draws as they were: the first request gets the reply a fresh agent sends; eager: none."""
+    ev = params.evaluate.model_copy(update={"max_new_tokens": 4, "candidates": 2, "engine": "compiled"})
     p = params.model_copy(update={"evaluate": ev})
-    agent = SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
-    widths = []
-    sample = agent.generator.sample
+    make = lambda: SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
+    agent = make()
+    widths, chosen, searched = [], [], []
+    sample, choose, search = agent.generator.sample, agent.generator.rerank.choose, agent.index.examples_and_references
     monkeypatch.setattr(agent.generator, "sample", lambda prompts, n, *a, **k: widths.append(
         (len(prompts[0]), n)) or sample(prompts, n, *a, **k))
+    monkeypatch.setattr(agent.generator.rerank, "choose", lambda *a: chosen.append(a) or choose(*a))
+    monkeypatch.setattr(agent.index, "examples_and_references", lambda *a: searched.append(a) or search(*a))
     assert agent.warm_up() > 0
     length = agent.generator.cache_length
     needed = {length(w) for w in range(1, p.model.max_prompt_tokens + 1)}
-    assert len(needed) == 1 and len(widths) == 1 and {length(w) for w, _ in widths} == needed and widths[0][1] == 3
+    assert len(needed) == 1 and len(widths) == 2 and {length(w) for w, _ in widths} == needed
+    assert widths[0] == (p.model.max_prompt_tokens, 3) and widths[1][1] == 3  # the full-length one, then the message
     assert set(agent.generator._caches) == {(3, n) for n in needed}  # the length decoding made: cache_length's
+    assert len(searched) == 1 and searched[0][1] == [WARM_UP_MESSAGE] and len(chosen) == 1
+    message = ("AmazonHelp", "where is my order? it was due monday")
+    assert agent.reply(*message).model_reply == make().reply(*message).model_reply
     eager = SupportAgent(params, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
     assert eager.generator.engine == "eager" and eager.warm_up() == 0.0

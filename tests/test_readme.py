@@ -289,12 +289,15 @@ def test_the_serve_load_record_feeds_its_section():
     assert "3.5x the replies/s of one request at a time (target >= 3x: met)" in text
     assert "Earlier, before x (2025-12-31, commit def5678): p50 1,000 ms" in text
     assert "health check" not in text and "started in" not in text  # no startup recorded (--url: a running server)
+    assert "first request" not in text  # nor the first request's wait (records before it was kept)
     record["speedup"]["16"] = 2.43
     assert "target >= 3x: **not met**" in "\n".join(serve_tables(record, "serve_load.json"))
     record["startup_seconds"], record["earlier_runs"][0]["startup_seconds"] = 89.46, 207.6
     text = "\n".join(serve_tables(record, "serve_load.json"))
     assert "answered its health check 89.5 s after it was launched." in text
     assert "(2025-12-31, commit def5678, started in 207.6 s): p50" in text
+    record["first_request_ms"] = 1071.4
+    assert "Its first request took 1,071 ms" in "\n".join(serve_tables(record, "serve_load.json"))
 
 
 def test_the_cpu_dtype_record_names_every_cpu_it_keeps():

@@ -15,6 +15,7 @@ from .serving import ready_to_serve
 from .rules import RuleResult, apply_rules
 
 CLARIFY = "Hi! Could you tell us a bit more about what's happening, so we can help?"
+WARM_UP_MESSAGE = "Hi, my order hasn't arrived and the app keeps logging me out. Can you help?"
 
 
 @dataclass
@@ -79,13 +80,20 @@ class SupportAgent:
                                         params.model.max_prompt_tokens)
 
     def warm_up(self) -> float:
-        """Compiles the compiled engine (a GPU's `evaluate.engine: auto`) on one message, so that no request waits
-        for a compilation (every prompt of up to model.max_prompt_tokens shares its cache length:
-        `Generator.cache_length`); returns the seconds (none on the eager engine). A server calls it before it
-        takes requests."""
+        """Pays the one-off costs of the first request before any request arrives; returns the seconds (none on the
+        eager engine, whose first request costs what the next do). On the compiled engine (a GPU's `evaluate.engine:
+        auto`): it compiles the decoding loop on one message, whose cache length every prompt of up to
+        model.max_prompt_tokens shares (`Generator.cache_length`), then answers WARM_UP_MESSAGE the way a request is
+        answered (retrieval, sampling, the reranker's embeddings: their first call on a GPU costs about a second),
+        on the seeded draws' copy: the requests that follow get the replies they would have got without it. A server
+        calls it before it takes requests."""
         if self.generator.engine != "compiled":
             return 0.0
-        return self.generator.warm_up([[self.tokenizer.eos_token_id] * self.params.model.max_prompt_tokens])
+        start = time.perf_counter()
+        self.generator.warm_up([[self.tokenizer.eos_token_id] * self.params.model.max_prompt_tokens])
+        with self.generator.draws_kept():
+            self.reply_many([{"brand": "", "text": WARM_UP_MESSAGE}], batch_size=1)
+        return time.perf_counter() - start
 
     def reply_many(self, items: list[dict], batch_size: int | None = None) -> list[AgentResponse]:
         """Items with `brand`, `text` and optional `context`; the model sees batches of them."""

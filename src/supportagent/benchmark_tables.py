@@ -25,7 +25,9 @@ def serve_tables(r: dict, name: str) -> list[str]:
             + f": {r['what']}; batches of at most {r['max_batch']}."
             + (f" Set-up: {r['setup']}." if r.get("setup") else "")
             + (f" The server answered its health check {r['startup_seconds']:,.1f} s after it was launched."
-               if r.get("startup_seconds") is not None else ""), "",
+               if r.get("startup_seconds") is not None else "")
+            + (f" Its first request took {r['first_request_ms']:,.0f} ms (the levels below follow it)."
+               if r.get("first_request_ms") is not None else ""), "",
             table(["concurrent requests", "requests", "replies/s", "x one at a time", "p50 ms", "p95 ms", "HTTP status"],
                    rows), "",
             f"At concurrency {top['concurrency']}: {r['speedup'][str(top['concurrency'])]}x the replies/s of one request "

@@ -1,6 +1,7 @@
 """Deterministic batched reply generation for the base, a LoRA adapter or a soft prompt."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 import warnings
@@ -122,6 +123,16 @@ class Generator:
         references = references if references is not None else [[] for _ in prompts]
         chosen = r.choose([[c.text for c in pool] for pool in pools], references)
         return [pool[i] for pool, i in zip(pools, chosen)]
+
+    @contextlib.contextmanager
+    def draws_kept(self):
+        """Replies made inside leave the seeded draws of the candidates as they were (warm-ups)."""
+        state = None if self._draws is None else self._draws.get_state()
+        try:
+            yield
+        finally:
+            if state is not None:
+                self._draws.set_state(state)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], max_new_tokens: int | None = None,
