@@ -6,7 +6,7 @@ import torch
 
 from conftest import tiny_system
 from supportagent import models
-from supportagent.generation import Generator, Rerank
+from supportagent.generation import SAMPLE_GROUP, Generator, Rerank
 from supportagent.reranking import Similarities, choose, consensus, lcs_f1, similarities
 
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
@@ -30,8 +30,8 @@ class EndsAt:
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
 def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system, engine):
     """Prompts of different lengths in one left-padded batch (eager: each read once and its cache shared by its 3
-    candidates, replies that end leaving the batch; compiled: one prompt after another, every candidate a row of
-    the static cache, longer than prompt and reply). At a temperature near 0 every copy must decode the greedy reply
+    candidates, replies that end leaving the batch; compiled: the 6 prompts one group padded to SAMPLE_GROUP, every
+    candidate a row of the static cache, longer than prompt and reply). At a temperature near 0 every copy must decode the greedy reply
     token for token: a wrong position, mask or cache row would change them."""
     model = tiny_system(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
@@ -92,13 +92,35 @@ def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_b
     assert draw("compiled") == eager
 
 
-def test_the_compiled_engine_samples_a_batch_one_prompt_after_another(params, tiny_base, tokenizer, monkeypatch):
+def test_the_compiled_engine_samples_a_batch_in_groups_of_sample_group(params, tiny_base, tokenizer, monkeypatch):
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=4, engine="compiled")
     calls = []
-    monkeypatch.setattr(gen, "_static_sample", lambda prompt, n, *a: calls.append(prompt) or [str(prompt)] * n)
-    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
+    monkeypatch.setattr(gen, "_static_sample", lambda group, n, *a: calls.append(len(group)) or [[str(p)] * n for p in group])
+    prompts = [tokenizer(m)["input_ids"] for m in (MESSAGES * 3)[:SAMPLE_GROUP + 3]]
     assert gen.sample(prompts, 2, 1.0, 0.95) == [[str(p)] * 2 for p in prompts]
-    assert calls == prompts
+    assert calls == [SAMPLE_GROUP, 3]
+
+
+def test_compiled_sampling_makes_the_graphs_of_two_batch_sizes_whatever_the_group(params, tiny_base, tokenizer):
+    """What a GPU compiles for sampling, traced on a CPU (torch.compile's eager backend, as test_engine.py traces
+    greedy decoding): one message's candidates, and groups of 2, 3 and SAMPLE_GROUP messages (a server's batches),
+    make the graphs of two batch sizes (a chunk's forward and a decoding step's for each), not one per group size;
+    the warm-up of a server's batches makes both before the first request. Each group's pools are its messages'."""
+    from torch._dynamo.utils import counters
+
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=4, engine="compiled", max_prompt_tokens=32)
+    prompts = [tokenizer(m)["input_ids"] for m in (MESSAGES * 2)[:SAMPLE_GROUP]]
+    greedy = [r.token_ids for r in gen.generate(prompts)]
+    torch._dynamo.reset()
+    counters.clear()
+    gen._step = torch.compile(gen._step, fullgraph=True, dynamic=False, backend="eager")
+    gen.rerank = Rerank(3, 1.0, 0.95, 0, lambda c, r: [0] * len(c))
+    gen.warm_up([prompts[0]], batch_size=16)
+    assert counters["stats"]["unique_graphs"] == 4
+    for group in (1, 2, 3, SAMPLE_GROUP):  # near temperature 0 every candidate is the greedy reply
+        pools = gen.sample(prompts[:group], 4, 1e-4, 1.0, torch.Generator().manual_seed(0))
+        assert [[c.token_ids for c in p] for p in pools] == [[g] * 4 for g in greedy[:group]]
+    assert counters["stats"]["unique_graphs"] == 4
 
 
 def test_a_reply_with_candidates_is_the_one_chosen_among_greedy_and_samples(params, tiny_base, tokenizer):

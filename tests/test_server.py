@@ -174,8 +174,8 @@ def test_serve_loads_the_agent_in_the_thread_it_answers_in(monkeypatch):
     class Agent:
         method = "qlora"
 
-        def warm_up(self):
-            warmed.append((threading.get_ident(), bool(given)))
+        def warm_up(self, batch_size):
+            warmed.append((threading.get_ident(), bool(given), batch_size))
             return 1.5
 
     monkeypatch.setattr(cli, "_agent", lambda params, args: built.append(threading.get_ident()) or Agent())
@@ -183,9 +183,9 @@ def test_serve_loads_the_agent_in_the_thread_it_answers_in(monkeypatch):
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
-    cli.main(["serve"])
+    cli.main(["serve", "--max-batch", "4"])
     assert built and built[0] != threading.get_ident()
-    assert warmed == [(built[0], False)]  # in the model's thread, before the app takes requests
+    assert warmed == [(built[0], False, 4)]  # in the model's thread, before the app takes requests, for its batches
     assert given["executor"].submit(threading.get_ident).result() == built[0]
     given["executor"].shutdown()
 

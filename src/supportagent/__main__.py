@@ -164,7 +164,7 @@ def cmd_serve(args) -> None:
         method = agent.method
         answer = lambda items: agent.reply_many(items, batch_size=limits.max_batch)  # noqa: E731
         print(f"loaded {method} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        if (warm := thread.submit(agent.warm_up).result()):
+        if (warm := thread.submit(agent.warm_up, limits.max_batch).result()):
             print(f"warmed up in {warm:.1f} s (the decoding engine compiled, one message answered)", file=sys.stderr)
     app = create_app(answer, method, review, args.ratings, token=token, limits=limits, executor=thread)
     print(f"serving on http://{args.host}:{args.port} (reply API: POST /v1/reply; review page: /review)",

@@ -40,6 +40,9 @@ CACHE_BUCKET = 256  # the compiled engine's static KV cache (prompt and reply) i
 PREFILL_CHUNK = 64  # the compiled engine reads a prompt this many tokens at a time (left-padded to whole chunks):
                     # one compiled graph for every prompt width
 EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
+SAMPLE_GROUP = 8  # the compiled engine samples the candidates of this many messages in one batch (a batch of
+                  # requests the server answers together); fewer than this but more than one are padded to it, so
+                  # its graphs are compiled for two batch sizes: one message's candidates, and this many messages'
 
 
 def _pow2(n: int) -> int:
@@ -198,9 +201,9 @@ class Generator:
         Eager engine: each prompt is read once, and its KV cache is held once for its n candidates
         (prefix_sharing.py: each decoding step reads it once per prompt, not once per candidate), so n replies cost
         n times the decoding of a reply's own tokens but one prompt. Finished replies leave the batch at once (their
-        rows are dropped), so the batch shrinks to the replies still being written. Compiled engine: one prompt
-        after another, each prompt's candidates the rows of the static-cache loop (`_static_sample`), on a GPU
-        replayed as CUDA graphs; it decodes with the model itself, so a sampler in another dtype (`sample_dtype`,
+        rows are dropped), so the batch shrinks to the replies still being written. Compiled engine: one prompt,
+        or SAMPLE_GROUP prompts, at a time, their candidates the rows of the static-cache loop (`_static_sample`), on a
+        GPU replayed as CUDA graphs; it decodes with the model itself, so a sampler in another dtype (`sample_dtype`,
         a CPU's bf16 copy) samples with the eager loop. The repetition penalty applies to greedy replies only.
         `generator` seeds the draws: the same prompts, batch, engine and seed give the same candidates. They are
         decoded by `self.sampler` (the model, or its copy in the Generator's `sample_dtype`)."""
@@ -209,9 +212,9 @@ class Generator:
         from transformers import DynamicCache
 
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        if self.engine == "compiled" and self.sampler is self.model:  # one prompt at a time: see _static_sample
-            return [self._static_sample(p, n, temperature, top_p, generator, max_new_tokens, greedy_first)
-                    for p in prompts]
+        if self.engine == "compiled" and self.sampler is self.model:  # SAMPLE_GROUP prompts at a time: _static_sample
+            return [pool for lo in range(0, len(prompts), SAMPLE_GROUP) for pool in self._static_sample(
+                prompts[lo: lo + SAMPLE_GROUP], n, temperature, top_p, generator, max_new_tokens, greedy_first)]
         eos = self.tokenizer.eos_token_id
         model = self.sampler
         ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
@@ -254,23 +257,27 @@ class Generator:
         out = self._replies(tokens.tolist())  # rows start as end tokens: a row that ended keeps them after its end
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _static_sample(self, prompt: list[int], n: int, temperature: float, top_p: float,
-                       generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[Reply]:
-        """`sample` on the compiled engine, for one prompt: its n candidates are the n rows of `_static_decode`
-        (each row reading its own copy of the prompt's cache). No row leaves the batch, so every step decodes the
-        same shape: a GPU compiles the graphs of one batch size per cache length (every other batch size would cost
-        compilations of its own) and replays them, and the loop ends once every row has ended (looked for every
-        EOS_CHECK steps). Row 0
-        decodes the greedy reply with `greedy_first`; the others draw as the eager loop does (`_draw`), which also
-        draws for row 0, so one seed gives both engines the same candidates while none ends early."""
-        ids, mask, embeds = self._inputs([prompt] * n, len(prompt))
-        greedy = torch.zeros(n, dtype=torch.bool, device=self.device)
-        greedy[0] = greedy_first
+    def _static_sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
+                       generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[list[Reply]]:
+        """`sample` on the compiled engine, for one prompt or up to SAMPLE_GROUP of them: each prompt's n candidates
+        are n rows of `_static_decode` (each row reading its own copy of the prompt's cache), and a group of more than
+        one prompt is padded to SAMPLE_GROUP prompts (copies of the first, dropped). No row leaves the batch, so
+        every step decodes the same shape: a GPU compiles the graphs of two batch sizes per cache length (n rows, and
+        n x SAMPLE_GROUP; every other batch size would cost compilations of its own) and replays them, and the loop
+        ends once every row has ended (looked for every EOS_CHECK steps). The first row of each prompt decodes its
+        greedy reply with `greedy_first`; the others draw as the eager loop does (`_draw`), which also draws for the
+        greedy rows, so one seed gives both engines the same candidates of one prompt while none ends early."""
+        m = len(prompts)
+        group = prompts + [prompts[0]] * ((SAMPLE_GROUP if m > 1 else 1) - m)
+        ids, mask, embeds = self._inputs([p for p in group for _ in range(n)], max(len(p) for p in group))
+        greedy = torch.zeros(len(group) * n, dtype=torch.bool, device=self.device)
+        greedy[::n] = greedy_first
 
         def pick(logits, seen, t):
             return torch.where(greedy, self._pick(logits, seen, hold_eos=False),
                                _draw(logits, temperature, top_p, generator))
-        return self._replies(self._static_decode(ids, embeds, mask, max_new_tokens, 0, pick).tolist())
+        out = self._replies(self._static_decode(ids, embeds, mask, max_new_tokens, 0, pick)[: m * n].tolist())
+        return [out[i * n:(i + 1) * n] for i in range(m)]
 
     def _static_decode(self, ids, embeds, mask, max_new_tokens: int, min_new_tokens: int,
                        pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
@@ -391,14 +398,16 @@ class Generator:
         """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
         tokens for each prompt given. Compiled: a full-length batch of `batch_size` per cache length the prompts
         need (`cache_length`), the shapes the compiled graphs are made for. With `rerank` the same, each prompt's
-        candidates sampled (on draws of their own: the seeded ones stay untouched; the compiled engine samples one
-        prompt at a time)."""
+        candidates sampled (on draws of their own: the seeded ones stay untouched), on the compiled engine for one
+        message and, with a `batch_size` over one, for a group of SAMPLE_GROUP (`_static_sample`)."""
         start = time.perf_counter()
         eager, r = self.engine == "eager", self.rerank
         for p in prompts if eager else {self.cache_length(len(p)): p for p in prompts}.values():
             if r is not None and r.candidates:
-                self.sample([p], r.candidates + 1, r.temperature, r.top_p, torch.Generator(device=self.device),
-                            max_new_tokens=min(4, self.max_new_tokens) if eager else None, greedy_first=True)
+                for group in [1] if eager or batch_size == 1 else [1, SAMPLE_GROUP]:
+                    self.sample([p] * group, r.candidates + 1, r.temperature, r.top_p,
+                                torch.Generator(device=self.device),
+                                max_new_tokens=min(4, self.max_new_tokens) if eager else None, greedy_first=True)
             elif eager:
                 self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
             else:
