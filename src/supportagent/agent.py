@@ -82,12 +82,12 @@ class SupportAgent:
     def warm_up(self, batch_size: int = 1) -> float:
         """Pays the one-off costs of the first request before any request arrives; returns the seconds (none on the
         eager engine, whose first request costs what the next do). On the compiled engine (a GPU's `evaluate.engine:
-        auto`): it compiles the decoding loop on one message, whose cache length every prompt of up to
+        auto`) it compiles the decoding loop for one message, whose cache length every prompt of up to
         model.max_prompt_tokens shares (`Generator.cache_length`), and with a `batch_size` over one (the server's
-        largest batch) on a group of messages sampled together (generation.SAMPLE_GROUP), then answers WARM_UP_MESSAGE the way a request is
-        answered (retrieval, sampling, the reranker's embeddings: their first call on a GPU costs about a second),
-        on the seeded draws' copy: the requests that follow get the replies they would have got without it. A server
-        calls it before it takes requests."""
+        largest batch) for a group of messages sampled together (generation.SAMPLE_GROUP). Then it answers
+        WARM_UP_MESSAGE the way a request is answered (retrieval, sampling, the reranker's embeddings: their first
+        call on a GPU costs about a second) and puts the seeded draws back, so the requests that follow get the
+        replies they would have got without it. A server calls it before it takes requests."""
         if self.generator.engine != "compiled":
             return 0.0
         start = time.perf_counter()
