@@ -164,3 +164,22 @@ def test_every_prompt_width_up_to_max_prompt_tokens_shares_two_compiled_graphs(p
             gen.generate([p] * batch)
     assert counters["stats"]["unique_graphs"] == 4
     assert [r.token_ids for r in gen.generate([tokenizer(m)["input_ids"] for m in MESSAGES])] == expected
+
+
+def test_after_a_servers_warm_up_its_greedy_batches_compile_nothing_new(params, tiny_base, tokenizer):
+    """`evaluate.candidates: 0` on a GPU: a server's batches hold 1 to --max-batch messages. Its warm-up compiles one
+    message and its largest batch (16), and every batch of 2 to 16 is then padded to 16, not to 2, 4 or 8 (each a
+    compilation that the first request of that size would wait for), traced as the test above traces them; the
+    replies are the uncompiled loop's."""
+    from torch._dynamo.utils import counters
+
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=4, engine="compiled", max_prompt_tokens=32)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
+    expected = {n: [r.token_ids for r in gen.generate(prompts[:n])] for n in (1, 3, 5, 8)}
+    torch._dynamo.reset()
+    counters.clear()
+    gen._step = torch.compile(gen._step, fullgraph=True, dynamic=False, backend="eager")
+    gen.warm_up(prompts[:1], batch_size=16)
+    assert counters["stats"]["unique_graphs"] == 4  # a chunk's and a step's graph, at batch 1 and 16
+    assert {n: [r.token_ids for r in gen.generate(prompts[:n])] for n in expected} == expected
+    assert counters["stats"]["unique_graphs"] == 4

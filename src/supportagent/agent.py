@@ -84,7 +84,8 @@ class SupportAgent:
         eager engine, whose first request costs what the next do). On the compiled engine (a GPU's `evaluate.engine:
         auto`) it compiles the decoding loop for one message, whose cache length every prompt of up to
         model.max_prompt_tokens shares (`Generator.cache_length`), and with a `batch_size` over one (the server's
-        largest batch) for a group of messages sampled together (generation.SAMPLE_GROUP). Then it answers
+        largest batch) for its batches too: a group of messages whose candidates are sampled together
+        (generation.SAMPLE_GROUP), or, without candidates, that many greedy replies. Then it answers
         WARM_UP_MESSAGE the way a request is answered (retrieval, sampling, the reranker's embeddings: their first
         call on a GPU costs about a second) and puts the seeded draws back, so the requests that follow get the
         replies they would have got without it. A server calls it before it takes requests."""

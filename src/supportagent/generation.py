@@ -78,9 +78,10 @@ class Generator:
     as CUDA graphs: the prompt's, a chunk of PREFILL_CHUNK tokens at a time, and each decoding step's. It decodes
     the tokens generate() decodes (tests/test_engine.py compares them). Its static cache is sized for the longest
     prompt a caller sends (`max_prompt_tokens`: model.max_prompt_tokens), rounded up to a multiple of
-    CACHE_BUCKET (`cache_length`), and batches are padded to a power of two (copies of the first prompt, whose
-    replies are dropped), so a process compiles two graphs per batch size class, whatever the prompts' widths
-    (the first such call pays it: `warm_up`); on a CPU nothing is compiled.
+    CACHE_BUCKET (`cache_length`), and batches are padded (copies of the first prompt, whose replies are dropped)
+    to the smallest batch size `warm_up` compiled that holds them, else to a power of two, so a process compiles
+    two graphs per batch size, whatever the prompts' widths (the first such call pays it: a server's `warm_up`
+    compiles one message and its largest batch); on a CPU nothing is compiled.
 
     `rerank` (evaluate.candidates > 0): each reply is chosen among the greedy reply and sampled candidates, all
     decoded by `sample`, with the model or its copy in `sample_dtype`: the eager engine's loop shares each prompt's
@@ -108,6 +109,7 @@ class Generator:
             self.sampler = _copy_in(self.model, sample_dtype)
         self.engine = resolve_engine(engine, self.device, _quantized(model))
         self._caches, self._compiled = {}, None
+        self._warm_batches: set[int] = set()  # the greedy batch sizes `warm_up` compiled
         self._draws = torch.Generator(device=self.device).manual_seed(rerank.seed) if rerank else None
         if self.engine not in ("eager", "compiled"):
             raise ValueError(f"engine {engine!r}: use auto, eager or compiled")
@@ -145,8 +147,8 @@ class Generator:
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         pad = self.tokenizer.pad_token_id
         n, width = len(prompts), max(len(p) for p in prompts)
-        if self.engine == "compiled":  # fewer shapes to compile: batches padded to a power of two
-            prompts = prompts + [prompts[0]] * (_pow2(n) - n)
+        if self.engine == "compiled":  # fewer shapes to compile: a batch size warm_up compiled, or a power of two
+            prompts = prompts + [prompts[0]] * (min((b for b in self._warm_batches if b >= n), default=_pow2(n)) - n)
         ids, mask, embeds = self._inputs(prompts, width)
         max_new_tokens = max_new_tokens or self.max_new_tokens
         if self.engine == "compiled":
@@ -396,10 +398,11 @@ class Generator:
 
     def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
         """Untimed generations that pay the one-off costs before timing; returns their seconds. Eager: a few
-        tokens for each prompt given. Compiled: a full-length batch of `batch_size` per cache length the prompts
-        need (`cache_length`), the shapes the compiled graphs are made for. With `rerank` the same, each prompt's
-        candidates sampled (on draws of their own: the seeded ones stay untouched), on the compiled engine for one
-        message and, with a `batch_size` over one, for a group of SAMPLE_GROUP (`_static_sample`)."""
+        tokens for each prompt given. Compiled, per cache length the prompts need (`cache_length`): a full-length
+        reply of one prompt and, with a `batch_size` over one, of `batch_size` prompts rounded up to a power of two,
+        the batch every later batch of 2 to that many is padded to (`generate`). With `rerank` the same, each
+        prompt's candidates sampled (on draws of their own: the seeded ones stay untouched), for one message and,
+        with a `batch_size` over one, for a group of SAMPLE_GROUP (`_static_sample`)."""
         start = time.perf_counter()
         eager, r = self.engine == "eager", self.rerank
         for p in prompts if eager else {self.cache_length(len(p)): p for p in prompts}.values():
@@ -411,7 +414,9 @@ class Generator:
             elif eager:
                 self.generate([p], max_new_tokens=min(4, self.max_new_tokens))
             else:
-                self.generate([p] * batch_size, min_new_tokens=self.max_new_tokens)
+                for size in sorted({1, _pow2(batch_size)}):
+                    self.generate([p] * size, min_new_tokens=self.max_new_tokens)
+                    self._warm_batches.add(size)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         return time.perf_counter() - start
