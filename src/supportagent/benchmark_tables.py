@@ -8,9 +8,10 @@ from .config import METHODS, SYSTEMS, load_params
 from .markdown import table
 
 
-def earlier_lines(runs: list[dict], describe) -> list[str]:
-    """A paragraph per earlier run a benchmark record keeps (`earlier_runs`): "Earlier, " + describe(run) + "."."""
-    return [line for e in runs for line in ("", f"Earlier, {describe(e)}.")]
+def earlier_lines(runs: list[dict], describe, lead: str = "Earlier") -> list[str]:
+    """A paragraph per earlier run a benchmark record keeps (`earlier_runs`): lead + ", " + describe(run) + "."
+    ("Also" for the runs of another setting it keeps beside the headline one: `other_runs`)."""
+    return [line for e in runs for line in ("", f"{lead}, {describe(e)}.")]
 
 
 def serve_tables(r: dict, name: str) -> list[str]:
@@ -34,11 +35,17 @@ def serve_tables(r: dict, name: str) -> list[str]:
             f"at a time (target >= 3x: {'met' if r['speedup'][str(top['concurrency'])] >= 3 else '**not met**'}). "
             f"Bad requests sent during the run: " + ", ".join(f"{v} x {k}" for k, v in sorted(r["bad_requests"].items()))
             + f"; 5xx responses in all: {r['server_errors']}." + (f" On this path {r['note']}." if r.get("note") else ""),
-            *earlier_lines(r.get("earlier_runs", []), lambda e: (
-                f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "")
-                + (f", started in {e['startup_seconds']:,.1f} s" if e.get("startup_seconds") is not None else "") + "): p50 "
-                f"{e['levels'][0]['p50_ms']:,.0f} ms one request at a time, "
-                + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])))]
+            *earlier_lines(r.get("other_runs", []), _serve_run, "Also"),
+            *earlier_lines(r.get("earlier_runs", []), _serve_run)]
+
+
+def _serve_run(e: dict) -> str:
+    """Another run a serve_load record keeps, in a sentence: its setting, date, commit, start-up and levels."""
+    return (f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "")
+            + (f", started in {e['startup_seconds']:,.1f} s" if e.get("startup_seconds") is not None else "") + "): p50 "
+            f"{e['levels'][0]['p50_ms']:,.0f} ms one request at a time"
+            + (f", first request {e['first_request_ms']:,.0f} ms" if e.get("first_request_ms") is not None else "") + ", "
+            + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"]))
 
 
 def _rouge_semantic(systems: dict[str, dict]) -> str:
