@@ -152,6 +152,29 @@ def test_rules_match_pythons_unicode_semantics(raw, clean):
     assert clean_text(raw, strip_signatures=True) == clean
 
 
+_PIECES = st.sampled_from(["@", "@AmazonHelp", "@José", " ", "  ", "\u00a0", "\u2028", "\x85", "\r", "\n", "\t", "a",
+                           "Zé", "_", "7", "Ⅻ", "½", "&amp;", "&lt;3", "&", "https://t.co/x", "www.A.com/b", "HTTP://", "^JK",
+                           " - AA", "-Becky", " ~MR", "/TJ", " *CL", " –Dan C", ".", "!", ":", ",", "é", "日本", "😭"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=14).map("".join), st.booleans())
+def test_one_message_is_cleaned_as_its_column_is(text, strip_signatures):
+    """Serving cleans a message alone on the `regex` module, the data stages whole columns on RE2 (pyarrow): the same
+    patterns on two engines must give the same text, or the model would see messages unlike its training data."""
+    from supportagent.cleaning import clean_texts
+
+    assert clean_text(text, strip_signatures) == clean_texts(pd.Series([text]), strip_signatures).iloc[0]
+
+
+def test_the_fixture_threads_clean_alike_on_both_engines():
+    from supportagent.cleaning import clean_texts
+
+    texts = pd.read_csv(THREADS, dtype=str, on_bad_lines="skip", keep_default_na=False)["text"]
+    for strip in (False, True):
+        assert [clean_text(t, strip) for t in texts] == clean_texts(texts, strip).tolist()
+
+
 def test_the_split_stage_draws_with_data_seed_not_the_training_seed(tmp_path):
     """`dvc exp run -S seed=43` is another training run on the same data: the split stage reads `data_seed` (as
     does `subset`'s per-brand cap), so another `seed` leaves the splits alone and another `data_seed` redraws them."""
