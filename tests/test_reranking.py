@@ -3,11 +3,13 @@ what the model would, and the consensus picks the reply its peers and the retrie
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import tiny_system
 from supportagent import models
 from supportagent.generation import SAMPLE_GROUP, Generator, Rerank
-from supportagent.reranking import Similarities, choose, consensus, lcs_f1, similarities
+from supportagent.reranking import Similarities, choose, consensus, lcs_f1, positions, similarities
 
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
             "I was charged twice for one ride, refund please", "the app crashes when I open it",
@@ -207,6 +209,19 @@ def test_lcs_f1_is_the_rouge_l_of_rouge_score():
     for a in texts:
         for b in texts:
             assert lcs_f1(tokenize(a), tokenize(b)) == pytest.approx(scorer.score(a, b)["rougeL"].fmeasure)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from("abcde"), max_size=40), st.lists(st.sampled_from("abcdef"), max_size=70))
+def test_the_bit_parallel_lcs_is_the_textbook_one(a, b):
+    """`lcs_f1` counts the longest common subsequence on the bits of an int: it must equal the dynamic-programming
+    table's count, for texts longer than a machine word too."""
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i, x in enumerate(a, 1):
+        for j, y in enumerate(b, 1):
+            table[i][j] = table[i - 1][j - 1] + 1 if x == y else max(table[i - 1][j], table[i][j - 1])
+    expected = 2 * table[-1][-1] / (len(a) + len(b)) if a and b else 0.0
+    assert lcs_f1(a, b) == expected == lcs_f1(a, b, positions(b))
 
 
 def test_candidates_without_an_embedder_fail_by_name(params, tiny_base, tokenizer):

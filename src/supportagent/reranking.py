@@ -12,23 +12,37 @@ candidate without a word (an empty reply) is never sent while another candidate 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .retrieval import embed
 
 
-def lcs_f1(a: list[str], b: list[str]) -> float:
-    """ROUGE-L F1 of two token lists (their longest common subsequence; symmetric)."""
+def positions(tokens: Sequence[str]) -> dict[str, int]:
+    """Each token's positions in `tokens` as the bits of an int (what `lcs_f1` reads a second text by)."""
+    bits: dict[str, int] = {}
+    for j, t in enumerate(tokens):
+        bits[t] = bits.get(t, 0) | 1 << j
+    return bits
+
+
+def lcs_f1(a: Sequence[str], b: Sequence[str], b_positions: dict[str, int] | None = None) -> float:
+    """ROUGE-L F1 of two token lists (their longest common subsequence; symmetric). The subsequence's length is
+    computed a token of `a` at a time over all of `b` at once, as bits of an int (Hyyrö 2004, "Bit-parallel LCS-length
+    computation revisited"): a few integer operations per token of `a` where the textbook table takes len(b).
+    `b_positions`: `positions(b)`, when `b` is compared with many texts."""
     if not a or not b:
         return 0.0
-    row = [0] * (len(b) + 1)
+    bits = b_positions if b_positions is not None else positions(b)
+    full = (1 << len(b)) - 1
+    v = full  # a zero bit: a column where the subsequence so far has grown
     for x in a:
-        prev = 0  # the diagonal: the row above, one column left
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
-    lcs = row[-1]
+        u = v & bits.get(x, 0)
+        v = ((v + u) | (v - u)) & full
+    lcs = len(b) - v.bit_count()
     return 2 * lcs / (len(a) + len(b))
 
 
@@ -41,22 +55,33 @@ class Similarities:
     has_words: np.ndarray
 
 
-def similarities(candidates: list[list[str]], references: list[list[str]], embedder) -> list[Similarities]:
-    """Each message's `Similarities` (the texts of all messages embedded in one batch, each text once)."""
+@lru_cache(maxsize=1)
+def _tokenizer():
     from rouge_score.tokenizers import DefaultTokenizer
 
-    tokenize = DefaultTokenizer(use_stemmer=True).tokenize  # rouge-score's own, as the ROUGE-L metric uses
+    return DefaultTokenizer(use_stemmer=True)  # rouge-score's own, as the ROUGE-L metric uses
+
+
+@lru_cache(maxsize=8192)  # a brand's past replies come back as references of many messages; stemming is the cost
+def rouge_tokens(text: str) -> tuple[str, ...]:
+    """The stemmed tokens ROUGE-L compares."""
+    return tuple(_tokenizer().tokenize(text))
+
+
+def similarities(candidates: list[list[str]], references: list[list[str]], embedder) -> list[Similarities]:
+    """Each message's `Similarities` (the texts of all messages embedded in one batch, each text once)."""
     unique = list(dict.fromkeys(t for cands, refs in zip(candidates, references) for t in cands + refs))
     vectors = embed(embedder, unique) if unique else None
     row = {t: i for i, t in enumerate(unique)}
     out = []
     for cands, refs in zip(candidates, references):
         pool, n = cands + refs, len(cands)
-        v, tokens = vectors[[row[t] for t in pool]], [tokenize(t) for t in pool]
+        v, tokens = vectors[[row[t] for t in pool]], [rouge_tokens(t) for t in pool]
+        bits = [positions(t) for t in tokens]
         words = np.zeros((n, len(pool)))
         for i in range(n):
             for j in range(i + 1, len(pool)):
-                words[i, j] = lcs_f1(tokens[i], tokens[j])
+                words[i, j] = lcs_f1(tokens[i], tokens[j], bits[j])
                 if j < n:
                     words[j, i] = words[i, j]
         cos = v[:n] @ v.T
