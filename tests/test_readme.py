@@ -300,10 +300,12 @@ def test_the_serve_load_record_feeds_its_section():
     assert "Its first request took 1,071 ms" in "\n".join(serve_tables(record, "serve_load.json"))
     # a run of another setting kept beside the headline one comes first, as such, with its first request
     record["other_runs"] = [{"what": "greedy replies alone", "commit": "aaa1111", "date": "2026-01-02",
-                             "first_request_ms": 128.3, "levels": [level(1, 14.5)]}]
+                             "first_request_ms": 128.3, "levels": [level(1, 14.5), level(16, 53.4)],
+                             "speedup": {"1": 1.0, "16": 3.68}}]
     text = "\n".join(serve_tables(record, "serve_load.json"))
     assert "Also, greedy replies alone (2026-01-02, commit aaa1111): p50 1,000 ms one request at a time, first " \
-           "request 128 ms, 14.5 replies/s at concurrency 1." in text
+           "request 128 ms, 14.5 replies/s at concurrency 1, 53.4 replies/s at concurrency 16 (3.68x one request at " \
+           "a time at 16)." in text
     assert text.index("Also, greedy") < text.index("Earlier, before x")
 
 
