@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supportagent.cleaning import clean_text
+from supportagent.cleaning import clean_text, clean_texts
 from supportagent.config import SplitParams, SubsetParams
 from supportagent.data import DataError, make_subset, split_pairs
 
@@ -162,14 +162,10 @@ _PIECES = st.sampled_from(["@", "@AmazonHelp", "@José", " ", "  ", "\u00a0", "\
 def test_one_message_is_cleaned_as_its_column_is(text, strip_signatures):
     """Serving cleans a message alone on the `regex` module, the data stages whole columns on RE2 (pyarrow): the same
     patterns on two engines must give the same text, or the model would see messages unlike its training data."""
-    from supportagent.cleaning import clean_texts
-
     assert clean_text(text, strip_signatures) == clean_texts(pd.Series([text]), strip_signatures).iloc[0]
 
 
 def test_the_fixture_threads_clean_alike_on_both_engines():
-    from supportagent.cleaning import clean_texts
-
     texts = pd.read_csv(THREADS, dtype=str, on_bad_lines="skip", keep_default_na=False)["text"]
     for strip in (False, True):
         assert [clean_text(t, strip) for t in texts] == clean_texts(texts, strip).tolist()

@@ -41,13 +41,14 @@ def serve_tables(r: dict, name: str) -> list[str]:
 
 def _serve_run(e: dict) -> str:
     """Another run a serve_load record keeps, in a sentence: its setting, date, commit, start-up and levels."""
+    top = e["levels"][-1]["concurrency"]
+    speedup = e.get("speedup", {}).get(str(top)) if top > 1 else None
     return (f"{e['what']} ({e['date']}" + (f", commit {e['commit']}" if e.get("commit") else "")
             + (f", started in {e['startup_seconds']:,.1f} s" if e.get("startup_seconds") is not None else "") + "): p50 "
             f"{e['levels'][0]['p50_ms']:,.0f} ms one request at a time"
             + (f", first request {e['first_request_ms']:,.0f} ms" if e.get("first_request_ms") is not None else "") + ", "
             + ", ".join(f"{lv['replies_per_s']} replies/s at concurrency {lv['concurrency']}" for lv in e["levels"])
-            + (f" ({e['speedup'][str(top)]}x one request at a time at {top})"
-               if (top := e["levels"][-1]["concurrency"]) > 1 and str(top) in e.get("speedup", {}) else ""))
+            + (f" ({speedup}x one request at a time at {top})" if speedup is not None else ""))
 
 
 def _rouge_semantic(systems: dict[str, dict]) -> str:
