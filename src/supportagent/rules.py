@@ -59,8 +59,8 @@ def _compile(keyword: str) -> re.Pattern:
     return re.compile(r"(?<=\s)" + body + tail + r"(?=\s)")
 
 
-def find_keywords(tokens: list[str], keywords: list[str]) -> list[str]:
-    texts = _variants(tokens)
+def find_keywords(texts: list[str], keywords: list[str]) -> list[str]:
+    """The keywords found in a message's variants (`_variants`, computed once per message)."""
     return [k for k in keywords if any(_compile(k).search(t) for t in texts)]
 
 
@@ -97,11 +97,11 @@ def _label(keyword: str) -> str:
     return re.sub(r"\W+", "_", keyword.rstrip("*").strip().lower()).strip("_")
 
 
-def classify_intent(tokens: list[str], params: RulesParams) -> tuple[str, float, list[str]]:
-    """Intent with the most keyword hits; ties go to the intent listed first in params."""
+def classify_intent(texts: list[str], params: RulesParams) -> tuple[str, float, list[str]]:
+    """Intent with the most keyword hits in a message's variants; ties go to the intent listed first in params."""
     scores = {}
     for name, intent in params.intents.items():
-        hits = find_keywords(tokens, intent.keywords)
+        hits = find_keywords(texts, intent.keywords)
         if hits:
             scores[name] = (len(hits), hits)
     if not scores:
@@ -117,9 +117,10 @@ def apply_rules(text: str, params: RulesParams, context: str = "") -> RuleResult
     text = text if isinstance(text, str) else ""
     text, truncated = truncate(text, params.max_message_chars)
     tokens = normalise(text)
-    reasons = [_label(k) for k in find_keywords(tokens, params.escalation_keywords)]
+    texts = _variants(tokens)
+    reasons = [_label(k) for k in find_keywords(texts, params.escalation_keywords)]
     escalate = bool(reasons)
-    intent, confidence, _ = classify_intent(tokens, params)
+    intent, confidence, _ = classify_intent(texts, params)
     weight = params.intents[intent].weight if intent in params.intents else 0
     priority = weight + (params.escalation_priority_boost if escalate else 0)
     letters = [c for c in text if c.isalpha()]
@@ -129,7 +130,7 @@ def apply_rules(text: str, params: RulesParams, context: str = "") -> RuleResult
     if re.search(r"[!?]{2,}", text):
         priority += params.punctuation_boost
         reasons.append("punctuation")
-    if find_keywords(tokens, params.profanity):
+    if find_keywords(texts, params.profanity):
         priority += params.profanity_boost
         reasons.append("profanity")
     if context.strip():
