@@ -18,15 +18,16 @@ def commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def save(path: str | Path, record: dict) -> None:
+def save(path: str | Path, record: dict, key: str = "earlier_runs") -> None:
     """Write `record` to `path`. A record already there from another commit or machine moves, with its own earlier
-    runs after it, under the new record's `earlier_runs`, so a re-run never loses the figures it replaces; one from
-    the same commit and machine (a repeated or resumed run) is replaced, its earlier runs kept."""
+    runs after it, under the new record's `key` (`earlier_runs`; cpu.json's `other_runs`), so a re-run never loses
+    the figures it replaces; one from the same commit and machine (a repeated or resumed run) is replaced, its
+    earlier runs kept."""
     path = Path(path)
     earlier = []
     if path.exists():
         old = json.loads(path.read_text())
-        earlier = old.pop("earlier_runs", [])
+        earlier = old.pop(key, [])
         if (old.get("commit"), old.get("machine")) != (record.get("commit"), record.get("machine")):
             earlier = [old, *earlier]
-    path.write_text(json.dumps({**record, **({"earlier_runs": earlier} if earlier else {})}, indent=2) + "\n")
+    path.write_text(json.dumps({**record, **({key: earlier} if earlier else {})}, indent=2) + "\n")

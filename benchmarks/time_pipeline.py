@@ -76,10 +76,7 @@ def main() -> None:
     }
     if args.note:
         record["note"] = args.note
-    out = ROOT / "benchmarks/cpu.json"
-    if out.exists():  # runs of other settings, kept for comparison
-        record["other_runs"] = json.loads(out.read_text()).get("other_runs", [])
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    records.save(ROOT / "benchmarks/cpu.json", record, key="other_runs")  # the run it replaces is kept there
     print(json.dumps(record, indent=2))
 
 

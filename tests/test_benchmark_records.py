@@ -24,6 +24,16 @@ def test_a_rerun_keeps_the_run_it_replaces(tmp_path):
     assert saved["p50"] == 4.0 and [e["p50"] for e in saved["earlier_runs"]] == [2.0, 1.0]
 
 
+def test_the_pipeline_timing_keeps_the_run_it_replaces_among_its_other_runs(tmp_path):
+    """benchmarks/cpu.json keeps runs under `other_runs`: a timing of a new commit puts the one it replaces first."""
+    out = tmp_path / "cpu.json"
+    out.write_text(json.dumps({"commit": "aaa", "machine": {"cpu": "A"}, "pipeline_seconds": 900.0,
+                               "other_runs": [{"commit": "old", "note": "another setting"}]}))
+    records.save(out, {"commit": "bbb", "machine": {"cpu": "A"}, "pipeline_seconds": 1000.0}, key="other_runs")
+    saved = json.loads(out.read_text())
+    assert [r["commit"] for r in saved["other_runs"]] == ["aaa", "old"] and "earlier_runs" not in saved
+
+
 def test_commit_names_the_checkout():
     assert records.commit() and all(c in "0123456789abcdef" for c in records.commit())
 
