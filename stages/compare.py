@@ -12,10 +12,10 @@ def main() -> None:
     a = arguments(__doc__, "metrics", "train_logs", "predictions", "base", "plot_data", "samples")
     p = params()
     evals, trains = load_all(a.metrics)
-    write_json(a.metrics / "comparison.json", comparison(evals, trains, p.method, p.retrieval.model_dump()))
+    preds = {s: read_predictions(a.predictions / f"{s}.jsonl", base_dir=a.base) for s in SYSTEMS}
+    write_json(a.metrics / "comparison.json", comparison(evals, trains, p.method, p.retrieval.model_dump(), preds))
     write_json(a.metrics / "served.json", served_metrics(evals, trains, p.method))
     write_plot_data(evals, trains, {m: a.train_logs / m for m in METHODS}, a.plot_data)
-    preds = {s: read_predictions(a.predictions / f"{s}.jsonl", base_dir=a.base) for s in SYSTEMS}
     write_samples(preds, p.review.samples, p.seed, a.samples)
     print(f"served: {p.method}; best ROUGE-L: {max(SYSTEMS, key=lambda s: evals[s]['rouge_l'])}")
 

@@ -34,6 +34,26 @@ def test_a_changed_metric_makes_the_check_fail(tmp_path):
     assert update_readme(readme, tmp_path, check=True) and "intro" in readme.read_text()
 
 
+def test_the_lead_over_retrieval_feeds_the_verdict_with_its_interval():
+    """The verdict gives each method's 95% interval of the per-message lead, and names a method as surely ahead
+    only when both intervals lie above 0."""
+    from supportagent.config import METHODS
+    from supportagent.readme import verdict
+
+    base = {"rouge_l": 20.0, "semantic_similarity": 35.0, "latency_p50_ms": 0, "adapter_mb": 0.0}
+    evals = {"zero_shot": base, "retrieval": base, **{m: {**base, "rouge_l": 22.0, "semantic_similarity": 35.5}
+                                                      for m in METHODS}}
+    trains = {m: {"train_seconds": 60} for m in METHODS}
+    lead = lambda lo_r, lo_s: {"rouge_l": {"mean": 2.0, "ci95_low": lo_r, "ci95_high": 4.0},  # noqa: E731
+                               "semantic_similarity": {"mean": 0.5, "ci95_low": lo_s, "ci95_high": 2.0}}
+    text = "\n".join(verdict(evals, trains, {"qlora": lead(0.5, -1.0), "prompt_tuning": lead(0.5, 0.2)}))
+    assert "+0.5 vs retrieval, 95% interval -1.0 to +2.0" in text
+    assert "above 0 on both" in text and text.endswith("**prompt_tuning**.")
+    text = "\n".join(verdict(evals, trains, {"qlora": lead(0.5, -1.0), "prompt_tuning": lead(-0.1, 0.2)}))
+    assert text.endswith("**neither method**.")
+    assert "interval" not in "\n".join(verdict(evals, trains))  # a run from before the intervals
+
+
 def test_the_reranking_record_feeds_its_section(tmp_path):
     """benchmarks/reranking.json: its own table, and the cost sentence that follows its test figures."""
     import json
@@ -139,6 +159,23 @@ def test_seed_runs_feed_their_table():
     alone = "\n".join(seed_run_lines(runs, retrieval, "Intro"))  # no lead run, no target
     assert "from 29.25 to 31.00 over 2 seeds; semantic" in alone and "at or above" not in alone
     assert "on semantic similarity in 1 of 2 (by +1.00 on average)" in alone
+
+
+def test_cpu_seed_runs_show_each_runs_interval_and_count_the_sure_leads():
+    """cpu_seeds.json's runs carry their per-message lead over retrieval: an interval column per metric, and the
+    count of runs whose whole interval lies above 0; the machine is the CPU's."""
+    from supportagent.benchmark_tables import seed_run_lines
+
+    lead = lambda lo, hi: {"rouge_l": {"mean": 2.0, "ci95_low": 0.4, "ci95_high": 3.6},  # noqa: E731
+                           "semantic_similarity": {"mean": (lo + hi) / 2, "ci95_low": lo, "ci95_high": hi}}
+    keys = {"rouge_l": 25.0, "bleu": 12.0, "distinct_replies": 90.0, "placeholder_rate": 0.0, "final_val_loss": 2.1}
+    record = {"machine": {"cpu": "AMD EPYC", "cores": 2, "training_dtype": "bfloat16"}, "date": "2026-01-01",
+              "commit": "abc1234", "runs": [{"seed": 42, **keys, "semantic_similarity": 39.0, "lead_over_retrieval": lead(0.1, 2.5)},
+                                            {"seed": 43, **keys, "semantic_similarity": 37.0, "lead_over_retrieval": lead(-2.0, 1.0)}]}
+    text = "\n".join(seed_run_lines(record, {"rouge_l": 23.0, "semantic_similarity": 37.5}, "Intro", source="`x`"))
+    assert "2 cores, AMD EPYC, training in bfloat16, 2026-01-01, commit abc1234; `x`" in text
+    assert "| 43 | 25.00 | 37.00 |" in text and "| -2.00 to +1.00 |" in text and "| +0.10 to +2.50 |" in text
+    assert "above 0 on ROUGE-L in 2 of 2 runs, on semantic similarity in 1 of 2." in text
 
 
 def test_the_default_configurations_seed_runs_have_their_section(tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .comparison import load_all, load_json
+from .comparison import LEAD, load_all, load_json
 from .config import METHODS, SYSTEMS, load_params
 from .markdown import table
 
@@ -177,27 +177,39 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
 
 
 def seed_run_lines(r: dict, retrieval: dict, intro: str, lead: tuple[dict, ...] = (),
-                   target: float | None = None) -> list[str]:
-    """QLoRA trained and tested again with other seeds (gpu_h100.json, `<configuration>.seed_runs`): a row per run
-    (`lead`: runs recorded elsewhere, e.g. the configuration's pipeline run, first), the spread, the runs at or above
-    `target` ROUGE-L and the runs ahead of `retrieval` (the baseline's metrics on the same split) on each metric."""
+                   target: float | None = None, source: str = "`benchmarks/gpu_h100.json`, `seed_runs`") -> list[str]:
+    """QLoRA trained and tested again with other seeds (gpu_h100.json's `<configuration>.seed_runs`, or
+    cpu_seeds.json): a row per run (`lead`: runs recorded elsewhere, e.g. the configuration's pipeline run, first),
+    the spread, the runs at or above `target` ROUGE-L and the runs ahead of `retrieval` (the baseline's metrics on
+    the same split) on each metric; where the runs carry their per-message lead over retrieval, its 95% intervals."""
     keys = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "placeholder_rate"]
     runs = [*lead, *r["runs"]]
     n, scores = len(runs), [x["rouge_l"] for x in runs]
     sems = [x["semantic_similarity"] for x in runs]
     ahead = {k: sum(x[k] > retrieval[k] for x in runs) for k in ("rouge_l", "semantic_similarity")}
     mean_gap = sum(sems) / n - retrieval["semantic_similarity"]
+    m = r["machine"]
+    where = m.get("gpu") or f"{m.get('cores')} cores, {m.get('cpu')}, training in {m.get('training_dtype')}"
+    leads = [x.get("lead_over_retrieval") for x in runs]
+    sure = {k: sum(x[k]["ci95_low"] > 0 for x in leads) for k in LEAD} if all(leads) else {}
+    cols = ["ROUGE-L lead, 95% interval", "semantic lead, 95% interval"] if sure else []
+    rows = []
+    for x, lead_of in zip(runs, leads):
+        rows.append([x["seed"], *(x[k] for k in keys), f"{x['final_val_loss']:.4f}"])
+        if sure:
+            rows[-1] += [f"{lead_of[k]['ci95_low']:+.2f} to {lead_of[k]['ci95_high']:+.2f}" for k in LEAD]
     return [f"{intro} (`seed` draws the training order, the validation-loss sample and the candidates' draws; data "
-            f"and split unchanged; {r['machine'].get('gpu')}, {r['date']}, commit {r['commit']}; "
-            f"`benchmarks/gpu_h100.json`, `seed_runs`):", "",
-            table(["seed", "ROUGE-L", "semantic sim.", "BLEU", "distinct %", "placeholders %", "final val loss"],
-                  [[x["seed"], *(x[k] for k in keys), f"{x['final_val_loss']:.4f}"] for x in runs]), "",
+            f"and split unchanged; {where}, {r['date']}, commit {r['commit']}; {source}):", "",
+            table(["seed", "ROUGE-L", "semantic sim.", "BLEU", "distinct %", "placeholders %", "final val loss", *cols],
+                  rows), "",
             f"Test ROUGE-L from {min(scores):.2f} to {max(scores):.2f} over {n} seeds"
             + (f"; {sum(x >= target for x in scores)} of {n} at or above {target:g}" if target is not None else "")
             + f"; semantic similarity from {min(sems):.2f} to {max(sems):.2f}. Against retrieval's "
             f"{retrieval['rouge_l']:.2f} ROUGE-L and {retrieval['semantic_similarity']:.2f} semantic similarity: ahead "
             f"on ROUGE-L in {ahead['rouge_l']} of {n} runs, on semantic similarity in {ahead['semantic_similarity']} "
-            f"of {n} (by {mean_gap:+.2f} on average)."]
+            f"of {n} (by {mean_gap:+.2f} on average)."
+            + (f" The whole 95% interval of the per-message lead lies above 0 on ROUGE-L in {sure['rouge_l']} of {n} "
+               f"runs, on semantic similarity in {sure['semantic_similarity']} of {n}." if sure else "")]
 
 
 def full_sweep_tables(s: dict, full: dict, chosen: str = "") -> list[str]:

@@ -7,12 +7,14 @@ from pathlib import Path
 import pandas as pd
 
 from .config import METHODS, SYSTEMS
+from .intervals import mean_interval
 from .markdown import cell
 from .review import sample_ids
 
 TEMPLATES = ["distinct_replies", "distinct_2", "placeholder_rate"]  # templates and masks that overlap metrics reward
 # what decides between the methods (the issue tracker's list, plus the template and placeholder checks)
 DECISION = ["rouge_l", "bleu", "exact_match", "semantic_similarity", *TEMPLATES, "latency_p50_ms", "adapter_mb"]
+LEAD = ["rouge_l", "semantic_similarity"]  # the per-message scores a system's lead over retrieval is measured on
 
 
 def load_json(path: str | Path) -> dict:
@@ -31,10 +33,31 @@ def load_all(metrics_dir: str | Path) -> tuple[dict, dict]:
     return evals, trains
 
 
-def comparison(evals: dict, trains: dict, served: str, retrieval: dict) -> dict:
+def lead_over_retrieval(predictions: dict[str, pd.DataFrame], systems: list[str] | None = None) -> dict:
+    """Each LLM system's (or each of `systems`') lead over the retrieval baseline on the same test messages: the mean
+    of the per-message differences of ROUGE-L and of semantic similarity, with its 95% interval (paired t). An
+    interval above 0 is a lead the test split shows beyond the luck of which messages it holds; one that spans 0
+    is not."""
+    base = predictions["retrieval"].set_index("pair_id")
+    out = {}
+    for s in systems or [s for s in SYSTEMS if s != "retrieval"]:
+        rows = predictions[s].set_index("pair_id")
+        if set(rows.index) != set(base.index):
+            raise ValueError(f"{s} and retrieval were scored on different test messages ({len(rows)} and "
+                             f"{len(base)}): rerun `dvc repro` so every evaluate stage reads the same test split")
+        rows = rows.loc[base.index]
+        out[s] = {}
+        for k in LEAD:
+            mean, low, high = mean_interval(rows[k].to_numpy() - base[k].to_numpy(), digits=2)
+            out[s][k] = {"mean": mean, "ci95_low": low, "ci95_high": high}
+    return out
+
+
+def comparison(evals: dict, trains: dict, served: str, retrieval: dict, predictions: dict[str, pd.DataFrame]) -> dict:
     """The decision metrics per system, one top-level key each (short `dvc exp show` columns such as
     `retrieval.rouge_l`); the detail files under metrics/eval and metrics/train hold the rest. `retrieval`: the
-    params.retrieval the LLM systems were prompted with (k=0: no examples), recorded as `examples`."""
+    params.retrieval the LLM systems were prompted with (k=0: no examples), recorded as `examples`; `predictions`:
+    each system's scored rows, for the lead over retrieval with its interval (`lead_over_retrieval`)."""
     zero = evals["zero_shot"]["rouge_l"]
     return {
         "served_method": served,
@@ -44,6 +67,7 @@ def comparison(evals: dict, trains: dict, served: str, retrieval: dict) -> dict:
                **({"train_seconds": trains[s]["train_seconds"]} if s in trains else {})} for s in SYSTEMS},
         "rouge_l_gain_over_zero_shot": {m: round(evals[m]["rouge_l"] - zero, 2) for m in METHODS},
         "rouge_l_gap_to_retrieval": {m: round(evals[m]["rouge_l"] - evals["retrieval"]["rouge_l"], 2) for m in METHODS},
+        "lead_over_retrieval": lead_over_retrieval(predictions),
     }
 
 

@@ -11,7 +11,6 @@ import csv
 import fcntl
 import hashlib
 import io
-import math
 import os
 import random
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .intervals import mean_interval
 from .predictions import read_predictions
 
 CRITERIA = ("helpfulness", "tone", "coherence")
@@ -146,20 +146,6 @@ def current(ratings: pd.DataFrame, hashes: dict[str, str]) -> pd.DataFrame:
     return ratings[_is_fresh(ratings, hashes)].drop_duplicates(["reviewer", "item", "system"], keep="last")
 
 
-def _interval(values: pd.Series) -> tuple[float | None, float | None, float | None]:
-    """Mean and its 95% confidence interval (Student's t; none for n < 2)."""
-    n = len(values)
-    if n == 0:
-        return None, None, None
-    mean = float(values.mean())
-    if n < 2:
-        return round(mean, 3), None, None
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
-    return round(mean, 3), round(mean - half, 3), round(mean + half, 3)
-
-
 def summarise(ratings: pd.DataFrame, hashes: dict[str, str]) -> dict:
     """metrics/review.json: per system n and each criterion's mean with its 95% interval; pairwise win rates
     from the preferences (a tie counts half); ratings of older predictions counted as stale, not used."""
@@ -172,7 +158,7 @@ def summarise(ratings: pd.DataFrame, hashes: dict[str, str]) -> dict:
         rows = fresh[fresh["system"] == s]
         entry = {"n": int(len(rows))}
         for c in CRITERIA:
-            mean, low, high = _interval(pd.to_numeric(rows[c]))
+            mean, low, high = mean_interval(pd.to_numeric(rows[c]))
             entry[c] = {"mean": mean, "ci95_low": low, "ci95_high": high}
         out["systems"][s] = entry
     prefs = fresh.drop_duplicates(["reviewer", "item"])[["reviewer", "item", "preferred"]]
