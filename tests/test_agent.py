@@ -139,7 +139,10 @@ def test_warm_up_samples_the_one_cache_length_of_every_request_on_the_compiled_e
     """`serve` warms the agent up before it takes requests: on the compiled engine one message, with candidates
     as served, whose cache length every prompt of up to model.max_prompt_tokens shares (the shapes a request can
     have), then one message answered as a request is (retrieval, sampling, reranking), which leaves the seeded
-    draws as they were: the first request gets the reply a fresh agent sends; eager: none."""
+    draws as they were: the first request gets the reply a fresh agent sends; eager: none. In fp32 on every CPU: where
+    a CPU trains in bf16 (AVX512-BF16) the candidates would be sampled by a bf16 copy on the eager loop, which has no
+    static cache to warm."""
+    monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")
     ev = params.evaluate.model_copy(update={"max_new_tokens": 4, "candidates": 2, "engine": "compiled"})
     p = params.model_copy(update={"evaluate": ev})
     make = lambda: SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
