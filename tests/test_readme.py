@@ -54,6 +54,26 @@ def test_the_lead_over_retrieval_feeds_the_verdict_with_its_interval():
     assert "interval" not in "\n".join(verdict(evals, trains))  # a run from before the intervals
 
 
+def test_the_full_configurations_targets_give_the_lead_interval_where_its_comparison_has_it(tmp_path):
+    import json
+    import shutil
+
+    if not (ROOT / "metrics/full/comparison.json").exists():
+        pytest.skip("no committed full-configuration metrics")
+    for d in ["metrics", "benchmarks"]:
+        shutil.copytree(ROOT / d, tmp_path / d)
+    for f in ["dvc.yaml", "params.yaml"]:
+        shutil.copy(ROOT / f, tmp_path)
+    comp = json.loads((tmp_path / "metrics/full/comparison.json").read_text())
+    lead = comp["lead_over_retrieval"]["qlora"]["semantic_similarity"]
+    row = next(x for x in render_tables(tmp_path).splitlines() if x.startswith("| qlora semantic similarity above"))
+    assert f"95% interval {lead['ci95_low']:+.2f} to {lead['ci95_high']:+.2f})" in row
+    del comp["lead_over_retrieval"]  # a run from before the intervals
+    (tmp_path / "metrics/full/comparison.json").write_text(json.dumps(comp))
+    row = next(x for x in render_tables(tmp_path).splitlines() if x.startswith("| qlora semantic similarity above"))
+    assert "interval" not in row
+
+
 def test_the_reranking_record_feeds_its_section(tmp_path):
     """benchmarks/reranking.json: its own table, and the cost sentence that follows its test figures."""
     import json

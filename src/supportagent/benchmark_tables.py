@@ -128,6 +128,10 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
     if (root / "metrics/full/eval").exists():
         fe, ft = load_all(root / "metrics/full")
         fd = load_json(root / "metrics/full/data.json")
+        lead = load_json(root / "metrics/full/comparison.json").get("lead_over_retrieval", {}).get("qlora", {})
+        vs = lambda k: f"{fe['qlora'][k]} vs {fe['retrieval'][k]}" + (  # noqa: E731  (with the lead's interval)
+            f" (per-message lead {lead[k]['mean']:+.2f}, 95% interval {lead[k]['ci95_low']:+.2f} to "
+            f"{lead[k]['ci95_high']:+.2f})" if lead.get(k, {}).get("ci95_low") is not None else "")
         out += ["", "### What more data and compute buy: `configs/full.yaml` on the GPU (`metrics/full/`)", "",
                 f"All {fd['pairs']:,} pairs of the top-5 brands (no per-brand cap, so SpotifyCares is "
                 f"{100 * fd['pairs_per_brand'].get('SpotifyCares', 0) / fd['pairs']:.0f}% of them), longer context, "
@@ -139,10 +143,9 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
                 table(["target (full configuration)", "measured", "met"],
                        [["qlora ROUGE-L >= 30 (Hardalov et al. 2018: 24.5, seq2seq on all of TWCS)", fe["qlora"]["rouge_l"],
                          "yes" if fe["qlora"]["rouge_l"] >= 30 else "**no**"],
-                        ["qlora ROUGE-L above retrieval", f"{fe['qlora']['rouge_l']} vs {fe['retrieval']['rouge_l']}",
+                        ["qlora ROUGE-L above retrieval", vs("rouge_l"),
                          "yes" if fe["qlora"]["rouge_l"] > fe["retrieval"]["rouge_l"] else "**no**"],
-                        ["qlora semantic similarity above retrieval",
-                         f"{fe['qlora']['semantic_similarity']} vs {fe['retrieval']['semantic_similarity']}",
+                        ["qlora semantic similarity above retrieval", vs("semantic_similarity"),
                          "yes" if fe["qlora"]["semantic_similarity"] > fe["retrieval"]["semantic_similarity"] else "**no**"]])]
         if full.get("seed_runs"):
             main = {"seed": params.seed if params else "params'", **fe["qlora"],
