@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import METHODS, SYSTEMS
+from .errors import DataError
 from .intervals import mean_interval
 from .markdown import cell
 from .review import sample_ids
@@ -43,7 +44,7 @@ def lead_over_retrieval(predictions: dict[str, pd.DataFrame], systems: list[str]
     for s in systems or [s for s in SYSTEMS if s != "retrieval"]:
         rows = predictions[s].set_index("pair_id")
         if set(rows.index) != set(base.index):
-            raise ValueError(f"{s} and retrieval were scored on different test messages ({len(rows)} and "
+            raise DataError(f"{s} and retrieval were scored on different test messages ({len(rows)} and "
                              f"{len(base)}): rerun `dvc repro` so every evaluate stage reads the same test split")
         rows = rows.loc[base.index]
         out[s] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 from .benchmark_tables import (cpu_dtype_sentence, cpu_serving_tables, ddp_tables, earlier_lines, engine_check_sentence,
                                gpu_sampling_tables, gpu_tables, pipeline_7b_tables, serve_tables, serving_7b_tables,
                                seed_run_lines, serving_sentences)
-from .comparison import TEMPLATES, load_all, load_json
+from .comparison import LEAD, TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import table
 from .metrics import QUALITY
@@ -58,7 +58,7 @@ def verdict(evals: dict, trains: dict, leads: dict | None = None) -> list[str]:
     named = lambda ms: ", ".join(f"**{m}**" for m in ms) if ms else "**neither method**"  # noqa: E731
     line = "- Above the retrieval baseline on both ROUGE-L and semantic similarity: " + named(beats) + "."
     if leads:
-        sure = [m for m in METHODS if all((leads[m][k]["ci95_low"] or 0) > 0 for k in ("rouge_l", "semantic_similarity"))]
+        sure = [m for m in METHODS if all((leads[m][k]["ci95_low"] or 0) > 0 for k in LEAD)]
         line += (" With the whole 95% interval of the per-message lead above 0 on both (a lead this test split shows "
                  "beyond the luck of which messages it holds): " + named(sure) + ".")
     out.append(line)
