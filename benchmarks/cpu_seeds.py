@@ -25,17 +25,14 @@ OUT = ROOT / "benchmarks/cpu_seeds.json"
 KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "placeholder_rate"]
 
 
-def run_seed(seed: int, paths: dict, p) -> dict:
-    """Train the served method with `seed` and score it on the test split: its metrics and its lead over retrieval."""
-    import pandas as pd
-
+def run_seed(seed: int, paths: dict, p, splits: dict, retrieval) -> dict:
+    """Train the served method with `seed` and score it on the test split: its metrics and its lead over
+    `retrieval` (the committed run's scored replies)."""
     from supportagent.comparison import lead_over_retrieval
     from supportagent.evaluation import evaluate_system
-    from supportagent.predictions import read_predictions
     from supportagent.training import train
 
     p = p.model_copy(update={"seed": seed})
-    splits = {s: pd.read_parquet(paths["splits"] / f"{s}.parquet") for s in ("train", "val", "test")}
     work = ROOT / "build/seeds" / str(seed)
     start = time.perf_counter()
     trained = train(p.method, splits["train"], splits["val"], paths["base"], paths["index"], work / "adapter",
@@ -44,15 +41,17 @@ def run_seed(seed: int, paths: dict, p) -> dict:
     train_s = time.perf_counter() - start
     metrics, rows = evaluate_system(p.method, p, splits["test"], splits["train"], str(paths["base"]),
                                     str(paths["index"]), str(work / "adapter"))
-    retrieval = read_predictions(paths["predictions"] / "retrieval.jsonl", base_dir=str(paths["base"]))
     lead = lead_over_retrieval({"retrieval": retrieval, p.method: rows}, systems=[p.method])[p.method]
     return {"seed": seed, **{k: metrics[k] for k in KEYS}, "final_val_loss": trained["final_val_loss"],
             "train_seconds": round(train_s, 1), "lead_over_retrieval": lead}
 
 
 def main() -> None:
+    import pandas as pd
+
     from supportagent.config import load_params
     from supportagent.paths import DVC_YAML, pipeline_paths
+    from supportagent.predictions import read_predictions
     from supportagent.runtime import compute_dtype
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,12 +77,14 @@ def main() -> None:
     same = (old.get("commit"), old.get("machine")) == (record["commit"], record["machine"])
     runs = {r["seed"]: r for r in old.get("runs", [])} if same else {}
     runs[p.seed] = pipeline
+    splits = {s: pd.read_parquet(paths["splits"] / f"{s}.parquet") for s in ("train", "val", "test")}
+    retrieval = read_predictions(paths["predictions"] / "retrieval.jsonl", base_dir=str(paths["base"]))
     for seed in args.seeds:
         if seed in runs:
             print(f"seed {seed}: recorded already, skipped")
             continue
         print(f"seed {seed}: training and evaluating {p.method}", flush=True)
-        runs[seed] = run_seed(seed, paths, p)
+        runs[seed] = run_seed(seed, paths, p, splits, retrieval)
         print(json.dumps(runs[seed]), flush=True)
         records.save(OUT, {**record, "runs": list(runs.values())})  # after each seed: a stopped run keeps it
     records.save(OUT, {**record, "runs": list(runs.values())})

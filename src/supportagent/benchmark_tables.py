@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .comparison import LEAD, load_all, load_json
 from .config import METHODS, SYSTEMS, load_params
-from .markdown import table
+from .markdown import span, table
 
 
 def earlier_lines(runs: list[dict], describe, lead: str = "Earlier") -> list[str]:
@@ -130,8 +130,7 @@ def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
         fd = load_json(root / "metrics/full/data.json")
         lead = load_json(root / "metrics/full/comparison.json").get("lead_over_retrieval", {}).get("qlora", {})
         vs = lambda k: f"{fe['qlora'][k]} vs {fe['retrieval'][k]}" + (  # noqa: E731  (with the lead's interval)
-            f" (per-message lead {lead[k]['mean']:+.2f}, 95% interval {lead[k]['ci95_low']:+.2f} to "
-            f"{lead[k]['ci95_high']:+.2f})" if lead.get(k, {}).get("ci95_low") is not None else "")
+            f" (per-message lead {lead[k]['mean']:+.2f}, 95% interval {span(lead[k])})" if span(lead.get(k)) else "")
         out += ["", "### What more data and compute buy: `configs/full.yaml` on the GPU (`metrics/full/`)", "",
                 f"All {fd['pairs']:,} pairs of the top-5 brands (no per-brand cap, so SpotifyCares is "
                 f"{100 * fd['pairs_per_brand'].get('SpotifyCares', 0) / fd['pairs']:.0f}% of them), longer context, "
@@ -200,7 +199,7 @@ def seed_run_lines(r: dict, retrieval: dict, intro: str, lead: tuple[dict, ...] 
     for x, lead_of in zip(runs, leads):
         rows.append([x["seed"], *(x[k] for k in keys), f"{x['final_val_loss']:.4f}"])
         if sure:
-            rows[-1] += [f"{lead_of[k]['ci95_low']:+.2f} to {lead_of[k]['ci95_high']:+.2f}" for k in LEAD]
+            rows[-1] += [span(lead_of[k]) for k in LEAD]
     return [f"{intro} (`seed` draws the training order, the validation-loss sample and the candidates' draws; data "
             f"and split unchanged; {where}, {r['date']}, commit {r['commit']}; {source}):", "",
             table(["seed", "ROUGE-L", "semantic sim.", "BLEU", "distinct %", "placeholders %", "final val loss", *cols],

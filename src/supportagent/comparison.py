@@ -47,10 +47,7 @@ def lead_over_retrieval(predictions: dict[str, pd.DataFrame], systems: list[str]
             raise DataError(f"{s} and retrieval were scored on different test messages ({len(rows)} and "
                              f"{len(base)}): rerun `dvc repro` so every evaluate stage reads the same test split")
         rows = rows.loc[base.index]
-        out[s] = {}
-        for k in LEAD:
-            mean, low, high = mean_interval(rows[k].to_numpy() - base[k].to_numpy(), digits=2)
-            out[s][k] = {"mean": mean, "ci95_low": low, "ci95_high": high}
+        out[s] = {k: mean_interval(rows[k].to_numpy() - base[k].to_numpy(), digits=2) for k in LEAD}
     return out
 
 

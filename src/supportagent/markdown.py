@@ -1,9 +1,16 @@
-"""Markdown pieces shared by the review samples and the README: a table cell and a table."""
+"""Markdown pieces shared by the review samples and the README: a table cell, an interval and a table."""
 from __future__ import annotations
 
 
 def cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ") or "*(empty)*"
+
+
+def span(v: dict | None, digits: int = 2) -> str | None:
+    """A metrics file's 95% interval ({"ci95_low", "ci95_high"}) as "-0.49 to +6.62"; None where there is none."""
+    if not v or v.get("ci95_low") is None:
+        return None
+    return f"{v['ci95_low']:+.{digits}f} to {v['ci95_high']:+.{digits}f}"
 
 
 def table(header: list[str], rows: list[list]) -> str:

@@ -158,8 +158,7 @@ def summarise(ratings: pd.DataFrame, hashes: dict[str, str]) -> dict:
         rows = fresh[fresh["system"] == s]
         entry = {"n": int(len(rows))}
         for c in CRITERIA:
-            mean, low, high = mean_interval(pd.to_numeric(rows[c]))
-            entry[c] = {"mean": mean, "ci95_low": low, "ci95_high": high}
+            entry[c] = mean_interval(pd.to_numeric(rows[c]))
         out["systems"][s] = entry
     prefs = fresh.drop_duplicates(["reviewer", "item"])[["reviewer", "item", "preferred"]]
     shown = fresh.groupby(["reviewer", "item"])["system"].apply(set)
