@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test test-fast data readme readme-check plots exp-show vendor-vega pr-report bench-subset bench-7b full clean-venv
+.PHONY: repro test test-dtypes test-fast data readme readme-check plots exp-show vendor-vega pr-report bench-subset bench-7b full clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -49,6 +49,12 @@ vendor-vega: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs
+
+# the numeric tests again under each compute dtype (`runtime.compute_dtype`: bf16 on CPUs with AMX, fp32 on most
+# others), so a machine of one CPU kind also checks what the other kinds compute
+test-dtypes: $(STAMP)
+	for dtype in bfloat16 float32; do \
+	    HF_HUB_OFFLINE=1 SUPPORTAGENT_DTYPE=$$dtype $(BIN)/python -m pytest -q -m "numeric and not slow" || exit 1; done
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"

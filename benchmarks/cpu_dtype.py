@@ -73,7 +73,7 @@ def other_machines(record: dict, old: dict) -> list[dict]:
 
 
 def main() -> None:
-    from time_pipeline import cpu_facts
+    from records import cpu_facts
 
     import records
     from supportagent.runtime import compute_dtype

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 import records  # noqa: E402  (benchmarks/: the script's own folder)
-from time_pipeline import cpu_facts  # noqa: E402
+from records import cpu_facts  # noqa: E402
 
 OUT = ROOT / "benchmarks/cpu_seeds.json"
 KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "placeholder_rate"]

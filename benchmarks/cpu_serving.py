@@ -77,7 +77,7 @@ def main() -> None:
     import pandas as pd
 
     from gpu_pipeline import versions
-    from time_pipeline import cpu_facts
+    from records import cpu_facts
     import records
 
     from supportagent import bases, models, paths, runtime

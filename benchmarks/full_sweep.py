@@ -163,14 +163,14 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
     p, paths, tr, va = _setup(work, changes(name))
     out = work / "sweep" / name
     seen = []
-    original = reranking.consensus
+    original = reranking.rankings
 
     def recording(candidates, references, **weights):  # serving binds the embedder and weights by keyword
-        chosen = original(candidates, references, **weights)
-        seen.extend({"candidates": c, "references": r, "chosen": i} for c, r, i in zip(candidates, references, chosen))
-        return chosen
+        ranked = original(candidates, references, **weights)
+        seen.extend({"candidates": c, "references": r, "chosen": o[0]} for c, r, o in zip(candidates, references, ranked))
+        return ranked
 
-    reranking.consensus = recording  # serving.ready_to_serve looks it up when it builds the reranker
+    reranking.rankings = recording  # serving.ready_to_serve looks it up when it builds the reranker
     # the draws of every variant are seeded alike (params' seed of the workdir), whatever seed it trained with
     pe = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"candidates": n, "latency_samples": 0}),
                               "seed": variant_params(work, {}).seed})
@@ -184,7 +184,7 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
             pools.setdefault((tuple(s["references"][:k]), s["candidates"][s["chosen"]]), []).append(s)
         reply = tr.set_index("pair_id")["reply"]
         dump = [{"pair_id": int(r.pair_id), "reference": r.reference,
-                 **pools[(tuple(reply[list(r.examples)]), r.prediction)].pop(0)} for r in rows.itertuples()]
+                 **pools[(tuple(reply[list(r.examples)]), r.unguarded)].pop(0)} for r in rows.itertuples()]
         (out / f"candidates_{n}.json").write_text(json.dumps(dump))
     print(name, n, result, flush=True)
 

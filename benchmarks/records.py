@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 from pathlib import Path
 
@@ -31,3 +33,15 @@ def save(path: str | Path, record: dict, key: str = "earlier_runs") -> None:
         if (old.get("commit"), old.get("machine")) != (record.get("commit"), record.get("machine")):
             earlier = [old, *earlier]
     path.write_text(json.dumps({**record, **({key: earlier} if earlier else {})}, indent=2) + "\n")
+
+
+def cpu_facts() -> dict:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    import torch
+
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}

@@ -50,7 +50,7 @@ def one(split: str, system: str, candidates: int, seed: int | None = None) -> di
 def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "src"))
-    from time_pipeline import cpu_facts
+    from records import cpu_facts
     import records
 
     from supportagent.config import load_params

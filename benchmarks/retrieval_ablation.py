@@ -36,7 +36,7 @@ def side(read) -> dict:
 def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "src"))
-    from time_pipeline import cpu_facts
+    from records import cpu_facts
 
     from supportagent.config import load_params
 

@@ -85,7 +85,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_pipeline import gpu_facts
-    from time_pipeline import cpu_facts
+    from records import cpu_facts
     import records
 
     test = pd.read_parquet(ROOT / "data/processed/test.parquet")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -21,18 +20,6 @@ import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 ORDER = ["subset", "split", "rules", "index", "base", "train@qlora", "train@prompt_tuning", "evaluate@zero_shot",
          "evaluate@retrieval", "evaluate@qlora", "evaluate@prompt_tuning", "compare", "review"]
-
-
-def cpu_facts() -> dict:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    import torch
-
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 def run(force: bool) -> dict:
@@ -69,7 +56,7 @@ def main() -> None:
         "training_tokens_per_second": {m: t["tokens_per_second"] for m, t in train.items()},
         "training_peak_rss_mb": {m: t["peak_memory_mb"] for m, t in train.items()},
         "rouge_l": {f.stem: json.loads(f.read_text())["rouge_l"] for f in sorted((ROOT / "metrics/eval").glob("*.json"))},
-        "machine": {**cpu_facts(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
+        "machine": {**records.cpu_facts(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
                     "training_dtype": str(compute_dtype(training=True)).removeprefix("torch.")},
         "date": time.strftime("%Y-%m-%d"),
         "commit": records.commit(),

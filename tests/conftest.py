@@ -119,3 +119,11 @@ def tiny_system(params, tiny_base, system: str):
         torch.manual_seed(0)
         model = add_soft_prompt(model, tp)
     return model
+
+
+@pytest.fixture
+def fp32(monkeypatch):
+    """Pins the compute dtype to float32, for a test that compares two code paths exactly or to a float32 tolerance:
+    `runtime.compute_dtype` picks bf16 on a CPU with AMX (or under SUPPORTAGENT_DTYPE=bfloat16, as `make
+    test-dtypes` runs the numeric tests), where two kernels round differently."""
+    monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")

@@ -6,6 +6,8 @@ from conftest import tiny_system
 from supportagent import models
 from supportagent.generation import CACHE_BUCKET, PREFILL_CHUNK, Generator, resolve_engine
 
+pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
+
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
             "I was charged twice for one ride, refund please", "the app crashes when I open it",
             "thanks, that fixed it!", "can I change the delivery address of my parcel?",
@@ -115,7 +117,7 @@ def test_the_fold_stops_at_an_out_of_memory_and_keeps_the_replies(params, tiny_b
     assert after == before
 
 
-def test_the_fold_after_a_4bit_forward_is_still_the_4bit_function(tiny_base, tokenizer):
+def test_the_fold_after_a_4bit_forward_is_still_the_4bit_function(tiny_base, tokenizer, fp32):
     """On a CPU with AVX512-BF16, a no-grad forward repacks the 4-bit weights for bitsandbytes' CPU kernel; the
     fold must read them back as NF4 (it once dequantised the repacked layout: wrong weights, wrong replies).
     On other CPUs and on GPUs nothing is repacked and this checks the plain fold."""

@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from supportagent.checks import CHECKS
+from supportagent.guard import PATHS
+
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -29,13 +32,13 @@ def _raw_csv(path: Path) -> None:
                                 "in_response_to_tweet_id"]).to_csv(path, index=False)
 
 
-def _dvc(cwd, *args):
+def _dvc(cwd, *args, stderr=False):
     # stage commands call `python`: it must be this environment's, as with an activated venv
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run([str(bin_dir / "dvc"), *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return proc.stdout + (proc.stderr if stderr else "")
 
 
 def _commit(work: Path, message: str) -> None:
@@ -65,7 +68,7 @@ def _plots_page_draws(work: Path) -> None:
     assert plots.remote_resources((work / "dvc_plots/index.html").read_text()) == []
     if plots.chromium() or os.environ.get("SUPPORTAGENT_REQUIRE_BROWSER"):
         marks = plots.drawn_marks(plots.render(work / "dvc_plots/index.html"))
-        assert len(marks) == 6 and min(marks.values()) > 0, marks
+        assert len(marks) == 7 and min(marks.values()) > 0, marks
 
 
 def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
@@ -73,7 +76,7 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     work.mkdir()
     for name in ["dvc.yaml", "params.yaml"]:
         shutil.copy(ROOT / name, work / name)
-    for d in ["stages", "src"]:
+    for d in ["stages", "src", "data/labels"]:
         shutil.copytree(ROOT / d, work / d, ignore=shutil.ignore_patterns("__pycache__"))
     (work / "reports/review").mkdir(parents=True)
     shutil.copy(ROOT / "reports/review/ratings.csv", work / "reports/review/ratings.csv")  # header only
@@ -92,7 +95,8 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     _dvc(work, "init", "-q")
     _commit(work, "the project, as a clone has it")  # DVCLive reads the baseline commit
 
-    _dvc(work, "repro")
+    repro = _dvc(work, "repro", stderr=True)
+    assert "pip install" not in repro and "Traceback" not in repro  # no warning a user cannot act on
 
     data = json.loads((work / "metrics/data.json").read_text())
     assert set(data["pairs_per_brand"]) == set(BRANDS[:5]) and data["dropped"]["brand_not_selected"] == 12
@@ -101,6 +105,14 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     for system in ("zero_shot", "retrieval", "qlora", "prompt_tuning"):
         ev = json.loads((work / f"metrics/eval/{system}.json").read_text())
         assert ev["n"] == 4 and 0 <= ev["rouge_l"] <= 100 and ev["latency_p50_ms"] is not None
+        assert 0 <= ev["send_ready"] <= 100 and set(ev["flag_rate"]) == set(CHECKS)
+        rows = [json.loads(x) for x in (work / f"reports/predictions/{system}.jsonl").read_text().splitlines()[1:]]
+        # every reply says how it was chosen, and a flagged reply is never sent without its reasons on record
+        assert {r["path"] for r in rows} <= {*PATHS, "unguarded"} and all(
+            r["path"] == "passed" or r["path"] == "unguarded" or r["passed_over"] for r in rows)
+    comparison = json.loads((work / "metrics/comparison.json").read_text())
+    assert comparison["method_to_ship"] in ("qlora", "prompt_tuning") and "send_ready" in comparison["real_replies"]
+    assert "safety" in json.loads((work / "metrics/rules.json").read_text())
     assert json.loads((work / "metrics/served.json").read_text())["method"] == "qlora"
     assert (work / "reports/samples.md").read_text().count("| reference |") == 3
     assert json.loads((work / "metrics/review.json").read_text())["ratings"] == 0  # nobody has rated: no crash

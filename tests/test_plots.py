@@ -11,9 +11,10 @@ import pytest
 
 from conftest import ROOT
 from supportagent import plots
+from supportagent.checks import CHECKS
 
 DVC = str(Path(sys.executable).parent / "dvc")
-PLOTS = ["training_loss", "validation_loss", "quality", "latency", "size_vs_quality", "review"]
+PLOTS = ["training_loss", "validation_loss", "quality", "latency", "flags", "size_vs_quality", "review"]
 # CI sets this so that a missing browser fails instead of skipping (.ci/run installs Debian's chromium)
 needs_browser = pytest.mark.skipif(plots.chromium() is None and not os.environ.get("SUPPORTAGENT_REQUIRE_BROWSER"),
                                    reason="no Chromium: apt-get install chromium")
@@ -79,6 +80,8 @@ def test_loss_curves_are_put_on_epochs(tmp_path):
     assert val["epoch"].tolist() == [0.5, 1.0, 0.5, 1.0]
     quality = pd.read_csv(tmp_path / "out/quality.csv")
     assert len(quality) == 4 * 6 and set(quality.columns) == {"system", "metric", "value"}
+    flags = pd.read_csv(tmp_path / "out/flags.csv")
+    assert len(flags) == 4 * (len(CHECKS) - 1) and set(flags["system"]) == {"zero_shot", "retrieval", "qlora", "prompt_tuning"}
 
 
 @needs_browser
@@ -88,6 +91,7 @@ def test_every_plot_draws_marks_in_headless_chromium(tmp_path):
     assert list(marks) == PLOTS
     # bars: 4 systems x 6 metrics; latency: a bar, whisker, tick and label per system; size: a point and label each
     assert marks["quality"] == 24 and marks["latency"] == 16 and marks["size_vs_quality"] == 8
+    assert marks["flags"] == 5 * (len(CHECKS) - 1)  # 4 systems and the real replies x every check but `empty`
     assert marks["training_loss"] >= 4 and marks["validation_loss"] >= 4
     assert marks["review"] >= 1  # its bars, or the line saying nobody has rated yet
     assert png.stat().st_size > 50_000

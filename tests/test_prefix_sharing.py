@@ -7,6 +7,8 @@ from transformers import DynamicCache
 from supportagent import models
 from supportagent.prefix_sharing import SharedPrompt, check_supported, shared_prompt_attention
 
+pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
+
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update"]
 
 
@@ -20,7 +22,7 @@ def _left_padded(tokenizer, messages):
     return ids, mask
 
 
-def test_decoding_over_a_shared_prompt_cache_gives_the_logits_of_a_full_forward(tiny_base, tokenizer):
+def test_decoding_over_a_shared_prompt_cache_gives_the_logits_of_a_full_forward(tiny_base, tokenizer, fp32):
     model = models.load_base(tiny_base)
     torch.manual_seed(0)
     for p in model.parameters():  # a random model at init barely attends; larger weights make every position count

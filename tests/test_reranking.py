@@ -11,6 +11,8 @@ from supportagent import models
 from supportagent.generation import SAMPLE_GROUP, Generator, Rerank
 from supportagent.reranking import Similarities, choose, consensus, lcs_f1, positions, similarities
 
+pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
+
 MESSAGES = ["hi", "where is my order, it is very late now", "my playlist vanished after the update",
             "I was charged twice for one ride, refund please", "the app crashes when I open it",
             "can I change the delivery address of my parcel?"]
@@ -79,7 +81,7 @@ def test_the_same_seed_draws_the_same_candidates_and_another_seed_others(params,
 
 
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
-def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_base, tokenizer, system):
+def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_base, tokenizer, system, fp32):
     """The compiled engine's rows (one prompt, copied into each row of a static cache longer than prompt and reply)
     see the logits the eager loop's shared prompt cache gives and draw from them the same way: while no candidate
     ends (a random model almost never writes the end token) the same seed gives the same tokens, greedy reply
@@ -116,7 +118,7 @@ def test_compiled_sampling_makes_the_graphs_of_two_batch_sizes_whatever_the_grou
     torch._dynamo.reset()
     counters.clear()
     gen._step = torch.compile(gen._step, fullgraph=True, dynamic=False, backend="eager")
-    gen.rerank = Rerank(3, 1.0, 0.95, 0, lambda c, r: [0] * len(c))
+    gen.rerank = Rerank(3, 1.0, 0.95, 0, lambda c, r: [list(range(len(x))) for x in c])
     gen.warm_up([prompts[0]], batch_size=16)
     assert counters["stats"]["unique_graphs"] == 4
     for group in (1, 2, 3, SAMPLE_GROUP):  # near temperature 0 every candidate is the greedy reply
@@ -130,9 +132,9 @@ def test_a_reply_with_candidates_is_the_one_chosen_among_greedy_and_samples(para
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
     seen = []
 
-    def last(candidates, references):  # a chooser that takes each message's last sample
+    def last(candidates, references):  # a ranking that puts each message's last sample first
         seen.append((candidates, references))
-        return [len(c) - 1 for c in candidates]
+        return [[len(c) - 1, *range(len(c) - 1)] for c in candidates]
 
     plain = Generator(model, tokenizer, max_new_tokens=8)
     reranked = Generator(model, tokenizer, max_new_tokens=8, rerank=Rerank(2, 1.0, 0.95, 0, last))
@@ -143,6 +145,7 @@ def test_a_reply_with_candidates_is_the_one_chosen_among_greedy_and_samples(para
     assert [c[0] for c in candidates] == [r.text for r in plain.generate(prompts)]  # the greedy reply leads
     assert [len(c) for c in candidates] == [3, 3, 3]
     assert [r.text for r in replies] == [c[-1] for c in candidates]
+    assert [[t for t, _ in r.alternatives] for r in replies] == [c[:-1] for c in candidates]  # the guard's next tries
     assert [r.text for r in plain.reply(prompts)] == [c[0] for c in candidates]  # no rerank: the greedy reply
 
 
@@ -237,18 +240,19 @@ def test_the_timed_warm_up_leaves_the_seeded_draws_alone(params, tiny_base, toke
     own, so the timed replies are the replies the same seed gives without it."""
     model = models.load_base(tiny_base)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
-    make = lambda: Generator(model, tokenizer, max_new_tokens=8, rerank=Rerank(4, 1.0, 0.95, 0, lambda c, r: [2] * len(c)))
+    make = lambda: Generator(model, tokenizer, max_new_tokens=8, rerank=Rerank(4, 1.0, 0.95, 0,
+                                                                                   lambda c, r: [[2, 0, 1, 3, 4]] * len(c)))
     timed, latency = make().timed(prompts)
     plain = make()
     assert [r.text for r in timed] == [plain.reply([p])[0].text for p in prompts]
     assert latency["latency_p50_ms"] > 0
 
 
-def test_candidates_sampled_in_another_dtype_use_a_cast_copy_that_keeps_buffers_and_ties(params, tiny_base, tokenizer):
+def test_candidates_sampled_in_another_dtype_use_a_cast_copy_that_keeps_buffers_and_ties(params, tiny_base, tokenizer, fp32):
     """`sample_dtype` (bf16 on CPUs that train in it): the sampler is a copy with its parameters cast, its rotary
     frequencies shared in full precision and its tied embeddings still tied; the served model is untouched."""
     model = models.load_base(tiny_base)
-    gen = Generator(model, tokenizer, max_new_tokens=6, rerank=Rerank(3, 1.0, 0.95, 0, lambda c, r: [0] * len(c)),
+    gen = Generator(model, tokenizer, max_new_tokens=6, rerank=Rerank(3, 1.0, 0.95, 0, lambda c, r: [[0, 1, 2, 3]] * len(c)),
                     sample_dtype=torch.bfloat16)
     assert {p.dtype for p in gen.sampler.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in gen.model.parameters()} == {torch.float32}

@@ -39,7 +39,9 @@ def write_predictions(folder, systems=("qlora", "prompt_tuning"), n=4):
     folder.mkdir(parents=True, exist_ok=True)
     for s in systems:
         rows = [{"pair_id": i, "brand": "AmazonHelp", "customer": f"message {i}", "context": "", "reference": "ref",
-                 "prediction": f"{s} says {i}", "served": f"{s} says {i}", "tags": "[intent=other]"} for i in range(n)]
+                 "prediction": f"{s} says {i}", "served": f"{s} says {i}", "tags": "[intent=other]",
+                 "path": "fallback_template", "flags": ["mood_mismatch: cheers"], "passed_over": ["candidate 1: x"]}
+                for i in range(n)]
         (folder / f"{s}.jsonl").write_text("\n".join([json.dumps({"_base": {"base": "x"}}),
                                                       *map(json.dumps, rows)]) + "\n")
 
@@ -211,6 +213,8 @@ def test_review_items_are_blind_and_ratings_land_in_the_csv(client, review, tmp_
     assert first["rated"] == 0 and first["total"] == 3
     shown = json.dumps(first["item"])
     assert "qlora" not in shown.replace("qlora says", "") and "prompt_tuning" not in shown.replace("prompt_tuning says", "")
+    # how the guard chose a reply is not shown before it is rated
+    assert not any(w in shown for w in ("fallback", "passed", "mood_mismatch", "candidate"))
     order = review.order("ana", first["item"]["id"])
     scores = [{"helpfulness": 4, "tone": 5, "coherence": 3}, {"helpfulness": 2, "tone": 2, "coherence": 1}]
     nxt = client.post("/v1/review/ratings", json={"reviewer": "ana", "item": first["item"]["id"], "scores": scores,
@@ -282,3 +286,26 @@ def test_one_request_at_a_time_does_not_wait_for_company(tmp_path, review):
             httpx.post(f"{url}/v1/reply", json={"text": str(i)}, timeout=30)
         assert (time.perf_counter() - start) / 5 < 0.25  # not the 500 ms a shared batch may wait
     assert agent.batches == [1] * 5
+
+
+@pytest.mark.parametrize("path", ["/v1/reply", "/v1/review/ratings"])
+@pytest.mark.parametrize("depth", [9, 100, 50_000])
+def test_deeply_nested_json_gets_a_4xx_on_every_endpoint_that_reads_a_body(tmp_path, review, path, depth):
+    """Python's JSON parser recurses once per level: 50,000 levels once answered 500. Any depth past MAX_DEPTH is
+    a 400 that says what to send, and the server goes on answering."""
+    from fastapi.testclient import TestClient
+
+    from supportagent.server import MAX_DEPTH
+
+    app = create_app(FakeAgent(0.0), "qlora", review, tmp_path / "ratings.csv", limits=Limits(max_body_bytes=200_000))
+    with TestClient(app) as client:
+        _deep(client, path, depth, MAX_DEPTH)
+
+
+def _deep(client, path, depth, max_depth):
+    body = "[" * depth + "]" * depth
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and f"deeper than {max_depth} levels" in r.json()["error"], r.text
+    nested = {"reviewer": "ana", "item": 0, "scores": [{"helpfulness": {"a": [[[[[[[1]]]]]]]}}], "preferred": 0}
+    assert client.post(path, json=nested).status_code == 400
+    assert client.get("/healthz").status_code == 200

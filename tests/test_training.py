@@ -14,6 +14,8 @@ from supportagent.adapters import build_model
 from supportagent.trainlog import log_file
 from supportagent.training import PadCollator, train
 
+pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
+
 
 def _tp(params, method, **kw):
     # 24 pairs at batch 4: 6 steps an epoch, so a validation and a checkpoint every 2 steps, a log every step
@@ -195,7 +197,7 @@ def test_soft_prompt_generation_matches_peft_forward(params, tiny_base, tiny_pai
     assert (first.token_ids[:1] or [tok.eos_token_id]) == [expected]
 
 
-def test_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_base, tiny_pairs, tmp_path, tokenizer):
+def test_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_base, tiny_pairs, tmp_path, tokenizer, fp32):
     import bitsandbytes as bnb
 
     _train(params, "qlora", tiny_base, tiny_pairs, tmp_path)

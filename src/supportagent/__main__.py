@@ -108,7 +108,7 @@ def cmd_reply(args) -> None:
         else:
             print(f"{r.tags}\nescalate: {'YES' if r.escalate else 'no'}   method: {r.method}   "
                   f"latency: {r.latency_ms:.0f} ms{'   (input truncated)' if r.input_truncated else ''}"
-                  f"{'   (reply hit the token limit)' if r.reply_truncated else ''}\n{r.brand}: {r.reply}\n")
+                  f"   sent: {r.path}{' (' + '; '.join(r.flags) + ')' if r.flags else ''}\n{r.brand}: {r.reply}\n")
 
 
 def cmd_readme(args) -> None:

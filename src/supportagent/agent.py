@@ -8,7 +8,7 @@ from . import models
 from .cleaning import clean_text
 from .config import Params
 from .generation import load_system
-from .placeholders import serve
+from .guard import guard
 from .prompts import build_messages, encode
 from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
 from .serving import ready_to_serve
@@ -29,13 +29,16 @@ class AgentResponse:
     escalate: bool
     reasons: list[str]
     input_truncated: bool
-    reply: str  # what is sent: the model's reply (masks filled), with the hand-off note when escalated
-    model_reply: str  # as the model wrote it (cleaning masks such as <url> included)
+    reply: str  # what is sent (guard.py): a checked reply (masks filled), with the hand-off note when escalated
+    model_reply: str  # the model's best-ranked reply as written (cleaning masks such as <url> included)
     examples_source: str | None  # where the past pairs in the prompt came from: same_brand, other_brands, None
     reply_truncated: bool
     handoff_note: str | None
     method: str
     latency_ms: float
+    path: str  # how the reply was chosen: passed, fallback_retrieval or fallback_template (guard.PATHS)
+    flags: list[str]  # the sent reply's own flags (checks.py); empty when it passed every check
+    passed_over: list[str]  # why better-ranked replies were not sent
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,31 +111,26 @@ class SupportAgent:
         prompts = [prompt_ids(self.params, self.tokenizer, brands[i], *read[i], examples[i]) for i in todo]
         start = time.perf_counter()
         batch_size = batch_size or self.params.evaluate.batch_size
-        refs = None if refs is None else [refs[i] for i in todo]
-        replies, _ = self.generator.generate_all(prompts, batch_size, progress=len(todo) > batch_size, references=refs)
-        per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
+        replies, _ = self.generator.generate_all(prompts, batch_size, progress=len(todo) > batch_size,
+                                                 references=None if refs is None else [refs[i] for i in todo])
         by_index = dict(zip(todo, replies))
-        handoff = self.params.rules.handoff
         out = []
-        for i, (brand, ex, (rules, text, _)) in enumerate(zip(brands, examples, read)):
+        for i, (brand, ex, (rules, text, ctx)) in enumerate(zip(brands, examples, read)):
             gen = by_index.get(i)
-            model_reply = gen.text if gen else CLARIFY
-            sent = serve(model_reply, brand, self.params.brands)
-            note = handoff.note if rules.escalate else None
-            if note is None:
-                reply = sent
-            elif handoff.policy == "replace":
-                reply = note
-            else:
-                reply = f"{sent} {note}".strip()
+            candidates = [(gen.text, gen.truncated), *gen.alternatives] if gen else [(CLARIFY, False)]
+            past = refs[i] if gen and refs is not None and ex.source == "same_brand" else []
+            g = guard(candidates, past, brand, text, ctx, rules, self.params)
             source = ex.source if gen and ex.pairs else None
             tags = rules.tag_line() + (f" [examples={len(ex.pairs)} source={source}]" if source else "")
             out.append(AgentResponse(
                 brand=brand, message=text, tags=tags, intent=rules.intent,
-                priority=rules.priority, band=rules.band, escalate=rules.escalate, reasons=rules.reasons,
-                input_truncated=rules.truncated, reply=reply, model_reply=model_reply, examples_source=source,
-                reply_truncated=bool(gen and gen.truncated), handoff_note=note, method=self.method,
-                latency_ms=round(per_item_ms, 1)))
+                priority=rules.priority, band=rules.band, escalate=g.escalate, reasons=rules.reasons,
+                input_truncated=rules.truncated, reply=g.sent, model_reply=candidates[0][0], examples_source=source,
+                reply_truncated=g.truncated, handoff_note=self.params.rules.handoff.note if g.escalate else None,
+                method=self.method, latency_ms=0.0, path=g.path, flags=g.flags, passed_over=g.passed_over))
+        per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)  # the checks included
+        for r in out:
+            r.latency_ms = round(per_item_ms, 1)
         return out
 
     def reply(self, brand: str, message: str, context: str = "") -> AgentResponse:

@@ -13,8 +13,11 @@ from .markdown import cell
 from .review import sample_ids
 
 TEMPLATES = ["distinct_replies", "distinct_2", "placeholder_rate"]  # templates and masks that overlap metrics reward
-# what decides between the methods (the issue tracker's list, plus the template and placeholder checks)
-DECISION = ["rouge_l", "bleu", "exact_match", "semantic_similarity", *TEMPLATES, "latency_p50_ms", "adapter_mb"]
+# replies a desk would send (evaluation.sendability): what is sent with no flag, and how much of it fallbacks are
+SENDABILITY = ["send_ready", "send_ready_unguarded", "fallback_retrieval_share", "fallback_template_share"]
+# what decides between the methods: sendability first, then overlap, templates, cost
+DECISION = [*SENDABILITY, "rouge_l", "bleu", "exact_match", "semantic_similarity", *TEMPLATES, "latency_p50_ms",
+            "adapter_mb"]
 LEAD = ["rouge_l", "semantic_similarity"]  # the per-message scores a system's lead over retrieval is measured on
 
 
@@ -51,28 +54,53 @@ def lead_over_retrieval(predictions: dict[str, pd.DataFrame], systems: list[str]
     return out
 
 
-def comparison(evals: dict, trains: dict, served: str, retrieval: dict, predictions: dict[str, pd.DataFrame]) -> dict:
+def real_replies(predictions: pd.DataFrame, params) -> dict:
+    """The output checks on the brands' real replies to the test messages (the `reference` of any system's
+    predictions): the ceiling of `send_ready`, and each check's flag rate there."""
+    from .checks import CHECKS
+    from .guard import check_sent
+    from .rules import apply_rules
+
+    found = [{f.check for f in check_sent(r.reference, r.brand, r.customer, r.context or "",
+                                          apply_rules(r.customer, params.rules, r.context or ""), params)}
+             for r in predictions.itertuples()]
+    rate = lambda hits: round(100 * sum(hits) / max(len(found), 1), 2)  # noqa: E731
+    return {"send_ready": rate([not f for f in found]), "flag_rate": {c: rate([c in f for f in found]) for c in CHECKS}}
+
+
+def ship(evals: dict) -> str:
+    """The method to ship: the most replies sent with no flag, then the most of its own replies among them (fewest
+    fallbacks), then ROUGE-L. A method with more overlap but fewer sendable replies is not the one."""
+    own = lambda e: -(e.get("fallback_retrieval_share", 0) + e.get("fallback_template_share", 0))  # noqa: E731
+    return max(METHODS, key=lambda m: (evals[m].get("send_ready", 0), own(evals[m]), evals[m]["rouge_l"]))
+
+
+def comparison(evals: dict, trains: dict, served: str, retrieval: dict, predictions: dict[str, pd.DataFrame],
+               real: dict | None = None) -> dict:
     """The decision metrics per system, one top-level key each (short `dvc exp show` columns such as
     `retrieval.rouge_l`); the detail files under metrics/eval and metrics/train hold the rest. `retrieval`: the
     params.retrieval the LLM systems were prompted with (k=0: no examples), recorded as `examples`; `predictions`:
-    each system's scored rows, for the lead over retrieval with its interval (`lead_over_retrieval`)."""
+    each system's scored rows, for the lead over retrieval with its interval (`lead_over_retrieval`); `real`: the
+    checks on the real replies (`real_replies`)."""
     zero = evals["zero_shot"]["rouge_l"]
     return {
         "served_method": served,
+        "method_to_ship": ship(evals),
         "examples": retrieval,
         "best_rouge_l": max(SYSTEMS, key=lambda s: evals[s]["rouge_l"]),
-        **{s: {**{k: evals[s][k] for k in DECISION},
+        **{s: {**{k: evals[s].get(k) for k in DECISION},
                **({"train_seconds": trains[s]["train_seconds"]} if s in trains else {})} for s in SYSTEMS},
         "rouge_l_gain_over_zero_shot": {m: round(evals[m]["rouge_l"] - zero, 2) for m in METHODS},
         "rouge_l_gap_to_retrieval": {m: round(evals[m]["rouge_l"] - evals["retrieval"]["rouge_l"], 2) for m in METHODS},
         "lead_over_retrieval": lead_over_retrieval(predictions),
+        **({"real_replies": real} if real is not None else {}),
     }
 
 
 def served_metrics(evals: dict, trains: dict, served: str) -> dict:
     """metrics/served.json: the served method's decision metrics, the file `dvc metrics diff` shows first."""
     e = evals[served]
-    return {"method": served, **{k: e[k] for k in DECISION}, "latency_p95_ms": e["latency_p95_ms"],
+    return {"method": served, **{k: e.get(k) for k in DECISION}, "latency_p95_ms": e["latency_p95_ms"],
             "train_seconds": trains[served]["train_seconds"], "n": e["n"], "base": e["base"]}
 
 

@@ -5,8 +5,11 @@ and exists for the few keys params.yaml may leave out (`max_steps`, `weight_deca
 params without the file (benchmarks)."""
 from __future__ import annotations
 
+import re
+import string
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,6 +63,9 @@ class HandoffParams(Strict):
 
 class RulesParams(Strict):
     escalation_keywords: list[str]
+    # categories of harm (physical_harm, fraud, food_safety, ...) -> keywords: a hit escalates with the category as
+    # its reason
+    safety_keywords: dict[str, list[str]]
     intents: dict[str, IntentParams]
     default_intent: str = "other"
     escalation_priority_boost: int = Field(30, ge=0, le=100)
@@ -168,7 +174,7 @@ class RetrievalParams(Strict):
 class ReviewParams(Strict):
     samples: int = Field(30, ge=1)  # test messages drawn for the blind review (and reports/samples.md)
     systems: list[Literal["zero_shot", "retrieval", "qlora", "prompt_tuning"]] = Field(
-        ["qlora", "prompt_tuning"], min_length=2)  # whose replies a reviewer rates side by side, names hidden
+        ["qlora", "prompt_tuning", "retrieval"], min_length=2)  # whose replies a reviewer rates side by side, names hidden
 
     @model_validator(mode="after")
     def _distinct(self):
@@ -177,8 +183,43 @@ class ReviewParams(Strict):
         return self
 
 
+_PHONE = re.compile(r"\+?[\d\s().-]{7,}")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_DOMAIN = re.compile(r"(https?://)?([\w-]+\.)+[a-z]{2,}(/\S*)?", re.IGNORECASE)
+FALLBACK = "We're sorry for the trouble. A member of our team can help you here: {url}"
+FALLBACK_NO_LINK = "We're sorry for the trouble. Please send us a Direct Message so a member of our team can help."
+
+
 class BrandParams(Strict):
     support_url: str | None = None  # fills the `<url>` mask in served replies; None: the sentence is rewritten
+    # phone numbers, e-mail addresses and sites a reply may give besides support_url (checks.unknown_contact)
+    contacts: list[str] = []
+    # what is sent when no candidate and no past reply passes the checks (guard.py); `{url}`: support_url
+    fallback: str | None = None
+
+    @model_validator(mode="after")
+    def _well_formed(self):
+        url = self.support_url
+        if url is not None and (urlparse(url).scheme not in ("http", "https") or "." not in urlparse(url).netloc):
+            raise ValueError(f"support_url {url!r} is not an http(s) link with a host, e.g. https://help.example.com")
+        for c in self.contacts:
+            if not (_PHONE.fullmatch(c) and sum(ch.isdigit() for ch in c) >= 7 or _EMAIL.fullmatch(c)
+                    or _DOMAIN.fullmatch(c)):
+                raise ValueError(f"contacts: {c!r} is no phone number (7+ digits), e-mail address or site")
+        text = self.fallback_text()
+        names = {f for _, f, _, _ in string.Formatter().parse(self.fallback or "") if f is not None}
+        if names - {"url"} or ("url" in names and url is None) or not text.strip() or len(text) > 280:
+            raise ValueError(f"fallback {self.fallback!r}: one tweet (at most 280 characters) whose only "
+                             "placeholder is {url}, and {url} only where support_url is set")
+        return self
+
+    def fallback_text(self) -> str:
+        """The brand's fallback reply, its link filled in."""
+        template = self.fallback or (FALLBACK if self.support_url else FALLBACK_NO_LINK)
+        try:
+            return template.format(url=self.support_url)
+        except (KeyError, IndexError, ValueError):
+            return ""
 
 
 class Params(Strict):

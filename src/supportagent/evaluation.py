@@ -10,7 +10,9 @@ import torch
 from . import bases, models
 from .agent import prepare
 from .config import Params
-from .metrics import score
+from .checks import CHECKS
+from .guard import Guarded, check_sent, guard
+from .metrics import rouge_l, score
 from .placeholders import serve
 from .retrieval import ExampleIndex, RetrievalBaseline
 from .rules import apply_rules
@@ -46,7 +48,8 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
                                       references=refs[k:])
     replies = single + batched
     extra = {"examples": [list(e.pair_ids) for e in examples], "examples_source": [e.source for e in examples]}
-    return [r.text for r in replies], [r.truncated for r in replies], per_s, latency, sizes, extra
+    past = [r if e.source == "same_brand" else [] for r, e in zip(refs, examples)]  # the guard's fallbacks
+    return [[(r.text, r.truncated), *r.alternatives] for r in replies], past, per_s, latency, sizes, extra
 
 
 def _retrieval_replies(params: Params, test: pd.DataFrame, index: ExampleIndex, embedder):
@@ -63,7 +66,34 @@ def _retrieval_replies(params: Params, test: pd.DataFrame, index: ExampleIndex, 
                "latency_p95_ms": round(float(np.percentile(times, 95)), 1) if times else None}
     sizes = {"adapter_mb": round(index.vectors.nbytes / 2**20, 3),
              "base_mb": models.folder_mb(bases.package_dir(models.EMBEDDING_PACKAGE) / "model")}
-    return replies, [False] * len(replies), per_s, latency, sizes, {}
+    return [[(r, False)] for r in replies], None, per_s, latency, sizes, {}
+
+
+def send(system: str, candidates: list[tuple[str, bool]], past: list[str], row, rules, params: Params) -> Guarded:
+    """What `system` sends for one test message: an LLM system's replies go through the guard, as `reply` and
+    `serve` send them; the retrieval baseline's one past reply is sent as it is (it is the yardstick, not the agent),
+    its flags recorded."""
+    if system != "retrieval":
+        return guard(candidates, past, row.brand, row.customer, row.context, rules, params)
+    text = candidates[0][0]
+    flags = [str(f) for f in check_sent(text, row.brand, row.customer, row.context, rules, params)]
+    return Guarded(text, serve(text, row.brand, params.brands), "unguarded", rules.escalate, flags, [], flags)
+
+
+def sendability(rows: pd.DataFrame, refs: list[str]) -> dict:
+    """Share (0-100) of replies sent with no flag, after the guard (`send_ready`) and of the best-ranked replies
+    before it (`send_ready_unguarded`, what an agent without the guard sends); the share sent by each fallback; each
+    check's flag rate on the best-ranked replies; ROUGE-L of the best-ranked replies against the references."""
+    n = len(rows)
+    first = [{f.split(":", 1)[0] for f in flags} for flags in rows["first_flags"]]
+    return {
+        "send_ready": round(100 * float(np.mean([not f for f in rows["flags"]])), 2),
+        "send_ready_unguarded": round(100 * float(np.mean([not f for f in first])), 2),
+        "fallback_retrieval_share": round(100 * float((rows["path"] == "fallback_retrieval").mean()), 2),
+        "fallback_template_share": round(100 * float((rows["path"] == "fallback_template").mean()), 2),
+        "flag_rate": {c: round(100 * sum(c in f for f in first) / n, 2) for c in CHECKS},
+        "rouge_l_unguarded": round(float(np.mean(rouge_l(rows["unguarded"].tolist(), refs))), 2),
+    }
 
 
 def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.DataFrame, base_dir: str,
@@ -75,16 +105,22 @@ def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.D
     index = ExampleIndex(index_dir, train, models.embedder_id())
     torch.manual_seed(params.seed)
     if system == "retrieval":
-        preds, truncated, per_s, latency, sizes, extra = _retrieval_replies(params, test, index, embedder)
+        candidates, past, per_s, latency, sizes, extra = _retrieval_replies(params, test, index, embedder)
     else:
-        preds, truncated, per_s, latency, sizes, extra = _llm_replies(system, params, test, base_dir, adapter_dir, index,
-                                                                      embedder)
-    served = [serve(p, b, params.brands) for p, b in zip(preds, test["brand"])]
-    corpus, per_example = score(preds, test["reply"].tolist(), test["customer"].tolist(), embedder, served)
+        candidates, past, per_s, latency, sizes, extra = _llm_replies(system, params, test, base_dir, adapter_dir,
+                                                                      index, embedder)
     tags = [apply_rules(c, params.rules, x) for c, x in zip(test["customer"], test["context"])]
+    past = past or [[] for _ in candidates]
+    sent = [send(system, c, p, r, t, params) for c, p, r, t in zip(candidates, past, test.itertuples(), tags)]
+    preds, served, truncated = [g.text for g in sent], [g.sent for g in sent], [g.truncated for g in sent]
+    refs = test["reply"].tolist()
+    corpus, per_example = score(preds, refs, test["customer"].tolist(), embedder, served)
     rows = test[["pair_id", "brand", "context", "customer", "reply"]].rename(columns={"reply": "reference"}).assign(
         prediction=preds, served=served, truncated=truncated, tags=[t.tag_line() for t in tags],
-        escalate=[t.escalate for t in tags], **extra, **per_example)
+        escalate=[g.escalate for g in sent], rules_escalate=[t.escalate for t in tags], path=[g.path for g in sent],
+        flags=[g.flags for g in sent], first_flags=[g.first_flags for g in sent],
+        passed_over=[g.passed_over for g in sent], unguarded=[c[0][0] for c in candidates],
+        candidates=[[t for t, _ in c] for c in candidates], **extra, **per_example)
     per_brand = {
         b: {"n": len(g), "rouge_l": round(g["rouge_l"].mean(), 2),
             "semantic_similarity": round(g["semantic_similarity"].mean(), 2),
@@ -94,6 +130,7 @@ def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.D
     manifest, _ = bases.read_manifest(base_dir)
     metrics = {
         "system": system, **corpus, **latency, "replies_per_s": round(per_s, 2) if per_s else None, **sizes,
+        **sendability(rows, refs),
         "truncated_share": round(100 * float(np.mean(truncated)), 2),
         "escalation_share": round(100 * float(rows["escalate"].mean()), 2),
         "n": len(rows), "base": manifest["base"], "per_brand": per_brand,

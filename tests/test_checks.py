@@ -1,0 +1,88 @@
+"""The output checks on the labelled replies, and the guard that decides what is sent."""
+import pytest
+
+from supportagent import checks, checkset
+from supportagent.checks import CHECKS, Context, check_reply
+from supportagent.guard import check_sent, guard
+from supportagent.rules import apply_rules
+
+from conftest import ROOT
+
+LABELS = ROOT / "tests/data/reply_checks.jsonl"
+
+
+@pytest.fixture(scope="module")
+def crafted():
+    return checkset.load(LABELS)  # without the pairs: the crafted rows (real ones are measured by the benchmark)
+
+
+def test_the_labelled_set_has_real_and_crafted_replies_and_negatives_for_every_check(crafted):
+    rows = [r for r in LABELS.read_text().splitlines() if r.strip()]
+    assert len(rows) >= 150 and sum('"source": "real"' in r for r in rows) >= 40
+    for c in CHECKS:
+        if c != "empty":
+            assert sum(c in r["flags"] for r in crafted) >= 5, c
+    assert sum(not r["flags"] for r in crafted) >= 40  # replies a desk would send: nothing to flag
+
+
+def test_each_check_is_precise_and_finds_what_it_is_for_on_the_crafted_replies(params, crafted):
+    found = checkset.flagged(crafted, params)
+    for c, s in checkset.scores(crafted, found).items():
+        if s["positives"]:
+            wrong = [crafted[i]["reply"] for i in s["wrong"]]
+            missed = [crafted[i]["reply"] for i in s["missed"]]
+            assert s["precision"] >= 0.9 and s["recall"] >= 0.8, (c, wrong, missed)
+
+
+def test_a_check_that_cannot_run_fails_closed(monkeypatch):
+    def broken():
+        raise checks.CheckUnavailable("py3langid's model cannot be loaded: reinstall it with `pip install -e .`")
+    monkeypatch.setattr(checks, "_identifier", broken)
+    flags = check_reply("Sorry about that, could you try again?", Context("my app won't open on my phone"))
+    assert [f.check for f in flags] == ["language_mismatch"] and "pip install" in flags[0].reason
+    assert [f.check for f in check_reply("", Context("hi"))] == ["empty"]
+    assert [f.check for f in check_reply("  !!! ", Context("hi"))] == ["empty"]
+
+
+def test_contacts_the_brand_lists_pass_and_others_do_not():
+    ctx = Context("where is my refund", support_url="https://www.amazon.com/help", contacts=("1-866-216-1072", "amazon.de"))
+    assert not check_reply("Call us at 1-866-216-1072 or see https://www.amazon.com/help/returns.", ctx)
+    assert not check_reply("Sorry! Please see amazon.de for German orders.", ctx)
+    assert [f.check for f in check_reply("Call 1-800-555-0100.", ctx)] == ["unknown_contact"]
+    assert [f.check for f in check_reply("Write to help@amaz0n.co", ctx)] == ["unknown_contact"]
+    # a number the customer gave may be repeated back
+    mine = Context("my order 112-4455667-1234567 is late", support_url="https://www.amazon.com/help")
+    assert not check_reply("Sorry! We've checked order 112-4455667-1234567 and it ships today.", mine)
+
+
+def test_escalation_tone_holds_promises_back_and_breezy_openers_on_reports_of_harm(params):
+    def flags(message, reply):
+        return {f.check for f in check_sent(reply, "Uber_Support", message, "", apply_rules(message, params.rules),
+                                            params)}
+    crash = "my driver crashed the car with me in it and I'm hurt"
+    assert "escalation_tone" in flags(crash, "Here to help! Send us a note in the app.")
+    assert not flags(crash, "We're so sorry, and we hope you're okay. Please send us the details at https://help.uber.com")
+    assert "escalation_tone" in flags("I want a refund, I was charged twice", "We'll refund you today.")
+    # the same opener on a message that is not escalated is a real agent's habit, not a flag
+    assert not flags("how do I add a second card?", "Here to help! Tap Payment in the menu.")
+
+
+def test_the_guard_falls_back_to_the_nearest_past_reply_that_passes(params):
+    rules = apply_rules("my package is two weeks late", params.rules)
+    g = guard([("Awesome, enjoy!", False), ("Sorry about the", True)],
+              ["Please DM us your password.", "Sorry for the wait! Please reach us here: <url>"],
+              "AmazonHelp", "my package is two weeks late", "", rules, params)
+    assert g.path == "fallback_retrieval" and not g.flags and g.text.startswith("Sorry for the wait!")
+    assert g.sent == f"Sorry for the wait! Please reach us here: {params.brands['AmazonHelp'].support_url}"
+    assert [p.split(":")[0] for p in g.passed_over] == ["candidate 1", "candidate 2", "past reply 1"]
+    assert g.first_flags and g.first_flags[0].startswith("mood_mismatch")
+
+
+def test_the_guard_sends_the_first_candidate_that_passes_with_the_handoff_where_escalated(params):
+    message = "someone used my card, I didn't make these purchases"
+    rules = apply_rules(message, params.rules)
+    assert rules.escalate and "fraud" in rules.reasons
+    g = guard([("We'll refund you right away!", False), ("I'm sorry to hear this. Please contact us here: <url>", False)],
+              [], "AmazonHelp", message, "", rules, params)
+    assert g.path == "passed" and g.escalate and g.sent.endswith(params.rules.handoff.note)
+    assert g.passed_over[0].startswith("candidate 1: escalation_tone")
