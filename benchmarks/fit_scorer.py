@@ -96,7 +96,8 @@ def main() -> None:
     best = max(results, key=lambda k: results[k]["val_auc"])
     record = {"what": "validation AUC of fit scorers: the real reply against the brand's other replies (and cheering "
                       "replies to troubled messages)",
-              "command": "python benchmarks/fit_scorer.py", "commit": records.commit(), "date": time.strftime("%Y-%m-%d"),
+              "command": "python benchmarks/fit_scorer.py", "commit": records.commit(),
+              "date": time.strftime("%Y-%m-%d"),
               "machine": records.cpu_facts(), "negatives": args.negatives, "seed": args.seed,
               "train_pairs": len(splits["train"]), "val_pairs": len(splits["val"]), "results": results, "best": best,
               "notes": "The reranker adds no learned fit term. The 769 MiniLM features fit the train split and do "

@@ -56,10 +56,12 @@ def main() -> None:
     rows = checkset.load(LABELS, pairs)
     per_check = checkset.scores(rows, checkset.flagged(rows, params))
     real = real_replies(params, pd.read_parquet(ROOT / "data/processed/test.parquet"))
-    targets = [{"name": f"{c} {k}", "measured": s[k], "wanted": TARGETS[k], "met": s[k] is not None and s[k] >= TARGETS[k]}
+    targets = [{"name": f"{c} {k}", "measured": s[k], "wanted": TARGETS[k],
+                "met": s[k] is not None and s[k] >= TARGETS[k]}
                for c, s in per_check.items() if s["positives"] for k in ("precision", "recall")]
-    targets.append({"name": "test split's real replies flagged (%)", "measured": real["flagged"],
-                    "wanted": TARGETS["real_replies_flagged"], "met": real["flagged"] <= TARGETS["real_replies_flagged"]})
+    wanted = TARGETS["real_replies_flagged"]
+    targets.append({"name": "test split's real replies flagged (%)", "measured": real["flagged"], "wanted": wanted,
+                    "met": real["flagged"] <= wanted})
     record = {
         "what": "precision and recall of each output check on labelled replies; flag rates on the test split's real "
                 "replies",

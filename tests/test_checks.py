@@ -45,7 +45,8 @@ def test_a_check_that_cannot_run_fails_closed(monkeypatch):
 
 
 def test_contacts_the_brand_lists_pass_and_others_do_not():
-    ctx = Context("where is my refund", support_url="https://www.amazon.com/help", contacts=("1-866-216-1072", "amazon.de"))
+    ctx = Context("where is my refund", support_url="https://www.amazon.com/help",
+                  contacts=("1-866-216-1072", "amazon.de"))
     assert not check_reply("Call us at 1-866-216-1072 or see https://www.amazon.com/help/returns.", ctx)
     assert not check_reply("Sorry! Please see amazon.de for German orders.", ctx)
     assert [f.check for f in check_reply("Call 1-800-555-0100.", ctx)] == ["unknown_contact"]
@@ -61,7 +62,7 @@ def test_escalation_tone_holds_promises_back_and_breezy_openers_on_reports_of_ha
                                             params)}
     crash = "my driver crashed the car with me in it and I'm hurt"
     assert "escalation_tone" in flags(crash, "Here to help! Send us a note in the app.")
-    assert not flags(crash, "We're so sorry, and we hope you're okay. Please send us the details at https://help.uber.com")
+    assert not flags(crash, "We're so sorry and hope you're okay. Please send us the details: https://help.uber.com")
     assert "escalation_tone" in flags("I want a refund, I was charged twice", "We'll refund you today.")
     # the same opener on a message that is not escalated is a real agent's habit, not a flag
     assert not flags("how do I add a second card?", "Here to help! Tap Payment in the menu.")
@@ -82,7 +83,7 @@ def test_the_guard_sends_the_first_candidate_that_passes_with_the_handoff_where_
     message = "someone used my card, I didn't make these purchases"
     rules = apply_rules(message, params.rules)
     assert rules.escalate and "fraud" in rules.reasons
-    g = guard([("We'll refund you right away!", False), ("I'm sorry to hear this. Please contact us here: <url>", False)],
-              [], "AmazonHelp", message, "", rules, params)
+    ranked = [("We'll refund you right away!", False), ("I'm sorry to hear this. Please contact us: <url>", False)]
+    g = guard(ranked, [], "AmazonHelp", message, "", rules, params)
     assert g.path == "passed" and g.escalate and g.sent.endswith(params.rules.handoff.note)
     assert g.passed_over[0].startswith("candidate 1: escalation_tone")

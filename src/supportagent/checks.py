@@ -52,7 +52,8 @@ def _first(pattern: re.Pattern, text: str) -> str | None:
 
 
 # --- leaked prompt, template or tag text (prompts.py writes these; a reply never should)
-_LEAK = _rx(r"\b(customer|reply|previous turn|user|assistant|system)\s*:", r"\[\s*(intent|priority|escalate|reasons|examples)\s*[=:]",
+_LEAK = _rx(r"\b(customer|reply|previous turn|user|assistant|system)\s*:",
+            r"\[\s*(intent|priority|escalate|reasons|examples)\s*[=:]",
             r"\b(intent|priority|escalate|reasons)=\w", r"<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<<SYS>>",
             r"\breplies \S+ sent to similar messages\b", r"\breplies other brands sent\b",
             r"\breply in one short,? polite tweet\b", r"\byou are \S+ customer support\b", r"<url>|@user\b")
@@ -144,7 +145,8 @@ def unknown_contact(reply: str, ctx: Context) -> str | None:
     given = _digits(f"{ctx.message} {ctx.previous}")  # a number the customer wrote may be repeated
     for m in _PHONE.finditer(reply):
         digits = _digits(m.group(0))
-        if len(digits) >= 7 and digits not in given and not any(digits.endswith(p) or p.endswith(digits) for p in phones):
+        listed = any(digits.endswith(p) or p.endswith(digits) for p in phones)
+        if len(digits) >= 7 and digits not in given and not listed:
             return f"a phone number the brand does not list: {m.group(0).strip()!r}"
     for m in _LINK.finditer(_EMAIL.sub(" ", reply)):
         host = _host(m.group(0).rstrip(".,!?)"))
@@ -186,7 +188,8 @@ def language(text: str) -> str | None:
 # the reply's language, is answered in the other language on purpose
 _NAMES = {"en": r"english|englisch|ingl[eé]s|anglais", "es": r"spanish|espa[nñ]ol|spanisch|espagnol",
           "de": r"german|deutsch|alem[aá]n|allemand", "fr": r"french|fran[cç]ais|franz[oö]sisch|franc[eé]s",
-          "pt": r"portuguese|portugu[eê]s|portugiesisch", "it": r"italian|italiano|italienisch", "nl": r"dutch|nederlands"}
+          "pt": r"portuguese|portugu[eê]s|portugiesisch", "it": r"italian|italiano|italienisch",
+          "nl": r"dutch|nederlands"}
 _LANGUAGE_TALK = _rx(r"\b(your|preferred|own) language\b", r"\bin (" + "|".join(_NAMES.values()) + r")\b")
 
 
@@ -228,10 +231,12 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
-_FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) (?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
+_FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) "
+           r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
            r"reset|updat|clear|reboot|delet)\w*")
-_OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) (?:delay|wait|trouble|confusion|inconvenience|"
-                            r"frustration|issue|problem)", r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
+_OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
+                            r"(?:delay|wait|trouble|confusion|inconvenience|frustration|issue|problem)",
+                            r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
                             r"\bsorry to hear (?:that|this|about)")
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
 
@@ -249,8 +254,9 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     sorry = _first(_APOLOGY, reply)
     if pleased and sorry:
         return f"apologises ({sorry!r}) to a customer who is pleased"
-    if resolved and (_first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply)):
-        return f"treats a problem the message says is solved as open ({_first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply)!r})"
+    reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply)
+    if resolved and reopened:
+        return f"treats a problem the message says is solved as open ({reopened!r})"
     glad = mood["compound"] >= 0.3 and mood["neg"] == 0 and not _PROBLEM.search(message) and not negated
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
@@ -304,7 +310,8 @@ def asks_known(reply: str, ctx: Context) -> str | None:
 
 
 # --- a question answered with pleasantries alone
-_ASKS = _rx(r"\?", r"^\W*(?:@\w+\s+)*(how|what|when|where|why|which|who|can|could|is|are|do|does|will|would|any word)\b")
+_ASKS = _rx(r"\?",
+            r"^\W*(?:@\w+\s+)*(how|what|when|where|why|which|who|can|could|is|are|do|does|will|would|any word)\b")
 _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out we i appreciate love that this it glad
     happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
     there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening

@@ -25,10 +25,6 @@ class Guarded:
     first_flags: list[str] = field(default_factory=list)  # the best-ranked candidate's: what an unguarded agent sends
     truncated: bool = False  # the length limit cut the reply sent (never, once the guard has checked it)
 
-    def to_dict(self) -> dict:
-        return {"path": self.path, "flags": self.flags, "passed_over": self.passed_over,
-                "first_flags": self.first_flags}
-
 
 def context(params: Params, brand: str, message: str, previous: str, rules: RuleResult,
             truncated: bool = False) -> Context:
@@ -61,15 +57,16 @@ def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: st
     conf = params.brands.get(brand) or BrandParams()
     passed_over: list[str] = []
     first: list[Flag] | None = None
-    tries = [("candidate", text, cut) for text, cut in candidates] + [("past reply", text, False) for text in past_replies]
+    tries = [("candidate", text, cut) for text, cut in candidates]
+    tries += [("past reply", text, False) for text in past_replies]
     for i, (kind, text, cut) in enumerate(tries):
         flags = check_sent(text, brand, message, previous, rules, params, cut)
         if first is None:
             first = flags
         if not flags:
             path = "passed" if kind == "candidate" else "fallback_retrieval"
-            return Guarded(text, with_handoff(serve(text, brand, params.brands), rules.escalate, params), path, rules.escalate, [], passed_over,
-                           [str(f) for f in first], cut)
+            sent = with_handoff(serve(text, brand, params.brands), rules.escalate, params)
+            return Guarded(text, sent, path, rules.escalate, [], passed_over, [str(f) for f in first], cut)
         rank = i + 1 if kind == "candidate" else i + 1 - len(candidates)
         passed_over += [f"{kind} {rank}: {f}" for f in flags]
     text = conf.fallback_text()

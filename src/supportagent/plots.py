@@ -168,7 +168,7 @@ def chromium() -> str | None:
     return os.environ.get("SUPPORTAGENT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def render(page: Path, png: Path | None = None, width: int = 1280, height: int = 1240) -> str:
+def render(page: Path, png: Path | None = None, width: int = 1280, height: int = 1600) -> str:
     """Run the page's JavaScript in headless Chromium; return the rendered DOM, and save a screenshot to `png`.
     Raises RuntimeError when no Chromium is installed (`apt-get install chromium`)."""
     browser = chromium()

@@ -58,7 +58,8 @@ def sendability_table(evals: dict, comp: dict) -> list[str]:
             table(["system", "sent with no flag", "best-ranked with no flag", "past reply sent", "fallback sent",
                    *(c.replace("_", " ") for c in checks)], rows), "",
             "*Sent with no flag*: after the guard (`guard.py`), which sends the best-ranked candidate that passes "
-            "every check, else the brand's nearest past reply that passes, else the brand's fallback reply (escalated). "
+            "every check, else the brand's nearest past reply that passes, else the brand's fallback reply "
+            "(escalated). "
             "The per-check columns are the best-ranked replies before the guard. Retrieval is the baseline as it is "
             "(no guard); *real replies* are the brands' own, the ceiling. Precision and recall of each check: "
             "`benchmarks/reply_checks.json`.", ""]
