@@ -36,7 +36,7 @@ plots: $(STAMP)
 	$(BIN)/python -m supportagent plots
 
 # the decision metrics of each experiment in a 200-column terminal (after e.g. `dvc exp run -S method=prompt_tuning`)
-EXP_COLUMNS := ^(Experiment|Created|(params\.yaml:)?(method|retrieval\.k)|(metrics/served\.json:)?(rouge_l|bleu|exact_match|semantic_similarity|latency_p50_ms|adapter_mb|train_seconds)|retrieval\.rouge_l)$$
+EXP_COLUMNS := ^(Experiment|Created|(params\.yaml:)?(method|retrieval\.k)|(metrics/served\.json:)?(send_ready|rouge_l|bleu|exact_match|semantic_similarity|latency_p50_ms|adapter_mb|train_seconds)|retrieval\.rouge_l)$$
 exp-show: $(STAMP)
 	$(BIN)/dvc exp show --drop '.*' --keep '$(EXP_COLUMNS)' $(ARGS)
 
