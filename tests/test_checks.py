@@ -38,6 +38,7 @@ def test_a_check_that_cannot_run_fails_closed(monkeypatch):
     def broken():
         raise checks.CheckUnavailable("py3langid's model cannot be loaded: reinstall it with `pip install -e .`")
     monkeypatch.setattr(checks, "_identifier", broken)
+    checks.language.cache_clear()  # languages identified earlier in this process are remembered
     flags = check_reply("Sorry about that, could you try again?", Context("my app won't open on my phone"))
     assert [f.check for f in flags] == ["language_mismatch"] and "pip install" in flags[0].reason
     assert [f.check for f in check_reply("", Context("hi"))] == ["empty"]

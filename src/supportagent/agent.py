@@ -32,7 +32,7 @@ class AgentResponse:
     reply: str  # what is sent (guard.py): a checked reply (masks filled), with the hand-off note when escalated
     model_reply: str  # the model's best-ranked reply as written (cleaning masks such as <url> included)
     examples_source: str | None  # where the past pairs in the prompt came from: same_brand, other_brands, None
-    reply_truncated: bool
+    reply_truncated: bool  # the model's best-ranked reply hit the token limit (the guard then sent another)
     handoff_note: str | None
     method: str
     latency_ms: float
@@ -114,23 +114,22 @@ class SupportAgent:
         replies, _ = self.generator.generate_all(prompts, batch_size, progress=len(todo) > batch_size,
                                                  references=None if refs is None else [refs[i] for i in todo])
         by_index = dict(zip(todo, replies))
+        candidates = [[(g.text, g.truncated), *g.alternatives] if g else [(CLARIFY, False)]
+                      for g in map(by_index.get, range(len(items)))]
+        sent = [guard(c, refs[i] if i in by_index and refs is not None and ex.source == "same_brand" else [],
+                      brand, text, ctx, rules, self.params)
+                for i, (c, brand, ex, (rules, text, ctx)) in enumerate(zip(candidates, brands, examples, read))]
+        per_item_ms = round((time.perf_counter() - start) * 1000 / max(len(items), 1), 1)  # the checks included
         out = []
-        for i, (brand, ex, (rules, text, ctx)) in enumerate(zip(brands, examples, read)):
-            gen = by_index.get(i)
-            candidates = [(gen.text, gen.truncated), *gen.alternatives] if gen else [(CLARIFY, False)]
-            past = refs[i] if gen and refs is not None and ex.source == "same_brand" else []
-            g = guard(candidates, past, brand, text, ctx, rules, self.params)
-            source = ex.source if gen and ex.pairs else None
+        for i, (c, g, brand, ex, (rules, text, _)) in enumerate(zip(candidates, sent, brands, examples, read)):
+            source = ex.source if i in by_index and ex.pairs else None
             tags = rules.tag_line() + (f" [examples={len(ex.pairs)} source={source}]" if source else "")
             out.append(AgentResponse(
                 brand=brand, message=text, tags=tags, intent=rules.intent,
                 priority=rules.priority, band=rules.band, escalate=g.escalate, reasons=rules.reasons,
-                input_truncated=rules.truncated, reply=g.sent, model_reply=candidates[0][0], examples_source=source,
-                reply_truncated=g.truncated, handoff_note=self.params.rules.handoff.note if g.escalate else None,
-                method=self.method, latency_ms=0.0, path=g.path, flags=g.flags, passed_over=g.passed_over))
-        per_item_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)  # the checks included
-        for r in out:
-            r.latency_ms = round(per_item_ms, 1)
+                input_truncated=rules.truncated, reply=g.sent, model_reply=c[0][0], examples_source=source,
+                reply_truncated=c[0][1], handoff_note=self.params.rules.handoff.note if g.escalate else None,
+                method=self.method, latency_ms=per_item_ms, path=g.path, flags=g.flags, passed_over=g.passed_over))
         return out
 
     def reply(self, brand: str, message: str, context: str = "") -> AgentResponse:

@@ -14,14 +14,9 @@ from urllib.parse import urlparse
 
 from .metrics import repetition
 
-CHECKS = ("empty", "leaked_prompt", "unfinished", "looping", "sensitive_request", "public_contact_request",
-          "unknown_contact", "invented_name", "language_mismatch", "mood_mismatch", "asks_known", "no_answer",
-          "ai_disclaimer", "escalation_tone")
-
-
 @dataclass(frozen=True)
 class Flag:
-    check: str  # one of CHECKS
+    check: str  # one of CHECKS (the names of RUN, below)
     reason: str  # what was seen, for the log and the review
 
     def __str__(self) -> str:
@@ -175,6 +170,7 @@ def _identifier():
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
 
+@lru_cache(maxsize=4096)  # a message is checked against each of its candidates
 def language(text: str) -> str | None:
     """The language of `text` where it says enough (MIN_WORDS words, MIN_PROBABILITY), else None."""
     text = re.sub(r"https?://\S+|@\w+|#", " ", text)
@@ -241,9 +237,14 @@ _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
 
 
+@lru_cache(maxsize=4096)  # a message is checked against each of its candidates
+def _mood(message: str) -> dict:
+    return _sentiment().polarity_scores(message)
+
+
 def mood_mismatch(reply: str, ctx: Context) -> str | None:
     message = ctx.message
-    mood = _sentiment().polarity_scores(message)
+    mood = _mood(message)
     resolved = bool(_RESOLVED.search(message)) and not re.search(r"\bstill\b", message, re.IGNORECASE)
     troubled = ctx.harm or (mood["compound"] <= -0.3 or bool(_PROBLEM.search(message))) and not resolved
     cheer = _first(_CHEER, reply)
@@ -383,7 +384,7 @@ RUN: dict[str, Callable[[str, Context], str | None]] = {
     "mood_mismatch": mood_mismatch, "asks_known": asks_known, "no_answer": no_answer, "ai_disclaimer": ai_disclaimer,
     "escalation_tone": escalation_tone,
 }
-assert tuple(RUN) == CHECKS
+CHECKS = tuple(RUN)
 
 
 def check_reply(reply: str, ctx: Context) -> list[Flag]:

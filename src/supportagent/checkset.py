@@ -10,8 +10,7 @@ import pandas as pd
 
 from .checks import CHECKS
 from .config import Params
-from .guard import check_sent
-from .rules import apply_rules
+from .guard import raised
 
 
 def load(path: str | Path, pairs: pd.DataFrame | None = None) -> list[dict]:
@@ -35,9 +34,7 @@ def load(path: str | Path, pairs: pd.DataFrame | None = None) -> list[dict]:
 
 def flagged(rows: list[dict], params: Params) -> list[set[str]]:
     """The checks each row's reply raises, as the guard would run them."""
-    return [{f.check for f in check_sent(r["reply"], r["brand"], r["message"], r["previous"],
-                                         apply_rules(r["message"], params.rules, r["previous"]), params)}
-            for r in rows]
+    return raised(*([r[k] for r in rows] for k in ("reply", "brand", "message", "previous")), params)
 
 
 def scores(rows: list[dict], found: list[set[str]]) -> dict:

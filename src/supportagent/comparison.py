@@ -57,15 +57,11 @@ def lead_over_retrieval(predictions: dict[str, pd.DataFrame], systems: list[str]
 def real_replies(predictions: pd.DataFrame, params) -> dict:
     """The output checks on the brands' real replies to the test messages (the `reference` of any system's
     predictions): the ceiling of `send_ready`, and each check's flag rate there."""
-    from .checks import CHECKS
-    from .guard import check_sent
-    from .rules import apply_rules
+    from .guard import raised, rates
 
-    found = [{f.check for f in check_sent(r.reference, r.brand, r.customer, r.context or "",
-                                          apply_rules(r.customer, params.rules, r.context or ""), params)}
-             for r in predictions.itertuples()]
-    rate = lambda hits: round(100 * sum(hits) / max(len(found), 1), 2)  # noqa: E731
-    return {"send_ready": rate([not f for f in found]), "flag_rate": {c: rate([c in f for f in found]) for c in CHECKS}}
+    p = predictions
+    return rates(raised(p["reference"].tolist(), p["brand"].tolist(), p["customer"].tolist(),
+                        p["context"].fillna("").tolist(), params))
 
 
 def ship(evals: dict) -> str:
@@ -123,8 +119,7 @@ def write_samples(predictions: dict[str, pd.DataFrame], n: int, seed: int, path:
                   f"| reference | {cell(row['reference'])} |"]
         for s in SYSTEMS:
             r = by_system[s].loc[pid]
-            mark = " *(truncated)*" if r.get("truncated") else ""
-            lines.append(f"| {s} | {cell(r.get('served', r['prediction']))}{mark} |")
+            lines.append(f"| {s} | {cell(r.get('served', r['prediction']))} |")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

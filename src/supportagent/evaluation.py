@@ -112,7 +112,8 @@ def evaluate_system(system: str, params: Params, test: pd.DataFrame, train: pd.D
     tags = [apply_rules(c, params.rules, x) for c, x in zip(test["customer"], test["context"])]
     past = past or [[] for _ in candidates]
     sent = [send(system, c, p, r, t, params) for c, p, r, t in zip(candidates, past, test.itertuples(), tags)]
-    preds, served, truncated = [g.text for g in sent], [g.sent for g in sent], [g.truncated for g in sent]
+    preds, served = [g.text for g in sent], [g.sent for g in sent]
+    truncated = [c[0][1] for c in candidates]  # the best-ranked reply hit the length limit (the guard never sends it)
     refs = test["reply"].tolist()
     corpus, per_example = score(preds, refs, test["customer"].tolist(), embedder, served)
     rows = test[["pair_id", "brand", "context", "customer", "reply"]].rename(columns={"reply": "reference"}).assign(

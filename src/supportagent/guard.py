@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .checks import Context, Flag, check_reply
 from .config import BrandParams, Params
 from .placeholders import serve
-from .rules import RuleResult
+from .rules import RuleResult, apply_rules
 
 PATHS = ("passed", "fallback_retrieval", "fallback_template")
 
@@ -23,7 +23,6 @@ class Guarded:
     flags: list[str] = field(default_factory=list)  # the sent reply's own flags (a fallback may still carry some)
     passed_over: list[str] = field(default_factory=list)  # "candidate 1: check: reason" for each reply not sent
     first_flags: list[str] = field(default_factory=list)  # the best-ranked candidate's: what an unguarded agent sends
-    truncated: bool = False  # the length limit cut the reply sent (never, once the guard has checked it)
 
 
 def context(params: Params, brand: str, message: str, previous: str, rules: RuleResult,
@@ -39,6 +38,22 @@ def check_sent(text: str, brand: str, message: str, previous: str, rules: RuleRe
     """The flags of `text` (as written: masks are filled first, as for sending) as a reply to `message`."""
     sent = serve(text, brand, params.brands) if text.strip() else ""
     return check_reply(sent, context(params, brand, message, previous, rules, truncated))
+
+
+def raised(replies: list[str], brands: list[str], messages: list[str], previous: list[str], params: Params
+           ) -> list[set[str]]:
+    """The checks each reply raises as the answer to its message (the rules read from the message, as for sending):
+    for replies no guard chose, such as the brands' real ones or labelled ones."""
+    return [{f.check for f in check_sent(r, b, m, p, apply_rules(m, params.rules, p), params)}
+            for r, b, m, p in zip(replies, brands, messages, previous)]
+
+
+def rates(found: list[set[str]]) -> dict:
+    """Share (0-100) of replies that raise no check (`send_ready`), and each check's flag rate."""
+    from .checks import CHECKS
+
+    rate = lambda hits: round(100 * sum(hits) / max(len(found), 1), 2)  # noqa: E731
+    return {"send_ready": rate([not f for f in found]), "flag_rate": {c: rate([c in f for f in found]) for c in CHECKS}}
 
 
 def with_handoff(reply: str, escalate: bool, params: Params) -> str:
@@ -66,7 +81,7 @@ def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: st
         if not flags:
             path = "passed" if kind == "candidate" else "fallback_retrieval"
             sent = with_handoff(serve(text, brand, params.brands), rules.escalate, params)
-            return Guarded(text, sent, path, rules.escalate, [], passed_over, [str(f) for f in first], cut)
+            return Guarded(text, sent, path, rules.escalate, [], passed_over, [str(f) for f in first])
         rank = i + 1 if kind == "candidate" else i + 1 - len(candidates)
         passed_over += [f"{kind} {rank}: {f}" for f in flags]
     text = conf.fallback_text()
