@@ -66,7 +66,7 @@ readme-check: $(STAMP)
 	$(BIN)/python -m supportagent readme --check
 
 bench-subset: $(STAMP)
-	$(BIN)/python benchmarks/bench_subset.py
+	$(BIN)/python benchmarks/subset_scale.py
 
 # GPU machines: the 7B-architecture benchmark and the `full` configuration (metrics/full/)
 bench-7b: $(STAMP)

@@ -1,15 +1,22 @@
+import hashlib
+
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supportagent.cleaning import clean_text, clean_texts
 from supportagent.config import SplitParams, SubsetParams
-from supportagent.data import DataError, make_subset, split_pairs
+from supportagent.data import DataError, make_subset
+from supportagent.splitting import split_pairs
 
 from conftest import ROOT
 
 THREADS = ROOT / "tests/fixtures/threads.csv"
+# the pairs the pandas reader (which held the whole file in memory) built from the bundled sample with the default
+# params and with no per-brand cap, at f202ca3: sha256 of `pairs.to_csv(index=False)`, first 16 hex digits
+SAMPLE_PAIRS_SHA256 = {300: "1ef54250479615fd", 0: "f4c87159d0c8183d"}
 LOOSE = SubsetParams(top_n_brands=5, max_pairs_per_brand=0, min_customer_chars=3, min_reply_chars=5)
 
 
@@ -195,3 +202,45 @@ def test_the_split_stage_draws_with_data_seed_not_the_training_seed(tmp_path):
 
     assert split(seed=43) == split(seed=42)
     assert split(data_seed=43) != split(data_seed=42)
+
+
+def _bundled_sample():
+    """data/raw/twcs.csv, or (on a clone that has not pulled it) the object in the DVC remote its .dvc file names."""
+    if (ROOT / "data/raw/twcs.csv").exists():
+        return ROOT / "data/raw/twcs.csv"
+    md5 = yaml.safe_load((ROOT / "data/raw/twcs.csv.dvc").read_text())["outs"][0]["md5"]
+    stored = ROOT.parent / "shared/dvc-store/files/md5" / md5[:2] / md5[2:]
+    if not stored.exists():
+        pytest.skip("the bundled TWCS sample is neither pulled (`make data`) nor in ../shared/dvc-store")
+    return stored
+
+
+def _sha(pairs: pd.DataFrame) -> str:
+    return hashlib.sha256(pairs.to_csv(index=False).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("cap", [300, 0])
+def test_streaming_gives_the_pairs_of_the_in_memory_reader_on_the_bundled_sample(params, cap):
+    pairs, metrics = make_subset(_bundled_sample(), params.subset.model_copy(update={"max_pairs_per_brand": cap}),
+                                 params.data_seed, block_bytes=1 << 20)  # ten batches per pass
+    assert metrics["rows_read"] == 58041
+    assert _sha(pairs) == SAMPLE_PAIRS_SHA256[cap]
+
+
+def test_pairs_do_not_depend_on_where_the_batches_break():
+    whole, m_whole = make_subset(THREADS, LOOSE, seed=1)
+    small, m_small = make_subset(THREADS, LOOSE, seed=1, block_bytes=300)  # a few rows per batch
+    pd.testing.assert_frame_equal(whole, small)
+    assert m_whole == m_small
+
+
+def test_a_row_broken_by_an_unquoted_carriage_return_is_dropped_and_counted(tmp_path):
+    text = THREADS.read_text() + (
+        "20,400002,True,Wed Nov 01 16:00:00 +0000 2017,@SpotifyCares my album\ris gone again since the update,21,\n"
+        "21,SpotifyCares,False,Wed Nov 01 16:05:00 +0000 2017,@400002 Sorry! Which album is it?,,20\n")
+    (tmp_path / "t.csv").write_text(text, newline="")
+    df, metrics = make_subset(tmp_path / "t.csv", LOOSE, 1)
+    assert metrics["dropped"]["malformed_line"] == 1 + 2  # the fixture's own, and both halves of the broken row
+    assert metrics["dropped"]["reply_without_customer_tweet"] == 1 + 1  # the reply to it has no customer tweet
+    assert 20 not in set(df.pair_id) and len(df) == len(make_subset(THREADS, LOOSE, 1)[0])
+

@@ -1,20 +1,22 @@
-"""TWCS raw tweets -> cleaned (customer tweet, first brand reply) pairs, and the leakage-free split."""
+"""TWCS raw tweets -> cleaned (customer tweet, first brand reply) pairs of the top brands."""
 from __future__ import annotations
 
-import re
-import warnings
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from . import tweets
 from .cleaning import ARROW_STR, NON_LETTERS, clean_texts
-from .config import SplitParams, SubsetParams
+from .config import SubsetParams
 from .errors import DataError
+from .tweets import NO_ID, Skeleton, time_index
 
-REQUIRED_COLUMNS = ["tweet_id", "author_id", "inbound", "created_at", "text", "in_response_to_tweet_id"]
 PAIR_COLUMNS = ["pair_id", "conversation_id", "brand", "created_at", "context", "customer", "reply"]
 
 
@@ -28,75 +30,70 @@ class Report:
             self.dropped[reason] += int(n)
 
 
-def read_raw(path: str | Path, report: Report) -> pd.DataFrame:
-    """Read a TWCS csv (sample or the full Kaggle file); malformed rows are counted, not fatal."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(
-            f"{path} not found. Fetch the bundled sample with `dvc pull data/raw/twcs.csv.dvc`, or download "
-            "Kaggle's 'Customer Support on Twitter' twcs.csv, put it at data/raw/twcs.csv and run "
-            "`dvc add data/raw/twcs.csv`."
-        )
-    try:
-        header = pd.read_csv(path, nrows=0).columns
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise DataError(f"{path} lacks the column(s) {missing}; a TWCS file has {REQUIRED_COLUMNS + ['response_tweet_id']}")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # all columns are read: with `usecols` pandas stops detecting lines with too many fields
-            df = pd.read_csv(path, dtype=str, on_bad_lines="warn", engine="c", keep_default_na=False)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 text ({err.reason}): TWCS is UTF-8. Convert it (`iconv -f <its encoding> "
-                        "-t utf-8`) or download it again, then `dvc add data/raw/twcs.csv`") from None
-    bad_lines = sum(len(re.findall(r"Skipping line", str(w.message))) for w in caught)
-    report.rows_read = len(df) + bad_lines
-    report.drop("malformed_line", bad_lines)
-
-    out = pd.DataFrame({
-        "tweet_id": pd.to_numeric(df["tweet_id"], errors="coerce"),
-        "author_id": df["author_id"].astype(str),
-        "inbound": df["inbound"].str.strip().str.lower().map({"true": True, "false": False}),
-        "created_at": parse_dates(df["created_at"]),
-        "text": df["text"],
-        "parent_id": pd.to_numeric(df["in_response_to_tweet_id"].replace("", None), errors="coerce"),
-    })
-    bad = out["tweet_id"].isna() | out["inbound"].isna() | (out["author_id"] == "")
-    bad |= df["in_response_to_tweet_id"].ne("") & out["parent_id"].isna()
-    report.drop("malformed_field", bad.sum())
-    out = out[~bad]
-    dup = out["tweet_id"].duplicated()
-    report.drop("duplicate_tweet_id", dup.sum())
-    out = out[~dup].astype({"tweet_id": "int64", "inbound": bool})
-    return out
-
-
-def parse_dates(texts: pd.Series) -> pd.Series:
-    """TWCS timestamps ("Tue Oct 31 22:10:47 +0000 2017") -> UTC datetimes; unparsable -> NaT.
-
-    pyarrow's strptime handles the usual +0000 form ~6x faster than pandas; other offsets fall back."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arr = pa.array(texts.to_numpy(dtype=object), type=pa.string())
-    fast = pc.strptime(pc.utf8_slice_codeunits(arr, 4), format="%b %d %H:%M:%S +0000 %Y", unit="us", error_is_null=True)
-    out = pd.Series(fast.to_pandas(), index=texts.index).dt.tz_localize("UTC")
-    rest = out.isna() & texts.ne("")
-    if rest.any():
-        out[rest] = pd.to_datetime(texts[rest], format="%a %b %d %H:%M:%S %z %Y", errors="coerce", utc=True)
-    return out
-
-
-def conversation_roots(tweet_ids: np.ndarray, parent: pd.Series, max_depth: int = 1000) -> np.ndarray:
-    """Root tweet of each id's reply chain (pointer jumping over the id -> parent map)."""
-    cur = tweet_ids.astype("int64")
+def conversation_roots(pair_ids: np.ndarray, sk: Skeleton, max_depth: int = 1000) -> np.ndarray:
+    """Root tweet of each id's reply chain (pointer jumping over the id -> parent links)."""
+    cur = pair_ids.astype("int64")
+    moving = np.arange(len(cur))  # chains not yet at their root: most are a turn or two long
     for _ in range(max_depth):
-        nxt = parent.reindex(cur).to_numpy()
-        has = ~np.isnan(nxt)
+        at = sk.find(cur[moving])
+        nxt = np.where(at >= 0, sk.parent_id[np.maximum(at, 0)], NO_ID)
+        has = nxt != NO_ID
         if not has.any():
             break
-        cur = np.where(has, np.nan_to_num(nxt, nan=0).astype("int64"), cur)
+        moving = moving[has]
+        cur[moving] = nxt[has]
     return cur
+
+
+def link_pairs(sk: Skeleton, report: Report) -> pd.DataFrame:
+    """Customer tweet -> earliest brand reply to it, as rows of the file (no text yet), in the replies' time order."""
+    replies = np.flatnonzero(~sk.inbound & (sk.parent_id != NO_ID))
+    # per parent: the earliest reply (unknown times last, ties by tweet id)
+    by_parent = replies[np.lexsort((sk.tweet_id[replies], sk.created_us[replies], sk.parent_id[replies]))]
+    parents = sk.parent_id[by_parent]
+    first = by_parent[np.r_[True, parents[1:] != parents[:-1]] if len(parents) else []]
+    report.drop("later_reply_to_same_tweet", len(replies) - len(first))
+    first = first[np.lexsort((sk.tweet_id[first], sk.created_us[first]))]
+    customer = sk.find(sk.parent_id[first])
+    answered = customer >= 0
+    answered[answered] = sk.inbound[customer[answered]]
+    report.drop("reply_without_customer_tweet", (~answered).sum())
+    first, customer = first[answered], customer[answered]
+    context = sk.find(sk.parent_id[customer])
+    return pd.DataFrame({
+        "pair_id": sk.tweet_id[customer],
+        "brand": pd.Categorical.from_codes(sk.author[first], categories=sk.authors).astype(object),
+        "created_at": time_index(sk.created_us[customer]),
+        "conversation_id": conversation_roots(sk.tweet_id[customer], sk),
+        "customer_row": sk.row[customer],
+        "reply_row": sk.row[first],
+        "context_row": np.where(context >= 0, sk.row[np.maximum(context, 0)], -1),
+    })
+
+
+def add_texts(pairs: pd.DataFrame, path: str | Path, block_bytes: int) -> pd.DataFrame:
+    """Pass two: the raw texts of each pair's customer tweet, reply and preceding turn."""
+    rows = np.unique(np.concatenate([pairs[c].to_numpy() for c in ("customer_row", "reply_row", "context_row")]))
+    rows = rows[rows >= 0]
+    text = tweets.texts(path, rows, block_bytes, progress("pass 2 of 2, the pairs' texts"))
+    for role in ("customer", "reply", "context"):
+        row = pairs.pop(f"{role}_row").to_numpy()
+        at = pa.array(np.searchsorted(rows, row), mask=row < 0)  # no preceding turn: null, then ""
+        raw = text.take(at).fill_null("")
+        pairs[f"{role}_raw"] = pd.Series(pd.arrays.ArrowStringArray(raw), index=pairs.index).astype(ARROW_STR)
+    return pairs
+
+
+def progress(what: str, every_s: float = 10.0):
+    """A callback printing rows read so far at most every `every_s` seconds (a large file takes minutes)."""
+    last = [time.monotonic()]
+
+    def show(rows: int) -> None:
+        if time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            print(f"subset: {what}, {rows:,} rows", file=sys.stderr, flush=True)
+
+    return show
 
 
 def latin_share(texts: pd.Series) -> pd.Series:
@@ -108,37 +105,25 @@ def latin_share(texts: pd.Series) -> pd.Series:
     return (latin / letters.where(letters > 0, 1)).where(letters > 0, 1.0)
 
 
-def build_pairs(tweets: pd.DataFrame, params: SubsetParams, report: Report) -> pd.DataFrame:
-    """Customer tweet -> earliest brand reply to it, with the optional preceding turn as context."""
-    replies = tweets[~tweets["inbound"] & tweets["parent_id"].notna()]
-    customers = tweets[tweets["inbound"]].set_index("tweet_id")
-    replies = replies.sort_values(["created_at", "tweet_id"], na_position="last")
-    first = replies.drop_duplicates("parent_id", keep="first")
-    report.drop("later_reply_to_same_tweet", len(replies) - len(first))
-    first = first.astype({"parent_id": "int64"})
-    has_parent = first["parent_id"].isin(customers.index)
-    report.drop("reply_without_customer_tweet", (~has_parent).sum())
-    first = first[has_parent]
-    cust = customers.loc[first["parent_id"].to_numpy()]
-    pairs = pd.DataFrame({
-        "pair_id": first["parent_id"].to_numpy(),
-        "brand": first["author_id"].to_numpy(),
-        "created_at": cust["created_at"].to_numpy(),
-        "customer_raw": cust["text"].to_numpy(),
-        "reply_raw": first["text"].to_numpy(),
-        "context_id": cust["parent_id"].to_numpy(),
-    })
-    parent = tweets.set_index("tweet_id")["parent_id"]
-    pairs["conversation_id"] = conversation_roots(pairs["pair_id"].to_numpy(), parent)
-
+def build_pairs(path: str | Path, params: SubsetParams, report: Report, block_bytes: int = tweets.BLOCK_BYTES
+                ) -> pd.DataFrame:
+    """Customer tweet -> earliest brand reply to it, with the optional preceding turn as context, cleaned."""
+    sk = tweets.skeleton(path, block_bytes, progress("pass 1 of 2, ids and links"))
+    report.rows_read = sk.parsed_rows + sk.bad_lines
+    report.drop("malformed_line", sk.bad_lines)
+    report.drop("malformed_field", sk.malformed)
+    report.drop("duplicate_tweet_id", sk.duplicates)
+    pairs = link_pairs(sk, report)
+    del sk
+    pairs = add_texts(pairs, path, block_bytes)
+    context = pairs.pop("context_raw")
     if params.keep_context:
-        texts = tweets.set_index("tweet_id")["text"]
-        ctx = texts.reindex(pairs["context_id"].fillna(-1).astype("int64").to_numpy()).fillna("")
-        pairs["context"] = clean_texts(pd.Series(ctx.to_numpy()), params.strip_signatures).str.slice(0, params.max_context_chars)
+        pairs["context"] = clean_texts(context, params.strip_signatures).str.slice(0, params.max_context_chars)
     else:
         pairs["context"] = ""
-    pairs["customer"] = clean_texts(pairs["customer_raw"])
-    pairs["reply"] = clean_texts(pairs["reply_raw"], params.strip_signatures)
+    del context
+    pairs["customer"] = clean_texts(pairs.pop("customer_raw"))
+    pairs["reply"] = clean_texts(pairs.pop("reply_raw"), params.strip_signatures)
 
     keep = pd.Series(True, index=pairs.index)
     for reason, mask in [
@@ -164,7 +149,8 @@ def select_brands(pairs: pd.DataFrame, params: SubsetParams, seed: int, report: 
     if params.brands:
         unknown = [b for b in params.brands if b not in counts.index]
         if unknown:
-            raise DataError(f"subset.brands names brand(s) with no usable pairs: {unknown}; top brands: {list(counts.index[:10])}")
+            raise DataError(f"subset.brands names brand(s) with no usable pairs: {unknown}; "
+                            f"top brands: {list(counts.index[:10])}")
         brands = list(params.brands)
     else:
         # ties broken by name so the choice is deterministic
@@ -185,14 +171,15 @@ def select_brands(pairs: pd.DataFrame, params: SubsetParams, seed: int, report: 
     return pairs.sort_values(["brand", "pair_id"]).reset_index(drop=True)
 
 
-def make_subset(raw_path: str | Path, params: SubsetParams, seed: int) -> tuple[pd.DataFrame, dict]:
+def make_subset(raw_path: str | Path, params: SubsetParams, seed: int, block_bytes: int = tweets.BLOCK_BYTES
+                ) -> tuple[pd.DataFrame, dict]:
     report = Report()
-    tweets = read_raw(raw_path, report)
-    pairs = build_pairs(tweets, params, report)
+    pairs = build_pairs(raw_path, params, report, block_bytes)
     if len(pairs):
         pairs = select_brands(pairs, params, seed, report)
     if pairs.empty:
-        raise DataError(f"no pairs left after filtering; rows read {report.rows_read}, dropped per reason: {dict(report.dropped)}")
+        raise DataError(f"no pairs left after filtering; rows read {report.rows_read}, "
+                        f"dropped per reason: {dict(report.dropped)}")
     metrics = {
         "rows_read": report.rows_read,
         "pairs": len(pairs),
@@ -201,22 +188,3 @@ def make_subset(raw_path: str | Path, params: SubsetParams, seed: int) -> tuple[
     }
     return pairs, metrics
 
-
-def split_pairs(pairs: pd.DataFrame, params: SplitParams, seed: int) -> dict[str, pd.DataFrame]:
-    """Split stratified by brand and grouped by conversation (no conversation in two splits)."""
-    if pairs.empty:
-        raise DataError("no pairs to split: run the subset stage first (dvc repro subset)")
-    conv = pairs.groupby("conversation_id").agg(brand=("brand", "first"), n=("pair_id", "size")).reset_index()
-    rng = np.random.default_rng(seed)
-    assign = {}
-    for _, group in conv.sort_values("conversation_id").groupby("brand", sort=True):
-        order = group.iloc[rng.permutation(len(group))]
-        frac = order["n"].cumsum().to_numpy() / order["n"].sum()
-        cut_train, cut_val = params.train, params.train + params.val
-        # the first conversation of a brand goes to test so that every brand is evaluated
-        names = np.where(frac <= cut_train, "train", np.where(frac <= cut_val + 1e-9, "val", "test"))
-        if len(order) >= 3 and "test" not in names:
-            names[-1] = "test"
-        assign.update(dict(zip(order["conversation_id"], names)))
-    which = pairs["conversation_id"].map(assign)
-    return {name: pairs[which == name].reset_index(drop=True) for name in ("train", "val", "test")}
