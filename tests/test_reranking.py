@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from conftest import tiny_system
 from supportagent import models
 from supportagent.generation import SAMPLE_GROUP, Generator, Rerank
-from supportagent.reranking import Similarities, choose, consensus, lcs_f1, positions, similarities
+from supportagent.reranking import Similarities, choose, consensus, lcs_f1, positions, rank, rank_pool, similarities
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
 
@@ -199,6 +199,20 @@ def test_choosing_with_the_first_references_is_consensus_with_those_references(e
     # a setting asking for more references than a message has (a brand with few past pairs) takes all it has
     assert choose(s, word_weight=0.75, reference_weight=4.0, references=16) == choose(s, word_weight=0.75,
                                                                                       reference_weight=4.0)
+
+
+def test_a_pool_of_candidates_and_past_replies_ranks_a_fitting_past_reply_over_an_odd_candidate(embedder):
+    candidates = ["Restart the app and log in again.", "I love pizza on Sundays."]
+    past = ["Restart the app, then log in again.", "Log out and back in, that should do it.", "Happy to help!"]
+    s, = similarities([candidates + past], [past], embedder)
+    w = dict(word_weight=0.75, reference_weight=1.0)
+    order = rank_pool(s, len(candidates), len(candidates) + len(past), **w)
+    assert order[0] in (0, 2, 3) and order.index(1) > order.index(2)  # the fitting past reply before the odd one
+    # a past reply does not vote for itself: doubling its own column would otherwise put it first
+    assert order[0] != 4
+    # the model's candidates alone are ranked as `rank` ranks them against the past replies
+    alone, = similarities([candidates], [past], embedder)
+    assert rank_pool(s, len(candidates), len(candidates), **w) == rank(alone, **w)
 
 
 def test_lcs_f1_is_the_rouge_l_of_rouge_score():

@@ -1,0 +1,112 @@
+"""Whether the brand's past replies belong in the reranker's pool: the agent's candidates alone (today) against
+its candidates and the 16 retrieved past replies ranked together, so a past reply is sent when it fits better.
+
+    python benchmarks/reply_pool.py [--split val] [--system qlora]
+
+Evaluates the system once on the split (evaluation.evaluate_system, the workspace's adapters, index and params;
+its replies are kept under benchmarks/tmp/ so a re-run reuses them), then ranks each message's pool both ways
+and sends through the guard (guard.py) as `reply` does. Retrieval on the same split is the yardstick. Semantic
+similarity uses the MiniLM the reranker also ranks with, so a pool choice can lean on the metric's embedder;
+ROUGE-L does not. Writes benchmarks/reply_pool.json: per variant ROUGE-L, semantic similarity, their paired
+difference to retrieval with 95% intervals, send_ready, and the share of replies that are past replies."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+import records
+from supportagent import models
+from supportagent.config import load_params
+from supportagent.evaluation import evaluate_system, test_sample
+from supportagent.guard import guard
+from supportagent.intervals import mean_interval
+from supportagent.metrics import cosine, rouge_l
+from supportagent.paths import pipeline_paths
+from supportagent.reranking import rank_pool, similarities
+from supportagent.retrieval import ExampleIndex
+from supportagent.rules import apply_rules
+
+ROOT = records.ROOT
+
+
+def evaluated(system: str, split: str, params, paths, train: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    cache = ROOT / f"benchmarks/tmp/reply_pool_{system}_{split}_{records.commit()}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    adapter = None if system == "retrieval" else str(paths["adapters"] / system)
+    _, rows = evaluate_system(system, params, frame, train, str(paths["base"]), str(paths["index"]), adapter)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(cache, index=False)
+    return rows
+
+
+def scores(sent: list[str], refs: list[str], embedder, base: dict) -> dict:
+    rl, sim = np.array(rouge_l(sent, refs)), cosine(embedder, sent, refs)
+    return {"rouge_l": round(float(rl.mean()), 2), "semantic_similarity": round(float(sim.mean()), 2),
+            "rouge_l_vs_retrieval": mean_interval(rl - base["rouge_l"], 2) if base else None,
+            "semantic_vs_retrieval": mean_interval(sim - base["semantic_similarity"], 2) if base else None,
+            "_rouge_l": rl, "_semantic_similarity": sim}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split", default="val", choices=["val", "test"])
+    ap.add_argument("--system", default="qlora", choices=["qlora", "prompt_tuning"])
+    args = ap.parse_args()
+    params = load_params(ROOT / "params.yaml")
+    ev = params.evaluate
+    paths = {k: ROOT / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
+    train = pd.read_parquet(paths["splits"] / "train.parquet")
+    frame = test_sample(pd.read_parquet(paths["splits"] / f"{args.split}.parquet"), ev.test_size, params.seed)
+    start = time.perf_counter()
+    agent = evaluated(args.system, args.split, params, paths, train, frame)
+    retrieval = evaluated("retrieval", args.split, params, paths, train, frame)
+    embedder = models.load_embedder()
+    index = ExampleIndex(str(paths["index"]), train, models.embedder_id())
+    examples, past = index.examples_and_references(embedder, frame["customer"].tolist(), frame["brand"].tolist(),
+                                                   params.retrieval, ev.rerank_references)
+    past = [p if e.source == "same_brand" else [] for p, e in zip(past, examples)]
+    refs = frame["reply"].tolist()
+    base = scores(retrieval["prediction"].tolist(), refs, embedder, {})
+    base = {"rouge_l": base["_rouge_l"], "semantic_similarity": base["_semantic_similarity"]}
+
+    # the pool: the agent's candidates (greedy and sampled, in any order: ranking starts afresh) and the past replies
+    cands = agent["candidates"].tolist()
+    sims = similarities([list(c) + list(p) for c, p in zip(cands, past)], [list(p) for p in past], embedder)
+    variants = {}
+    for name in ("candidates", "candidates_and_past_replies"):
+        sent, kinds, ready = [], [], []
+        for row, c, p, s in zip(frame.itertuples(), cands, past, sims):
+            pool = [(t, False) for t in c] + ([(t, False) for t in p] if name != "candidates" else [])
+            order = rank_pool(s, len(c), len(pool), word_weight=ev.rerank_word_weight,
+                              reference_weight=ev.rerank_reference_weight)
+            ranked = [pool[i] for i in order]
+            rules = apply_rules(row.customer, params.rules, row.context)
+            g = guard(ranked, p if name == "candidates" else [], row.brand, row.customer, row.context, rules, params)
+            sent.append(g.text)
+            ready.append(not g.flags)
+            past_sent = g.path == "fallback_retrieval" or g.text in set(p)
+            kinds.append("past_reply" if past_sent else ("template" if g.path == "fallback_template" else "model"))
+        result = scores(sent, refs, embedder, base)
+        variants[name] = {k: v for k, v in result.items() if not k.startswith("_")} | {
+            "send_ready": round(100 * float(np.mean(ready)), 2),
+            "past_reply_share": round(100 * kinds.count("past_reply") / len(kinds), 2),
+            "template_share": round(100 * kinds.count("template") / len(kinds), 2)}
+        print(name, json.dumps(variants[name]), flush=True)
+    variants["retrieval"] = {"rouge_l": round(float(base["rouge_l"].mean()), 2),
+                             "semantic_similarity": round(float(base["semantic_similarity"].mean()), 2),
+                             "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
+    record = {"benchmark": "past replies in the reranker's pool", "command": "python benchmarks/reply_pool.py "
+              f"--split {args.split} --system {args.system}", "commit": records.commit(),
+              "date": time.strftime("%Y-%m-%d"), "machine": records.cpu_facts(), "split": args.split,
+              "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
+              "variants": variants}
+    records.save(ROOT / f"benchmarks/reply_pool_{args.split}.json", record)
+
+
+if __name__ == "__main__":
+    main()
