@@ -2,6 +2,10 @@
 
 - `POST /v1/reply`: `{brand, text, context?, id?}` or a list of them -> the fields of `reply --json`. The model
   is loaded once; requests that arrive together are answered in one batch (`Batcher`).
+- `POST /v1/chat/completions`: the same agent in the convention OpenAI clients speak (`ChatRequest`): the last
+  message is the customer's (role `user`); the brand and the previous turn go in the fields `brand` and
+  `previous` (or the previous turn as the `assistant` message before it). The checked reply is the assistant
+  message; the agent's other fields (tags, escalation, path, flags) are under `supportagent`.
 - `GET /healthz`: liveness, the served method, and how requests were batched.
 - `GET /review` (page), `GET /v1/review/next`, `POST /v1/review/ratings`: the blind review of
   `review.systems`; ratings are appended to the ratings CSV (`review.py`).
@@ -14,6 +18,8 @@ import hmac
 import ipaddress
 import json
 import re
+import time
+import uuid
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,6 +55,44 @@ class Message(BaseModel):
 
 
 _MESSAGES = TypeAdapter(list[Message])
+CHAT_PATH = "/v1/chat/completions"
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    role: str
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request, the fields the agent reads: sampling settings are the served params'
+    (`evaluate.*`), so `temperature`, `max_tokens` and the like are refused rather than ignored."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None  # the served method, or "supportagent"
+    brand: str = ""
+    previous: str | None = None  # the turn the customer answers; default: the assistant message before the last
+    stream: bool = False
+    n: int = 1
+    user: str | None = None
+
+
+def chat_item(req: ChatRequest) -> tuple[dict | None, str | None]:
+    """The agent's input for a chat request, or the reason it cannot be answered."""
+    roles = {m.role for m in req.messages}
+    if roles - {"user", "assistant"}:
+        return None, (f"role(s) {sorted(roles - {'user', 'assistant'})}: the agent's instructions are fixed "
+                      "(params: model.system_prompt); send the customer's turns as `user` and the brand's as "
+                      "`assistant`")
+    if req.messages[-1].role != "user":
+        return None, "the last message must be the customer's (role `user`): it is the one answered"
+    if req.stream or req.n != 1:
+        return None, "one checked reply per request: `stream` must be false and `n` 1"
+    previous = req.previous
+    if previous is None:
+        earlier = [m.content for m in req.messages[:-1] if m.role == "assistant"]
+        previous = earlier[-1] if earlier else ""
+    return {"brand": req.brand, "text": req.messages[-1].content, "context": previous}, None
 _REVIEWER = re.compile(r"^[\w .@-]{1,40}$")
 
 
@@ -162,40 +206,47 @@ def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, 
 
     app = FastAPI(title="supportagent", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    def error(status: int, message: str, **extra) -> JSONResponse:
+    def error(status: int, message: str, chat: bool = False, **extra) -> JSONResponse:
+        """`{"error": message}`; on the chat endpoint in OpenAI's shape, which its clients read the message from."""
+        if chat:
+            kind = "authentication_error" if status == 401 else "invalid_request_error"
+            return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}},
+                                status_code=status)
         return JSONResponse({"error": message, **extra}, status_code=status)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        chat = request.url.path == CHAT_PATH
         if token and request.url.path != "/healthz":
             # the page itself is public: it holds no data, and asks for the token to call the API
             given = request.headers.get("authorization", "")
             if request.url.path != "/review" and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+                return error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", chat)
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
-            return error(413, f"request body over {limits.max_body_bytes} bytes")
+            return error(413, f"request body over {limits.max_body_bytes} bytes", chat)
         return await call_next(request)
 
     async def body(request: Request) -> tuple[object | None, JSONResponse | None]:
+        chat = request.url.path == CHAT_PATH
         raw = b""
         async for chunk in request.stream():  # also bounded when no Content-Length was sent
             raw += chunk
             if len(raw) > limits.max_body_bytes:
-                return None, error(413, f"request body over {limits.max_body_bytes} bytes")
+                return None, error(413, f"request body over {limits.max_body_bytes} bytes", chat)
         too_deep = (f"the body nests lists or objects deeper than {MAX_DEPTH} levels: send one message (or rating) "
                     "as a flat object, or a list of them")
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            return None, error(400, f"the body is not JSON: {err}")
+            return None, error(400, f"the body is not JSON: {err}", chat)
         except RecursionError:  # Python's parser recurses once per level
-            return None, error(400, too_deep)
-        return (None, error(400, too_deep)) if nesting(data) > MAX_DEPTH else (data, None)
+            return None, error(400, too_deep, chat)
+        return (None, error(400, too_deep, chat)) if nesting(data) > MAX_DEPTH else (data, None)
 
-    def invalid(err: ValidationError) -> JSONResponse:
+    def invalid(err: ValidationError, chat: bool = False) -> JSONResponse:
         problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in err.errors(include_url=False)]
-        return error(422, "invalid request: " + "; ".join(problems[:10]))
+        return error(422, "invalid request: " + "; ".join(problems[:10]), chat)
 
     @app.get("/healthz")
     async def healthz():
@@ -227,6 +278,35 @@ def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, 
         results = await batcher.submit([{"brand": m.brand, "text": m.text, "context": m.context} for m in messages])
         out = [({"id": m.id} if m.id is not None else {}) | r.to_dict() for m, r in zip(messages, results)]
         return out if isinstance(data, list) else out[0]
+
+    @app.post(CHAT_PATH)
+    async def chat_completions(request: Request):
+        if batcher is None:
+            return error(503, "this server was started without a model (--no-model): only the review page runs", True)
+        data, err = await body(request)
+        if err:
+            return err
+        if not isinstance(data, dict):
+            return error(422, "send a chat completion request as a JSON object ({\"messages\": [...]})", True)
+        try:
+            req = ChatRequest.model_validate(data)
+        except ValidationError as verr:
+            return invalid(verr, True)
+        if req.model not in (None, method, "supportagent"):
+            return error(422, f"model '{req.model}' is not served here; this server serves '{method}' "
+                              "(or ask for 'supportagent')", True)
+        item, problem = chat_item(req)
+        if problem:
+            return error(422, problem, True)
+        if len(item["text"]) > limits.max_text_chars or len(item["context"]) > limits.max_text_chars:
+            return error(413, f"the message or previous turn is over {limits.max_text_chars} characters", True)
+        result, = await batcher.submit([item])
+        fields = result.to_dict()
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": method,
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                             "message": {"role": "assistant", "content": fields["reply"]}}],
+                "supportagent": {k: v for k, v in fields.items() if k != "reply"}}
 
     @app.get("/review")
     async def review_page():
