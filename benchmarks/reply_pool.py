@@ -26,11 +26,30 @@ from supportagent.guard import guard
 from supportagent.intervals import mean_interval
 from supportagent.metrics import cosine, rouge_l
 from supportagent.paths import pipeline_paths
-from supportagent.reranking import rank_pool, similarities
+from supportagent.reranking import Similarities, similarities
 from supportagent.retrieval import ExampleIndex
 from supportagent.rules import apply_rules
 
 ROOT = records.ROOT
+
+
+def rank_pool(s: Similarities, n_model: int, n_pool: int, *, word_weight: float, reference_weight: float
+              ) -> list[int]:
+    """`rank` over a pool of the model's `n_model` candidates followed by past replies, the past replies being the
+    references too, in the same order (`s` from `similarities(pool, past replies)`): each pool member is scored by
+    its similarity to the model's candidates (weight 1 each) and to the past replies (`reference_weight` each),
+    a past reply not voting for itself. With `n_pool == n_model` this is `reranking.rank`."""
+    n_all = len(s.has_words)
+    sim = word_weight * s.words[:n_pool] + (1 - word_weight) * s.cosine[:n_pool]
+    refs = s.words.shape[1] - n_all
+    for i in range(n_model, n_pool):
+        sim[i, n_all + i - n_model] = 0.0
+    weights = np.r_[np.ones(n_model), np.zeros(n_all - n_model), np.full(refs, reference_weight)]
+    score = sim @ weights
+    words = s.has_words[:n_pool]
+    if words.any():
+        score[~words] = -np.inf
+    return [int(i) for i in np.argsort(-score, kind="stable")]
 
 
 def evaluated(system: str, split: str, params, paths, train: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,15 +1,17 @@
 """Sampled candidates and their reranking (`evaluate.candidates`): the sampler reads each prompt once and decodes
 what the model would, and the consensus picks the reply its peers and the retrieved replies agree with."""
+import sys
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import tiny_system
+from conftest import ROOT, tiny_system
 from supportagent import models
 from supportagent.generation import SAMPLE_GROUP, Generator, Rerank
-from supportagent.reranking import Similarities, choose, consensus, lcs_f1, positions, rank, rank_pool, similarities
+from supportagent.reranking import Similarities, choose, consensus, lcs_f1, positions, rank, similarities
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
 
@@ -202,6 +204,10 @@ def test_choosing_with_the_first_references_is_consensus_with_those_references(e
 
 
 def test_a_pool_of_candidates_and_past_replies_ranks_a_fitting_past_reply_over_an_odd_candidate(embedder):
+    """benchmarks/reply_pool.py's pool (the candidates and the past replies ranked together)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from reply_pool import rank_pool
+
     candidates = ["Restart the app and log in again.", "I love pizza on Sundays."]
     past = ["Restart the app, then log in again.", "Log out and back in, that should do it.", "Happy to help!"]
     s, = similarities([candidates + past], [past], embedder)

@@ -104,25 +104,6 @@ def rank(s: Similarities, *, word_weight: float, reference_weight: float, refere
     return [int(i) for i in np.argsort(-score, kind="stable")]
 
 
-def rank_pool(s: Similarities, n_model: int, n_pool: int, *, word_weight: float, reference_weight: float
-              ) -> list[int]:
-    """`rank` over a pool of the model's `n_model` candidates followed by past replies, the past replies being the
-    references too, in the same order (`s` from `similarities(pool, past replies)`): each pool member is scored by
-    its similarity to the model's candidates (weight 1 each) and to the past replies (`reference_weight` each),
-    a past reply not voting for itself. With `n_pool == n_model` this is `rank`."""
-    n_all = len(s.has_words)
-    sim = word_weight * s.words[:n_pool] + (1 - word_weight) * s.cosine[:n_pool]
-    refs = s.words.shape[1] - n_all
-    for i in range(n_model, n_pool):
-        sim[i, n_all + i - n_model] = 0.0
-    weights = np.r_[np.ones(n_model), np.zeros(n_all - n_model), np.full(refs, reference_weight)]
-    score = sim @ weights
-    words = s.has_words[:n_pool]
-    if words.any():
-        score[~words] = -np.inf
-    return [int(i) for i in np.argsort(-score, kind="stable")]
-
-
 def choose(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> int:
     """The candidate `rank` puts first."""
     return rank(s, word_weight=word_weight, reference_weight=reference_weight, references=references)[0]
