@@ -23,7 +23,7 @@ data/raw/twcs.csv: data/raw/twcs.csv.dvc | $(STAMP)
 data: data/raw/twcs.csv
 
 # stage commands call `python`: the venv's bin goes first on PATH
-# the README's result tables are regenerated from the run just made (latency differs by machine), and with
+# the README's results and reports/benchmarks.md are regenerated from the run just made (latency differs by machine), and with
 # Chromium installed the screenshot of the plots page too
 repro: $(STAMP) data/raw/twcs.csv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro

@@ -1,7 +1,7 @@
-"""The README's results block is generated from the committed metrics files."""
+"""The README's results block and reports/benchmarks.md are generated from the committed metrics files."""
 import pytest
 
-from supportagent.readme import END, START, render_tables, update_readme
+from supportagent.readme import END, REPORT, START, render_report, render_summary, update_readme
 
 from conftest import ROOT
 
@@ -15,10 +15,26 @@ def test_readme_tables_match_the_committed_metrics():
 def test_render_is_deterministic_and_has_every_table():
     if not (ROOT / "metrics/eval/qlora.json").exists():
         pytest.skip("no committed metrics")
-    text = render_tables(ROOT)
-    assert text == render_tables(ROOT)
-    for heading in ["Verdict", "Data after", "Quality on the test split", "Per brand", "Training cost", "Serving cost"]:
-        assert heading in text
+    summary, report = render_summary(ROOT), render_report(ROOT)
+    assert summary == render_summary(ROOT) and report == render_report(ROOT)
+    for heading in ["Verdict", "Quality on the test split", "Replies a desk would send"]:
+        assert heading in summary
+    for heading in ["Data after", "Per brand", "Training cost", "Serving cost", "Targets on this machine"]:
+        assert heading in report
+
+
+def test_the_readme_is_short_with_the_answer_on_its_first_screen():
+    """A newcomer reads the README in five minutes: at most 300 lines, the verdict within the first 60, the
+    generated block at most 60 lines, no line a screen wide; the rest is in docs/ and reports/benchmarks.md."""
+    text = (ROOT / "README.md").read_text()
+    lines = text.splitlines()
+    assert len(lines) <= 300
+    assert next(i for i, line in enumerate(lines) if "Verdict from the numbers" in line) < 60
+    assert lines.index(END) - lines.index(START) - 1 <= 60
+    assert max(map(len, lines)) <= 400
+    for link in ["docs/method.md", "docs/recommendation.md", "docs/gpu.md", "docs/benchmarks.md",
+                 "docs/operations.md", REPORT]:
+        assert f"]({link}" in text and (ROOT / link).exists(), link
 
 
 def test_a_changed_metric_makes_the_check_fail(tmp_path):
@@ -66,11 +82,11 @@ def test_the_full_configurations_targets_give_the_lead_interval_where_its_compar
         shutil.copy(ROOT / f, tmp_path)
     comp = json.loads((tmp_path / "metrics/full/comparison.json").read_text())
     lead = comp["lead_over_retrieval"]["qlora"]["semantic_similarity"]
-    row = next(x for x in render_tables(tmp_path).splitlines() if x.startswith("| qlora semantic similarity above"))
+    row = next(x for x in render_report(tmp_path).splitlines() if x.startswith("| qlora semantic similarity above"))
     assert f"95% interval {lead['ci95_low']:+.2f} to {lead['ci95_high']:+.2f})" in row
     del comp["lead_over_retrieval"]  # a run from before the intervals
     (tmp_path / "metrics/full/comparison.json").write_text(json.dumps(comp))
-    row = next(x for x in render_tables(tmp_path).splitlines() if x.startswith("| qlora semantic similarity above"))
+    row = next(x for x in render_report(tmp_path).splitlines() if x.startswith("| qlora semantic similarity above"))
     assert "interval" not in row
 
 
@@ -88,18 +104,18 @@ def test_the_reranking_record_feeds_its_section(tmp_path):
     n, test = record["evaluate"]["candidates"], record["splits"]["test"]
     served = record["served"]
     reranked, greedy = test[f"{served}, {n} candidates"], test[f"{served}, greedy"]
-    text = render_tables(tmp_path)
+    text = render_report(tmp_path)
     assert f"### Reranking {n} sampled candidates" in text
     assert f"{served} {reranked['seconds'] - greedy['seconds']:,.1f} s more evaluation" in text
     reranked["seconds"] = greedy["seconds"] + 1234.5
     (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
-    assert f"{served} 1,234.5 s more evaluation" in render_tables(tmp_path)
+    assert f"{served} 1,234.5 s more evaluation" in render_report(tmp_path)
     record["earlier_runs"] = [{"what": "an older reranker", "commit": "abc1234", "machine": {"avx512_bf16": True},
                                "test": {"qlora, 16 candidates": {"rouge_l": 24.5, "semantic_similarity": 38.25}},
                                "draws": 5, "draws_ahead": 4}]
     (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
     assert ("Earlier, an older reranker (commit abc1234, AVX512-BF16: True): qlora, 16 candidates 24.50 ROUGE-L, "
-            "38.25 semantic sim.; ahead of retrieval on both metrics in 4 of 5 draws.") in render_tables(tmp_path)
+            "38.25 semantic sim.; ahead of retrieval on both metrics in 4 of 5 draws.") in render_report(tmp_path)
 
 
 def test_the_reranking_draws_feed_their_spread(tmp_path):
@@ -116,13 +132,13 @@ def test_the_reranking_draws_feed_their_spread(tmp_path):
     shutil.copy(ROOT / "dvc.yaml", tmp_path)
     record = json.loads(record_path.read_text())
     runs, base = record["draws"]["runs"], record["splits"]["test"]["retrieval"]
-    assert all(f"| {seed} | " in render_tables(tmp_path) for seed in runs)
+    assert all(f"| {seed} | " in render_report(tmp_path) for seed in runs)
     for v in runs.values():
         v["rouge_l"], v["semantic_similarity"] = base["rouge_l"] + 1, base["semantic_similarity"] + 1
     first = next(iter(runs.values()))
     first["semantic_similarity"] = base["semantic_similarity"] - 2
     (tmp_path / "benchmarks/reranking.json").write_text(json.dumps(record))
-    text = render_tables(tmp_path)
+    text = render_report(tmp_path)
     assert f"in {len(runs) - 1} of {len(runs)} draws" in text and "from -2.00 to +1.00 semantic" in text
 
 

@@ -117,7 +117,7 @@ def cmd_readme(args) -> None:
     if args.check:
         ok = update_readme(args.readme, check=True)
         if not ok:
-            sys.exit("README results differ from the metrics files: run `make readme`")
+            sys.exit("README results or reports/benchmarks.md differ from the metrics files: run `make readme`")
         print("README results are current")
     else:
         update_readme(args.readme)
@@ -222,9 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per reply")
     p.set_defaults(func=cmd_reply)
 
-    p = sub.add_parser("readme", help="render the README's results tables from metrics/")
+    p = sub.add_parser("readme", help="render the README's results block and reports/benchmarks.md from metrics/ and benchmarks/")
     p.add_argument("--readme", default="README.md")
-    p.add_argument("--check", action="store_true", help="fail if the README differs from the metrics")
+    p.add_argument("--check", action="store_true", help="fail if the README or reports/benchmarks.md differ from the metrics")
     p.set_defaults(func=cmd_readme)
 
     p = sub.add_parser("pr-report", help="markdown of `dvc params diff` and `dvc metrics diff` against a base rev")

@@ -1,4 +1,4 @@
-"""README sections from the GPU and server benchmark records in benchmarks/."""
+"""Sections of reports/benchmarks.md from the GPU and server benchmark records in benchmarks/."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +15,7 @@ def earlier_lines(runs: list[dict], describe, lead: str = "Earlier") -> list[str
 
 
 def serve_tables(r: dict, name: str) -> list[str]:
-    """README section from a `benchmarks/serve_load.py` record: the HTTP server one request at a time against many."""
+    """reports/benchmarks.md section from a `benchmarks/serve_load.py` record: the HTTP server one request at a time against many."""
     m = r["machine"]
     where = m.get("gpu") or f"{m['cores']} cores, {m['cpu']}, AVX512-BF16: {m.get('avx512_bf16')}"
     rows = [[lv["concurrency"], lv["requests"], lv["replies_per_s"], r["speedup"][str(lv["concurrency"])], lv["p50_ms"],
@@ -84,7 +84,7 @@ def _one_at_a_time(default: dict) -> str:
 
 
 def gpu_tables(g: dict, evals: dict, root: Path) -> list[str]:
-    """README sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
+    """reports/benchmarks.md sections from benchmarks/gpu_h100.json: stage times, the full configuration, the 7B benchmark."""
     conf = g["configurations"]
     default, full, big = conf["default"], conf["full"], conf["mistral_7b"]
     params = load_params(root / "params.yaml") if (root / "params.yaml").exists() else None
@@ -215,7 +215,7 @@ def seed_run_lines(r: dict, retrieval: dict, intro: str, lead: tuple[dict, ...] 
 
 
 def full_sweep_tables(s: dict, full: dict, chosen: str = "") -> list[str]:
-    """README section from benchmarks/full_sweep.json: the full configuration's QLoRA settings on the validation
+    """reports/benchmarks.md section from benchmarks/full_sweep.json: the full configuration's QLoRA settings on the validation
     split, the numbers of candidates compared on the same draws, and seeds and their soups; `full`: the
     configuration's GPU pipeline run (benchmarks/gpu_h100.json), whose latency is set beside its earlier runs'."""
     keys = [("rouge_l", "ROUGE-L"), ("semantic_similarity", "semantic sim."), ("distinct_replies", "distinct %")]
@@ -333,7 +333,7 @@ def soup_lines(s: dict) -> list[str]:
 
 
 def ddp_tables(d: dict) -> list[str]:
-    """README section from benchmarks/gpu_2x_h200.json: DDP scaling on two GPUs, and what it does to quality."""
+    """reports/benchmarks.md section from benchmarks/gpu_2x_h200.json: DDP scaling on two GPUs, and what it does to quality."""
     big, full, n = d["mistral_7b"]["results"], d["full"]["methods"], d["machine"]["gpu_count"]
     rows = [[f"7B architecture, {v['method']}", v["batch_per_gpu"], v["one_gpu"]["tokens_per_second"],
              v["n_gpus"]["tokens_per_second"], v["speedup"], v["scaling_efficiency"],
@@ -359,7 +359,7 @@ def ddp_tables(d: dict) -> list[str]:
 
 
 def pipeline_7b_tables(p: dict, fmt: dict | None = None) -> list[str]:
-    """README section from benchmarks/pipeline_7b.json: every stage at the seed's model size on one GPU; `fmt`:
+    """reports/benchmarks.md section from benchmarks/pipeline_7b.json: every stage at the seed's model size on one GPU; `fmt`:
     benchmarks/standin_format.json, the prompts' token ids against mistral_common."""
     t, s = p["training"], p["serving"]
     rows = [[stage, sec] for stage, sec in p["stage_seconds"].items()] + [["whole pipeline", p["total_seconds"]]]
@@ -391,7 +391,7 @@ def pipeline_7b_tables(p: dict, fmt: dict | None = None) -> list[str]:
 
 
 def serving_7b_tables(s: dict) -> list[str]:
-    """README section from benchmarks/serving_7b.json: each method on each serving path at 7B on one GPU."""
+    """reports/benchmarks.md section from benchmarks/serving_7b.json: each method on each serving path at 7B on one GPU."""
     t = s["targets"]
     rows = [[name, p["engine"], p["p50_ms"], p["p95_ms"], p["ms_per_token"], p["replies_per_s"], p["peak_gib"],
              p["warm_up_seconds"]] for name, p in s["paths"].items()]
@@ -443,7 +443,7 @@ def serving_sentences(s: dict, tweets_per_day: int) -> list[str]:
 
 
 def cpu_serving_tables(r: dict) -> list[str]:
-    """README section from benchmarks/cpu_serving.json: each CPU serving path against llama.cpp."""
+    """reports/benchmarks.md section from benchmarks/cpu_serving.json: each CPU serving path against llama.cpp."""
     m = r["machine"]
     rows = [[method, path, p["p50_ms"], p["p95_ms"], p["x_llama_cpp"], p.get("same_replies", "–")]
             for method, res in r["results"].items() for path, p in res["paths"].items()]
@@ -479,7 +479,7 @@ def cpu_serving_tables(r: dict) -> list[str]:
 
 
 def cpu_dtype_sentence(r: dict) -> str:
-    """A README line from benchmarks/cpu_dtype.json: each CPU's fp32 and bf16 matrix products and training step, the
+    """A reports/benchmarks.md line from benchmarks/cpu_dtype.json: each CPU's fp32 and bf16 matrix products and training step, the
     reason one `dvc repro` takes several times as long as another."""
     def one(x: dict) -> str:
         m, f, b = x["machine"], x["results"]["float32"], x["results"]["bfloat16"]
@@ -493,7 +493,7 @@ def cpu_dtype_sentence(r: dict) -> str:
 
 
 def engine_check_sentence(r: dict) -> str:
-    """A README line from benchmarks/gpu_engine_check.json: the compiled engine's replies on a GPU in fp32."""
+    """A reports/benchmarks.md line from benchmarks/gpu_engine_check.json: the compiled engine's replies on a GPU in fp32."""
     counts = lambda key: "; ".join(f"{case}: " + ", ".join(f"{v} at {k}" for k, v in res.items())
                                    for case, res in r[key].items())
     sampled = (f" Its sampling loop draws the eager loop's candidates from the same seed (4 a prompt, the greedy reply "
@@ -505,7 +505,7 @@ def engine_check_sentence(r: dict) -> str:
 
 
 def gpu_sampling_tables(r: dict) -> list[str]:
-    """README section from benchmarks/gpu_sampling.json: one message at a time with reranked candidates, sampled by
+    """reports/benchmarks.md section from benchmarks/gpu_sampling.json: one message at a time with reranked candidates, sampled by
     the eager engine's loop and by the compiled engine's, on the same adapter and GPU."""
     res = r["results"]
     rows = [[engine, x["warm_up_seconds"], x["p50_ms"], x["p95_ms"], x["rouge_l"], x["semantic_similarity"]]
