@@ -1,4 +1,4 @@
-"""Markdown pieces shared by the review samples and the generated results: a table cell, an interval and a table."""
+"""Markdown pieces shared by the review samples and the README: a table cell, an interval and a table."""
 from __future__ import annotations
 
 
