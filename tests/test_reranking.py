@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from conftest import ROOT, tiny_system
 from supportagent import models
 from supportagent.generation import SAMPLE_GROUP, Generator, Rerank
-from supportagent.reranking import Similarities, choose, consensus, lcs_f1, positions, rank, similarities
+from supportagent.metrics import lcs_f1, positions
+from supportagent.reranking import Similarities, choose, consensus, rank, similarities
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlparse
 
-from .metrics import repetition
+from .metrics import lcs_f1, repetition, rouge_tokens
 
 @dataclass(frozen=True)
 class Flag:
@@ -373,6 +373,22 @@ def escalation_tone(reply: str, ctx: Context) -> str | None:
     return f"a breezy reply ({hit!r}) to a report of harm" if hit else None
 
 
+# --- the previous turn said again: the customer has read it (and, answering it, often tried what it suggests)
+REPEAT_ROUGE_L = 0.6  # ROUGE-L F1 with the previous turn, chosen on the train split's real follow-up replies
+REPEAT_MIN_TOKENS = 4
+
+
+def repeats_previous(reply: str, ctx: Context) -> str | None:
+    previous = rouge_tokens(ctx.previous) if ctx.previous else ()
+    if len(previous) < REPEAT_MIN_TOKENS:
+        return None
+    overlap = lcs_f1(rouge_tokens(reply), previous)
+    if overlap < REPEAT_ROUGE_L:
+        return None
+    return (f"says the previous turn again (ROUGE-L {overlap:.2f} with {ctx.previous[:60]!r}): answer what the "
+            "customer says now")
+
+
 def empty(reply: str, ctx: Context) -> str | None:
     return None if _WORD.search(reply or "") else "the reply has no words: nothing to send"
 
@@ -381,8 +397,8 @@ RUN: dict[str, Callable[[str, Context], str | None]] = {
     "empty": empty, "leaked_prompt": leaked_prompt, "unfinished": unfinished, "looping": looping,
     "sensitive_request": sensitive_request, "public_contact_request": public_contact_request,
     "unknown_contact": unknown_contact, "invented_name": invented_name, "language_mismatch": language_mismatch,
-    "mood_mismatch": mood_mismatch, "asks_known": asks_known, "no_answer": no_answer, "ai_disclaimer": ai_disclaimer,
-    "escalation_tone": escalation_tone,
+    "mood_mismatch": mood_mismatch, "asks_known": asks_known, "repeats_previous": repeats_previous,
+    "no_answer": no_answer, "ai_disclaimer": ai_disclaimer, "escalation_tone": escalation_tone,
 }
 CHECKS = tuple(RUN)
 
