@@ -57,6 +57,17 @@ def test_contacts_the_brand_lists_pass_and_others_do_not():
     assert not check_reply("Sorry! We've checked order 112-4455667-1234567 and it ships today.", mine)
 
 
+def test_saying_the_previous_turn_again_is_flagged_only_where_there_is_a_turn_to_repeat():
+    said = "Can you try logging out and back in? Let us know if that helps."
+    ctx = Context("still broken", previous=said)
+    assert [f.check for f in check_reply("Can you try logging out and back in? Let us know if it helps!", ctx)] == [
+        "repeats_previous"]
+    assert not check_reply("Thanks for trying. Which device are you using? We'll look into it.", ctx)
+    # no previous turn, or one too short to count as repeated (three words): nothing to compare with
+    assert not check_reply(said, Context("still broken"))
+    assert not check_reply("Glad to help!", Context("thanks!", previous="Glad to help!"))
+
+
 def test_escalation_tone_holds_promises_back_and_breezy_openers_on_reports_of_harm(params):
     def flags(message, reply):
         return {f.check for f in check_sent(reply, "Uber_Support", message, "", apply_rules(message, params.rules),
