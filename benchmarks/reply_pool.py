@@ -63,12 +63,12 @@ def evaluated(system: str, split: str, params, paths, train: pd.DataFrame, frame
     return rows
 
 
-def scores(sent: list[str], refs: list[str], embedder, base: dict) -> dict:
+def scores(sent: list[str], refs: list[str], embedder, base: pd.DataFrame) -> dict:
+    """Mean ROUGE-L and semantic similarity of `sent`, and their paired differences to `base`'s per-message ones."""
     rl, sim = np.array(rouge_l(sent, refs)), cosine(embedder, sent, refs)
     return {"rouge_l": round(float(rl.mean()), 2), "semantic_similarity": round(float(sim.mean()), 2),
-            "rouge_l_vs_retrieval": mean_interval(rl - base["rouge_l"], 2) if base else None,
-            "semantic_vs_retrieval": mean_interval(sim - base["semantic_similarity"], 2) if base else None,
-            "_rouge_l": rl, "_semantic_similarity": sim}
+            "rouge_l_vs_retrieval": mean_interval(rl - base["rouge_l"].to_numpy(), 2),
+            "semantic_vs_retrieval": mean_interval(sim - base["semantic_similarity"].to_numpy(), 2)}
 
 
 def main() -> None:
@@ -90,8 +90,6 @@ def main() -> None:
                                                    params.retrieval, ev.rerank_references)
     past = [p if e.source == "same_brand" else [] for p, e in zip(past, examples)]
     refs = frame["reply"].tolist()
-    base = scores(retrieval["prediction"].tolist(), refs, embedder, {})
-    base = {"rouge_l": base["_rouge_l"], "semantic_similarity": base["_semantic_similarity"]}
 
     # the pool: the agent's candidates (greedy and sampled, in any order: ranking starts afresh) and the past replies
     cands = agent["candidates"].tolist()
@@ -110,14 +108,13 @@ def main() -> None:
             ready.append(not g.flags)
             past_sent = g.path == "fallback_retrieval" or g.text in set(p)
             kinds.append("past_reply" if past_sent else ("template" if g.path == "fallback_template" else "model"))
-        result = scores(sent, refs, embedder, base)
-        variants[name] = {k: v for k, v in result.items() if not k.startswith("_")} | {
+        variants[name] = scores(sent, refs, embedder, retrieval) | {
             "send_ready": round(100 * float(np.mean(ready)), 2),
             "past_reply_share": round(100 * kinds.count("past_reply") / len(kinds), 2),
             "template_share": round(100 * kinds.count("template") / len(kinds), 2)}
         print(name, json.dumps(variants[name]), flush=True)
-    variants["retrieval"] = {"rouge_l": round(float(base["rouge_l"].mean()), 2),
-                             "semantic_similarity": round(float(base["semantic_similarity"].mean()), 2),
+    variants["retrieval"] = {"rouge_l": round(float(retrieval["rouge_l"].mean()), 2),
+                             "semantic_similarity": round(float(retrieval["semantic_similarity"].mean()), 2),
                              "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
     record = {"benchmark": "past replies in the reranker's pool", "command": "python benchmarks/reply_pool.py "
               f"--split {args.split} --system {args.system}", "commit": records.commit(),

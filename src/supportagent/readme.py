@@ -132,9 +132,9 @@ def render_summary(root: str | Path = ".") -> str:
     comp = load_json(metrics / "comparison.json")
     rk = comp.get("examples", {"k": 0})
     prompts = (f"Every LLM prompt holds the {rk['k']} nearest past pairs of the same brand from the train split "
-               f"(`retrieval.k: {rk['k']}`), in training and serving alike, so `zero_shot` is retrieval-augmented "
-               "generation without training." if rk["k"] else "The prompts hold no retrieved examples "
-               "(`retrieval.k: 0`).")
+               f"(`retrieval.k: {rk['k']}`, `fields: {rk['fields']}`), in training and serving alike, so `zero_shot` "
+               "is retrieval-augmented generation without training." if rk["k"] else "The prompts hold no retrieved "
+               "examples (`retrieval.k: 0`).")
     lines = ["### Verdict from the numbers", "", prompts, "",
              *verdict(evals, trains, comp.get("lead_over_retrieval"), comp), "", *_quality(evals), "",
              *sendability_table(evals, comp),
@@ -159,16 +159,11 @@ def render_report(root: str | Path = ".") -> str:
     data = load_json(metrics / "data.json")
     split = load_json(metrics / "split.json")
     comp = load_json(metrics / "comparison.json")
-    rk = comp.get("examples", {"k": 0})
     brands = sorted(data["pairs_per_brand"])
-    prompts = (f"Every LLM prompt holds the {rk['k']} nearest past pairs of the same brand from the train split "
-               f"(`retrieval.k: {rk['k']}`, `fields: {rk['fields']}`), in training and serving alike, so `zero_shot` is "
-               "retrieval-augmented generation without training." if rk["k"] else
-               "The prompts hold no retrieved examples (`retrieval.k: 0`).")
     serving = root / "benchmarks/serving_7b.json"
     gpu_serving = serving_sentences(load_json(serving)["serving_7b"], TWEETS_PER_DAY) if serving.exists() else []
     parts = [
-        "## The test split", "", prompts, "", *gpu_serving, "",
+        "## The test split", "", *gpu_serving, "",
         "### Data after `subset` and `split`", "",
         table(["brand", "pairs", "train", "val", "test"],
                [[b, data["pairs_per_brand"][b], *(split[s]["per_brand"].get(b, 0) for s in ("train", "val", "test"))]
