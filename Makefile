@@ -70,11 +70,11 @@ bench-subset: $(STAMP)
 
 # GPU machines: the 7B-architecture benchmark and the `full` configuration (metrics/full/)
 bench-7b: $(STAMP)
-	$(BIN)/python benchmarks/gpu_7b.py --out benchmarks/gpu_7b.json
+	$(BIN)/python benchmarks/gpu_7b.py
 
 full: $(STAMP) data/raw/twcs.csv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/gpu_pipeline.py --label full --overrides configs/full.yaml \
-	    --workdir build/full --stages all --collect metrics/full --out benchmarks/gpu_full.json
+	    --workdir build/full --stages all --collect metrics/full
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,23 +2,21 @@
 
 For both dtypes: matmul GFLOP/s at SmolLM2-135M's layer shapes (256 tokens x 576 -> 1536), and a
 training step (forward + backward, frozen base, a 2 x 128-token batch) and a 32-token greedy decode
-of the embedded base from `models/base` (run `dvc repro base` first). Writes benchmarks/cpu_dtype.json
-with the CPU's facts, keeping the latest record of each other CPU (`cpu_kind`) under `other_machines`.
+of the embedded base from `models/base` (run `dvc repro base` first). Writes a record with the CPU's facts to
+benchmarks/results/cpu_dtype/ (one file per machine and commit: each CPU kind keeps its own).
 
     python benchmarks/cpu_dtype.py
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def best_of(fn, repeat: int = 5) -> float:
@@ -57,41 +55,24 @@ def model_seconds(dtype: torch.dtype) -> dict:
             "decode_32_tokens_s": round(best_of(lambda: torch.no_grad()(decode)(), 2), 3)}
 
 
-def cpu_kind(machine: dict) -> tuple:
-    """What tells two CPUs apart here: the model name and the bf16 instructions `runtime.compute_dtype()` decides by
-    (the same name covers e.g. an AMD EPYC with AVX2 alone and one with AVX512-BF16)."""
-    return machine["cpu"], machine.get("avx512_bf16"), machine.get("amx_bf16")
-
-
-def other_machines(record: dict, old: dict) -> list[dict]:
-    """The latest record of every other CPU (`cpu_kind`) among `old` and its `other_machines`, newest first: the
-    answer differs between them."""
-    latest = {}
-    for o in [{k: v for k, v in old.items() if k != "other_machines"}, *old.get("other_machines", [])]:  # newest first
-        latest.setdefault(cpu_kind(o["machine"]), o)
-    return [o for kind, o in latest.items() if kind != cpu_kind(record["machine"])]
-
-
 def main() -> None:
-    from records import cpu_facts
-
-    import records
     from supportagent.runtime import compute_dtype
 
     torch.manual_seed(0)
-    record = {"what": "fp32 vs bf16 on this CPU: matmul at SmolLM2-135M shapes, a training step and a greedy decode of the base",
-              "machine": cpu_facts(), "date": time.strftime("%Y-%m-%d"), "commit": records.commit(),
-              "chosen": str(compute_dtype()).removeprefix("torch."),
-              "chosen_for_training": str(compute_dtype(training=True)).removeprefix("torch."), "results": {}}
+    record = {
+        "notes": "fp32 vs bf16 on this CPU: matmul at SmolLM2-135M shapes, a training step and a greedy decode of "
+        "the base",
+        "machine": records.cpu_facts(),
+        "chosen": str(compute_dtype()).removeprefix("torch."),
+        "chosen_for_training": str(compute_dtype(training=True)).removeprefix("torch."),
+        "results": {},
+    }
     for dtype in (torch.float32, torch.bfloat16):
         name = str(dtype).removeprefix("torch.")
         record["results"][name] = {"matmul_gflops": round(matmul_gflops(dtype), 1), **model_seconds(dtype)}
         print(name, record["results"][name], flush=True)
-    out = ROOT / "benchmarks/cpu_dtype.json"
-    if out.exists():
-        record["other_machines"] = other_machines(record, json.loads(out.read_text()))
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"chosen: {record['chosen']} -> {out}")
+    records.save("cpu_dtype", record)
+    print(f"chosen: {record['chosen']}")
 
 
 if __name__ == "__main__":

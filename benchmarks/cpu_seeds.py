@@ -7,21 +7,18 @@ its 95% interval: is the committed run's lead one the method keeps, or one draw?
 index and the retrieval baseline stay the committed run's. Each seed trains the served method as the `train`
 stage does (into build/seeds/<seed>, resuming from its checkpoints after an interruption) and evaluates it on the
 test split as `evaluate` does. A seed already in the record for this commit and machine is skipped, so a stopped
-run goes on where it was. Writes benchmarks/cpu_seeds.json (with the pipeline's own run, seed 42, first)."""
+run goes on where it was. Writes a record to benchmarks/results/cpu_seeds/ (the pipeline's own run, seed 42, first)."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-import records  # noqa: E402  (benchmarks/: the script's own folder)
-from records import cpu_facts  # noqa: E402
+from supportagent import records
 
-OUT = ROOT / "benchmarks/cpu_seeds.json"
+ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "placeholder_rate"]
 
 
@@ -63,19 +60,23 @@ def main() -> None:
     if "lead_over_retrieval" not in comparison:
         sys.exit(f"{paths['metrics'] / 'comparison.json'} has no lead_over_retrieval: run `dvc repro compare`")
     served = json.loads((paths["metrics"] / f"eval/{p.method}.json").read_text())
-    pipeline = {"seed": p.seed, **{k: served[k] for k in KEYS},
-                "final_val_loss": json.loads((paths["metrics"] / f"train/{p.method}.json").read_text())["final_val_loss"],
-                "lead_over_retrieval": comparison["lead_over_retrieval"][p.method]}
-    record = {"what": f"{p.method} (the served method, default params) trained and tested with other seeds on this "
-                      "CPU; the first run is the pipeline's (metrics/); lead: the mean per-message difference from "
-                      "retrieval on the test split with its 95% interval (paired t)",
-              "command": "python benchmarks/cpu_seeds.py --seeds " + " ".join(map(str, args.seeds)),
-              "method": p.method, "retrieval": {k: comparison["retrieval"][k] for k in ("rouge_l", "semantic_similarity")},
-              "machine": {**cpu_facts(), "training_dtype": str(compute_dtype(training=True)).removeprefix("torch.")},
-              "date": time.strftime("%Y-%m-%d"), "commit": records.commit()}
-    old = json.loads(OUT.read_text()) if OUT.exists() else {}
-    same = (old.get("commit"), old.get("machine")) == (record["commit"], record["machine"])
-    runs = {r["seed"]: r for r in old.get("runs", [])} if same else {}
+    pipeline = {
+        "seed": p.seed,
+        **{k: served[k] for k in KEYS},
+        "final_val_loss": json.loads((paths["metrics"] / f"train/{p.method}.json").read_text())["final_val_loss"],
+        "lead_over_retrieval": comparison["lead_over_retrieval"][p.method],
+    }
+    record = {
+        "notes": f"{p.method} (the served method, default params) trained and tested with other seeds on this "
+        "CPU; the first run is the pipeline's (metrics/); lead: the mean per-message difference from "
+        "retrieval on the test split with its 95% interval (paired t)",
+        "command": "python benchmarks/cpu_seeds.py --seeds " + " ".join(map(str, args.seeds)),
+        "method": p.method,
+        "retrieval": {k: comparison["retrieval"][k] for k in ("rouge_l", "semantic_similarity")},
+        "machine": {**records.cpu_facts(), "training_dtype": str(compute_dtype(training=True)).removeprefix("torch.")},
+    }
+    old = records.existing("cpu_seeds", machine=record["machine"])
+    runs = {int(r["seed"]): r for r in records.unflatten(old.metrics)["runs"].values()} if old else {}
     runs[p.seed] = pipeline
     splits = {s: pd.read_parquet(paths["splits"] / f"{s}.parquet") for s in ("train", "val", "test")}
     retrieval = read_predictions(paths["predictions"] / "retrieval.jsonl", base_dir=str(paths["base"]))
@@ -86,8 +87,8 @@ def main() -> None:
         print(f"seed {seed}: training and evaluating {p.method}", flush=True)
         runs[seed] = run_seed(seed, paths, p, splits, retrieval)
         print(json.dumps(runs[seed]), flush=True)
-        records.save(OUT, {**record, "runs": list(runs.values())})  # after each seed: a stopped run keeps it
-    records.save(OUT, {**record, "runs": list(runs.values())})
+        records.save("cpu_seeds", {**record, "runs": list(runs.values())})  # after each seed: a stopped run keeps it
+    records.save("cpu_seeds", {**record, "runs": list(runs.values())})
 
 
 if __name__ == "__main__":

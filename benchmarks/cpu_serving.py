@@ -16,7 +16,7 @@ builds them (tags, retrieved examples), one reply at a time (batch 1):
 Records p50/p95 ms, the ratio of each path's p50 to llama.cpp's, and how many replies equal the greedy path's.
 
     pip install llama-cpp-python==0.3.36    # builds from PyPI's source archive (about 5 minutes on 2 cores)
-    python benchmarks/cpu_serving.py        # -> benchmarks/cpu_serving.json
+    python benchmarks/cpu_serving.py        # -> benchmarks/results/cpu_serving/
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def percentiles(times: list[float]) -> dict:
@@ -68,17 +68,12 @@ def llama_cpp_timed(llm, prompts: list[list[int]], lengths: list[int]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=32, help="test prompts (batch 1 each)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/cpu_serving.json"))
     args = ap.parse_args()
     try:
         from llama_cpp import Llama
     except ImportError:
         sys.exit("llama.cpp is the yardstick here: pip install llama-cpp-python==0.3.36 (builds from source)")
     import pandas as pd
-
-    from gpu_pipeline import versions
-    from records import cpu_facts
-    import records
 
     from supportagent import bases, models, paths, runtime
     from supportagent.agent import prepare
@@ -91,7 +86,9 @@ def main() -> None:
     os.chdir(ROOT)
     p = {k: str(v) for k, v in paths.pipeline_paths().items()}
     params = load_params("params.yaml")
-    test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), params.evaluate.test_size, params.seed).head(args.n)
+    test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), params.evaluate.test_size, params.seed).head(
+        args.n
+    )
     index = ExampleIndex(p["index"], pd.read_parquet(f"{p['splits']}/train.parquet"), models.embedder_id())
     embedder = models.load_embedder()
     examples, references = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
@@ -104,7 +101,7 @@ def main() -> None:
     llm = Llama(str(gguf), n_ctx=2048, n_threads=torch.get_num_threads(), n_batch=512, verbose=False)
 
     # the bf16 path only where the CPU multiplies bf16 fast (runtime's training dtype); elsewhere bf16 matrix
-    # products run many times slower than fp32 (benchmarks/cpu_dtype.json) and the path would take hours
+    # products run many times slower than fp32 (benchmarks/results/cpu_dtype/) and the path would take hours
     bf16_worth_timing = runtime.compute_dtype(training=True) == torch.bfloat16
     results = {}
     for method in ("qlora", "prompt_tuning"):
@@ -145,20 +142,34 @@ def main() -> None:
     import llama_cpp
 
     record = {
-        "what": "batch-1 replies on this CPU to the first test-split prompts, each path against llama.cpp's greedy "
-                "replies on the same base (the GGUF it is converted from), prompt ids and the greedy path's reply "
-                "lengths",
-        "command": "python benchmarks/cpu_serving.py", "n_prompts": len(test), "results": results,
-        **({} if bf16_worth_timing else {"not_timed": {"bfloat16": "this CPU does not multiply bf16 faster than fp32 "
-                                                                   "(runtime.compute_dtype: fp32 here), and on plain AVX2 "
-                                                                   "bf16 matrix products run many times slower"}}),
-        "target": "each method's default p50 <= 2x llama.cpp's",
-        "machine": cpu_facts(), "versions": {**versions(), "llama-cpp-python": llama_cpp.__version__},
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": records.commit(),
+        "notes": "batch-1 replies on this CPU to the first test-split prompts, each path against llama.cpp's greedy "
+        "replies on the same base (the GGUF it is converted from), prompt ids and the greedy path's reply "
+        "lengths",
+        "n_prompts": len(test),
+        "results": results,
+        **(
+            {}
+            if bf16_worth_timing
+            else {
+                "not_timed": {
+                    "bfloat16": "this CPU does not multiply bf16 faster than fp32 "
+                    "(runtime.compute_dtype: fp32 here), and on plain AVX2 "
+                    "bf16 matrix products run many times slower"
+                }
+            }
+        ),
+        "targets": [
+            records.target(
+                f"{m}: default p50 / llama.cpp's",
+                next(v for k, v in r["paths"].items() if k.startswith("default"))["x_llama_cpp"],
+                "<= 2",
+            )
+            for m, r in results.items()
+        ],
+        "machine": records.cpu_facts(),
+        "versions": {**records.versions(), "llama-cpp-python": llama_cpp.__version__},
     }
-    records.save(args.out, record)
-    print(f"-> {args.out}")
+    records.save("cpu_serving", record)
 
 
 if __name__ == "__main__":

@@ -7,22 +7,21 @@ Trains logistic regressions on the train split (each message's real reply agains
 brand to other messages, and, for a message that reports a problem, one cheering reply of its brand) and measures
 each on the validation split by AUC (the chance the real reply outscores a negative): the cosine alone; the cosine
 with two mood features (a cheering reply to a troubled message, an apology to a pleased one); and the pair's
-769 MiniLM features (product, distance, cosine). Writes benchmarks/fit_scorer.json."""
+769 MiniLM features (product, distance, cosine). Writes a record to benchmarks/results/fit_scorer/."""
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-import records
-from supportagent import models
+from supportagent import models, records
 from supportagent.checks import _APOLOGY, _CHEER, _sentiment
 from supportagent.retrieval import embed
 
-ROOT = records.ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def examples(frame: pd.DataFrame, negatives: int, rng: np.random.Generator):
@@ -94,16 +93,21 @@ def main() -> None:
             results[f"{feats} l2={l2:g}"] = {"train_auc": round(auc(score("train"), data["train"][1]), 4),
                                              "val_auc": round(auc(score("val"), data["val"][1]), 4)}
     best = max(results, key=lambda k: results[k]["val_auc"])
-    record = {"what": "validation AUC of fit scorers: the real reply against the brand's other replies (and cheering "
-                      "replies to troubled messages)",
-              "command": "python benchmarks/fit_scorer.py", "commit": records.commit(),
-              "date": time.strftime("%Y-%m-%d"),
-              "machine": records.cpu_facts(), "negatives": args.negatives, "seed": args.seed,
-              "train_pairs": len(splits["train"]), "val_pairs": len(splits["val"]), "results": results, "best": best,
-              "notes": "The reranker adds no learned fit term. The 769 MiniLM features fit the train split and do "
-                       "not carry to validation at this data size; what the mood features add is what the guard's "
-                       "mood_mismatch check already enforces, on every candidate, before anything is sent."}
-    records.save(ROOT / "benchmarks/fit_scorer.json", record)
+    record = {
+        "machine": records.cpu_facts(),
+        "negatives": args.negatives,
+        "seed": args.seed,
+        "train_pairs": len(splits["train"]),
+        "val_pairs": len(splits["val"]),
+        "results": results,
+        "best": best,
+        "notes": "Validation AUC of fit scorers: the real reply against the brand's other replies (and "
+        "cheering replies to troubled messages). The reranker adds no learned fit term. The 769 MiniLM "
+                       "features fit the train split and do "
+        "not carry to validation at this data size; what the mood features add is what the guard's "
+        "mood_mismatch check already enforces, on every candidate, before anything is sent.",
+    }
+    records.save("fit_scorer", record)
     for k, v in results.items():
         print(f"{k:<28} train AUC {v['train_auc']:.3f}  val AUC {v['val_auc']:.3f}")
 

@@ -1,27 +1,26 @@
 """GPU sweep of the `full` configuration's QLoRA settings, each judged on the validation split.
 
-    python benchmarks/gpu_pipeline.py --out prep.json --overrides configs/full.yaml --workdir W \
+    python benchmarks/gpu_pipeline.py --label prep --overrides configs/full.yaml --workdir W \
         --stages subset split rules index base
-    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json [--variants as_is k_4]
-    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --rescore
-    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --selection
-    python benchmarks/full_sweep.py --workdir W --out benchmarks/full_sweep.json --candidates 32 \
-        --variants as_is seed_43 seed_44 soup_2 soup_3
+    python benchmarks/full_sweep.py --workdir W [--variants as_is k_4]
+    python benchmarks/full_sweep.py --workdir W --rescore
+    python benchmarks/full_sweep.py --workdir W --selection
+    python benchmarks/full_sweep.py --workdir W --candidates 32 --variants as_is seed_43 seed_44 soup_2 soup_3
 
 Each variant changes a few keys of W/params.yaml (params.yaml merged with configs/full.yaml), trains QLoRA as
 the `train` stage does and evaluates the served reply on the validation split with each of its numbers of
 reranked candidates (`evaluate.candidates`). The test split is not looked at: the configuration chosen here goes
 into configs/full.yaml, and its pipeline run (`gpu_pipeline.py --stages all`) reports the test split. Variants
 train in parallel processes on the one GPU, and a variant's evaluations run in parallel too; with `--deadline`
-what has finished by then is recorded. Each run is appended to `--out`'s `runs`.
+what has finished by then is recorded. Each run writes a record to benchmarks/results/full_sweep/.
 
 Every evaluation with candidates keeps them (W/sweep/<variant>/candidates_<n>.json). `--rescore` chooses again
 among the first m sampled of those (m = 0: the greedy reply; the same draws, so the numbers of candidates are
-compared without the noise of new draws or new training) and adds the scores to the last run of `--out`.
+compared without the noise of new draws or new training) and records the scores as a run of its own.
 
 `--selection` chooses again among all kept candidates with other references and weights (`selection_grid`: how
 many past replies the candidates are compared with, how much each weighs, ROUGE-L against cosine), the grid that
-chose `evaluate.rerank_*` (run 4).
+chose `evaluate.rerank_*`.
 
 A soup (SOUPS) averages the LoRA updates of variants trained in the same run, e.g. the same settings with other
 seeds, into one adapter (`lora_soup`); it is evaluated like a variant. Every evaluation's draws are seeded by the
@@ -40,10 +39,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 # name: (dotted params keys to change, candidate counts evaluated)
 VARIANTS = {
@@ -167,7 +165,9 @@ def evaluate_variant(work: Path, name: str, n: int) -> None:
 
     def recording(candidates, references, **weights):  # serving binds the embedder and weights by keyword
         ranked = original(candidates, references, **weights)
-        seen.extend({"candidates": c, "references": r, "chosen": o[0]} for c, r, o in zip(candidates, references, ranked))
+        seen.extend(
+            {"candidates": c, "references": r, "chosen": o[0]} for c, r, o in zip(candidates, references, ranked)
+        )
         return ranked
 
     reranking.rankings = recording  # serving.ready_to_serve looks it up when it builds the reranker
@@ -290,12 +290,9 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
 
 
 def main() -> None:
-    from gpu_pipeline import gpu_facts, versions
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True, help="a gpu_pipeline.py workdir of configs/full.yaml with its splits, "
                                                      "base and index")
-    ap.add_argument("--out", required=True)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *SOUPS],
                     help="variants to train, and soups (whose variants must be listed too)")
     ap.add_argument("--candidates", type=int, default=0, help="evaluate every variant with this many candidates "
@@ -316,31 +313,24 @@ def main() -> None:
         return soup_variant(work, args.soup, args.candidates)
     if args.eval:
         return evaluate_variant(work, args.eval[0], int(args.eval[1]))
-    out = Path(args.out)
-    record = json.loads(out.read_text()) if out.exists() else {
-        "what": __doc__.split("\n")[0], "command": "python benchmarks/full_sweep.py --workdir W --out OUT",
-        "params": "params.yaml + configs/full.yaml, each variant's changes on top; QLoRA; validation split",
-        "runs": []}
-    record["variants"] = {name: {"changes": c, "candidates": n} for name, (c, n) in VARIANTS.items()}
-    record["soups"] = {name: {"of": of, "candidates": n} for name, (of, n) in SOUPS.items()}
+    command = " ".join(["python benchmarks/full_sweep.py", *("W" if Path(a).resolve() == work else a
+                                                              for a in sys.argv[1:])])
+    setup = {"variants": {name: {"changes": c, "candidates": n} for name, (c, n) in VARIANTS.items()},
+             "soups": {name: {"of": of, "candidates": n} for name, (of, n) in SOUPS.items()}}
+    notes = (__doc__.split("\n")[0] + " params.yaml + configs/full.yaml, each variant's changes on top; QLoRA; "
+             "validation split")
     missing = [m for name in args.variants if name in SOUPS for m in SOUPS[name][0] if m not in args.variants]
     if missing:
         sys.exit(f"a soup needs its variants trained in the same run: add {' '.join(missing)} to --variants")
     for flag, key, scores in (("rescore", "candidate_subsets", rescore), ("selection", "selection", selection_grid)):
-        if getattr(args, flag):  # scores of the kept candidates, added to the last run
-            if not record["runs"]:
-                sys.exit(f"--{flag} adds to the last run of {out}: run the sweep first (without --{flag})")
-            record["runs"][-1][key] = scores(work)
-            out.write_text(json.dumps(record, indent=2) + "\n")
+        if getattr(args, flag):  # scores of the kept candidates of the workdir's last sweep: a run of their own
+            records.save("full_sweep", {key: scores(work), "notes": notes}, label=flag, command=command)
             return
-    run = {"commit": records.commit(), "date": time.strftime("%Y-%m-%d"),
-           "command": " ".join(["python benchmarks/full_sweep.py",
-                                *("W" if Path(a).resolve() == work else a for a in sys.argv[1:])]),
-           "machine": gpu_facts(), "versions": versions(),
-           "variants": args.variants, "candidates": args.candidates or None, "results": []}
+    run = {"command": command, "machine": records.gpu_facts(), "versions": records.versions(), "notes": notes,
+           "setup": setup, "variants_run": args.variants, "candidates": args.candidates or None, "results": []}
     start = time.perf_counter()
     def launch(name: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--out", "-",
+        return subprocess.Popen([sys.executable, __file__, "--workdir", str(work),
                                  "--soup" if name in SOUPS else "--one", name, "--candidates", str(args.candidates)],
                                 stdout=open(work / f"sweep_{name}.log", "w"), stderr=subprocess.STDOUT,
                                 start_new_session=True)  # a group of its own: the deadline stops its evaluations too
@@ -371,8 +361,7 @@ def main() -> None:
         if (found := collect(work, name)) is not None:
             run["results"].append(found | {"complete": len(found["val"]) == len(counts(name, args.candidates))})
     run["seconds"] = round(time.perf_counter() - start, 1)
-    record["runs"].append(run)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    records.save("full_sweep", run)
     print(json.dumps(run["results"], indent=1))
 
 

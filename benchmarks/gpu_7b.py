@@ -25,15 +25,11 @@ import argparse
 import gc
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from supportagent import records
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: only the --tiny smoke test
 TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -130,7 +126,11 @@ def matmul_params(model) -> int:
     """Parameters that take part in matmuls per token (all linear layers incl. lm_head; not the embedding)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = base.config
-    h, f, kv = cfg.hidden_size, cfg.intermediate_size, cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)
+    h, f, kv = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads),
+    )
     per_layer = h * h * 2 + h * kv * 2 + 3 * h * f
     return cfg.num_hidden_layers * per_layer + cfg.vocab_size * h
 
@@ -223,13 +223,11 @@ def run(label: str, fn, results: dict) -> None:
 
 
 def main() -> None:
-    from gpu_pipeline import gpu_facts, versions
-
     from supportagent.config import PromptTuningParams, QLoraParams
     from supportagent.adapters import add_lora, add_soft_prompt, set_checkpointing
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--label", default="", help="added to the record's file name")
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
@@ -246,12 +244,11 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     results: dict = {}
     arch = {**MISTRAL_7B, **(TINY if args.tiny else {})}
-    record = {"what": f"Mistral-7B-architecture model, random weights, {gpus} GPU(s): training speed and memory "
+    record = {"notes": f"Mistral-7B-architecture model, random weights, {gpus} GPU(s): training speed and memory "
                       f"at sequence length {args.seq}" + (", serving latency" if serve else ""), "gpus": gpus,
-              "machine": gpu_facts(),
-              "versions": versions(), "config": arch,
+              "machine": records.gpu_facts(), "versions": records.versions(), "config": arch,
               "peak_tflops_bf16": args.peak_tflops, "flops_note": __doc__.split("MFU counts")[1].strip(),
-              "results": results, "date": time.strftime("%Y-%m-%d")}
+              "results": results}
     t0 = time.perf_counter()
     model = build_bf16(arch)
     print(f"built bf16 model in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -262,10 +259,20 @@ def main() -> None:
     for spec in args.pt:
         batch, every_n = (int(x) for x in spec.split(":"))
         set_checkpointing(pt.get_base_model(), every_n)
-        run(f"prompt_tuning_b{batch}_ckpt{every_n}", lambda: {
-            "method": "prompt_tuning", "batch": batch, "seq": args.seq, "checkpoint_every_n_layers": every_n,
-            "num_virtual_tokens": 20, "base": "bf16",
-            **train_speed(pt, batch, args.seq, args.steps, args.warmup, 20, "adamw", every_n, args.peak_tflops)}, results)
+        run(
+            f"prompt_tuning_b{batch}_ckpt{every_n}",
+            lambda: {
+                "method": "prompt_tuning",
+                "batch": batch,
+                "seq": args.seq,
+                "checkpoint_every_n_layers": every_n,
+                "num_virtual_tokens": 20,
+                "base": "bf16",
+                **train_speed(pt, batch, args.seq, args.steps, args.warmup, 20, "adamw", every_n,  # noqa: F821
+                              args.peak_tflops),
+            },
+            results,
+        )
     set_checkpointing(pt.get_base_model(), 0)
     pt.eval()
     soft = pt.get_prompt(batch_size=1).detach().to(torch.bfloat16)
@@ -300,12 +307,16 @@ def main() -> None:
         with lora.disable_adapter():
             run("serve_prompt_tuning_nf4", lambda: serve_speed(base, 128, 64, 32, 5, soft), results)
 
-    ok = [v for k, v in results.items() if k.startswith("qlora") and not v.get("oom") and (v["peak_memory_gib"] or 0) <= 10]
+    ok = [
+        v
+        for k, v in results.items()
+        if k.startswith("qlora") and not v.get("oom") and (v["peak_memory_gib"] or 0) <= 10
+    ]
     if ok:
         best = max(ok, key=lambda v: v["tokens_per_second"])
         record["qlora_7b"] = {**best, "chosen_as": "fastest QLoRA configuration within 10 GiB peak"}
     if main_process:
-        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+        records.save("gpu_7b", record, label=args.label + ("-tiny" if args.tiny else ""))
         print(json.dumps(record.get("qlora_7b"), indent=2))
     if gpus > 1:
         torch.distributed.destroy_process_group()

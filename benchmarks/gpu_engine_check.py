@@ -9,28 +9,23 @@ tests/test_reranking.py). Model: a tiny Mistral stand-in
 (`make-standin --tiny`: Mistral's tokenizer, 2 narrow layers, random weights).
 
     python -m supportagent make-standin --out build/tiny --tiny
-    python benchmarks/gpu_engine_check.py --standin build/tiny --out benchmarks/gpu_engine_check.json
+    python benchmarks/gpu_engine_check.py --standin build/tiny
 """
 import argparse
 import json
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 os.environ["SUPPORTAGENT_DTYPE"] = "float32"
+from supportagent import records  # noqa: E402  (after the dtype is pinned)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 
 def main() -> None:
-    from gpu_pipeline import gpu_facts, versions
-
     from supportagent import bases, models
     from supportagent.adapters import add_soft_prompt
     from supportagent.config import PromptTuningParams
@@ -38,7 +33,6 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--standin", required=True)
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
     base_dir = Path(tempfile.mkdtemp()) / "base"
     bases.prepare_base(str(Path(args.standin).resolve()), None, base_dir)
@@ -70,12 +64,10 @@ def main() -> None:
                 same[f"batch {bs}"] = sum(a[i: i + 4] == b[i: i + 4] for i in range(0, len(a), 4))
             candidates[f"{system} penalty {penalty}"] = same
             print(system, penalty, res, same, flush=True)
-    record = {"what": __doc__.split("\n\n")[0].replace("\n", " "), "prompts": len(prompts), "new_tokens": 12,
-              "same_replies_of_32": out, "same_candidates_of_32": candidates, "machine": gpu_facts(),
-              "versions": versions(),
-              "date": time.strftime("%Y-%m-%d"),
-              "commit": records.commit()}
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    record = {"notes": __doc__.split("\n\n")[0].replace("\n", " "), "prompts": len(prompts), "new_tokens": 12,
+              "same_replies_of_32": out, "same_candidates_of_32": candidates, "machine": records.gpu_facts(),
+              "versions": records.versions()}
+    records.save("gpu_engine_check", record)
     print(json.dumps(record, indent=2))
 
 

@@ -3,11 +3,11 @@
 The stage scripts run in dvc.yaml's order in a working folder (default: the project itself). With
 `--overrides configs/full.yaml` the folder gets params.yaml merged with those keys, so a second
 configuration runs beside the default one without touching its outputs. Every metrics file and
-the timings are gathered into one JSON with GPU, driver and package versions; `--collect DIR`
-copies the metrics files into DIR (e.g. metrics/full).
+the timings are gathered into one record (benchmarks/results/gpu_pipeline/) with GPU, driver and package
+versions; `--collect DIR` copies the metrics files into DIR (e.g. metrics/full).
 
-    python benchmarks/gpu_pipeline.py --out gpu.json                     # model stages, default params
-    python benchmarks/gpu_pipeline.py --out full.json --label full --overrides configs/full.yaml \
+    python benchmarks/gpu_pipeline.py                                    # model stages, default params
+    python benchmarks/gpu_pipeline.py --label full --overrides configs/full.yaml \
         --workdir build/full --stages all --collect metrics/full
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from supportagent import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,10 +36,23 @@ def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
     stages, where = {}, pipeline_paths(dvc_yaml)
     for name, spec in yaml.safe_load(dvc_yaml.read_text())["stages"].items():
         body, items = (spec["do"], spec["foreach"]) if "foreach" in spec else (spec, None)
-        expanded = [(name, {})] if items is None else [
-            (f"{name}@{key}", {"${item}": str(key), "${key}": str(key),
-                               **{f"${{item.{k}}}": str(v) for k, v in (items[key] if isinstance(items, dict) else {}).items()}})
-            for key in items]
+        expanded = (
+            [(name, {})]
+            if items is None
+            else [
+                (
+                    f"{name}@{key}",
+                    {
+                        "${item}": str(key),
+                        "${key}": str(key),
+                        **{
+                            f"${{item.{k}}}": str(v) for k, v in (items[key] if isinstance(items, dict) else {}).items()
+                        },
+                    },
+                )
+                for key in items
+            ]
+        )
         for stage, subs in expanded:
             def fill(text: str) -> str:
                 for k, v in subs.items():
@@ -55,34 +69,6 @@ def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
 
 STAGES = stage_graph()
 MODEL_STAGES = [s for s in STAGES if s.split("@")[0] in ("base", "train", "evaluate")]
-
-
-def versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "sentence-transformers"]:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def gpu_facts() -> dict:
-    import torch
-
-    facts = {"python": platform.python_version(), "cuda_available": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        facts.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
-                     gpu_memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True).stdout
-            facts["driver"] = next(iter(out.split()), None)  # one line per GPU: the first
-        except OSError:
-            pass
-    return facts
 
 
 def stage_env(work: Path) -> dict:
@@ -124,7 +110,9 @@ def run_stages(selected: list[str], work: Path, env: dict, jobs: int) -> dict[st
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--no-record", action="store_true", help="run the stages only (e.g. to prepare a workdir)")
+    ap.add_argument("--out", help="also write the run, its metrics files included, to this JSON file (for a script "
+                                  "that runs this one)")
     ap.add_argument("--label", default="default")
     ap.add_argument("--stages", nargs="*", default=MODEL_STAGES, choices=[*STAGES, "all"],
                     help="stage names in dvc.yaml's order; default: the model stages; all: every stage")
@@ -142,7 +130,9 @@ def main() -> None:
         from supportagent.config import read_raw
 
         work.mkdir(parents=True, exist_ok=True)
-        (work / "params.yaml").write_text(yaml.safe_dump(read_raw(ROOT / "params.yaml", args.overrides), sort_keys=False))
+        (work / "params.yaml").write_text(
+            yaml.safe_dump(read_raw(ROOT / "params.yaml", args.overrides), sort_keys=False)
+        )
         raw_csv = work / where["raw"]
         if not raw_csv.exists() and (ROOT / where["raw"]).exists():
             raw_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -164,13 +154,17 @@ def main() -> None:
             target = dest / f.relative_to(work / where["metrics"])
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
-    record = {"label": args.label, "overrides": args.overrides, "machine": gpu_facts(), "versions": versions(),
-              "stage_seconds": timings,
+    record = {"overrides": yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else {},
+              "machine": records.machine_facts(), "versions": records.versions(), "stage_seconds": timings,
               "model_stages_seconds": round(sum(timings.values()), 1), "jobs": args.jobs, "wall_seconds": wall,
-              "metrics": metrics,
-              "date": time.strftime("%Y-%m-%d")}
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: record[k] for k in ("machine", "versions", "stage_seconds", "model_stages_seconds", "jobs", "wall_seconds")}, indent=2))
+              "metrics": metrics}
+    print(
+        json.dumps({k: record[k] for k in ("stage_seconds", "model_stages_seconds", "jobs", "wall_seconds")}, indent=2)
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    if not args.no_record:
+        records.save("gpu_pipeline", record, label=args.label)
 
 
 if __name__ == "__main__":

@@ -8,23 +8,22 @@ which compiles it, timed apart; `graph_compile_seconds`: what torch.compile spen
 compiled), and ROUGE-L / semantic similarity of those replies against the references (the two loops draw different
 candidates from the same distribution, so these differ by draws only).
 
-    python benchmarks/gpu_pipeline.py --out prep.json --stages subset split rules index base train@qlora --workdir W
-    python benchmarks/gpu_sampling.py --out benchmarks/gpu_sampling.json     # the project's default params
-    python benchmarks/gpu_sampling.py --workdir W --out OUT                  # a workdir's (gpu_pipeline.py --workdir W)
+    python benchmarks/gpu_pipeline.py --no-record --stages subset split rules index base train@qlora --workdir W
+    python benchmarks/gpu_sampling.py          # the project's default params
+    python benchmarks/gpu_sampling.py --workdir W        # a workdir's (gpu_pipeline.py --workdir W)
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 SETUP = ("on the GPU machine, first the stages subset, split, rules, index, base and train@{method} of the workdir's "
          "params (benchmarks/gpu_pipeline.py --stages ... --workdir W), whose trained adapter the command serves")
 
@@ -32,14 +31,10 @@ SETUP = ("on the GPU machine, first the stages subset, split, rules, index, base
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=str(ROOT))
-    ap.add_argument("--out", required=True)
     ap.add_argument("--n", type=int, default=64, help="messages answered one at a time")
     args = ap.parse_args()
     import pandas as pd
     import torch
-
-    from gpu_pipeline import gpu_facts, versions
-    import records
 
     from supportagent import models
     from supportagent.agent import prepare
@@ -83,14 +78,20 @@ def main() -> None:
             results[engine]["graph_compile_seconds"] = [round(s, 1) for s in compiled]
         print(engine, results[engine], flush=True)
     record = {
-        "what": "the served method's adapter answers messages one at a time (what one request to `serve` waits), "
-                "prompts and references as the evaluate stage builds them, its candidates sampled by each engine's loop",
-        "command": "python benchmarks/gpu_sampling.py" + (" --workdir W" if work.resolve() != ROOT else "") + f" --n {args.n}",
-        "method": params.method, "candidates": params.evaluate.candidates, "n": len(prompts), "results": results,
-        "setup": SETUP.format(method=params.method), "machine": gpu_facts(), "versions": versions(),
-        "date": time.strftime("%Y-%m-%d"), "commit": records.commit(),
+        "notes": "the served method's adapter answers messages one at a time (what one request to `serve` waits), "
+        "prompts and references as the evaluate stage builds them, its candidates sampled by each engine's loop",
+        "command": "python benchmarks/gpu_sampling.py"
+        + (" --workdir W" if work.resolve() != ROOT else "")
+        + f" --n {args.n}",
+        "method": params.method,
+        "candidates": params.evaluate.candidates,
+        "n": len(prompts),
+        "results": results,
+        "setup": SETUP.format(method=params.method),
+        "machine": records.gpu_facts(),
+        "versions": records.versions(),
     }
-    records.save(args.out, record)
+    records.save("gpu_sampling", record)
     print(json.dumps(record, indent=2))
 
 

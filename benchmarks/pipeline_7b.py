@@ -2,10 +2,11 @@
 full-size Mistral-7B-Instruct-v0.3 stand-in (real tokenizer and chat format, random weights) and the 7B training
 settings of configs/mistral_7b.yaml. Nothing else changes: the stages are the ones DVC runs.
 
-    python benchmarks/pipeline_7b.py --out benchmarks/pipeline_7b.json [--standin /tmp/standin] [--tokenizer-from DIR]
+    python benchmarks/pipeline_7b.py [--standin /tmp/standin] [--tokenizer-from DIR]
 
 Records wall seconds per stage, the QLoRA peak GPU memory, training tokens/s on TWCS prompts, serving latency
-and the GPU and package versions under `pipeline_7b`. The replies are nonsense (random weights): quality figures
+and the GPU and package versions in a record (benchmarks/results/pipeline_7b/). The replies are nonsense
+(random weights): quality figures
 of this run mean nothing and are not recorded.
 """
 from __future__ import annotations
@@ -19,14 +20,13 @@ from pathlib import Path
 
 import yaml
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
     ap.add_argument("--standin", default="build/standin-7b", help="where the stand-in is written (~14.5 GB)")
     ap.add_argument("--tokenizer-from", help="a folder with the converted tokenizer (no mistral-common here)")
     ap.add_argument("--workdir", default="build/pipeline-7b")
@@ -45,8 +45,24 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "overrides.yaml").write_text(yaml.safe_dump(overrides, sort_keys=False))
     run = work / "gpu_pipeline.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_pipeline.py"), "--stages", "all", "--label", "pipeline_7b",
-                    "--overrides", str(work / "overrides.yaml"), "--workdir", str(work), "--out", str(run)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/gpu_pipeline.py"),
+            "--stages",
+            "all",
+            "--label",
+            "pipeline_7b",
+            "--overrides",
+            str(work / "overrides.yaml"),
+            "--workdir",
+            str(work),
+            "--out",
+            str(run),
+            "--no-record",
+        ],
+        check=True,
+    )
     r = json.loads(run.read_text())
     m = r["metrics"]
     from gpu_pipeline import STAGES
@@ -54,11 +70,10 @@ def main() -> None:
     ran_all = list(r["stage_seconds"]) == list(STAGES)  # gpu_pipeline stops at the first stage that fails
     pick = lambda key, fields: {x: m[key].get(x) for x in fields} if key in m else None  # noqa: E731
     peak = lambda key: round(m[key]["peak_memory_mb"] / 1024, 2) if key in m else None  # noqa: E731
-    record = {"pipeline_7b": {
-        "what": "every dvc.yaml stage, one after another as `dvc repro` runs them, with model.base = a full-size "
-                "Mistral-7B-Instruct-v0.3 stand-in (v3 tokenizer and chat format from mistral-common, random bf16 "
-                "weights) and configs/mistral_7b.yaml; default params otherwise",
-        "command": "python benchmarks/pipeline_7b.py --out benchmarks/pipeline_7b.json",
+    record = {
+        "notes": "every dvc.yaml stage, one after another as `dvc repro` runs them, with model.base = a full-size "
+        "Mistral-7B-Instruct-v0.3 stand-in (v3 tokenizer and chat format from mistral-common, random bf16 "
+        "weights) and configs/mistral_7b.yaml; default params otherwise",
         "standin": json.loads((standin / "standin.json").read_text()),
         "standin_seconds": standin_seconds,
         "overrides": overrides,
@@ -67,18 +82,34 @@ def main() -> None:
         "every_stage_ran": ran_all,
         "qlora_peak_gib": peak("train/qlora"),
         "prompt_tuning_peak_gib": peak("train/prompt_tuning"),
-        "training": {k: pick(f"train/{k}", ("train_pairs", "steps", "train_seconds", "tokens_per_second",
-                                            "peak_memory_mb", "adapter_mb", "final_val_loss")) for k in ("qlora", "prompt_tuning")},
+        "training": {
+            k: pick(
+                f"train/{k}",
+                (
+                    "train_pairs",
+                    "steps",
+                    "train_seconds",
+                    "tokens_per_second",
+                    "peak_memory_mb",
+                    "adapter_mb",
+                    "final_val_loss",
+                ),
+            )
+            for k in ("qlora", "prompt_tuning")
+        },
         # random weights: how long the replies are (the 48-token limit, or an end token an adapter learned early)
         # decides the latency as much as the path does
-        "serving": {k: pick(f"eval/{k}", ("latency_p50_ms", "latency_p95_ms", "replies_per_s", "avg_words",
-                                          "truncated_share", "n"))
-                    for k in ("zero_shot", "retrieval", "qlora", "prompt_tuning")},
-        "machine": r["machine"], "versions": r["versions"],
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": args.commit or records.commit(),
-    }}
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+        "serving": {
+            k: pick(
+                f"eval/{k}", ("latency_p50_ms", "latency_p95_ms", "replies_per_s", "avg_words", "truncated_share", "n")
+            )
+            for k in ("zero_shot", "retrieval", "qlora", "prompt_tuning")
+        },
+        "machine": r["machine"],
+        "versions": r["versions"],
+        **({"commit": args.commit} if args.commit else {}),
+    }
+    records.save("pipeline_7b", record)
     print(json.dumps(record, indent=2))
     if not ran_all:
         sys.exit("a stage failed: see the logs in the work folder")

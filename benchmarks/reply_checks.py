@@ -3,7 +3,8 @@
     python benchmarks/reply_checks.py
 
 Reads the labelled replies of tests/data/reply_checks.jsonl (crafted ones, and real ones of the data named by pair
-id: run `dvc repro split` first) and writes benchmarks/reply_checks.json: each check's precision and recall on
+id: run `dvc repro split` first) and writes a record to benchmarks/results/reply_checks/: each check's precision
+and recall on
 them; each check's flag rate on the real replies of the test split (a check that flags what real agents send is
 wrong); how often the language identifier decides on short tweets, and how often rightly (the labelled messages of
 data/labels/escalation.jsonl name their language); and the milliseconds one reply's checks take."""
@@ -15,13 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-import records
-from supportagent import checkset
+from supportagent import checkset, records
 from supportagent.checks import language
 from supportagent.config import load_params
 from supportagent.guard import raised, rates
 
-ROOT = records.ROOT
+ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests/data/reply_checks.jsonl"
 TARGETS = {"precision": 0.9, "recall": 0.8, "real_replies_flagged": 5.0}
 
@@ -54,28 +54,30 @@ def main() -> None:
     rows = checkset.load(LABELS, pairs)
     per_check = checkset.scores(rows, checkset.flagged(rows, params))
     real = real_replies(params, pd.read_parquet(ROOT / "data/processed/test.parquet"))
-    targets = [{"name": f"{c} {k}", "measured": s[k], "wanted": TARGETS[k],
-                "met": s[k] is not None and s[k] >= TARGETS[k]}
+    targets = [records.target(f"{c} {k}", s[k], f">= {TARGETS[k]}")
                for c, s in per_check.items() if s["positives"] for k in ("precision", "recall")]
     wanted = TARGETS["real_replies_flagged"]
-    targets.append({"name": "test split's real replies flagged (%)", "measured": real["flagged"], "wanted": wanted,
-                    "met": real["flagged"] <= wanted})
+    targets.append(records.target("test split's real replies flagged (%)", real["flagged"], f"<= {wanted}"))
     record = {
-        "what": "precision and recall of each output check on labelled replies; flag rates on the test split's real "
-                "replies",
-        "command": "python benchmarks/reply_checks.py", "commit": records.commit(), "date": time.strftime("%Y-%m-%d"),
         "machine": records.cpu_facts(),
-        "labelled": {"n": len(rows), "crafted": sum(r["source"] == "crafted" for r in rows),
-                     "real": sum(r["source"] == "real" for r in rows)},
-        "checks": {c: {k: v for k, v in s.items() if k in ("positives", "precision", "recall")}
-                   for c, s in per_check.items()},
-        "real_replies": real, "language_id": language_id(ROOT / "data/labels/escalation.jsonl"),
+        "labelled": {
+            "n": len(rows),
+            "crafted": sum(r["source"] == "crafted" for r in rows),
+            "real": sum(r["source"] == "real" for r in rows),
+        },
+        "checks": {
+            c: {k: v for k, v in s.items() if k in ("positives", "precision", "recall")} for c, s in per_check.items()
+        },
+        "real_replies": real,
+        "language_id": language_id(ROOT / "data/labels/escalation.jsonl"),
         "targets": targets,
-        "notes": "The crafted replies were written beside the checks, one kind of failure seen in the blind review "
-                 "at a time: they show each kind is caught, not how the checks fare on text unlike them. The real "
-                 "replies (test split, and the labelled real rows) are the check that they leave real agents alone.",
+        "notes": "Precision and recall of each output check on labelled replies; flag rates on the test split's "
+        "real replies. The crafted replies were written beside the checks, one kind of failure seen in the "
+                 "blind review "
+        "at a time: they show each kind is caught, not how the checks fare on text unlike them. The real "
+        "replies (test split, and the labelled real rows) are the check that they leave real agents alone.",
     }
-    records.save(ROOT / "benchmarks/reply_checks.json", record)
+    records.save("reply_checks", record)
     for t in targets:
         print(f"{t['name']:<40} {t['measured']!s:>8}  (wanted {t['wanted']})  {'met' if t['met'] else 'NOT MET'}")
     print(f"language id: {record['language_id']}")

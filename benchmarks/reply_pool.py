@@ -7,19 +7,20 @@ Evaluates the system once on the split (evaluation.evaluate_system, the workspac
 its replies are kept under benchmarks/tmp/ so a re-run reuses them), then ranks each message's pool both ways
 and sends through the guard (guard.py) as `reply` does. Retrieval on the same split is the yardstick. Semantic
 similarity uses the MiniLM the reranker also ranks with, so a pool choice can lean on the metric's embedder;
-ROUGE-L does not. Writes benchmarks/reply_pool.json: per variant ROUGE-L, semantic similarity, their paired
+ROUGE-L does not. Writes a record to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity,
+their paired
 difference to retrieval with 95% intervals, send_ready, and the share of replies that are past replies."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-import records
-from supportagent import models
+from supportagent import models, records
 from supportagent.config import load_params
 from supportagent.evaluation import evaluate_system, test_sample
 from supportagent.guard import guard
@@ -30,7 +31,7 @@ from supportagent.reranking import Similarities, similarities
 from supportagent.retrieval import ExampleIndex
 from supportagent.rules import apply_rules
 
-ROOT = records.ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rank_pool(s: Similarities, n_model: int, n_pool: int, *, word_weight: float, reference_weight: float
@@ -116,12 +117,10 @@ def main() -> None:
     variants["retrieval"] = {"rouge_l": round(float(retrieval["rouge_l"].mean()), 2),
                              "semantic_similarity": round(float(retrieval["semantic_similarity"].mean()), 2),
                              "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
-    record = {"benchmark": "past replies in the reranker's pool", "command": "python benchmarks/reply_pool.py "
-              f"--split {args.split} --system {args.system}", "commit": records.commit(),
-              "date": time.strftime("%Y-%m-%d"), "machine": records.cpu_facts(), "split": args.split,
+    record = {"notes": "past replies in the reranker's pool", "machine": records.cpu_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
               "variants": variants}
-    records.save(ROOT / f"benchmarks/reply_pool_{args.split}.json", record)
+    records.save("reply_pool", record, label=f"{args.split}-{args.system}")
 
 
 if __name__ == "__main__":

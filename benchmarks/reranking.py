@@ -5,9 +5,9 @@
 
 Runs evaluation.evaluate_system with the workspace's trained adapters, index and params (only
 evaluate.candidates changed), on each split: retrieval, and for each LLM system the greedy reply alone
-(0 candidates) and the reranked reply. Each evaluation runs in a fresh process, so its peak memory is its own. The validation split is where a
-setting is chosen; the test split is what the README reports. Writes benchmarks/reranking.json (commit, date,
-CPU, seconds and peak RSS per evaluation)."""
+(0 candidates) and the reranked reply. Each evaluation runs in a fresh process, so its peak memory is its own.
+The validation split is where a setting is chosen; the test split is what the README reports. Writes a record to
+benchmarks/results/reranking/ (commit, date, CPU, seconds and peak RSS per evaluation)."""
 from __future__ import annotations
 
 import argparse
@@ -28,7 +28,6 @@ def one(split: str, system: str, candidates: int, seed: int | None = None) -> di
     seed, which (the split being made already) seeds only the candidates' draws."""
     import pandas as pd
 
-    sys.path.insert(0, str(ROOT / "src"))
     from supportagent.config import load_params
     from supportagent.evaluation import evaluate_system
     from supportagent.paths import pipeline_paths
@@ -48,11 +47,7 @@ def one(split: str, system: str, candidates: int, seed: int | None = None) -> di
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    sys.path.insert(0, str(ROOT / "src"))
-    from records import cpu_facts
-    import records
-
+    from supportagent import records
     from supportagent.config import load_params
 
     ap = argparse.ArgumentParser()
@@ -60,7 +55,6 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])
     ap.add_argument("--systems", nargs="+", default=["zero_shot", "qlora", "prompt_tuning"],
                     choices=["zero_shot", "qlora", "prompt_tuning"])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/reranking.json"))
     ap.add_argument("--draws", type=int, default=4,
                     help="the served method's reranked test evaluation again with this many other seeds: the spread "
                          "of its draws")
@@ -74,13 +68,11 @@ def main() -> None:
     runs = [("retrieval", "retrieval", 0)] + [
         run for s in args.systems for run in ((f"{s}, greedy", s, 0), (f"{s}, {args.candidates} candidates", s,
                                                                         args.candidates))]
-    record = {"what": f"each LLM system's greedy reply alone against the consensus of the greedy and "
+    record = {"notes": f"each LLM system's greedy reply alone against the consensus of the greedy and "
                       f"{args.candidates} sampled replies (evaluate.candidates), and retrieval; the workspace's "
                       "adapters and params otherwise; each evaluation in a fresh process (peak_rss_mb: its peak)",
               "served": params.method,
-              "command": " ".join(["python benchmarks/reranking.py", *sys.argv[1:]]),
-              "commit": records.commit(),
-              "date": time.strftime("%Y-%m-%d"), "machine": cpu_facts(),
+              "machine": records.cpu_facts(),
               "evaluate": params.evaluate.model_copy(update={"candidates": args.candidates}).model_dump(),
               "splits": {}}
 
@@ -95,14 +87,14 @@ def main() -> None:
         for label, system, n in runs:
             record["splits"][split][label] = row = child(split, system, n)
             print(split, label, row, flush=True)
-            records.save(args.out, record)
+            records.save("reranking", record)
     if args.draws and "test" in args.splits and params.method in args.systems:
         record["draws"] = {"split": "test", "system": params.method, "runs": {
             str(params.seed): record["splits"]["test"][f"{params.method}, {args.candidates} candidates"]}}
         for seed in range(params.seed + 1, params.seed + 1 + args.draws):
             record["draws"]["runs"][str(seed)] = row = child("test", params.method, args.candidates, seed)
             print("draws, seed", seed, row, flush=True)
-            records.save(args.out, record)
+            records.save("reranking", record)
 
 
 if __name__ == "__main__":

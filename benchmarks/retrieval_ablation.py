@@ -1,11 +1,11 @@
 """What the retrieved examples buy: the default pipeline against a real `dvc exp run -S retrieval.k=0`.
 
-    python benchmarks/retrieval_ablation.py            # runs the experiment (temp dir), writes the JSON
+    python benchmarks/retrieval_ablation.py            # runs the experiment (temp dir), writes a record
     python benchmarks/retrieval_ablation.py --name N   # only read an experiment already run under name N
 
 The default side is the workspace's metrics (the committed run of the default params); the k=0 side
-is the experiment's, read from its git ref. Writes benchmarks/retrieval_ablation.json with the commit,
-the date and the CPU."""
+is the experiment's, read from its git ref. Writes a record to benchmarks/results/retrieval_ablation/ with the
+commit, the date and the CPU."""
 from __future__ import annotations
 
 import argparse
@@ -34,15 +34,11 @@ def side(read) -> dict:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    sys.path.insert(0, str(ROOT / "src"))
-    from records import cpu_facts
-
+    from supportagent import records
     from supportagent.config import load_params
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", help="read this experiment instead of running one")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/retrieval_ablation.json"))
     args = ap.parse_args()
     name = args.name or f"retrieval-k0-{time.strftime('%Y%m%d-%H%M')}"
     command = f"dvc exp run --temp -n {name} -S retrieval.k=0"
@@ -56,15 +52,14 @@ def main() -> None:
         sys.exit(f"no experiment named {name}: see `dvc exp list`")
     retrieval = load_params(ROOT / "params.yaml").retrieval
     record = {
-        "what": "the default pipeline (retrieved examples in every LLM prompt) against the same pipeline with "
+        "notes": "the default pipeline (retrieved examples in every LLM prompt) against the same pipeline with "
                 "retrieval.k=0 (no examples), same data, seed and code",
         "command": command, "experiment_ref": refs[0], "experiment_seconds": seconds if not args.name else None,
-        "commit": git("rev-parse", "--short", "HEAD").strip(), "date": time.strftime("%Y-%m-%d"),
-        "machine": cpu_facts(),
+        "machine": records.cpu_facts(),
         "default": {"retrieval": retrieval.model_dump(), **side(lambda p: (ROOT / p).read_text())},
         "k0": {"retrieval": {**retrieval.model_dump(), "k": 0}, **side(lambda p: git("show", f"{refs[0]}:{p}"))},
     }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    records.save("retrieval_ablation", record)
     for label in ("k0", "default"):
         print(label, {s: (v["rouge_l"], v["semantic_similarity"]) for s, v in record[label]["systems"].items()})
 

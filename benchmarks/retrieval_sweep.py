@@ -1,12 +1,13 @@
 """What retrieved examples buy: the whole pipeline per `retrieval` setting, several settings side by side.
 
-    python benchmarks/retrieval_sweep.py --out benchmarks/retrieval_sweep.json              # default data
-    python benchmarks/retrieval_sweep.py --out F --base-overrides configs/full.yaml --variants k0 k2_pair
+    python benchmarks/retrieval_sweep.py                          # default data
+    python benchmarks/retrieval_sweep.py --label full --base-overrides configs/full.yaml --variants k0 k2_pair
 
 Each variant is params.yaml (+ --base-overrides) with the variant's keys merged in, run by
 benchmarks/gpu_pipeline.py (the stage scripts as DVC runs them) in its own work folder; up to
 --parallel variants run at once (one GPU holds several 135M pipelines). Records per system ROUGE-L,
-semantic similarity, distinct replies, placeholder rate and the training seconds, with GPU facts."""
+semantic similarity, distinct replies, placeholder rate and the training seconds, with GPU facts, in a record
+(benchmarks/results/retrieval_sweep/)."""
 from __future__ import annotations
 
 import argparse
@@ -31,37 +32,66 @@ KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "distinct_
 
 
 def run_variant(name: str, args) -> dict:
-    sys.path.insert(0, str(ROOT / "src"))
     from supportagent.config import merge, read_raw
 
     work = Path(args.workdir) / name
     work.mkdir(parents=True, exist_ok=True)
-    overrides = merge(yaml.safe_load(Path(args.base_overrides).read_text()) if args.base_overrides else {}, VARIANTS[name])
+    overrides = merge(
+        yaml.safe_load(Path(args.base_overrides).read_text()) if args.base_overrides else {}, VARIANTS[name]
+    )
     (work / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     read_raw(ROOT / "params.yaml", work / "overrides.yaml")  # fails early on a broken file
     out = work / "record.json"
     with open(work / "runner.log", "w") as log:
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_pipeline.py"), "--out", str(out),
-                               "--label", name, "--overrides", str(work / "overrides.yaml"), "--workdir", str(work),
-                               "--stages", *args.stages, "--jobs", str(args.jobs)], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks/gpu_pipeline.py"),
+                "--out",
+                str(out),
+                "--no-record",
+                "--label",
+                name,
+                "--overrides",
+                str(work / "overrides.yaml"),
+                "--workdir",
+                str(work),
+                "--stages",
+                *args.stages,
+                "--jobs",
+                str(args.jobs),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     if proc.returncode or not out.exists():
         return {"failed": True, "log_tail": (work / "runner.log").read_text()[-2000:]}
     rec = json.loads(out.read_text())
     m = rec["metrics"]
-    return {"overrides": overrides, "wall_seconds": rec["wall_seconds"], "stage_seconds": rec["stage_seconds"],
-            "systems": {k.split("/")[1]: {x: v.get(x) for x in KEYS} for k, v in m.items() if k.startswith("eval/")},
-            "training": {k.split("/")[1]: {x: v.get(x) for x in ("train_seconds", "final_val_loss", "tokens_per_second")}
-                         for k, v in m.items() if k.startswith("train/")},
-            "machine": rec["machine"], "versions": rec["versions"]}
+    return {
+        "overrides": overrides,
+        "wall_seconds": rec["wall_seconds"],
+        "stage_seconds": rec["stage_seconds"],
+        "systems": {k.split("/")[1]: {x: v.get(x) for x in KEYS} for k, v in m.items() if k.startswith("eval/")},
+        "training": {
+            k.split("/")[1]: {x: v.get(x) for x in ("train_seconds", "final_val_loss", "tokens_per_second")}
+            for k, v in m.items()
+            if k.startswith("train/")
+        },
+        "machine": rec["machine"],
+        "versions": rec["versions"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--label", default="", help="added to the record's file name")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"names of {list(VARIANTS)}")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=YAML",
                     help="an extra variant, e.g. 'k3_2ep={retrieval: {k: 3}, train: {qlora: {epochs: 2}}}'")
-    ap.add_argument("--base-overrides", help="params that differ from params.yaml for every variant (configs/full.yaml)")
+    ap.add_argument(
+        "--base-overrides", help="params that differ from params.yaml for every variant (configs/full.yaml)"
+    )
     ap.add_argument("--workdir", default="build/retrieval_sweep")
     ap.add_argument("--parallel", type=int, default=5)
     ap.add_argument("--stages", nargs="*", default=["all"], help="stages of each variant (default: all)")
@@ -74,11 +104,12 @@ def main() -> None:
     start = time.perf_counter()
     with ThreadPoolExecutor(args.parallel) as pool:
         results = dict(zip(args.variants, pool.map(lambda v: run_variant(v, args), args.variants)))
-    record = {"what": "the whole pipeline per retrieval setting (benchmarks/retrieval_sweep.py)",
-              "base_overrides": args.base_overrides, "parallel": args.parallel, "stages": args.stages,
-              "wall_seconds": round(time.perf_counter() - start, 1), "date": time.strftime("%Y-%m-%d"),
-              "variants": results}
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    from supportagent import records
+
+    record = {"notes": "the whole pipeline per retrieval setting", "overrides": args.base_overrides,
+              "machine": records.machine_facts(), "versions": records.versions(), "parallel": args.parallel,
+              "stages": args.stages, "wall_seconds": round(time.perf_counter() - start, 1), "variants": results}
+    records.save("retrieval_sweep", record, label=args.label)
     for name, r in results.items():
         if r.get("failed"):
             print(name, "FAILED", r["log_tail"][-800:])

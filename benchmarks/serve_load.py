@@ -2,7 +2,9 @@
 at a time against 16 at once (the server batches concurrent requests), plus a burst of bad requests; every
 status code is counted (the target is zero 5xx).
 
-    python benchmarks/serve_load.py --out benchmarks/serve_load.json [--concurrency 1 16] [--requests 48]
+    python benchmarks/serve_load.py [--concurrency 1 16] [--requests 48]
+
+Writes a record to benchmarks/results/serve_load/.
 """
 from __future__ import annotations
 
@@ -77,16 +79,14 @@ def load(url: str, messages: list[dict], concurrency: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="benchmarks/serve_load.json")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level (one message each)")
     ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--url", help="load a server already running there (its --max-batch as given) instead of starting one")
+    ap.add_argument(
+        "--url", help="load a server already running there (its --max-batch as given) instead of starting one"
+    )
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gpu_pipeline import gpu_facts
-    from records import cpu_facts
-    import records
+    from supportagent import records
 
     test = pd.read_parquet(ROOT / "data/processed/test.parquet")
     messages = [{"brand": r.brand, "text": r.customer, "context": r.context or ""}
@@ -96,11 +96,9 @@ def main() -> None:
     started = time.perf_counter()
     proc = None if args.url else start_server(port, args.max_batch)
     try:
-        record = {"what": "POST /v1/reply on the real served model, one message per request, the test split's first "
+        record = {"notes": "POST /v1/reply on the real served model, one message per request, the test split's first "
                           f"{args.requests} messages; the server batches requests that arrive together",
-                  "command": "python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(), *sys.argv[1:]]),
-                  "date": time.strftime("%Y-%m-%d"), "commit": records.commit(),
-                  "machine": {**cpu_facts(), **gpu_facts()},
+                  "machine": {**records.cpu_facts(), **records.gpu_facts()},
                   "startup_seconds": None if args.url else round(time.perf_counter() - started, 1),
                   "max_batch": args.max_batch}
         first = time.perf_counter()  # the first request after the health check: what the first customer waits
@@ -120,7 +118,8 @@ def main() -> None:
     record["speedup"] = {str(lv["concurrency"]): round(lv["replies_per_s"] / base, 2) for lv in record["levels"]}
     record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \
         sum(int(n) for c, n in record["bad_requests"].items() if c >= "500")
-    records.save(args.out, record)
+    record["targets"] = [records.target("5xx responses", record["server_errors"], "<= 0")]
+    records.save("serve_load", record)
     print(json.dumps({k: record[k] for k in ("levels", "speedup", "bad_requests", "server_errors")}, indent=1))
 
 

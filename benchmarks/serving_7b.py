@@ -11,13 +11,12 @@ Per path: p50/p95 ms per reply at batch 1, ms per token, replies/s at batch 32, 
 still held before the method's model loaded), and the warm-up
 seconds (compilation for the compiled engine), paid once per process and shape, not per request.
 
-    python benchmarks/serving_7b.py --standin build/standin-7b --out benchmarks/serving_7b.json
+    python benchmarks/serving_7b.py --standin build/standin-7b     # a record in benchmarks/results/serving_7b/
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import records  # noqa: E402  (benchmarks/: the script's own folder)
 PROMPT, NEW, BATCH, SAMPLES = 128, 64, 32, 10
 PAIRS = (("qlora_folded_compiled", "qlora_folded_eager"), ("prompt_tuning_compiled", "prompt_tuning_eager"),
          ("qlora_folded_eager", "qlora_4bit_eager"))
@@ -56,22 +55,25 @@ def measure(gen, prompts: list[list[int]], held: int = 0) -> tuple[dict, list[li
     seconds = time.perf_counter() - start
     assert all(len(r.token_ids) == NEW for r in replies)
     p50 = float(np.percentile(times, 50))
-    return {"engine": gen.engine, "p50_ms": round(p50, 1), "p95_ms": round(float(np.percentile(times, 95)), 1),
-            "ms_per_token": round(p50 / NEW, 2), "replies_per_s": round(BATCH / seconds, 2),
-            "peak_gib": round((torch.cuda.max_memory_allocated() - held) / 2**30, 2) if torch.cuda.is_available() else None,
-            "warm_up_seconds": round(warm, 1)}, [r.token_ids for r in replies]
+    return {
+        "engine": gen.engine,
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(float(np.percentile(times, 95)), 1),
+        "ms_per_token": round(p50 / NEW, 2),
+        "replies_per_s": round(BATCH / seconds, 2),
+        "peak_gib": round((torch.cuda.max_memory_allocated() - held) / 2**30, 2) if torch.cuda.is_available() else None,
+        "warm_up_seconds": round(warm, 1),
+    }, [r.token_ids for r in replies]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--standin", required=True, help="a full-size stand-in folder (make-standin)")
-    ap.add_argument("--out", required=True)
     ap.add_argument("--commit")
     args = ap.parse_args()
 
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from gpu_pipeline import gpu_facts, versions
     from supportagent import bases, models
     from supportagent.adapters import add_soft_prompt
     from supportagent.config import PromptTuningParams, load_params
@@ -117,14 +119,15 @@ def main() -> None:
     torch._dynamo.reset()
     held = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
 
-    pt = add_soft_prompt(models.load_base(base_dir), PromptTuningParams(lr=0.01, prompt_init="random", num_virtual_tokens=20))
+    pt = add_soft_prompt(
+        models.load_base(base_dir), PromptTuningParams(lr=0.01, prompt_init="random", num_virtual_tokens=20)
+    )
     run("prompt_tuning_eager", pt, "eager")
     run("prompt_tuning_compiled", pt, "compiled")
 
-    record = {"serving_7b": {
-        "what": "greedy decoding of exactly 64 new tokens after a 128-token prompt, Mistral-7B-Instruct-v0.3 "
+    record = {
+        "notes": "greedy decoding of exactly 64 new tokens after a 128-token prompt, Mistral-7B-Instruct-v0.3 "
                 "architecture (stand-in, random weights), one process per run, through generation.Generator",
-        "command": "python benchmarks/serving_7b.py --standin build/standin-7b --out benchmarks/serving_7b.json",
         "prompt_tokens": PROMPT, "new_tokens": NEW, "batch": BATCH, "latency_samples": SAMPLES,
         "qlora_fold_seconds": fold_seconds, "paths": results,
         "peak_gib_counts": "GPU memory above what the process held before the method's model loaded",
@@ -134,12 +137,14 @@ def main() -> None:
         "mean_tokens_before_first_difference": {f"{a} = {b}": round(float(np.mean(
             [next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), NEW) for x, y in zip(ids[a], ids[b])])), 1)
             for a, b in PAIRS},
-        "targets": {"p50_ms_batch_1": 450, "replies_per_s_batch_32": 45},
-        "machine": gpu_facts(), "versions": versions(), "date": time.strftime("%Y-%m-%d"),
-        "commit": args.commit or records.commit(),
-    }}
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+        "targets": [t for name, r in results.items() for t in (
+            records.target(f"{name}: p50 ms at batch 1", r["p50_ms"], "<= 450"),
+            records.target(f"{name}: replies/s at batch {BATCH}", r["replies_per_s"], ">= 45"))],
+        "machine": records.gpu_facts(), "versions": records.versions(),
+        **({"commit": args.commit} if args.commit else {}),
+    }
+    records.save("serving_7b", record)
+    print(json.dumps(record["paths"], indent=2))
 
 
 if __name__ == "__main__":

@@ -5,18 +5,17 @@ previous turn, `prompts.encode`) with the stand-in's tokenizer and chat template
 with `mistral_common`'s `encode_chat_completion` of the same system, user and assistant messages; the labels must
 cover exactly the reply and its end token.
 
-    python benchmarks/standin_format.py      # after `dvc repro index`; writes benchmarks/standin_format.json
+    python benchmarks/standin_format.py      # after `dvc repro index`; a record in benchmarks/results/standin_format/
 """
 from __future__ import annotations
 
-import datetime
 import functools
 import json
-import sys
 from pathlib import Path
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 NO_LIMIT = 100_000  # token limits high enough that nothing is cut: the whole example is compared
 
@@ -58,14 +57,23 @@ def project_messages(params, pairs, examples) -> list[list[dict]]:
     from supportagent.prompts import build_messages
     from supportagent.rules import apply_rules
 
-    return [build_messages(params.model.system_prompt, r.brand, r.customer, apply_rules(r.customer, params.rules, r.context),
-                           r.context, r.reply, ex) for r, ex in zip(pairs.itertuples(index=False), examples)]
+    return [
+        build_messages(
+            params.model.system_prompt,
+            r.brand,
+            r.customer,
+            apply_rules(r.customer, params.rules, r.context),
+            r.context,
+            r.reply,
+            ex,
+        )
+        for r, ex in zip(pairs.itertuples(index=False), examples)
+    ]
 
 
 def main() -> None:
     import pandas as pd
 
-    sys.path.insert(0, str(ROOT / "src"))
     from supportagent.config import load_params
     from supportagent.models import load_embedder, embedder_id
     from supportagent.paths import pipeline_paths
@@ -74,15 +82,16 @@ def main() -> None:
 
     params, paths = load_params(ROOT / "params.yaml"), pipeline_paths(ROOT / "dvc.yaml")
     test = pd.read_parquet(ROOT / paths["splits"] / "test.parquet")
-    index = ExampleIndex(ROOT / paths["index"], pd.read_parquet(ROOT / paths["splits"] / "train.parquet"), embedder_id())
+    index = ExampleIndex(
+        ROOT / paths["index"], pd.read_parquet(ROOT / paths["splits"] / "train.parquet"), embedder_id()
+    )
     examples = index.examples(load_embedder(), test["customer"].tolist(), test["brand"].tolist(), params.retrieval)
     tok = load_v3_tokenizer()
     rows = [compare(tok, m) for m in project_messages(params, test, examples)]
     with_context = int((test["context"] != "").sum())
     record = {
-        "what": "project prompts (tags, retrieved examples, previous turn) through the stand-in's tokenizer and chat "
+        "notes": "project prompts (tags, retrieved examples, previous turn) through the stand-in's tokenizer and chat "
                 "template, against mistral_common's encode_chat_completion of the same messages",
-        "command": "python benchmarks/standin_format.py",
         "examples": len(rows), "with_previous_turn": with_context,
         "ids_equal": sum(r["ids_equal"] for r in rows),
         "labels_are_the_reply": sum(r["labels_are_the_reply"] for r in rows),
@@ -90,10 +99,11 @@ def main() -> None:
         "tokens_per_example_mean": round(sum(r["tokens"] for r in rows) / len(rows), 1),
         "retrieval": params.retrieval.model_dump(),
         "mistral_common": __import__("importlib.metadata").metadata.version("mistral-common"),
-        "date": datetime.date.today().isoformat(),
-        "commit": records.commit(),
+        "machine": records.cpu_facts(),
+        "targets": [records.target("prompts whose ids equal mistral_common's", sum(r["ids_equal"] for r in rows),
+                                   str(len(rows)))],
     }
-    (ROOT / "benchmarks/standin_format.json").write_text(json.dumps(record, indent=2) + "\n")
+    records.save("standin_format", record)
     print(json.dumps(record, indent=2))
 
 

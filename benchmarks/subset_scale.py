@@ -7,7 +7,7 @@ repeated with re-numbered tweet ids and links, written as RFC 4180 csv (CRLF row
 are quoted). The stage then runs in a fresh process per file; the record keeps rows, file size, wall time, peak
 RSS, the pairs and a hash of them. `--reference-checkout` runs the same on another checkout's code (e.g. a
 `git worktree` of an older commit) for a side-by-side. Targets (2-core machine): peak RSS <= 4 GiB at ten
-times the data, and the full size no slower than the reference. Result: benchmarks/subset.json."""
+times the data, and the full size no slower than the reference. Result: a record in benchmarks/results/subset_scale/."""
 from __future__ import annotations
 
 import argparse
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import records
+from supportagent import records
 
-ROOT = records.ROOT
+ROOT = Path(__file__).resolve().parents[1]
 TMP = ROOT / "benchmarks/tmp"
 FULL_ROWS = 2_811_774  # rows of the real Kaggle twcs.csv
 PEAK_RSS_MB = 4096
@@ -98,22 +98,21 @@ def main() -> None:
     ref = {r["scale"]: r for r in runs if r["code"] == "reference"}
     targets = []
     if 10 in this:
-        targets.append({"name": "peak RSS at ten times the data, MB", "measured": this[10]["peak_rss_mb"],
-                        "wanted": f"<= {PEAK_RSS_MB}", "met": this[10]["peak_rss_mb"] <= PEAK_RSS_MB})
+        targets.append(
+            records.target("peak RSS at ten times the data, MB", this[10]["peak_rss_mb"], f"<= {PEAK_RSS_MB}")
+        )
     if 1 in this and 1 in ref:
-        targets.append({"name": "seconds at the full size, against the reference", "measured": this[1]["seconds"],
-                        "wanted": f"<= {ref[1]['seconds']}", "met": this[1]["seconds"] <= ref[1]["seconds"]})
-        targets.append({"name": "same pairs as the reference at the full size", "measured": this[1]["pairs_sha256"],
-                        "wanted": ref[1]["pairs_sha256"], "met": this[1]["pairs_sha256"] == ref[1]["pairs_sha256"]})
+        targets.append(records.target("seconds at the full size, against the reference", this[1]["seconds"],
+                                      f"<= {ref[1]['seconds']}"))
+        targets.append(records.target("same pairs as the reference at the full size", this[1]["pairs_sha256"],
+                                      ref[1]["pairs_sha256"]))
     reference_commit = None
     if args.reference_checkout:
         reference_commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.reference_checkout,
                                           capture_output=True, text=True).stdout.strip() or None
-    record = {"benchmark": "subset stage at the full data size and ten times it",
-              "command": "python benchmarks/subset_scale.py " + " ".join(sys.argv[1:]),
-              "commit": records.commit(), "reference_commit": reference_commit, "date": time.strftime("%Y-%m-%d"),
+    record = {"notes": "subset stage at the full data size and ten times it", "reference_commit": reference_commit,
               "machine": records.cpu_facts(), "runs": runs, "targets": targets}
-    records.save(ROOT / "benchmarks/subset.json", record)
+    records.save("subset_scale", record)
     print(json.dumps(targets, indent=2))
 
 

@@ -4,19 +4,19 @@
     python benchmarks/time_pipeline.py --force    # retrain and re-evaluate everything
     python benchmarks/time_pipeline.py --times F  # only record times already measured ("stage seconds rc=0" lines)
 
-Writes benchmarks/cpu.json: seconds per stage, the training metrics, and CPU facts."""
+Writes a record to benchmarks/results/time_pipeline/: seconds per stage, the training metrics, and CPU facts."""
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from supportagent import records
+
 ROOT = Path(__file__).resolve().parents[1]
-import records  # noqa: E402  (benchmarks/: the script's own folder)
 
 ORDER = ["subset", "split", "rules", "index", "base", "train@qlora", "train@prompt_tuning", "evaluate@zero_shot",
          "evaluate@retrieval", "evaluate@qlora", "evaluate@prompt_tuning", "compare", "review"]
@@ -33,7 +33,6 @@ def run(force: bool) -> dict:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "src"))
     from supportagent.runtime import compute_dtype
 
     ap = argparse.ArgumentParser()
@@ -49,21 +48,27 @@ def main() -> None:
     train = {m: json.loads((ROOT / f"metrics/train/{m}.json").read_text()) for m in ("qlora", "prompt_tuning")}
     group = lambda prefix: round(sum(v for k, v in times.items() if k.startswith(prefix)), 1)
     record = {
-        "what": "wall seconds per stage of `dvc repro` (default params), on this machine",
-        "stage_seconds": times, "train_seconds_total": group("train@"), "evaluate_seconds_total": group("evaluate@"),
+        "notes": "wall seconds per stage of `dvc repro` (default params), on this machine"
+        + (f"; {args.note}" if args.note else ""),
+        "stage_seconds": times,
+        "train_seconds_total": group("train@"),
+        "evaluate_seconds_total": group("evaluate@"),
         "pipeline_seconds": round(sum(times.values()), 1),
-        "targets_seconds": {"train_total": 900, "evaluate_total": 300, "pipeline": 1200},
         "training_tokens_per_second": {m: t["tokens_per_second"] for m, t in train.items()},
         "training_peak_rss_mb": {m: t["peak_memory_mb"] for m, t in train.items()},
-        "rouge_l": {f.stem: json.loads(f.read_text())["rouge_l"] for f in sorted((ROOT / "metrics/eval").glob("*.json"))},
-        "machine": {**records.cpu_facts(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
-                    "training_dtype": str(compute_dtype(training=True)).removeprefix("torch.")},
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": records.commit(),
+        "rouge_l": {
+            f.stem: json.loads(f.read_text())["rouge_l"] for f in sorted((ROOT / "metrics/eval").glob("*.json"))
+        },
+        "machine": {
+            **records.cpu_facts(),
+            "compute_dtype": str(compute_dtype()).removeprefix("torch."),
+            "training_dtype": str(compute_dtype(training=True)).removeprefix("torch."),
+        },
     }
-    if args.note:
-        record["note"] = args.note
-    records.save(ROOT / "benchmarks/cpu.json", record, key="other_runs")  # the run it replaces is kept there
+    record["targets"] = [records.target("both trainings, wall s", record["train_seconds_total"], "<= 900"),
+                         records.target("all evaluations, wall s", record["evaluate_seconds_total"], "<= 300"),
+                         records.target("whole `dvc repro`, wall s", record["pipeline_seconds"], "<= 1200")]
+    records.save("time_pipeline", record)
     print(json.dumps(record, indent=2))
 
 

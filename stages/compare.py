@@ -14,7 +14,9 @@ def main() -> None:
     evals, trains = load_all(a.metrics)
     preds = {s: read_predictions(a.predictions / f"{s}.jsonl", base_dir=a.base) for s in SYSTEMS}
     real = real_replies(preds["retrieval"], p)
-    write_json(a.metrics / "comparison.json", comparison(evals, trains, p.method, p.retrieval.model_dump(), preds, real))
+    write_json(
+        a.metrics / "comparison.json", comparison(evals, trains, p.method, p.retrieval.model_dump(), preds, real)
+    )
     write_json(a.metrics / "served.json", served_metrics(evals, trains, p.method))
     write_plot_data(evals, trains, {m: a.train_logs / m for m in METHODS}, a.plot_data, real["flag_rate"])
     write_samples(preds, p.review.samples, p.seed, a.samples)

@@ -1,4 +1,5 @@
-"""DVC stage `train@<method>`: fit one adapter on the train split (params: seed, model, rules, retrieval, train.<method>).
+"""DVC stage `train@<method>`: fit one adapter on the train split (params: seed, model, rules, retrieval,
+train.<method>).
 
 Several GPUs (DDP): `accelerate launch --config_file configs/accelerate/ddp.yaml stages/train.py <method> ...`
 with the arguments of `dvc.yaml`."""

@@ -73,11 +73,21 @@ def make_tiny_pairs():
     brands = ["SpotifyCares", "AmazonHelp"]
     for i in range(24):
         brand = brands[i % 2]
-        rows.append({"pair_id": i, "conversation_id": i // 4 * 4 + i % 2, "brand": brand, "created_at": None, "context": "",
-                     "customer": f"my playlist number {i} vanished, please help" if brand == "SpotifyCares"
-                     else f"where is my order {i}? it is late",
-                     "reply": f"Sorry about playlist {i}! DM us and we'll take a look." if brand == "SpotifyCares"
-                     else f"We're sorry for the delay of order {i}. Please DM us your order details."})
+        rows.append(
+            {
+                "pair_id": i,
+                "conversation_id": i // 4 * 4 + i % 2,
+                "brand": brand,
+                "created_at": None,
+                "context": "",
+                "customer": f"my playlist number {i} vanished, please help"
+                if brand == "SpotifyCares"
+                else f"where is my order {i}? it is late",
+                "reply": f"Sorry about playlist {i}! DM us and we'll take a look."
+                if brand == "SpotifyCares"
+                else f"We're sorry for the delay of order {i}. Please DM us your order details.",
+            }
+        )
     return pd.DataFrame(rows)
 
 

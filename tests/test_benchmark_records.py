@@ -1,58 +1,104 @@
-"""benchmarks/records.py: a re-run of a benchmark keeps the run it replaces."""
+"""Benchmark records (supportagent.records): one schema, one file per run, and the generic report built from them."""
 import json
-import sys
+import re
+
+import pytest
+
+from supportagent import records
+from supportagent.report import benchmark_section, figure_tables, render
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import records  # noqa: E402
+CPU = {"cpu": "AMD EPYC", "cores": 2, "avx512_bf16": True, "amx_bf16": False, "avx2": True}
 
 
-def test_a_rerun_keeps_the_run_it_replaces(tmp_path):
-    out = tmp_path / "bench.json"
-    first = {"what": "x", "commit": "aaa", "machine": {"cpu": "A"}, "p50": 1.0}
-    records.save(out, first)
-    assert json.loads(out.read_text()) == first  # nothing earlier: no empty list
-    records.save(out, {**first, "commit": "bbb", "p50": 2.0})  # another commit
-    records.save(out, {**first, "commit": "ccc", "machine": {"cpu": "B"}, "p50": 3.0})  # and another machine
-    saved = json.loads(out.read_text())
-    assert saved["p50"] == 3.0 and [e["p50"] for e in saved["earlier_runs"]] == [2.0, 1.0]
-    assert all("earlier_runs" not in e for e in saved["earlier_runs"])  # flat: the newest earlier run first
-    records.save(out, {**first, "commit": "ccc", "machine": {"cpu": "B"}, "p50": 4.0})  # a repeat replaces
-    saved = json.loads(out.read_text())
-    assert saved["p50"] == 4.0 and [e["p50"] for e in saved["earlier_runs"]] == [2.0, 1.0]
+def test_a_nested_result_becomes_one_flat_record():
+    r = records.make("demo", {"command": "python benchmarks/demo.py --n 2", "commit": "abc1234", "date": "2026-12-01",
+                              "machine": CPU, "notes": "why", "levels": [{"p50_ms": 5.0}, {"p50_ms": 7.5}],
+                              "speedup": {"16": 2.1}, "ok": True,
+                              "targets": [records.target("speed-up at 16", 2.1, ">= 2.5")]})
+    assert r.metrics == {"levels.0.p50_ms": 5.0, "levels.1.p50_ms": 7.5, "speedup.16": 2.1, "ok": True}
+    assert (r.command, r.commit, r.notes) == ("python benchmarks/demo.py --n 2", "abc1234", "why")
+    assert r.targets[0].met is False and records.unflatten(r.metrics)["levels"]["1"] == {"p50_ms": 7.5}
 
 
-def test_the_pipeline_timing_keeps_the_run_it_replaces_among_its_other_runs(tmp_path):
-    """benchmarks/cpu.json keeps runs under `other_runs`: a timing of a new commit puts the one it replaces first."""
-    out = tmp_path / "cpu.json"
-    out.write_text(json.dumps({"commit": "aaa", "machine": {"cpu": "A"}, "pipeline_seconds": 900.0,
-                               "other_runs": [{"commit": "old", "note": "another setting"}]}))
-    records.save(out, {"commit": "bbb", "machine": {"cpu": "A"}, "pipeline_seconds": 1000.0}, key="other_runs")
-    saved = json.loads(out.read_text())
-    assert [r["commit"] for r in saved["other_runs"]] == ["aaa", "old"] and "earlier_runs" not in saved
+def test_targets_compare_numbers_and_equal_values():
+    assert records.target("a", 3, "<= 3")["met"] and not records.target("a", 3.1, "<= 3")["met"]
+    assert records.target("b", 0.95, ">= 0.9")["met"] and not records.target("b", None, ">= 0.9")["met"]
+    assert records.target("c", "1ef5", "1ef5")["met"] and not records.target("c", "1ef6", "1ef5")["met"]
 
 
-def test_commit_names_the_checkout():
-    assert records.commit() and all(c in "0123456789abcdef" for c in records.commit())
+@pytest.mark.parametrize("bad", [{"metrics": {}}, {"command": " "}, {"machine": {}}, {"extra_field": 1}])
+def test_a_record_without_its_facts_is_refused(bad):
+    good = {"benchmark": "demo", "command": "python x.py", "commit": "abc", "date": "2026-12-01", "machine": CPU,
+            "metrics": {"a": 1}}
+    records.Record.model_validate(good)
+    with pytest.raises(ValueError):
+        records.Record.model_validate({**good, **bad})
+
+
+def test_one_file_per_machine_and_commit_a_repeat_replaces_its_own(tmp_path):
+    first = records.save("demo", {"p50": 1.0, "machine": CPU, "commit": "aaa"}, root=tmp_path)
+    records.save("demo", {"p50": 2.0, "machine": CPU, "commit": "bbb"}, root=tmp_path)
+    records.save("demo", {"p50": 3.0, "machine": {**CPU, "avx512_bf16": False}, "commit": "aaa"}, root=tmp_path)
+    assert first.name == "amd-epyc-2c-avx512bf16-aaa.json"
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
+        "amd-epyc-2c-avx2-aaa.json", "amd-epyc-2c-avx512bf16-aaa.json", "amd-epyc-2c-avx512bf16-bbb.json"]
+    records.save("demo", {"p50": 4.0, "machine": CPU, "commit": "aaa"}, root=tmp_path)  # a repeat
+    assert json.loads(first.read_text())["metrics"] == {"p50": 4.0}
+    assert records.existing("demo", root=tmp_path, machine=CPU, commit="bbb").metrics == {"p50": 2.0}
+    assert records.existing("demo", root=tmp_path, machine=CPU, commit="ccc") is None
+
+
+def test_machine_names_tell_gpus_and_cpu_kinds_apart():
+    assert records.machine_name({"gpu": "NVIDIA H200", "gpus": 2}) == "2x-nvidia-h200"
+    assert records.machine_name({"cpu": "Intel(R) Xeon(R)", "cores": 2, "amx_bf16": True}) == "intel-r-xeon-r-2c-amx"
 
 
 def test_commit_is_none_without_git(monkeypatch):
-    """A bare GPU machine has no git: the record's commit is None, not a crash."""
+    """A bare GPU machine has no git: the record's commit is None (pass `commit=`), not a crash."""
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
 
+    assert re.fullmatch(r"[0-9a-f]+", records.commit() or "")
     monkeypatch.setattr(records.subprocess, "run", no_git)
     assert records.commit() is None
 
 
-def test_cpu_dtype_keeps_a_record_per_cpu_told_apart_by_its_bf16_instructions():
-    """Two AMD EPYCs, one with AVX512-BF16 and one with AVX2 alone, share a model name: each keeps its record."""
-    from cpu_dtype import other_machines
+def test_every_committed_record_fits_the_schema_and_names_its_run():
+    runs = records.load_all(ROOT / records.RESULTS)
+    assert runs, "no benchmark records"
+    for r in runs:
+        assert re.search(r"\b(python|dvc|torchrun)\b", r.command) and r.commit and r.machine and r.metrics, r.benchmark
+    files = list((ROOT / records.RESULTS).glob("*/*.json"))
+    assert len(files) == len(runs) and not list((ROOT / "benchmarks").glob("*.json"))  # one schema, no old shapes
 
-    epyc = lambda bf16, x: {"machine": {"cpu": "AMD EPYC", "avx512_bf16": bf16, "amx_bf16": False}, "x": x}
-    xeon = {"machine": {"cpu": "Xeon", "avx512_bf16": True, "amx_bf16": False}, "x": 0}
-    old = {**epyc(True, 1), "other_machines": [xeon, epyc(False, 9)]}
-    assert other_machines(epyc(False, 2), old) == [epyc(True, 1), xeon]  # the AVX2 EPYC's old record is replaced
-    assert other_machines(epyc(True, 3), old) == [xeon, epyc(False, 9)]  # a re-run replaces its own record only
+
+def test_no_benchmark_script_patches_sys_path():
+    for script in (ROOT / "benchmarks").glob("*.py"):
+        assert "sys.path" not in script.read_text(), script.name
+
+
+def test_the_report_shows_the_latest_run_per_machine_and_the_others_in_a_row_each():
+    run = lambda commit, date, machine, p50, met: records.make(  # noqa: E731
+        "demo", {"p50_ms": p50, "targets": [records.target("p50 ms", p50, "<= 10")] if met is not None else []},
+        command="python benchmarks/demo.py", commit=commit, date=date, machine=machine)
+    runs = [run("ccc", "2026-12-03", CPU, 12.5, False), run("bbb", "2026-12-02", {"gpu": "NVIDIA H200"}, 3.0, True),
+            run("aaa", "2026-12-01", CPU, 9.0, True)]
+    text = "\n".join(benchmark_section("demo", runs))
+    assert text.count("### 2026-12-0") == 2 and "| p50 ms | 12.5 | <= 10 | **no** |" in text
+    assert "### Earlier runs" in text and "| 2026-12-01 | aaa | AMD EPYC, cores 2, avx512_bf16 True, amx_bf16 False " \
+                                          "| 1 of 1 | 9.0 |" in text
+
+
+def test_figures_group_into_tables_by_their_shared_leaves_as_recorded():
+    text = "\n".join(figure_tables({"a.rouge_l": 25.79, "a.bleu": 1.0, "b.rouge_l": 23.0, "b.bleu": 2.0,
+                                    "share": 0.0086, "name": "x|y"}))
+    assert "| figure | rouge_l | bleu |" in text and "| a | 25.79 | 1.0 |" in text and "| b | 23.0 | 2.0 |" in text
+    assert "| figure | share | name |" in text and "| (all) | 0.0086 | x\\|y |" in text  # unrounded, escaped
+
+
+def test_the_committed_report_is_rendered_from_the_records():
+    text = render(ROOT)
+    for r in records.load_all(ROOT / records.RESULTS):
+        assert f"## {r.benchmark}" in text and r.commit in text

@@ -68,17 +68,26 @@ def test_override_with_unknown_key_names_the_overrides_file(tmp_path):
         load_params(ROOT / "params.yaml", overrides=bad)
 
 
-@pytest.mark.parametrize("mutate, named", [
-    (lambda r: r["retrieval"].update(k=-1), r"retrieval\.k"),
-    (lambda r: r["retrieval"].update(fields="customer"), r"retrieval\.fields"),
-    (lambda r: r["brands"]["AppleSupport"].update(support_link="https://x"), r"brands\.AppleSupport\.support_link: unknown key"),
-    # a malformed link, contact or fallback reply is refused when params load, not when a reply is sent
-    (lambda r: r["brands"]["AppleSupport"].update(support_url="support.apple.com"), r"AppleSupport.*http\(s\) link"),
-    (lambda r: r["brands"]["AmazonHelp"].update(contacts=["call us"]), r"AmazonHelp.*'call us' is no phone number"),
-    (lambda r: r["brands"]["Uber_Support"].update(fallback="Hi {name}, see {url}"), r"Uber_Support.*placeholder"),
-    (lambda r: r["brands"]["Uber_Support"].update(fallback="x" * 281), r"Uber_Support.*280 characters"),
-    (lambda r: r["brands"].update(NewBrand={"fallback": "Go to {url}"}), r"NewBrand.*only where support_url"),
-])
+@pytest.mark.parametrize(
+    "mutate, named",
+    [
+        (lambda r: r["retrieval"].update(k=-1), r"retrieval\.k"),
+        (lambda r: r["retrieval"].update(fields="customer"), r"retrieval\.fields"),
+        (
+            lambda r: r["brands"]["AppleSupport"].update(support_link="https://x"),
+            r"brands\.AppleSupport\.support_link: unknown key",
+        ),
+        # a malformed link, contact or fallback reply is refused when params load, not when a reply is sent
+        (
+            lambda r: r["brands"]["AppleSupport"].update(support_url="support.apple.com"),
+            r"AppleSupport.*http\(s\) link",
+        ),
+        (lambda r: r["brands"]["AmazonHelp"].update(contacts=["call us"]), r"AmazonHelp.*'call us' is no phone number"),
+        (lambda r: r["brands"]["Uber_Support"].update(fallback="Hi {name}, see {url}"), r"Uber_Support.*placeholder"),
+        (lambda r: r["brands"]["Uber_Support"].update(fallback="x" * 281), r"Uber_Support.*280 characters"),
+        (lambda r: r["brands"].update(NewBrand={"fallback": "Go to {url}"}), r"NewBrand.*only where support_url"),
+    ],
+)
 def test_retrieval_and_brand_keys_are_checked_by_name(tmp_path, mutate, named):
     with pytest.raises(ParamsError, match=named):
         load_params(_write(tmp_path, mutate))
@@ -117,7 +126,9 @@ def _drift(model_cls, data: dict, path: str = "") -> list:
 
     out = []
     for name, field in model_cls.model_fields.items():
-        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        sub = (
+            field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        )
         if name not in data:
             assert not field.is_required(), f"params.yaml lacks the required key {path}{name}"
             continue

@@ -111,8 +111,13 @@ def test_explicit_brand_list_overrides_and_unknown_brand_fails():
 
 
 def test_non_latin_pairs_are_dropped(tmp_path):
-    text = THREADS.read_text() + "17,400001,True,Wed Nov 01 16:00:00 +0000 2017,@AppleSupport 電話で対応してもらいましたが改良されませんでした,18,\n" \
-        "18,AppleSupport,False,Wed Nov 01 16:05:00 +0000 2017,@400001 カスタマーサービスにてお問い合わせ済みとのことで,,17\n"
+    text = (
+        THREADS.read_text()
+        + "17,400001,True,Wed Nov 01 16:00:00 +0000 2017,"
+        "@AppleSupport 電話で対応してもらいましたが改良されませんでした,18,\n"
+        "18,AppleSupport,False,Wed Nov 01 16:05:00 +0000 2017,"
+        "@400001 カスタマーサービスにてお問い合わせ済みとのことで,,17\n"
+    )
     (tmp_path / "t.csv").write_text(text)
     _, metrics = make_subset(tmp_path / "t.csv", LOOSE, 1)
     assert metrics["dropped"]["non_latin_text"] == 1
@@ -159,9 +164,47 @@ def test_rules_match_pythons_unicode_semantics(raw, clean):
     assert clean_text(raw, strip_signatures=True) == clean
 
 
-_PIECES = st.sampled_from(["@", "@AmazonHelp", "@José", " ", "  ", "\u00a0", "\u2028", "\x85", "\r", "\n", "\t", "a",
-                           "Zé", "_", "7", "Ⅻ", "½", "&amp;", "&lt;3", "&", "https://t.co/x", "www.A.com/b", "HTTP://", "^JK",
-                           " - AA", "-Becky", " ~MR", "/TJ", " *CL", " –Dan C", ".", "!", ":", ",", "é", "日本", "😭"])
+_PIECES = st.sampled_from(
+    [
+        "@",
+        "@AmazonHelp",
+        "@José",
+        " ",
+        "  ",
+        "\u00a0",
+        "\u2028",
+        "\x85",
+        "\r",
+        "\n",
+        "\t",
+        "a",
+        "Zé",
+        "_",
+        "7",
+        "Ⅻ",
+        "½",
+        "&amp;",
+        "&lt;3",
+        "&",
+        "https://t.co/x",
+        "www.A.com/b",
+        "HTTP://",
+        "^JK",
+        " - AA",
+        "-Becky",
+        " ~MR",
+        "/TJ",
+        " *CL",
+        " –Dan C",
+        ".",
+        "!",
+        ":",
+        ",",
+        "é",
+        "日本",
+        "😭",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

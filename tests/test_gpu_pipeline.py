@@ -85,6 +85,9 @@ def test_concurrent_runner_waits_for_what_a_stage_needs(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_pipeline, "ROOT", tmp_path)
     times = gpu_pipeline.run_stages(["a", "b", "c"], tmp_path, {}, jobs=2)
     assert set(times) == {"a", "b", "c"}
-    events = {(kind, name): float(t) for kind, name, t in (line.split() for line in (tmp_path / "events.txt").read_text().splitlines())}
+    events = {
+        (kind, name): float(t)
+        for kind, name, t in (line.split() for line in (tmp_path / "events.txt").read_text().splitlines())
+    }
     assert abs(events["start", "a"] - events["start", "b"]) < 1.0  # side by side (one after the other: >= 1.5)
     assert events["start", "c"] >= events["end", "a"]  # waited for what it needs

@@ -1,4 +1,5 @@
-"""Where training runs: the committed multi-GPU launch configuration (accelerate, DDP) and the compute dtype, checked on a CPU."""
+"""Where training runs: the committed multi-GPU launch configuration (accelerate, DDP) and the compute dtype,
+checked on a CPU."""
 
 import torch
 
@@ -31,7 +32,7 @@ def test_each_ddp_process_loads_onto_its_own_gpu(monkeypatch):
 def test_cpus_serve_in_bf16_only_with_amx_and_train_in_bf16_where_it_is_fast(monkeypatch):
     """Serving: AVX512-BF16 without AMX generated about twice as fast in fp32 on a Xeon, and changed greedy replies
     on an AMD EPYC. Training: bf16 matmuls ran 4x faster than fp32 on the AMD EPYC and slower on that Xeon
-    (benchmarks/cpu_dtype.json)."""
+    (benchmarks/results/cpu_dtype/)."""
     intel = "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_fp16\n"
     amd = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
     amx = "vendor_id\t: GenuineIntel\nflags\t\t: avx2 avx512_bf16 amx_bf16 amx_tile amx_int8\n"

@@ -63,5 +63,7 @@ def test_placeholder_rate_counts_served_replies(embedder):
     preds = ["DM us at <url>", "All fixed!"]
     corpus, _ = score(preds, ["DM us <url>", "Fixed."], ["help", "help"], embedder)
     assert corpus["placeholder_rate"] == 50.0
-    corpus, _ = score(preds, ["DM us <url>", "Fixed."], ["help", "help"], embedder, served=["DM us at https://x", "All fixed!"])
+    corpus, _ = score(
+        preds, ["DM us <url>", "Fixed."], ["help", "help"], embedder, served=["DM us at https://x", "All fixed!"]
+    )
     assert corpus["placeholder_rate"] == 0.0 and corpus["rouge_l"] > 0

@@ -86,8 +86,9 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     params["model"]["base"] = str(tiny_base / "hf")  # a local folder: recorded, not copied
     params["subset"]["max_pairs_per_brand"] = 10
     for m in ("qlora", "prompt_tuning"):
-        params["train"][m].update(max_steps=2, batch_size=4, evals_per_epoch=100, saves_per_epoch=100, logs_per_epoch=100,
-                                  max_val_pairs=4)
+        params["train"][m].update(
+            max_steps=2, batch_size=4, evals_per_epoch=100, saves_per_epoch=100, logs_per_epoch=100, max_val_pairs=4
+        )
     params["evaluate"].update(test_size=4, max_new_tokens=4, latency_samples=2, batch_size=2)
     params["review"]["samples"] = 3
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

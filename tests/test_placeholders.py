@@ -8,7 +8,10 @@ def test_url_mask_becomes_the_brands_link():
 
 
 def test_without_a_link_the_sentence_with_the_mask_is_dropped():
-    assert fill("Sorry about that! Send us a note at <url> so we can help. We're on it.") == "Sorry about that! We're on it."
+    assert (
+        fill("Sorry about that! Send us a note at <url> so we can help. We're on it.")
+        == "Sorry about that! We're on it."
+    )
     assert fill("Meet us in DM and we'll continue from there. <url>") == "Meet us in DM and we'll continue from there."
 
 

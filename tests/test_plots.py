@@ -34,7 +34,9 @@ def test_the_dvc_plots_page_loads_nothing_from_the_network(tmp_path):
     assert "cdn.jsdelivr.net" not in html
     vendored = plots.inline_scripts(html)
     assert [p for p, _, _ in vendored] == [f"{n}@{v}" for n, v in plots.VEGA.items()]
-    assert all(recorded == actual for _, recorded, actual in vendored), "an inline script differs from its recorded hash"
+    assert all(recorded == actual for _, recorded, actual in vendored), (
+        "an inline script differs from its recorded hash"
+    )
     # only the top-level plots of dvc.yaml: no plots generated from stage outputs
     assert re.findall(r'<div id = "([^"]+)">', html) == PLOTS
 
@@ -81,7 +83,12 @@ def test_loss_curves_are_put_on_epochs(tmp_path):
     quality = pd.read_csv(tmp_path / "out/quality.csv")
     assert len(quality) == 4 * 6 and set(quality.columns) == {"system", "metric", "value"}
     flags = pd.read_csv(tmp_path / "out/flags.csv")
-    assert len(flags) == 4 * (len(CHECKS) - 1) and set(flags["system"]) == {"zero_shot", "retrieval", "qlora", "prompt_tuning"}
+    assert len(flags) == 4 * (len(CHECKS) - 1) and set(flags["system"]) == {
+        "zero_shot",
+        "retrieval",
+        "qlora",
+        "prompt_tuning",
+    }
 
 
 @needs_browser

@@ -38,8 +38,8 @@ class EndsAt:
 def test_sampling_near_zero_temperature_decodes_the_greedy_replies(params, tiny_base, tokenizer, system, engine):
     """Prompts of different lengths in one left-padded batch (eager: each read once and its cache shared by its 3
     candidates, replies that end leaving the batch; compiled: the 6 prompts one group padded to SAMPLE_GROUP, every
-    candidate a row of the static cache, longer than prompt and reply). At a temperature near 0 every copy must decode the greedy reply
-    token for token: a wrong position, mask or cache row would change them."""
+    candidate a row of the static cache, longer than prompt and reply). At a temperature near 0 every copy must decode
+    the greedy reply token for token: a wrong position, mask or cache row would change them."""
     model = tiny_system(params, tiny_base, system)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES]
     first = Generator(model, tokenizer, max_new_tokens=12, repetition_penalty=1.0).generate(prompts)
@@ -102,7 +102,9 @@ def test_both_engines_draw_the_same_candidates_from_the_same_seed(params, tiny_b
 def test_the_compiled_engine_samples_a_batch_in_groups_of_sample_group(params, tiny_base, tokenizer, monkeypatch):
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=4, engine="compiled")
     calls = []
-    monkeypatch.setattr(gen, "_static_sample", lambda group, n, *a: calls.append(len(group)) or [[str(p)] * n for p in group])
+    monkeypatch.setattr(
+        gen, "_static_sample", lambda group, n, *a: calls.append(len(group)) or [[str(p)] * n for p in group]
+    )
     prompts = [tokenizer(m)["input_ids"] for m in (MESSAGES * 3)[:SAMPLE_GROUP + 3]]
     assert gen.sample(prompts, 2, 1.0, 0.95) == [[str(p)] * 2 for p in prompts]
     assert calls == [SAMPLE_GROUP, 3]
@@ -166,7 +168,9 @@ def test_consensus_picks_the_reply_its_peers_and_the_references_agree_with(embed
 
 def test_consensus_weighs_references_against_peers_and_wording_against_meaning(embedder):
     # two peers agree on a reply the one reference disagrees with: the references' weight decides
-    candidates = [["Please DM us your order number.", "Please DM us your order number!", "Restart the app and log in again."]]
+    candidates = [
+        ["Please DM us your order number.", "Please DM us your order number!", "Restart the app and log in again."]
+    ]
     references = [["Restart the app, then log in again."]]
     assert consensus(candidates, references, embedder, word_weight=0.5, reference_weight=1.0) == [0]
     assert consensus(candidates, references, embedder, word_weight=0.5, reference_weight=4.0) == [2]
@@ -261,20 +265,28 @@ def test_the_timed_warm_up_leaves_the_seeded_draws_alone(params, tiny_base, toke
     own, so the timed replies are the replies the same seed gives without it."""
     model = models.load_base(tiny_base)
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
-    make = lambda: Generator(model, tokenizer, max_new_tokens=8, rerank=Rerank(4, 1.0, 0.95, 0,
-                                                                                   lambda c, r: [[2, 0, 1, 3, 4]] * len(c)))
+    make = lambda: Generator(
+        model, tokenizer, max_new_tokens=8, rerank=Rerank(4, 1.0, 0.95, 0, lambda c, r: [[2, 0, 1, 3, 4]] * len(c))
+    )
     timed, latency = make().timed(prompts)
     plain = make()
     assert [r.text for r in timed] == [plain.reply([p])[0].text for p in prompts]
     assert latency["latency_p50_ms"] > 0
 
 
-def test_candidates_sampled_in_another_dtype_use_a_cast_copy_that_keeps_buffers_and_ties(params, tiny_base, tokenizer, fp32):
+def test_candidates_sampled_in_another_dtype_use_a_cast_copy_that_keeps_buffers_and_ties(
+    params, tiny_base, tokenizer, fp32
+):
     """`sample_dtype` (bf16 on CPUs that train in it): the sampler is a copy with its parameters cast, its rotary
     frequencies shared in full precision and its tied embeddings still tied; the served model is untouched."""
     model = models.load_base(tiny_base)
-    gen = Generator(model, tokenizer, max_new_tokens=6, rerank=Rerank(3, 1.0, 0.95, 0, lambda c, r: [[0, 1, 2, 3]] * len(c)),
-                    sample_dtype=torch.bfloat16)
+    gen = Generator(
+        model,
+        tokenizer,
+        max_new_tokens=6,
+        rerank=Rerank(3, 1.0, 0.95, 0, lambda c, r: [[0, 1, 2, 3]] * len(c)),
+        sample_dtype=torch.bfloat16,
+    )
     assert {p.dtype for p in gen.sampler.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in gen.model.parameters()} == {torch.float32}
     assert [b.data_ptr() for b in gen.sampler.buffers()] == [b.data_ptr() for b in gen.model.buffers()]

@@ -35,7 +35,9 @@ def test_training_examples_never_come_from_the_pairs_own_conversation(index):
 
 
 def test_examples_are_nearest_first_and_cut_to_length(index, embedder):
-    ex = index.examples(embedder, ["my playlist number 6 vanished, please help"], ["SpotifyCares"], _rp(2, "pair", 20))[0]
+    ex = index.examples(embedder, ["my playlist number 6 vanished, please help"], ["SpotifyCares"], _rp(2, "pair", 20))[
+        0
+    ]
     assert ex.pair_ids[0] == 6 and all(len(c) <= 21 and len(r) <= 21 for c, r in ex.pairs)
     reply_only = index.examples(embedder, ["playlist 6"], ["SpotifyCares"], _rp(2, "reply", 200))[0]
     assert all(c == "" and r for c, r in reply_only.pairs)
@@ -50,7 +52,9 @@ def test_a_brand_with_only_its_own_conversation_falls_back_to_other_brands(tiny_
     pairs = make_tiny_pairs()
     pairs.loc[pairs["brand"] == "AmazonHelp", "conversation_id"] = 99  # one conversation holds every Amazon pair
     build_index(pairs, embedder, tmp_path, models.embedder_id())
-    ex = ExampleIndex(tmp_path, pairs).examples_for_train(pairs[pairs["brand"] == "AmazonHelp"].head(2), _rp(2, "pair", 200))
+    ex = ExampleIndex(tmp_path, pairs).examples_for_train(
+        pairs[pairs["brand"] == "AmazonHelp"].head(2), _rp(2, "pair", 200)
+    )
     assert all(e.source == "other_brands" and e.pairs for e in ex)
     assert all(p % 2 == 0 for e in ex for p in e.pair_ids)  # SpotifyCares pairs
 

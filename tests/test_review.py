@@ -36,7 +36,10 @@ def test_summary_means_intervals_win_rates_and_stale_ratings():
     hashes = {"qlora": "h1", "prompt_tuning": "h2"}
     rows = []
     for item, (q, p, pref) in enumerate([(5, 3, "qlora"), (4, 2, "qlora"), (3, 3, "tie"), (2, 4, "prompt_tuning")]):
-        rows += [_row("ana", item, "qlora", q, q, q, pref, "h1"), _row("ana", item, "prompt_tuning", p, p, p, pref, "h2")]
+        rows += [
+            _row("ana", item, "qlora", q, q, q, pref, "h1"),
+            _row("ana", item, "prompt_tuning", p, p, p, pref, "h2"),
+        ]
     rows += [_row("bo", 0, "qlora", 1, 1, 1, "prompt_tuning", "OLD"), _row("bo", 0, "prompt_tuning", 5, 5, 5,
                                                                           "prompt_tuning", "h2")]
     s = summarise(pd.DataFrame(rows, columns=COLUMNS), hashes)

@@ -139,7 +139,9 @@ def test_concurrent_requests_are_answered_in_batches(tmp_path, review):
     agent = FakeAgent(0.2)
     with live(create_app(agent, "qlora", review, tmp_path / "r.csv", limits=Limits(max_batch=16))) as url:
         with ThreadPoolExecutor(16) as pool:
-            replies = list(pool.map(lambda i: httpx.post(f"{url}/v1/reply", json={"text": f"m{i}"}, timeout=30), range(16)))
+            replies = list(
+                pool.map(lambda i: httpx.post(f"{url}/v1/reply", json={"text": f"m{i}"}, timeout=30), range(16))
+            )
         assert [r.json()["reply"] for r in replies] == [f"re: m{i}" for i in range(16)]  # each gets its own answer
         health = httpx.get(f"{url}/healthz").json()
     assert health["messages"] == 16 and health["batches"] < 16 and max(agent.batches) > 1, agent.batches
@@ -213,7 +215,9 @@ def test_review_items_are_blind_and_ratings_land_in_the_csv(client, review, tmp_
     first = client.get("/v1/review/next?reviewer=ana").json()
     assert first["rated"] == 0 and first["total"] == 3
     shown = json.dumps(first["item"])
-    assert "qlora" not in shown.replace("qlora says", "") and "prompt_tuning" not in shown.replace("prompt_tuning says", "")
+    assert "qlora" not in shown.replace("qlora says", "") and "prompt_tuning" not in shown.replace(
+        "prompt_tuning says", ""
+    )
     # how the guard chose a reply is not shown before it is rated
     assert not any(w in shown for w in ("fallback", "passed", "mood_mismatch", "candidate"))
     order = review.order("ana", first["item"]["id"])
@@ -227,15 +231,61 @@ def test_review_items_are_blind_and_ratings_land_in_the_csv(client, review, tmp_
                                                                                    review.hashes[order[1]]}
 
 
-@pytest.mark.parametrize("payload,status", [
-    ({"reviewer": "ana", "item": 999, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 0}, 404),
-    ({"reviewer": "ana", "item": "ITEM", "scores": [], "preferred": 0}, 422),
-    ({"reviewer": "", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 0}, 422),
-    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 6, "tone": 3, "coherence": 3}] * 2, "preferred": 0}, 422),
-    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 3, "preferred": 0}, 422),
-    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 7}, 422),
-    ({"reviewer": "ana", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": "b"}, 422),
-])
+@pytest.mark.parametrize(
+    "payload,status",
+    [
+        (
+            {
+                "reviewer": "ana",
+                "item": 999,
+                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2,
+                "preferred": 0,
+            },
+            404,
+        ),
+        ({"reviewer": "ana", "item": "ITEM", "scores": [], "preferred": 0}, 422),
+        (
+            {"reviewer": "", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 0},
+            422,
+        ),
+        (
+            {
+                "reviewer": "ana",
+                "item": 0,
+                "scores": [{"helpfulness": 6, "tone": 3, "coherence": 3}] * 2,
+                "preferred": 0,
+            },
+            422,
+        ),
+        (
+            {
+                "reviewer": "ana",
+                "item": 0,
+                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 3,
+                "preferred": 0,
+            },
+            422,
+        ),
+        (
+            {
+                "reviewer": "ana",
+                "item": 0,
+                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2,
+                "preferred": 7,
+            },
+            422,
+        ),
+        (
+            {
+                "reviewer": "ana",
+                "item": 0,
+                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2,
+                "preferred": "b",
+            },
+            422,
+        ),
+    ],
+)
 def test_bad_ratings_get_a_4xx_and_nothing_is_written(client, tmp_path, payload, status):
     items = client.get("/v1/review/next?reviewer=ana").json()
     if payload["item"] == 0:

@@ -102,7 +102,9 @@ def test_the_agent_answers_with_a_pad_less_base(params, standin, tiny_index):
     replies = agent.reply_many([{"brand": "SpotifyCares", "text": "my playlist is gone"},
                                 {"brand": "DeltaAssist", "text": "my flight was cancelled, I want a refund"}])
     assert len(replies) == 2 and all(r.reply for r in replies)
-    assert replies[1].escalate and "source=other_brands" in replies[1].tags  # an unseen brand: the nearest pairs of any brand
+    assert (
+        replies[1].escalate and "source=other_brands" in replies[1].tags
+    )  # an unseen brand: the nearest pairs of any brand
     assert apply_rules("my flight was cancelled, I want a refund", p.rules).escalate
 
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.numeric  # run again under the other dtype by `make tes
 
 def _tp(params, method, **kw):
     # 24 pairs at batch 4: 6 steps an epoch, so a validation and a checkpoint every 2 steps, a log every step
-    base = dict(max_steps=4, batch_size=4, evals_per_epoch=3, saves_per_epoch=3, logs_per_epoch=6, max_val_pairs=4, lr=5e-3)
+    base = dict(
+        max_steps=4, batch_size=4, evals_per_epoch=3, saves_per_epoch=3, logs_per_epoch=6, max_val_pairs=4, lr=5e-3
+    )
     return getattr(params.train, method).model_copy(update={**base, **kw})
 
 
@@ -52,7 +54,9 @@ def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pair
 
 
 @pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
-def test_bf16_training_saves_fp32_adapters_that_serve_in_fp32(params, tiny_base, tiny_pairs, tmp_path, method, monkeypatch):
+def test_bf16_training_saves_fp32_adapters_that_serve_in_fp32(
+    params, tiny_base, tiny_pairs, tmp_path, method, monkeypatch
+):
     """Mixed precision: the frozen base computes in bf16 (`runtime.compute_dtype(training=True)` on CPUs with fast
     bf16), the trained weights stay fp32, so the adapter loads into the fp32 serving base unchanged."""
     from safetensors.torch import load_file
@@ -85,7 +89,9 @@ def test_soft_prompt_loss_is_the_same_inside_ddp(params, tiny_base, tokenizer, t
     ids = tokenizer(["where is my order?", "my playlist vanished"], padding=True, return_tensors="pt")
     batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": x, "labels": x} for x in ids["input_ids"].tolist()])
     batch["labels"][:, :2] = -100  # a prompt: only the reply is learned
-    trainer = _trainer_class()(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    trainer = _trainer_class()(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    )
     expected = model(**batch).loss.item()  # peft's own loss, which knows the virtual tokens
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
@@ -179,8 +185,13 @@ def test_changed_params_do_not_resume_stale_checkpoints(params, tiny_base, tiny_
     with pytest.raises(KeyboardInterrupt):
         train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), params=_tp(params, "prompt_tuning", max_steps=6),
               callbacks=(_Interrupt(),), **common)
-    m = train("prompt_tuning", tiny_pairs, tiny_pairs.head(4), params=_tp(params, "prompt_tuning", max_steps=6, lr=1e-3),
-              **common)
+    m = train(
+        "prompt_tuning",
+        tiny_pairs,
+        tiny_pairs.head(4),
+        params=_tp(params, "prompt_tuning", max_steps=6, lr=1e-3),
+        **common,
+    )
     assert m["resumed_from"] is None
 
 
@@ -189,7 +200,9 @@ def test_soft_prompt_generation_matches_peft_forward(params, tiny_base, tiny_pai
     model, tok = load_system("prompt_tuning", str(tiny_base), str(tmp_path / "prompt_tuning"))
     prompt = tok("where is my order?")["input_ids"]
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long)).logits
+        logits = model(
+            input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long)
+        ).logits
     gen = Generator(model, tok, max_new_tokens=3, repetition_penalty=1.0)
     assert gen.soft_prompt is not None and gen.soft_prompt.shape[1] == params.train.prompt_tuning.num_virtual_tokens
     first = gen.generate([prompt])[0]
@@ -202,7 +215,9 @@ def test_serving_fold_computes_the_adapter_on_its_4bit_base(params, tiny_base, t
 
     _train(params, "qlora", tiny_base, tiny_pairs, tmp_path)
     model, tok = load_system("qlora", str(tiny_base), str(tmp_path / "qlora"))
-    for m in model.modules():  # the reference: dequantise, then matmul (bitsandbytes' AVX512-BF16 kernel rounds in bf16)
+    for (
+        m
+    ) in model.modules():  # the reference: dequantise, then matmul (bitsandbytes' AVX512-BF16 kernel rounds in bf16)
         if isinstance(m, bnb.nn.Linear4bit):
             m.support_avx512bf16_for_cpu = False
     batch = {"input_ids": torch.tensor([tok("my parcel never arrived, please help")["input_ids"]])}
@@ -234,8 +249,10 @@ def test_gqa_attention_equals_transformers_sdpa_on_padded_batches(tiny_base, tok
     assert fast.config._attn_implementation == runtime.GQA_ATTENTION and plain.config._attn_implementation == "sdpa"
     assert fast.config.num_key_value_heads < fast.config.num_attention_heads  # grouped-query attention
     prompts = [tokenizer("hi")["input_ids"], tokenizer("where is my order, it is very late now")["input_ids"]]
-    replies = [[r.token_ids for r in Generator(m, tokenizer, max_new_tokens=8, repetition_penalty=1.0).generate(prompts)]
-               for m in (fast, plain)]
+    replies = [
+        [r.token_ids for r in Generator(m, tokenizer, max_new_tokens=8, repetition_penalty=1.0).generate(prompts)]
+        for m in (fast, plain)
+    ]
     assert replies[0] == replies[1]
     ids = torch.tensor([[tokenizer.pad_token_id] * 3 + prompts[0], prompts[1][:len(prompts[0]) + 3]])
     mask = (torch.arange(ids.shape[1]) >= torch.tensor([[3], [0]])).long()
@@ -251,7 +268,9 @@ def test_adapter_errors_are_clear(params, tiny_base, tiny_pairs, tmp_path):
     adapter = tmp_path / "prompt_tuning"
     other = tmp_path / "other_base"
     other.mkdir()
-    (other / "manifest.json").write_text(json.dumps({"base": "another-model", "source": "local", "path": str(tiny_base / "hf")}))
+    (other / "manifest.json").write_text(
+        json.dumps({"base": "another-model", "source": "local", "path": str(tiny_base / "hf")})
+    )
     with pytest.raises(ModelError, match="trained on base tiny-random-llama"):
         models.check_adapter(adapter, other)
     (adapter / "adapter_model.safetensors").write_bytes(b"not a safetensors file")

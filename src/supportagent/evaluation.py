@@ -32,7 +32,11 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     from .serving import ready_to_serve
 
     model, tok = load_system(system, base_dir, adapter_dir)
-    footprint = model.get_base_model().get_memory_footprint() if hasattr(model, "get_base_model") else model.get_memory_footprint()
+    footprint = (
+        model.get_base_model().get_memory_footprint()
+        if hasattr(model, "get_base_model")
+        else model.get_memory_footprint()
+    )
     sizes = {"adapter_mb": models.folder_mb(adapter_dir) if adapter_dir else 0.0,
              "base_mb": round(footprint / 2**20, 1)}  # as stored and loaded, before the serving fold
     ev = params.evaluate
@@ -40,7 +44,9 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     # the prompts' examples, and the past replies reranked candidates are compared with (evaluate.candidates)
     examples, refs = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
                                                    params.retrieval, ev.rerank_references)
-    prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)]
+    prompts = [
+        prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)
+    ]
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches
     k = min(ev.latency_samples, len(prompts))
     single, latency = gen.timed(prompts[:k], references=refs[:k])

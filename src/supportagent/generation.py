@@ -54,7 +54,7 @@ def _pow2(n: int) -> int:
 
 def resolve_engine(engine: str, device: torch.device, quantized: bool = False) -> str:
     """`auto`: compiled on a GPU, eager elsewhere (on a CPU the static cache, compiled or not, measured slower
-    than transformers' dynamic one: benchmarks/cpu_serving.json). A model that still holds bitsandbytes 4-bit
+    than transformers' dynamic one: benchmarks/results/cpu_serving/). A model that still holds bitsandbytes 4-bit
     layers (`evaluate.fold_qlora: false`, or a fold that ran out of GPU memory) cannot be compiled: on a GPU it
     decodes with the eager engine, with a warning."""
     if engine == "auto":

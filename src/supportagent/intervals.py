@@ -19,4 +19,8 @@ def mean_interval(values, digits: int = 3) -> dict:
     from scipy import stats
 
     half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return {"mean": round(mean, digits), "ci95_low": round(mean - half, digits), "ci95_high": round(mean + half, digits)}
+    return {
+        "mean": round(mean, digits),
+        "ci95_low": round(mean - half, digits),
+        "ci95_high": round(mean + half, digits),
+    }

@@ -14,7 +14,9 @@ def span(v: dict | None, digits: int = 2) -> str | None:
 
 
 def table(header: list[str], rows: list[list]) -> str:
-    fmt = lambda v: "–" if v is None else (f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
+    fmt = lambda v: (
+        "–" if v is None else (f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
+    )
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(out)

@@ -86,7 +86,9 @@ def score(preds: list[str], refs: list[str], customers: list[str], embedder,
         "avg_words": round(float(np.mean([len(p.split()) for p in preds])), 2),
         "distinct_replies": round(distinct_replies(preds), 2),
         "distinct_2": round(distinct_2(preds), 2),
-        "placeholder_rate": round(100 * float(np.mean([has_mask(s) for s in (served if served is not None else preds)])), 2),
+        "placeholder_rate": round(
+            100 * float(np.mean([has_mask(s) for s in (served if served is not None else preds)])), 2
+        ),
     }
     return corpus, per_example
 

@@ -67,8 +67,10 @@ def check_adapter(adapter_dir: str | Path, base_dir: str | Path) -> dict:
     adapter_dir = Path(adapter_dir)
     config, weights = adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors"
     if not config.exists() or not weights.exists():
-        raise ModelError(f"{adapter_dir} is not a trained adapter (no adapter_config.json / adapter_model.safetensors): "
-                         f"run `dvc repro` (or `dvc repro train@<method>`) first")
+        raise ModelError(
+            f"{adapter_dir} is not a trained adapter (no adapter_config.json / adapter_model.safetensors): "
+            f"run `dvc repro` (or `dvc repro train@<method>`) first"
+        )
     try:
         from safetensors import safe_open
         with safe_open(weights, "pt") as f:

@@ -40,8 +40,12 @@ def write_plot_data(evals: dict, trains: dict, log_dirs: dict[str, Path], out: P
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{"system": s, "metric": q, "value": evals[s][q]} for s in SYSTEMS for q in QUALITY]).to_csv(
         out / "quality.csv", index=False)
-    pd.DataFrame([{"system": s, "latency_p50_ms": evals[s]["latency_p50_ms"], "latency_p95_ms": evals[s]["latency_p95_ms"]}
-                  for s in SYSTEMS]).to_csv(out / "latency.csv", index=False)
+    pd.DataFrame(
+        [
+            {"system": s, "latency_p50_ms": evals[s]["latency_p50_ms"], "latency_p95_ms": evals[s]["latency_p95_ms"]}
+            for s in SYSTEMS
+        ]
+    ).to_csv(out / "latency.csv", index=False)
     pd.DataFrame([{"system": s, "adapter_mb": evals[s]["adapter_mb"], "rouge_l": evals[s]["rouge_l"]}
                   for s in SYSTEMS]).to_csv(out / "size_vs_quality.csv", index=False)
     rates = {s: evals[s].get("flag_rate", {}) for s in SYSTEMS} | ({"real_replies": real_flags} if real_flags else {})

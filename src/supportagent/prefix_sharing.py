@@ -2,8 +2,8 @@
 not once per candidate.
 
 `Generator.sample` writes n candidates per prompt. Copying each prompt's KV cache n times (transformers'
-`batch_repeat_interleave`) makes every decoding step read n copies of it: with 16 candidates of ~200-token
-prompts that is about 4 GB per step in fp32 for SmolLM2, and on a CPU the step is bound by that memory traffic,
+`batch_repeat_interleave`) makes every decoding step read n copies of it: with 16 candidates of a few hundred
+prompt tokens, gigabytes per step for SmolLM2, and on a CPU the step is bound by that memory traffic,
 not by the matmuls. Here the candidates' queries are grouped by prompt and attend to the one prompt cache in a
 single batched matmul, then to their own generated tokens (a small per-candidate cache); one softmax spans
 both, so the result is exact attention over prompt + reply. Plain scaled-dot-product attention only (Llama,

@@ -7,7 +7,7 @@ for the reply the customer should get; each weighs `evaluate.rerank_reference_we
 ROUGE-L F1 weighted `evaluate.rerank_word_weight` plus the cosine of the index's MiniLM embeddings for the rest:
 the first rewards shared wording, the second shared meaning. The semantic-similarity metric uses the same MiniLM,
 so part of a gain there is the selection seeing the metric's embedder: ROUGE-L is the check that does not. The
-weights were chosen on validation splits (benchmarks/full_sweep.json, run 4; benchmarks/reranking.json). A
+weights were chosen on validation splits (benchmarks/results/full_sweep/, benchmarks/results/reranking/). A
 candidate without a word (an empty reply) is never sent while another candidate has one.
 """
 from __future__ import annotations

@@ -32,15 +32,22 @@ def embed(embedder, texts: list[str]) -> np.ndarray:
 def build_index(train: pd.DataFrame, embedder, out_dir: str | Path, embedder_id: str) -> dict:
     """Embed the train split's customer texts and write vectors, pairs and a manifest to `out_dir`."""
     if train.empty:
-        raise RetrievalIndexError("the train split is empty: nothing to index (check metrics/split.json, then `dvc repro split`)")
+        raise RetrievalIndexError(
+            "the train split is empty: nothing to index (check metrics/split.json, then `dvc repro split`)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = train[COLUMNS].reset_index(drop=True)
     vectors = embed(embedder, pairs["customer"].tolist())
     np.save(out / VECTORS, vectors)
     pairs.to_parquet(out / PAIRS, index=False)
-    manifest = {"pairs": len(pairs), "dim": int(vectors.shape[1]), "train_hash": frame_hash(pairs),
-                "embedder": embedder_id, "brands": {b: int(n) for b, n in pairs["brand"].value_counts().sort_index().items()}}
+    manifest = {
+        "pairs": len(pairs),
+        "dim": int(vectors.shape[1]),
+        "train_hash": frame_hash(pairs),
+        "embedder": embedder_id,
+        "brands": {b: int(n) for b, n in pairs["brand"].value_counts().sort_index().items()},
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -59,7 +66,8 @@ NO_EXAMPLES = Examples(())
 
 class ExampleIndex:
     def __init__(self, folder: str | Path, train: pd.DataFrame | None = None, embedder_id: str | None = None):
-        """Load the index; with `train` (and `embedder_id`), refuse an index built from other data or another embedder."""
+        """Load the index; with `train` (and `embedder_id`), refuse an index built from other data or another
+        embedder."""
         folder = Path(folder)
         if not (folder / MANIFEST).exists() or not (folder / VECTORS).exists():
             raise RetrievalIndexError(f"{folder} holds no embedding index: run `dvc repro index`")
@@ -67,14 +75,20 @@ class ExampleIndex:
         self.pairs = pd.read_parquet(folder / PAIRS)
         self.vectors = np.load(folder / VECTORS)
         if self.pairs.empty or len(self.vectors) != len(self.pairs):
-            raise RetrievalIndexError(f"{folder} is empty or damaged ({len(self.pairs)} pairs, {len(self.vectors)} vectors): "
-                              "run `dvc repro -f index`")
+            raise RetrievalIndexError(
+                f"{folder} is empty or damaged ({len(self.pairs)} pairs, {len(self.vectors)} vectors): "
+                "run `dvc repro -f index`"
+            )
         if train is not None and frame_hash(train) != self.manifest["train_hash"]:
-            raise RetrievalIndexError(f"{folder} was built from another train split (hash {self.manifest['train_hash']}, "
-                              f"this split {frame_hash(train)}): run `dvc repro index`")
+            raise RetrievalIndexError(
+                f"{folder} was built from another train split (hash {self.manifest['train_hash']}, "
+                f"this split {frame_hash(train)}): run `dvc repro index`"
+            )
         if embedder_id is not None and self.manifest["embedder"] != embedder_id:
-            raise RetrievalIndexError(f"{folder} was built with embedder {self.manifest['embedder']}, not {embedder_id}: "
-                              "run `dvc repro -f index`")
+            raise RetrievalIndexError(
+                f"{folder} was built with embedder {self.manifest['embedder']}, not {embedder_id}: "
+                "run `dvc repro -f index`"
+            )
         self.brands = self.pairs["brand"].to_numpy()
         self.conversations = self.pairs["conversation_id"].to_numpy()
         self.row_of_pair = {int(p): i for i, p in enumerate(self.pairs["pair_id"])}
@@ -105,8 +119,10 @@ class ExampleIndex:
         cut = lambda t: t if len(t) <= n else t[:n].rstrip() + "…"
         out = []
         for rows, source in self.nearest(queries, brands, params.k, exclude_conversations):
-            pairs = tuple((cut(self.pairs.at[r, "customer"]) if params.fields == "pair" else "", cut(self.pairs.at[r, "reply"]))
-                          for r in rows)
+            pairs = tuple(
+                (cut(self.pairs.at[r, "customer"]) if params.fields == "pair" else "", cut(self.pairs.at[r, "reply"]))
+                for r in rows
+            )
             out.append(Examples(pairs, source, tuple(int(self.pairs.at[r, "pair_id"]) for r in rows)))
         return out
 
@@ -124,7 +140,9 @@ class ExampleIndex:
         for both; without examples (k = 0) there is no retrieval, and no references either."""
         if params.k == 0:
             return [NO_EXAMPLES] * len(brands), [[] for _ in brands]
-        found = self._examples(embed(embedder, texts), brands, params.model_copy(update={"k": max(params.k, references)}))
+        found = self._examples(
+            embed(embedder, texts), brands, params.model_copy(update={"k": max(params.k, references)})
+        )
         examples = [Examples(e.pairs[: params.k], e.source, e.pair_ids[: params.k]) for e in found]
         replies = [[str(self.pairs.at[self.row_of_pair[p], "reply"]) for p in e.pair_ids[:references]] for e in found]
         return examples, replies
@@ -134,7 +152,9 @@ class ExampleIndex:
         queries, and a pair never sees itself or any pair of its own conversation."""
         missing = [p for p in pairs["pair_id"] if int(p) not in self.row_of_pair]
         if missing:
-            raise RetrievalIndexError(f"{len(missing)} train pairs (e.g. pair {missing[0]}) are not in the index: run `dvc repro index`")
+            raise RetrievalIndexError(
+                f"{len(missing)} train pairs (e.g. pair {missing[0]}) are not in the index: run `dvc repro index`"
+            )
         queries = self.vectors[[self.row_of_pair[int(p)] for p in pairs["pair_id"]]]
         return self._examples(queries, pairs["brand"].tolist(), params, pairs["conversation_id"].tolist())
 

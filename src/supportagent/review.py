@@ -151,9 +151,14 @@ def summarise(ratings: pd.DataFrame, hashes: dict[str, str]) -> dict:
     from the preferences (a tie counts half); ratings of older predictions counted as stale, not used."""
     fresh = current(ratings, hashes)
     systems = list(hashes)
-    out = {"ratings": int(len(fresh)), "stale_ratings": int((~_is_fresh(ratings, hashes)).sum()),
-           "reviewers": int(fresh["reviewer"].nunique()), "items": int(fresh[["reviewer", "item"]].drop_duplicates().shape[0]),
-           "systems": {}, "win_rate": {}}
+    out = {
+        "ratings": int(len(fresh)),
+        "stale_ratings": int((~_is_fresh(ratings, hashes)).sum()),
+        "reviewers": int(fresh["reviewer"].nunique()),
+        "items": int(fresh[["reviewer", "item"]].drop_duplicates().shape[0]),
+        "systems": {},
+        "win_rate": {},
+    }
     for s in systems:
         rows = fresh[fresh["system"] == s]
         entry = {"n": int(len(rows))}

@@ -19,18 +19,18 @@ def cpu_flags(cpuinfo: str | None = None) -> tuple[str, set[str]]:
 
 
 def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
-    """Serving in bf16 on a CPU only with AMX. On a plain AVX2 CPU bf16 matmuls run ~80x slower than fp32;
-    on a Xeon with AVX512-BF16 but no AMX generation ran about twice as fast in fp32; on an AMD EPYC with
-    AVX512-BF16 bf16 decoded faster but changed 9 and 12 of 32 greedy replies of the two methods
-    (`benchmarks/cpu_dtype.json`, `benchmarks/cpu_serving.json`)."""
+    """Serving in bf16 on a CPU only with AMX. On a plain AVX2 CPU bf16 matmuls are much slower than fp32; on
+    a Xeon with AVX512-BF16 but no AMX generation was faster in fp32; on an AMD EPYC with AVX512-BF16 bf16
+    decoded faster but changed greedy replies of both methods (`benchmarks/results/cpu_dtype/`,
+    `benchmarks/results/cpu_serving/`)."""
     return "amx_bf16" in cpu_flags(cpuinfo)[1]
 
 
 def cpu_trains_fast_in_bf16(cpuinfo: str | None = None) -> bool:
     """Mixed-precision training (bf16 matmuls, fp32 adapter weights and optimizer) where the CPU multiplies
-    bf16 natively fast: AMX, or an AMD CPU with AVX512-BF16 (Zen 4 and later: matmuls about 4x and a training
-    step about 2.5x faster than fp32, `benchmarks/cpu_dtype.json`; validation losses as low as in fp32 or
-    lower, `benchmarks/cpu.json`). Not Intel's AVX512-BF16 without AMX, where bf16 measured slower than fp32."""
+    bf16 natively fast: AMX, or an AMD CPU with AVX512-BF16 (Zen 4 and later; `benchmarks/results/cpu_dtype/`
+    measures matmuls and a training step in both dtypes, `benchmarks/results/time_pipeline/` the validation
+    losses). Not Intel's AVX512-BF16 without AMX, where bf16 measured slower than fp32."""
     vendor, flags = cpu_flags(cpuinfo)
     return "amx_bf16" in flags or ("avx512_bf16" in flags and vendor == "AuthenticAMD")
 

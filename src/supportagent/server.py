@@ -40,7 +40,9 @@ T = TypeVar("T")
 class Limits:
     max_body_bytes: int = 256 * 1024  # a request body larger than this gets 413
     max_items: int = 64  # messages in one request
-    max_text_chars: int = 20_000  # longer `text` is refused; the agent truncates at rules.max_message_chars and flags it
+    max_text_chars: int = (
+        20_000  # longer `text` is refused; the agent truncates at rules.max_message_chars and flags it
+    )
     max_batch: int = 16  # messages the model answers at once
     max_wait_ms: float = 50.0  # how long a batch waits for more messages under concurrent traffic (Batcher)
 
@@ -108,7 +110,7 @@ def model_thread(load: Callable[[], T]) -> tuple[ThreadPoolExecutor, T]:
     """One worker thread, and what `load` (e.g. loading the agent) returns when run in it. Give the thread to
     `create_app` so that every answer runs there too: torch's CPU (OpenMP) thread pool runs at full speed in the
     thread that first used it, and replies computed in another thread than the one that loaded the model were
-    markedly slower on 2 cores (benchmarks/serve_load.json; tests/test_server.py checks the thread)."""
+    markedly slower on 2 cores (benchmarks/results/serve_load/; tests/test_server.py checks the thread)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
     return pool, pool.submit(load).result()
 

@@ -17,9 +17,9 @@ def fold_4bit(model) -> int:
     call) plus the adapter's delta B @ A * scale, so the model computes the same function as the adapter on
     its 4-bit base, up to rounding (a test checks logits and replies). This is not the lossy merge into the
     original 16-bit base: the adapter stays on the quantised weights it was trained with. It removes the
-    per-call dequantisation and the adapter's extra small matmuls (1.4x faster generation on a 2-core CPU,
-    same replies; on a GPU a batch then costs about what one reply costs), at the price of the base held
-    unquantised (0.5 GB in fp32 for SmolLM2, 14.5 GB in bf16 for a 7B model): `evaluate.fold_qlora: false`
+    per-call dequantisation and the adapter's extra small matmuls (faster generation with the same replies:
+    `benchmarks/results/cpu_serving/`, `benchmarks/results/serving_7b/`), at the price of the base held
+    unquantised (2 or 4 bytes a weight instead of about half a byte): `evaluate.fold_qlora: false`
     keeps the 4-bit kernels for memory-bound deployments. Works on CPU and CUDA; returns the layers folded.
 
     A GPU without room for the unquantised weights: folding stops at the first out-of-memory with a warning,
@@ -75,7 +75,7 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
     `evaluate.candidates` the reply chosen among sampled candidates by `embedder` (reranking.py; draws seeded by
     `seed`). Candidates are sampled in the dtype this machine trains in (`runtime.compute_dtype(training=True)`),
     the fastest it multiplies: on AMD CPUs with AVX512-BF16, which serve greedy replies in fp32, that is a bf16
-    copy of the model (2.3x faster sampling, 0.3 GB for SmolLM2); elsewhere the model itself (`Generator.sampler`)."""
+    copy of the model (faster sampling for another copy's memory); elsewhere the model itself (`Generator.sampler`)."""
     from functools import partial
 
     from .generation import Generator, Rerank
@@ -87,7 +87,9 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
     rerank = None
     if ev.candidates:
         if embedder is None:
-            raise ValueError("evaluate.candidates needs the embedder that compares the candidates (models.load_embedder())")
+            raise ValueError(
+                "evaluate.candidates needs the embedder that compares the candidates (models.load_embedder())"
+            )
         rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed,
                         partial(rankings, embedder=embedder, word_weight=ev.rerank_word_weight,
                                 reference_weight=ev.rerank_reference_weight))

@@ -55,8 +55,10 @@ def tokenizer_file() -> Path:
     try:
         return package_dir("mistral_common") / "data" / TOKENIZER_V3
     except ModelError:
-        raise ModelError("the stand-in needs Mistral's tokenizer from mistral-common: `make venv` installs it "
-                         "(pip install --no-deps mistral-common==1.13.1; sentencepiece and protobuf convert it)") from None
+        raise ModelError(
+            "the stand-in needs Mistral's tokenizer from mistral-common: `make venv` installs it "
+            "(pip install --no-deps mistral-common==1.13.1; sentencepiece and protobuf convert it)"
+        ) from None
 
 
 def load_v3_tokenizer():

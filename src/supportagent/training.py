@@ -83,7 +83,9 @@ def _trainer_class():
             # under DDP `model` is the DistributedDataParallel wrapper, which hides the peft attributes:
             # read the soft prompt's length from the model inside it
             peft_config = getattr(self.accelerator.unwrap_model(model), "active_peft_config", None)
-            n_virtual = peft_config.num_virtual_tokens if peft_config is not None and peft_config.is_prompt_learning else 0
+            n_virtual = (
+                peft_config.num_virtual_tokens if peft_config is not None and peft_config.is_prompt_learning else 0
+            )
             loss = reply_loss(model, inputs, n_virtual)
             return (loss, {}) if return_outputs else loss
 
