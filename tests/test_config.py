@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from supportagent.config import METHODS, ParamsError, load_params
+from supportagent.config import METHODS, ParamsError, load_params, read_raw
 
 from conftest import ROOT
 
@@ -14,7 +14,7 @@ def test_params_yaml_loads_and_is_complete():
 
 
 def _write(tmp_path, mutate):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = read_raw(ROOT / "params.yaml")
     mutate(raw)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -102,6 +102,45 @@ def test_every_selected_brand_has_a_link_for_served_replies():
     assert all(p.brands[b].support_url.startswith("https://") for b in brands)
 
 
+@pytest.mark.parametrize("name, override", [("params.yaml", "method=prompt_tuning"), ("params.yaml", "retrieval.k=3"),
+                                            ("policy.yaml", "rules.caps_boost=11"),
+                                            ("policy.yaml", "brands.AppleSupport.support_url=https://apple.com")])
+def test_dvc_exp_run_set_keeps_every_comment(tmp_path, name, override):
+    """`dvc exp run -S key=value` rewrites the file through DVC's own override code, which drops a comment that
+    follows a list or ends a list item's line: none is placed where it would go, so only the set line changes."""
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    copy = tmp_path / name
+    shutil.copy(ROOT / name, copy)
+    apply_overrides(copy, [override])
+    before, after = (ROOT / name).read_text().splitlines(), copy.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and len(changed) == 1, changed
+    assert changed[0][1].strip().startswith(override.split("=")[0].split(".")[-1] + ":")
+
+
+def test_params_yaml_shows_the_experiments_knobs_on_one_screen():
+    """The knobs in params.yaml (at most 120 lines); the policy's keyword lists in policy.yaml, merged on load, each
+    key in one file."""
+    import yaml as pyyaml
+
+    assert len((ROOT / "params.yaml").read_text().splitlines()) <= 120
+    params, policy = (pyyaml.safe_load((ROOT / n).read_text()) for n in ("params.yaml", "policy.yaml"))
+    assert set(policy) == {"rules", "brands"} and not set(params) & set(policy)
+    assert set(read_raw(ROOT / "params.yaml")) == set(params) | set(policy)
+
+
+def test_a_key_in_both_files_is_refused(tmp_path):
+    import shutil
+
+    shutil.copy(ROOT / "policy.yaml", tmp_path / "policy.yaml")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text() + "brands: {}\n")
+    with pytest.raises(ParamsError, match="brands set in both"):
+        read_raw(tmp_path / "params.yaml")
+
+
 def test_params_yaml_is_in_the_format_dvc_writes(tmp_path):
     """`dvc exp run -S key=value` rewrites params.yaml with DVC's YAML dumper: in that format already, the
     file changes only in the line of the key that was set."""
@@ -144,15 +183,15 @@ def _drift(model_cls, data: dict, path: str = "") -> list:
 def test_schema_defaults_are_the_values_of_params_yaml():
     from supportagent.config import Params
 
-    assert _drift(Params, yaml.safe_load((ROOT / "params.yaml").read_text())) == []
+    assert _drift(Params, read_raw(ROOT / "params.yaml")) == []
 
 
 def test_each_method_accepts_only_its_own_keys():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = read_raw(ROOT / "params.yaml")
     raw["train"]["prompt_tuning"]["lora_r"] = 4
     with pytest.raises(ParamsError, match=r"train\.prompt_tuning\.lora_r"):
         load_params_from(raw)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = read_raw(ROOT / "params.yaml")
     raw["train"]["qlora"]["num_virtual_tokens"] = 8
     with pytest.raises(ParamsError, match=r"train\.qlora\.num_virtual_tokens"):
         load_params_from(raw)
@@ -185,5 +224,8 @@ def test_exp_args_reproduce_an_overrides_file_through_dvc(tmp_path, capsys, conf
     assert len(overrides) == args.count("-S") >= least
     copy = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", copy)
-    apply_overrides(copy, overrides)
+    shutil.copy(ROOT / "policy.yaml", tmp_path / "policy.yaml")
+    for name in ("params.yaml", "policy.yaml"):  # DVC's `-S policy.yaml:key=value` names the file
+        apply_overrides(tmp_path / name, [o.split(":", 1)[1] if o.startswith(name + ":") else o for o in overrides
+                                          if o.startswith("policy.yaml:") == (name == "policy.yaml")])
     assert load_params(copy) == load_params(ROOT / "params.yaml", ROOT / "configs" / config)

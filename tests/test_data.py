@@ -233,7 +233,9 @@ def test_the_split_stage_draws_with_data_seed_not_the_training_seed(tmp_path):
     from conftest import ROOT
 
     _synthetic_pairs(list(range(200)), [i % 4 for i in range(200)]).to_parquet(tmp_path / "pairs.parquet")
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    from supportagent.config import read_raw
+
+    base = read_raw(ROOT / "params.yaml")
 
     def split(**changes) -> list[int]:
         (tmp_path / "params.yaml").write_text(yaml.safe_dump({**base, **changes}))

@@ -74,7 +74,7 @@ def _plots_page_draws(work: Path) -> None:
 def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
     work = tmp_path / "project"
     work.mkdir()
-    for name in ["dvc.yaml", "params.yaml"]:
+    for name in ["dvc.yaml", "params.yaml", "policy.yaml"]:
         shutil.copy(ROOT / name, work / name)
     for d in ["stages", "src", "data/labels"]:
         shutil.copytree(ROOT / d, work / d, ignore=shutil.ignore_patterns("__pycache__"))

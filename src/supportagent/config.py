@@ -1,6 +1,7 @@
-"""Typed schema of `params.yaml`: loaded once, validated, unknown or mistyped keys fail by name.
+"""Typed schema of `params.yaml` and `policy.yaml`: loaded once, validated, unknown or mistyped keys fail by name.
 
-params.yaml is where the values live: a default here equals the value params.yaml sets (a test checks it),
+params.yaml holds the experiment's knobs; policy.yaml, beside it, the agent's policy (`rules` and `brands`), which
+`read_raw` merges in. They are where the values live: a default here equals the value params.yaml sets (a test checks it),
 and exists for the few keys params.yaml may leave out (`max_steps`, `weight_decay`) and for code that builds
 params without the file (benchmarks)."""
 from __future__ import annotations
@@ -255,12 +256,24 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+POLICY = "policy.yaml"  # beside params.yaml: the keys of POLICY_KEYS
+POLICY_KEYS = ("rules", "brands")
+
+
 def read_raw(path: str | Path = "params.yaml", overrides: str | Path | None = None) -> dict:
-    """params.yaml as a dict, with `overrides` (e.g. configs/full.yaml: only the keys that differ) merged in."""
+    """params.yaml as a dict, with policy.yaml beside it (if there is one) and `overrides` (e.g. configs/full.yaml:
+    only the keys that differ) merged in. A file that holds everything (a work folder's merged copy) needs no
+    policy.yaml."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the project root or pass --params")
     raw = yaml.safe_load(path.read_text()) or {}
+    policy = path.parent / POLICY
+    if policy.exists():
+        extra = yaml.safe_load(policy.read_text()) or {}
+        if both := sorted(set(raw) & set(extra)):
+            raise ParamsError(f"{', '.join(both)} set in both {path} and {policy}: keep each key in one file")
+        raw = {**raw, **extra}
     return merge(raw, yaml.safe_load(Path(overrides).read_text()) or {}) if overrides is not None else raw
 
 
@@ -287,4 +300,5 @@ def exp_run_args(overrides: str | Path) -> str:
                 yield f"{prefix}{k}", v
 
     raw = yaml.safe_load(Path(overrides).read_text()) or {}
-    return " ".join(f"-S {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in flat(raw))
+    where = lambda k: f"{POLICY}:" if k.split(".")[0] in POLICY_KEYS else ""  # noqa: E731  (DVC's file prefix)
+    return " ".join(f"-S {shlex.quote(f'{where(k)}{k}={json.dumps(v)}')}" for k, v in flat(raw))

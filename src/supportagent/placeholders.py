@@ -2,7 +2,7 @@
 
 The model learns from cleaned replies, so it writes the masks the cleaning put in (many train
 replies carry `<url>`). Before a reply is sent, `<url>` becomes the brand's `brands.<brand>.support_url`
-from params.yaml. A mask that cannot be filled (no link for the brand, or a masked `@user` handle,
+from policy.yaml. A mask that cannot be filled (no link for the brand, or a masked `@user` handle,
 whose account is unknown) takes its whole sentence with it; a reply left empty, or written empty, becomes
 `NO_LINK`.
 Scoring still compares the masked model output with the masked reference."""
