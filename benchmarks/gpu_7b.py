@@ -3,7 +3,7 @@
 No 7B weights can be fetched here, and speed and memory do not depend on their values. The model is
 built on the GPU in bf16, trained with prompt tuning (bf16 base), then its linear layers are
 quantised in place to NF4 with double quantisation and trained with LoRA (the project's
-`adapters.add_lora` / `add_soft_prompt`, `reply_loss` and `generation.Generator`). Every
+`methods.qlora.add_lora` / `methods.prompt_tuning.add_soft_prompt`, `reply_loss` and `generation.Generator`). Every
 configuration records tokens/s, peak GPU memory, MFU and HFU; serving records latency p50/p95 at
 batch size 1 and replies/s batched.
 
@@ -224,7 +224,9 @@ def run(label: str, fn, results: dict) -> None:
 
 def main() -> None:
     from supportagent.config import PromptTuningParams, QLoraParams
-    from supportagent.adapters import add_lora, add_soft_prompt, set_checkpointing
+    from supportagent.methods import set_checkpointing
+    from supportagent.methods.prompt_tuning import add_soft_prompt
+    from supportagent.methods.qlora import add_lora
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--label", default="", help="added to the record's file name")

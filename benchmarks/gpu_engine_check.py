@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     from supportagent import bases, models
-    from supportagent.adapters import add_soft_prompt
+    from supportagent.methods.prompt_tuning import add_soft_prompt
     from supportagent.config import PromptTuningParams
     from supportagent.generation import Generator
 

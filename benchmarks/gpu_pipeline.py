@@ -33,9 +33,14 @@ def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
     it needs (those whose outputs it depends on), in dvc.yaml's order: dvc.yaml is the one source."""
     from supportagent.paths import interpolate, pipeline_paths
 
+    from supportagent.config import read_raw
+
     stages, where = {}, pipeline_paths(dvc_yaml)
+    params = read_raw(dvc_yaml.parent / "params.yaml")
     for name, spec in yaml.safe_load(dvc_yaml.read_text())["stages"].items():
         body, items = (spec["do"], spec["foreach"]) if "foreach" in spec else (spec, None)
+        if isinstance(items, str):  # `foreach: ${train}`: a group of params.yaml
+            items = {key: {} for key in params[items.strip("${}")]}
         expanded = (
             [(name, {})]
             if items is None
@@ -62,8 +67,9 @@ def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
             stages[stage] = {"cmd": fill(body["cmd"]), "deps": paths("deps"),
                              "outs": paths("outs") + paths("metrics") + paths("plots")}
     for spec in stages.values():
+        overlap = lambda d, out: d == out or d.startswith(out + "/") or out.startswith(d + "/")  # noqa: E731
         spec["needs"] = [other for other, o in stages.items()
-                         if any(d == out or d.startswith(out + "/") for d in spec["deps"] for out in o["outs"])]
+                         if any(overlap(d, out) for d in spec["deps"] for out in o["outs"])]
     return stages
 
 

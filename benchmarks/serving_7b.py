@@ -75,7 +75,7 @@ def main() -> None:
     from peft import LoraConfig, TaskType, get_peft_model
 
     from supportagent import bases, models
-    from supportagent.adapters import add_soft_prompt
+    from supportagent.methods.prompt_tuning import add_soft_prompt
     from supportagent.config import PromptTuningParams, load_params
     from supportagent.generation import Generator
     from supportagent.serving import fold_4bit

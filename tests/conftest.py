@@ -123,7 +123,7 @@ def tiny_system(params, tiny_base, system: str):
 
     model = models.load_base(tiny_base)
     if system == "soft_prompt":
-        from supportagent.adapters import add_soft_prompt
+        from supportagent.methods.prompt_tuning import add_soft_prompt
 
         tp = params.train.prompt_tuning.model_copy(update={"prompt_init": "random", "num_virtual_tokens": 4})
         torch.manual_seed(0)

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_pipeline  # noqa: E402
-from supportagent.config import SYSTEMS  # noqa: E402
+from supportagent.config import BASELINES, METHODS  # noqa: E402
 
 
 def test_stage_graph_follows_dvc_yaml():
@@ -20,9 +20,10 @@ def test_stage_graph_follows_dvc_yaml():
     assert "--out models/qlora " in g["train@qlora"]["cmd"]  # dvc.yaml's paths, interpolated as DVC does
     assert set(g["train@qlora"]["needs"]) == {"split", "index", "base"}
     assert g["evaluate@qlora"]["needs"] == ["split", "index", "base", "train@qlora"]
-    assert g["evaluate@retrieval"]["needs"] == ["split", "index", "base"]  # reads the base's manifest
-    assert all("base" in g[f"evaluate@{s}"]["needs"] for s in SYSTEMS)  # predictions name the base they were made with
-    assert {f"evaluate@{s}" for s in ("zero_shot", "retrieval", "qlora", "prompt_tuning")} <= set(g["compare"]["needs"])
+    assert g["baseline@retrieval"]["needs"] == ["split", "index", "base"]  # reads the base's manifest
+    evaluations = [f"baseline@{s}" for s in BASELINES] + [f"evaluate@{m}" for m in METHODS]
+    assert all("base" in g[e]["needs"] for e in evaluations)  # predictions name the base they were made with
+    assert {*evaluations, *(f"train@{m}" for m in METHODS)} <= set(g["compare"]["needs"])  # through its folders
     assert g["base"]["needs"] == []
 
 
@@ -32,26 +33,33 @@ SRC = ROOT / "src" / "supportagent"
 EXEMPT = {"config", "errors"}
 
 
+def _unit(name: str) -> list[Path]:
+    """The files of a package unit: a module (`rules.py`) or a subpackage (`methods/`), which is one dep."""
+    return [SRC / f"{name}.py"] if (SRC / f"{name}.py").exists() else sorted((SRC / name).glob("*.py"))
+
+
 def _imports(module: Path) -> set[str]:
-    """The package's modules that `module` imports: relative imports, and `supportagent.X` from outside."""
+    """The package's units that `module` imports: relative imports (`..x` from inside a subpackage), and
+    `supportagent.X` from outside."""
+    top = 1 if module.parent == SRC else 2  # the relative level that reaches the package's top
     found = set()
     for node in ast.walk(ast.parse(module.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found |= {node.module} if node.module else {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and node.level == top:
+            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("supportagent"):
             parts = node.module.split(".")[1:]
             found |= {parts[0]} if parts else {a.name for a in node.names}
-    return {m for m in found if (SRC / f"{m}.py").exists()}
+    return {m for m in found if _unit(m)}
 
 
 def stage_code(script: Path) -> set[str]:
-    """Every package module a stage script runs: its imports (and its helper's), followed transitively."""
+    """Every package unit a stage script runs: its imports (and its helper's), followed transitively."""
     todo, seen = _imports(script) | _imports(script.parent / "_common.py"), set()
     while todo:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
-            todo |= _imports(SRC / f"{m}.py")
+            todo |= {i for f in _unit(m) for i in _imports(f)}
     return seen - EXEMPT
 
 
@@ -69,6 +77,7 @@ def test_the_stage_code_finder_sees_imports_through_other_modules(tmp_path):
     assert "bases" in stage_code(ROOT / "stages/compare.py")  # compare -> predictions -> bases
     assert "models" not in stage_code(ROOT / "stages/compare.py")  # reading predictions loads no model
     assert "training" not in stage_code(ROOT / "stages/evaluate.py")
+    assert "methods" in stage_code(ROOT / "stages/train.py")  # a subpackage is one unit, one dep
 
 
 def test_concurrent_runner_waits_for_what_a_stage_needs(tmp_path, monkeypatch):

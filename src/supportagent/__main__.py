@@ -210,6 +210,8 @@ def cmd_make_standin(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .config import METHODS  # the schema's: pydantic alone, no model library
+
     parser = argparse.ArgumentParser(prog="supportagent", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--message", help="one customer message")
     p.add_argument("--context", help="the previous turn of the thread, if any")
     p.add_argument("--file", help="JSON lines or CSV (brand, text[, context]); '-' = stdin")
-    p.add_argument("--method", choices=["qlora", "prompt_tuning", "zero_shot"], help="override params.method")
+    p.add_argument("--method", choices=[*METHODS, "zero_shot"], help="override params.method")
     _model_options(p)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--json", action="store_true", help="one JSON object per reply")
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; wider needs --token)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", help="bearer token required on the API (or SUPPORTAGENT_TOKEN)")
-    p.add_argument("--method", choices=["qlora", "prompt_tuning", "zero_shot"], help="override params.method")
+    p.add_argument("--method", choices=[*METHODS, "zero_shot"], help="override params.method")
     _model_options(p)
     p.add_argument("--predictions", type=Path, help="folder of the predictions the review page shows (default: "
                    "dvc.yaml's paths.predictions)")

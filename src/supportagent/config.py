@@ -1,8 +1,8 @@
 """Typed schema of `params.yaml` and `policy.yaml`: loaded once, validated, unknown or mistyped keys fail by name.
 
 params.yaml holds the experiment's knobs; policy.yaml, beside it, the agent's policy (`rules` and `brands`), which
-`read_raw` merges in. They are where the values live: a default here equals the value params.yaml sets (a test checks it),
-and exists for the few keys params.yaml may leave out (`max_steps`, `weight_decay`) and for code that builds
+`read_raw` merges in. They are where the values live: a default here equals the value the files set (a test checks
+it), and exists for the few keys params.yaml may leave out (`max_steps`, `weight_decay`) and for code that builds
 params without the file (benchmarks)."""
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import ParamsError
 
-METHODS = ("qlora", "prompt_tuning")
-SYSTEMS = ("zero_shot", "retrieval", *METHODS)
+BASELINES = ("zero_shot", "retrieval")  # the systems that train nothing
 
 
 class Strict(BaseModel):
@@ -132,8 +131,13 @@ class PromptTuningParams(TrainParams):
 
 
 class TrainGroup(Strict):
+    """One field per trainable method (its module: methods/<name>.py): the list of methods."""
     qlora: QLoraParams
     prompt_tuning: PromptTuningParams
+
+
+METHODS = tuple(TrainGroup.model_fields)
+SYSTEMS = (*BASELINES, *METHODS)
 
 
 class EvaluateParams(Strict):
@@ -174,12 +178,14 @@ class RetrievalParams(Strict):
 
 class ReviewParams(Strict):
     samples: int = Field(30, ge=1)  # test messages drawn for the blind review (and reports/samples.md)
-    systems: list[Literal["zero_shot", "retrieval", "qlora", "prompt_tuning"]] = Field(
+    systems: list[str] = Field(
         ["qlora", "prompt_tuning", "retrieval"], min_length=2
     )  # whose replies a reviewer rates side by side, names hidden
 
     @model_validator(mode="after")
     def _distinct(self):
+        if unknown := [s for s in self.systems if s not in SYSTEMS]:
+            raise ValueError(f"review.systems: {unknown} not among the systems {list(SYSTEMS)}")
         if len(set(self.systems)) != len(self.systems):
             raise ValueError(f"review.systems lists a system twice: {self.systems}")
         return self
@@ -227,7 +233,7 @@ class BrandParams(Strict):
 class Params(Strict):
     seed: int = 42  # training order, validation-loss sample, the candidates' draws, test and review samples
     data_seed: int = 42  # the per-brand cap's sample and the split: another training seed keeps the same data
-    method: Literal["qlora", "prompt_tuning"] = "qlora"
+    method: str = "qlora"  # the method served: one of METHODS
     subset: SubsetParams = SubsetParams()
     split: SplitParams = SplitParams()
     rules: RulesParams
@@ -237,6 +243,12 @@ class Params(Strict):
     retrieval: RetrievalParams = RetrievalParams()
     review: ReviewParams = ReviewParams()
     brands: dict[str, BrandParams]
+
+    @model_validator(mode="after")
+    def _known_method(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r} is not one of the methods {list(METHODS)} (train.<method>)")
+        return self
 
 
 def _describe(err: ValidationError, path: Path) -> str:

@@ -468,12 +468,14 @@ def _copy_in(model, dtype: torch.dtype):
 
 def load_system(system: str, base_dir: str, adapter_dir: str | None = None):
     """(model, tokenizer) for an LLM system: the base alone, or the base with a method's adapter.
-    QLoRA adapters are served on the same 4-bit NF4 base they were trained on."""
+    A method that trains on a 4-bit NF4 base (QLoRA) is served on that same base."""
     tokenizer = models.load_tokenizer(base_dir)
     if system == "zero_shot":
         return models.load_base(base_dir), tokenizer
     if adapter_dir is None:
         raise ValueError(f"{system} needs its adapter folder (dvc.yaml's paths.adapters/{system})")
     models.check_adapter(adapter_dir, base_dir)
-    base = models.load_base(base_dir, quantize_4bit=(system == "qlora"))
+    from .methods import get
+
+    base = models.load_base(base_dir, quantize_4bit=get(system).quantized_base)
     return models.load_adapter(base, adapter_dir, base_dir), tokenizer

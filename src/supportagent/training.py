@@ -17,6 +17,7 @@ from .config import ModelParams, RetrievalParams, RulesParams, TrainParams
 from .prompts import build_messages, encode
 from .retrieval import NO_EXAMPLES, ExampleIndex, Examples
 from .adapters import build_model, count_params
+from .methods import get
 from .rules import apply_rules
 from .trainlog import LossBar, StepLive
 
@@ -177,7 +178,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         gradient_accumulation_steps=params.grad_accum, learning_rate=params.lr,
         neftune_noise_alpha=params.neftune_noise_alpha or None,
         warmup_steps=params.warmup_ratio, weight_decay=params.weight_decay, lr_scheduler_type="cosine",
-        optim="paged_adamw_8bit" if (cuda and method == "qlora") else "adamw_torch",
+        optim=get(method).cuda_optimizer if cuda else "adamw_torch",
         bf16=runtime.compute_dtype(training=True) == torch.bfloat16, use_cpu=not cuda,
         train_sampling_strategy="group_by_length",
         eval_strategy="steps" if val_ds is not None else "no", eval_steps=every["eval"],
