@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import models
-from .prefix_sharing import SharedPrompt, shared_prompt_attention
+from .decoding import PREFILL_CHUNK, Draws, batch_inputs, draw, greedy, shared_decode, shared_prefill, static_decode
 
 
 @dataclass
@@ -36,12 +36,8 @@ class Rerank:
 
 
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
-SAMPLE_TOP_K = 64  # sampling draws from the likeliest tokens only (then top_p): no sort over the whole vocabulary
 CACHE_BUCKET = 256  # the compiled engine's static KV cache (prompt and reply) is a multiple of this long: its
                     # graphs are compiled per cache length and batch size (`Generator.cache_length`)
-PREFILL_CHUNK = 64  # the compiled engine reads a prompt this many tokens at a time (left-padded to whole chunks):
-                    # one compiled graph for every prompt width
-EOS_CHECK = 8  # the compiled engine looks for finished replies every this many tokens (each look syncs the host)
 SAMPLE_GROUP = 8  # the compiled engine samples the candidates of this many messages in one batch (a batch of
                   # requests the server answers together); fewer than this but more than one are padded to it, so
                   # its graphs are compiled for two batch sizes: one message's candidates, and this many messages'
@@ -161,7 +157,7 @@ class Generator:
         if self.engine == "compiled":
             min_new = min_new_tokens or 0
             new = self._static_decode(ids, embeds, mask, max_new_tokens, min_new,
-                                      lambda logits, seen, t: self._pick(logits, seen, hold_eos=t < min_new))
+                                      lambda logits, seen, t: self._greedy(logits, seen, hold_eos=t < min_new))
         else:
             kwargs = dict(attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                           repetition_penalty=self.repetition_penalty, eos_token_id=self.tokenizer.eos_token_id,
@@ -183,21 +179,9 @@ class Generator:
         return out
 
     def _inputs(self, prompts: list[list[int]], width: int, model=None):
-        """Left-padded ids and attention mask of a batch, and the input embeddings when a soft prompt leads them
-        (its positions then also lead the mask); embeddings are None without a soft prompt."""
-        ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        embeds = None
-        if self.soft_prompt is not None:
-            embeds = (self.model if model is None else model).get_input_embeddings()(ids)
-            soft = self.soft_prompt.to(embeds.dtype).expand(len(prompts), -1, -1)
-            embeds = torch.cat([soft, embeds], dim=1)
-            mask = torch.cat([torch.ones(len(prompts), soft.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
-        return ids, mask, embeds
+        """`decoding.batch_inputs` with this model's pad token, device, soft prompt and embedding layer."""
+        embed = (self.model if model is None else model).get_input_embeddings()
+        return batch_inputs(prompts, width, self.tokenizer.pad_token_id, self.device, self.soft_prompt, embed)
 
     @torch.no_grad()
     def sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
@@ -218,63 +202,35 @@ class Generator:
         decoded by `self.sampler` (the model, or its copy in the Generator's `sample_dtype`)."""
         if not prompts or any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
-        from transformers import DynamicCache
-
         max_new_tokens = max_new_tokens or self.max_new_tokens
+        d = Draws(temperature, top_p, generator)
         if self.engine == "compiled" and self.sampler is self.model:  # SAMPLE_GROUP prompts at a time: _static_sample
             return [pool for lo in range(0, len(prompts), SAMPLE_GROUP) for pool in self._static_sample(
-                prompts[lo: lo + SAMPLE_GROUP], n, temperature, top_p, generator, max_new_tokens, greedy_first)]
-        eos = self.tokenizer.eos_token_id
+                prompts[lo: lo + SAMPLE_GROUP], n, d, max_new_tokens, greedy_first)]
         model = self.sampler
         ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=model.config)
-        logits = model(input_ids=ids if embeds is None else None, inputs_embeds=embeds, attention_mask=mask,
-                       position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-        shared = SharedPrompt.from_cache(cache, mask, n)
-        own = DynamicCache(config=model.config)  # each candidate's own tokens
-        logits = logits[:, -1].float().repeat_interleave(n, 0)
-        last = positions[:, -1:].repeat_interleave(n, 0)
-        rows = shared.rows  # which reply each batch row writes
-        tokens = torch.full((len(prompts) * n, max_new_tokens), eos, dtype=torch.long, device=self.device)
+        logits, shared, own, last = shared_prefill(model, ids, embeds, mask, n)
         seen = None  # the tokens each row's repetition penalty sees: prompt ids (not a soft prompt's) and its reply
         if greedy_first and self.repetition_penalty != 1.0:
             seen = torch.zeros(len(prompts), logits.shape[-1], dtype=torch.bool, device=self.device)
             if embeds is None:
                 seen.scatter_(1, ids, True)
             seen = seen.repeat_interleave(n, 0)
-        with shared_prompt_attention(model.config):
-            for t in range(max_new_tokens):
-                token = _draw(logits, temperature, top_p, generator)
-                if greedy_first and bool((first := rows % n == 0).any()):
-                    token[first] = self._pick(logits[first], None if seen is None else seen[first], hold_eos=False)
-                if seen is not None:
-                    seen[torch.arange(len(rows), device=self.device), token] = True
-                tokens[rows, t] = token
-                done = token == eos
-                if bool(done.all()) or t + 1 == max_new_tokens:
-                    break
-                if bool(done.any()):
-                    keep = (~done).nonzero()[:, 0]
-                    own.batch_select_indices(keep)
-                    rows, token, last = rows[keep], token[keep], last[keep]
-                    seen = None if seen is None else seen[keep]
-                    shared.rows = rows
-                last = last + 1
-                logits = model(input_ids=token[:, None], position_ids=last, past_key_values=own, use_cache=True,
-                               logits_to_keep=1, shared_prompt=shared).logits[:, -1].float()
-        out = self._replies(tokens.tolist())  # rows start as end tokens: a row that ended keeps them after its end
+        first = (lambda lg, sn: self._greedy(lg, sn, hold_eos=False)) if greedy_first else None
+        tokens = shared_decode(model, logits, shared, own, last, n, max_new_tokens, self.tokenizer.eos_token_id, d,
+                               first, seen)
+        out = self._replies(tokens.tolist())
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _static_sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
-                       generator: torch.Generator | None, max_new_tokens: int, greedy_first: bool) -> list[list[Reply]]:
+    def _static_sample(self, prompts: list[list[int]], n: int, d: Draws, max_new_tokens: int,
+                       greedy_first: bool) -> list[list[Reply]]:
         """`sample` on the compiled engine, for one prompt or up to SAMPLE_GROUP of them: each prompt's n candidates
         are n rows of `_static_decode` (each row reading its own copy of the prompt's cache), and a group of more than
         one prompt is padded to SAMPLE_GROUP prompts (copies of the first, dropped). No row leaves the batch, so
         every step decodes the same shape: a GPU compiles the graphs of two batch sizes per cache length (n rows, and
         n x SAMPLE_GROUP; every other batch size would cost compilations of its own) and replays them, and the loop
         ends once every row has ended (looked for every EOS_CHECK steps). The first row of each prompt decodes its
-        greedy reply with `greedy_first`; the others draw as the eager loop does (`_draw`), which also draws for the
+        greedy reply with `greedy_first`; the others draw as the eager loop does (`draw`), which also draws for the
         greedy rows, so one seed gives both engines the same candidates of one prompt while none ends early."""
         m = len(prompts)
         group = prompts + [prompts[0]] * ((SAMPLE_GROUP if m > 1 else 1) - m)
@@ -283,57 +239,19 @@ class Generator:
         greedy[::n] = greedy_first
 
         def pick(logits, seen, t):
-            return torch.where(greedy, self._pick(logits, seen, hold_eos=False),
-                               _draw(logits, temperature, top_p, generator))
+            return torch.where(greedy, self._greedy(logits, seen, hold_eos=False), draw(logits, d))
         out = self._replies(self._static_decode(ids, embeds, mask, max_new_tokens, 0, pick)[: m * n].tolist())
         return [out[i * n:(i + 1) * n] for i in range(m)]
 
-    def _static_decode(self, ids, embeds, mask, max_new_tokens: int, min_new_tokens: int,
-                       pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
-        """The compiled engine's loop (after gpt-fast): the prompt, then one token per step, through a static KV
-        cache on fixed shapes, with nothing copied back to the host until the end (finished replies are looked for
-        every EOS_CHECK steps). The prompt is left-padded to whole chunks of PREFILL_CHUNK tokens and read a chunk
-        at a time, into a cache `cache_length` long, whatever the prompt's width: on a GPU a chunk's forward and a
-        decoding step's are compiled for these shapes (two graphs per cache length and batch size, not one per
-        prompt width) and replayed as CUDA graphs; on a CPU they run uncompiled. `pick(logits, seen,
-        t)` chooses step t's tokens: greedily (`generate`), it decodes what transformers' generate() decodes: the
-        same position ids (left padding), repetition penalty (`seen`: over the prompt ids, pads included, as
-        transformers does; over the generated ids only behind a soft prompt, whose prompt is embeddings) and
-        end-token hold-back. Returns the new token ids (batch, <= max_new_tokens)."""
-        b, prompt_ids = mask.shape[0], ids
-        if pad := -mask.shape[1] % PREFILL_CHUNK:  # more left padding, masked out like the batch's own
-            mask = torch.nn.functional.pad(mask, (pad, 0))
-            ids = torch.nn.functional.pad(ids, (pad, 0), value=self.tokenizer.pad_token_id)
-            embeds = None if embeds is None else torch.nn.functional.pad(embeds, (0, 0, pad, 0))
-        width, length = mask.shape[1], self.cache_length(prompt_ids.shape[1], max_new_tokens)
-        cache = self._cache(b, length)
-        full_mask = torch.cat([mask, mask.new_ones(b, length - width)], dim=1)
-        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    def _static_decode(self, ids, embeds, mask, max_new_tokens: int, min_new_tokens: int, pick) -> torch.Tensor:
+        """`decoding.static_decode` on this Generator's static cache for the shape (`cache_length` long) and its
+        step: on a GPU compiled for these shapes (two graphs per cache length and batch size, not one per prompt
+        width) and replayed as CUDA graphs; on a CPU uncompiled."""
+        length = self.cache_length(ids.shape[1], max_new_tokens)
         step = self._compiled_step() if self.device.type == "cuda" else self._step
-
-        def chunk(x, lo: int):
-            """Columns lo.. of a chunk, copied in standard strides (a slice's strides name the prompt's width,
-            and a compiled graph is made per stride)."""
-            return None if x is None else x[:, lo: lo + PREFILL_CHUNK].clone(memory_format=torch.contiguous_format)
-
-        for lo in range(0, width, PREFILL_CHUNK):  # the cache counts the tokens it has read
-            logits = step(None if embeds is not None else chunk(ids, lo), chunk(embeds, lo), chunk(positions, lo),
-                          full_mask, cache)
-        seen = torch.zeros(logits.shape, dtype=torch.bool, device=self.device)
-        if embeds is None:
-            seen.scatter_(1, prompt_ids, True)  # without the chunks' padding, as generate() pads
-        eos = self.tokenizer.eos_token_id
-        out = torch.full((b, max_new_tokens), eos, dtype=torch.long, device=self.device)
-        last = positions[:, -1:]
-        for t in range(max_new_tokens):
-            token = pick(logits, seen, t)
-            out[:, t] = token
-            if t + 1 == max_new_tokens or (t + 1 >= min_new_tokens and (t + 1) % EOS_CHECK == 0
-                                           and bool((out[:, :t + 1] == eos).any(1).all())):
-                return out[:, :t + 1]
-            seen.scatter_(1, token[:, None], True)
-            logits = step(token[:, None], None, last + 1 + t, full_mask, cache)
-        return out
+        return static_decode(step, self._cache(mask.shape[0], length), length, ids, embeds, mask,
+                             self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, max_new_tokens, min_new_tokens,
+                             pick)
 
     def cache_length(self, prompt_tokens: int, max_new_tokens: int | None = None) -> int:
         """The compiled engine's static cache length for a prompt of `prompt_tokens` ids: the prompt, at least
@@ -377,15 +295,8 @@ class Generator:
             self._compiled = step
         return self._compiled
 
-    def _pick(self, logits, seen, hold_eos: bool) -> torch.Tensor:
-        """transformers' repetition penalty (a seen token's logit divided by the penalty when positive, times it
-        when negative), the end token held back while `hold_eos`, then the greedy choice."""
-        if self.repetition_penalty != 1.0:
-            p = self.repetition_penalty
-            logits = torch.where(seen, torch.where(logits < 0, logits * p, logits / p), logits)
-        if hold_eos:
-            logits[:, self.tokenizer.eos_token_id] = -float("inf")
-        return logits.argmax(-1)
+    def _greedy(self, logits, seen, hold_eos: bool) -> torch.Tensor:
+        return greedy(logits, seen, self.repetition_penalty, self.tokenizer.eos_token_id, hold_eos)
 
     def generate_all(self, prompts: list[list[int]], batch_size: int, progress: bool = True,
                      references: list[list[str]] | None = None) -> tuple[list[Reply], float]:
@@ -446,15 +357,6 @@ class Generator:
             return replies, {"latency_p50_ms": None, "latency_p95_ms": None}
         return replies, {"latency_p50_ms": round(float(np.percentile(times, 50)), 1),
                          "latency_p95_ms": round(float(np.percentile(times, 95)), 1)}
-
-
-def _draw(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """One sampled token per row: at `temperature`, among the SAMPLE_TOP_K likeliest tokens the smallest set whose
-    probability reaches `top_p`."""
-    top, order = (logits / temperature).topk(min(SAMPLE_TOP_K, logits.shape[-1]), dim=-1)
-    probs = torch.softmax(top, -1)
-    probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
-    return order.gather(1, torch.multinomial(probs, 1, generator=generator))[:, 0]
 
 
 def _copy_in(model, dtype: torch.dtype):
