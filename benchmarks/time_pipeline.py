@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,7 +29,8 @@ def run(force: bool) -> dict:
     times = {}
     for stage in ORDER:
         start = time.perf_counter()
-        subprocess.run([dvc, "repro", "-s", *(["-f"] if force else []), stage], cwd=ROOT, check=True)
+        subprocess.run([dvc, "repro", "-s", *(["-f"] if force else []), stage], cwd=ROOT, check=True,
+                       env={**os.environ, "PATH": os.pathsep.join([str(Path(dvc).parent), os.environ["PATH"]])})
         times[stage] = round(time.perf_counter() - start, 1)
     return times
 
