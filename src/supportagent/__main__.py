@@ -67,6 +67,8 @@ def _agent(params, args):
     from .agent import SupportAgent
 
     method = args.method or params.method
+    if args.engine:
+        params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"engine": args.engine})})
     if args.adapter is None and method != "zero_shot":
         args.adapter = _with_pipeline_paths(args, "adapters").adapters / method
     _with_pipeline_paths(args, "base", "index")
@@ -226,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--context", help="the previous turn of the thread, if any")
     p.add_argument("--file", help="JSON lines or CSV (brand, text[, context]); '-' = stdin")
     p.add_argument("--method", choices=[*METHODS, "zero_shot"], help="override params.method")
+    p.add_argument("--engine", choices=["auto", "eager", "compiled", "vllm"],
+                   help="override evaluate.engine (vllm: installed apart, `make vllm`)")
     _model_options(p)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--json", action="store_true", help="one JSON object per reply")
@@ -252,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", help="bearer token required on the API (or SUPPORTAGENT_TOKEN)")
     p.add_argument("--method", choices=[*METHODS, "zero_shot"], help="override params.method")
+    p.add_argument("--engine", choices=["auto", "eager", "compiled", "vllm"],
+                   help="override evaluate.engine (vllm: installed apart, `make vllm`)")
     _model_options(p)
     p.add_argument("--predictions", type=Path, help="folder of the predictions the review page shows (default: "
                    "dvc.yaml's paths.predictions)")

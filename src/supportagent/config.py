@@ -153,8 +153,8 @@ class EvaluateParams(Strict):
     # on a GPU (once per process and batch size: one static cache length fits every prompt of up to
     # model.max_prompt_tokens), uncompiled on a CPU; eager = transformers'
     # generate() with its dynamic cache and the shared-prompt sampling loop; auto = compiled on a GPU, eager on a
-    # CPU (where it measured faster)
-    engine: Literal["auto", "eager", "compiled"] = "auto"
+    # CPU (where it measured faster); vllm = vLLM's engine (vllm_engine.py; installed apart: `make vllm`)
+    engine: Literal["auto", "eager", "compiled", "vllm"] = "auto"
     # reranking (reranking.py): this many sampled replies besides the greedy one, and the one sent is their
     # consensus with the brand's past replies to similar messages (rerank_* below); 0 = the greedy reply alone. On
     # the eager engine the candidates share one read and one KV cache of the prompt (prefix_sharing.py): each costs a

@@ -41,10 +41,8 @@ def figure_tables(figures: dict, first: str = "figure") -> list[str]:
     for leaves, prefixes in groups.items():
         for i in range(0, len(leaves), MAX_COLUMNS):
             part = leaves[i:i + MAX_COLUMNS]
-            out += [
-                table([first, *part], [[p or "(all)", *(_v(rows[p][leaf]) for leaf in part)] for p in prefixes]),
-                "",
-            ]
+            rows_of = [[p or "(all)", *(_v(rows[p][leaf]) for leaf in part)] for p in prefixes]
+            out += [table([first, *part], rows_of), ""]
     if single:
         out += [table([first, "value"], [[k, _v(v)] for k, v in single]), ""]
     return out
@@ -68,11 +66,7 @@ def benchmark_section(name: str, runs: list[Record]) -> list[str]:
     """`runs` newest first: the latest per machine in full, the others as one row each."""
     latest, earlier = {}, []
     for r in runs:
-        key = machine_name(r.machine)
-        if key in latest:
-            earlier.append(r)
-        else:
-            latest[key] = r
+        (earlier.append(r) if machine_name(r.machine) in latest else latest.setdefault(machine_name(r.machine), r))
     out = [f"## {name}", "", f"`benchmarks/{name}.py`; {len(runs)} run(s) in `benchmarks/results/{name}/`.", ""]
     for r in latest.values():
         out += [f"### {r.date}, commit {r.commit}: {machine_line(r.machine)}", "", f"`{r.command}`", ""]
@@ -98,13 +92,8 @@ def benchmark_section(name: str, runs: list[Record]) -> list[str]:
 def metrics_section(metrics: Path) -> list[str]:
     out = ["## The committed pipeline run (`metrics/`)", "",
            "Every metrics file of `dvc repro` with the default params; `dvc metrics show` prints the same.", ""]
-    for path in sorted(metrics.glob("*.json")) + sorted(metrics.glob("*/*.json")):
-        if path.parent.name in ("train", "eval") or path.parent == metrics:
-            out += [
-                f"### `{path.relative_to(metrics.parent)}`",
-                "",
-                *figure_tables(flatten(json.loads(path.read_text()))),
-            ]
+    for path in [*sorted(metrics.glob("*.json")), *sorted(metrics.glob("train/*")), *sorted(metrics.glob("eval/*"))]:
+        out += [f"### `{path.relative_to(metrics.parent)}`", "", *figure_tables(flatten(json.loads(path.read_text())))]
     return out
 
 

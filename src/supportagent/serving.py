@@ -82,7 +82,7 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
     from .reranking import rankings
     from .runtime import compute_dtype
 
-    if ev.fold_qlora:
+    if ev.fold_qlora or ev.engine == "vllm":  # vLLM serves the folded function
         fold_4bit(model)
     rerank = None
     if ev.candidates:
@@ -93,5 +93,9 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
         rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed,
                         partial(rankings, embedder=embedder, word_weight=ev.rerank_word_weight,
                                 reference_weight=ev.rerank_reference_weight))
+    if ev.engine == "vllm":
+        from .vllm_engine import VllmGenerator
+
+        return VllmGenerator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, rerank, max_prompt_tokens)
     return Generator(model, tokenizer, ev.max_new_tokens, ev.repetition_penalty, ev.engine, rerank,
                      sample_dtype=compute_dtype(training=True), max_prompt_tokens=max_prompt_tokens)

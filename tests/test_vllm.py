@@ -1,0 +1,81 @@
+"""vLLM as the decoding engine (vllm_engine.py). Where vLLM is not installed: `evaluate.engine: vllm` says how to
+install it. In the vLLM environment (`make test-vllm`, which CI runs): greedy replies through vLLM against the
+eager engine's on 32 prompts, for the embedded base with a QLoRA adapter folded into its 4-bit weights and behind a
+soft prompt, both in fp32."""
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from supportagent.errors import ModelError
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+MESSAGES = [f"{what} (order {i})" for i, what in enumerate([
+    "My package never arrived and the tracking has not moved in a week", "The app crashes every time I open it",
+    "I was charged twice for the same ride", "How do I cancel my subscription?", "Thank you for the quick help!",
+    "My burrito was cold and missing the guac", "I can't log in after the update", "Where is my refund?"] * 4)]
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here: the engine runs instead")
+def test_the_vllm_engine_without_vllm_says_how_to_install_it(params, tiny_base, tokenizer):
+    from supportagent import models
+    from supportagent.serving import ready_to_serve
+
+    ev = params.evaluate.model_copy(update={"engine": "vllm", "candidates": 0})
+    with pytest.raises(ModelError, match="make vllm"):
+        ready_to_serve(models.load_base(tiny_base), tokenizer, ev)
+
+
+@pytest.fixture(scope="module")
+def embedded_base(tmp_path_factory):
+    from supportagent import bases
+
+    root = tmp_path_factory.mktemp("embedded")
+    bases.prepare_base(bases.EMBEDDED, None, root)
+    return root
+
+
+def _system(base_dir, method: str):
+    """The embedded base with a random adapter of `method`, as served: QLoRA folded into its 4-bit weights."""
+    from supportagent import models
+    from supportagent.config import load_params
+    from supportagent.methods import get
+    from supportagent.serving import fold_4bit
+
+    from conftest import ROOT
+
+    p = getattr(load_params(ROOT / "params.yaml").train, method)
+    if method == "prompt_tuning":
+        p = p.model_copy(update={"prompt_init": "random"})
+    torch.manual_seed(0)
+    model = get(method).add(models.load_base(base_dir, quantize_4bit=get(method).quantized_base), p, base_dir)
+    if method == "qlora":
+        for name, w in model.named_parameters():
+            if "lora_B" in name:  # LoRA starts as the identity: a trained adapter's B is not zero
+                w.data.normal_(0, 0.02)
+        fold_4bit(model)
+    return model.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed: `make test-vllm` runs this in .venv-vllm")
+@pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
+def test_vllm_greedy_replies_equal_the_eager_engines(embedded_base, method, monkeypatch, tmp_path):
+    from supportagent import models
+    from supportagent.generation import Generator
+    from supportagent.vllm_engine import VllmGenerator
+
+    monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0"))
+    tok = models.load_tokenizer(embedded_base)
+    prompts = [tok.apply_chat_template([{"role": "user", "content": m}], add_generation_prompt=True, tokenize=True,
+                                       return_dict=False) for m in MESSAGES]
+    model = _system(embedded_base, method)
+    eager = Generator(model, tok, max_new_tokens=24, engine="eager").generate(prompts)
+    engine = VllmGenerator(model, tok, max_new_tokens=24, max_prompt_tokens=128, workdir=tmp_path)
+    got = engine.generate(prompts)
+    same = sum(a.token_ids == b.token_ids for a, b in zip(eager, got))
+    print(f"{method}: {same} of {len(prompts)} greedy replies equal")
+    assert same >= 30, [(a.text, b.text) for a, b in zip(eager, got) if a.token_ids != b.token_ids]
+    del engine
