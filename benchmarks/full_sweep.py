@@ -65,13 +65,7 @@ def variant_params(work: Path, changes: dict):
     """W/params.yaml with `changes` (dotted keys) merged in, validated by the one schema (an unknown key fails)."""
     from supportagent.config import Params, merge
 
-    nested: dict = {}
-    for dotted, value in changes.items():
-        *groups, last = dotted.split(".")
-        node = nested
-        for g in groups:
-            node = node.setdefault(g, {})
-        node[last] = value
+    nested = records.unflatten(changes)
     return Params.model_validate(merge(yaml.safe_load((work / "params.yaml").read_text()), nested))
 
 

@@ -231,61 +231,23 @@ def test_review_items_are_blind_and_ratings_land_in_the_csv(client, review, tmp_
                                                                                    review.hashes[order[1]]}
 
 
-@pytest.mark.parametrize(
-    "payload,status",
-    [
-        (
-            {
-                "reviewer": "ana",
-                "item": 999,
-                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2,
-                "preferred": 0,
-            },
-            404,
-        ),
-        ({"reviewer": "ana", "item": "ITEM", "scores": [], "preferred": 0}, 422),
-        (
-            {"reviewer": "", "item": 0, "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2, "preferred": 0},
-            422,
-        ),
-        (
-            {
-                "reviewer": "ana",
-                "item": 0,
-                "scores": [{"helpfulness": 6, "tone": 3, "coherence": 3}] * 2,
-                "preferred": 0,
-            },
-            422,
-        ),
-        (
-            {
-                "reviewer": "ana",
-                "item": 0,
-                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 3,
-                "preferred": 0,
-            },
-            422,
-        ),
-        (
-            {
-                "reviewer": "ana",
-                "item": 0,
-                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2,
-                "preferred": 7,
-            },
-            422,
-        ),
-        (
-            {
-                "reviewer": "ana",
-                "item": 0,
-                "scores": [{"helpfulness": 3, "tone": 3, "coherence": 3}] * 2,
-                "preferred": "b",
-            },
-            422,
-        ),
-    ],
-)
+SCORE = {"helpfulness": 3, "tone": 3, "coherence": 3}
+
+
+def _rating(**changes) -> dict:
+    """A valid rating of item 0 (the test's first item) with `changes`."""
+    return {"reviewer": "ana", "item": 0, "scores": [SCORE] * 2, "preferred": 0, **changes}
+
+
+@pytest.mark.parametrize("payload,status", [
+    (_rating(item=999), 404),
+    (_rating(item="ITEM", scores=[]), 422),
+    (_rating(reviewer=""), 422),
+    (_rating(scores=[{**SCORE, "helpfulness": 6}] * 2), 422),
+    (_rating(scores=[SCORE] * 3), 422),
+    (_rating(preferred=7), 422),
+    (_rating(preferred="b"), 422),
+])
 def test_bad_ratings_get_a_4xx_and_nothing_is_written(client, tmp_path, payload, status):
     items = client.get("/v1/review/next?reviewer=ana").json()
     if payload["item"] == 0:
