@@ -63,8 +63,11 @@ def _system(base_dir, method: str):
 @pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
 def test_vllm_greedy_replies_equal_the_eager_engines(embedded_base, method, monkeypatch, tmp_path):
     from supportagent import models
+    from supportagent.config import load_params
     from supportagent.generation import Generator
     from supportagent.vllm_engine import VllmGenerator
+
+    from conftest import ROOT
 
     monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0"))
@@ -72,10 +75,16 @@ def test_vllm_greedy_replies_equal_the_eager_engines(embedded_base, method, monk
     prompts = [tok.apply_chat_template([{"role": "user", "content": m}], add_generation_prompt=True, tokenize=True,
                                        return_dict=False) for m in MESSAGES]
     model = _system(embedded_base, method)
-    eager = Generator(model, tok, max_new_tokens=24, engine="eager").generate(prompts)
-    engine = VllmGenerator(model, tok, max_new_tokens=24, max_prompt_tokens=128, workdir=tmp_path)
+    penalty = load_params(ROOT / "params.yaml").evaluate.repetition_penalty
+    eager = Generator(model, tok, max_new_tokens=24, repetition_penalty=penalty, engine="eager").generate(prompts)
+    engine = VllmGenerator(model, tok, max_new_tokens=24, repetition_penalty=penalty, max_prompt_tokens=128,
+                           workdir=tmp_path)
     got = engine.generate(prompts)
     same = sum(a.token_ids == b.token_ids for a, b in zip(eager, got))
     print(f"{method}: {same} of {len(prompts)} greedy replies equal")
     assert same >= 30, [(a.text, b.text) for a, b in zip(eager, got) if a.token_ids != b.token_ids]
+    draws = lambda: engine.sample(prompts, 5, 0.7, 0.95, torch.Generator().manual_seed(0), greedy_first=True)  # noqa
+    first, again = draws(), draws()
+    assert [[c.token_ids for c in pool] for pool in first] == [[c.token_ids for c in pool] for pool in again]
+    assert [pool[0].token_ids for pool in first] == [r.token_ids for r in got]  # the greedy reply leads each pool
     del engine

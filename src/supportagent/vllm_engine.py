@@ -70,11 +70,15 @@ class VllmGenerator(Generator):
         Path(workdir).mkdir(parents=True, exist_ok=True)
         folder = export(model, tokenizer, tempfile.mkdtemp(prefix="vllm-", dir=workdir))
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default holds far more
+        # the engine in this process: stage scripts, `reply` and the server's model thread need no spawn guard
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         soft = 0 if self.soft_prompt is None else self.soft_prompt.shape[0]
         length = (max_prompt_tokens or 512) + soft + max_new_tokens
+        # no chunked prefill: with it, vLLM 0.32's CPU runner fails on seeded requests whose prompt a step splits
+        # ("CPU Generator does not use offset")
         self.llm = LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=rerank.seed if rerank else 0,
                        max_model_len=length, enable_prompt_embeds=self.soft_prompt is not None,
-                       enforce_eager=True)
+                       enforce_eager=True, enable_chunked_prefill=False)
         self.max_model_len = length
 
     def _prompt(self, ids: list[int]):
