@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 Scalar = float | int | bool | str | None
 RESULTS = Path("benchmarks/results")
-META = ("command", "commit", "date", "machine", "versions", "overrides", "targets", "notes")
+META = ("command", "commit", "date", "machine", "versions", "overrides", "targets", "notes")  # a result's fields
 
 
 class Target(BaseModel):
@@ -106,10 +106,13 @@ def commit() -> str | None:
 
 
 def cpu_facts() -> dict:
+    import torch
+
+    from .runtime import cpu_flags
+
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    import torch
+    flags = cpu_flags(info or None)[1]
 
     return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
@@ -182,6 +185,8 @@ def make(benchmark: str, result: dict, **meta) -> Record:
     """A record from a script's nested result: the keys in META (or passed as keywords) are the record's fields,
     everything else is flattened into its metrics."""
     result = {**result, **meta}
+    if unknown := set(meta) - set(META):
+        raise TypeError(f"not a record field: {sorted(unknown)} (fields: {', '.join(META)})")
     notes = result.pop("notes", "") or ""
     overrides = result.pop("overrides", None) or {}
     return Record(

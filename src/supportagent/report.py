@@ -1,6 +1,5 @@
-"""reports/benchmarks.md from data alone: the committed pipeline run (`metrics/`) and every benchmark record
-(`benchmarks/results/`, records.py), each rendered by the same generic tables. Per benchmark: the latest run per
-machine with its targets and figures, then the earlier runs in one compact table."""
+"""reports/benchmarks.md from data alone, `metrics/` and every record of `benchmarks/results/`, through the same
+generic tables. Per benchmark: the latest run per machine with its targets and figures, then one row per other run."""
 from __future__ import annotations
 
 import json
@@ -66,7 +65,10 @@ def benchmark_section(name: str, runs: list[Record]) -> list[str]:
     """`runs` newest first: the latest per machine in full, the others as one row each."""
     latest, earlier = {}, []
     for r in runs:
-        (earlier.append(r) if machine_name(r.machine) in latest else latest.setdefault(machine_name(r.machine), r))
+        if machine_name(r.machine) in latest:
+            earlier.append(r)
+        else:
+            latest[machine_name(r.machine)] = r
     out = [f"## {name}", "", f"`benchmarks/{name}.py`; {len(runs)} run(s) in `benchmarks/results/{name}/`.", ""]
     for r in latest.values():
         out += [f"### {r.date}, commit {r.commit}: {machine_line(r.machine)}", "", f"`{r.command}`", ""]

@@ -68,7 +68,8 @@ class VllmGenerator(Generator):
         self.device = torch.device("cpu")
         self._draws = torch.Generator().manual_seed(rerank.seed) if rerank else None
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        folder = export(model, tokenizer, tempfile.mkdtemp(prefix="vllm-", dir=workdir))
+        self._export = tempfile.TemporaryDirectory(prefix="vllm-", dir=workdir)  # removed with this generator
+        folder = export(model, tokenizer, self._export.name)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default holds far more
         # the engine in this process: stage scripts, `reply` and the server's model thread need no spawn guard
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -91,26 +92,32 @@ class VllmGenerator(Generator):
             embeds = self.embed(torch.tensor(ids)).float()
         return {"prompt_embeds": torch.cat([self.soft_prompt, embeds]).to(self.model.dtype)}
 
-    def _run(self, prompts: list[list[int]], params) -> list[list[Reply]]:
+    def _inputs(self, prompts: list[list[int]]) -> list:
         if not prompts or any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
-        outs = self.llm.generate([self._prompt(p) for p in prompts], params, use_tqdm=False)
+        return [self._prompt(p) for p in prompts]
+
+    def _run(self, inputs: list, params) -> list[list[Reply]]:
+        outs = self.llm.generate(inputs, params, use_tqdm=False)
         return [self._replies([list(c.token_ids) for c in o.outputs]) for o in outs]
+
+    def _greedy_params(self, max_new_tokens: int | None = None, min_new_tokens: int | None = None):
+        from vllm import SamplingParams
+
+        return SamplingParams(temperature=0.0, max_tokens=max_new_tokens or self.max_new_tokens,
+                              min_tokens=min_new_tokens or 0, repetition_penalty=self.repetition_penalty,
+                              skip_special_tokens=True)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int | None = None,
                  min_new_tokens: int | None = None) -> list[Reply]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens or self.max_new_tokens,
-                                min_tokens=min_new_tokens or 0, repetition_penalty=self.repetition_penalty,
-                                skip_special_tokens=True)
-        return [r[0] for r in self._run(prompts, params)]
+        return [r[0] for r in self._run(self._inputs(prompts), self._greedy_params(max_new_tokens, min_new_tokens))]
 
     def sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
                generator: torch.Generator | None = None, max_new_tokens: int | None = None,
                greedy_first: bool = False) -> list[list[Reply]]:
         """`n` replies per prompt: with `greedy_first` its greedy reply and n - 1 sampled ones, each prompt's on a
-        seed drawn from `generator` (the same prompts and seed give the same candidates)."""
+        seed drawn from `generator` (the same prompts and seed give the same candidates); all of them one call to the
+        engine, each prompt's inputs built once."""
         from vllm import SamplingParams
 
         from .decoding import SAMPLE_TOP_K
@@ -120,11 +127,11 @@ class VllmGenerator(Generator):
         params = [SamplingParams(n=k, temperature=temperature, top_p=top_p, top_k=SAMPLE_TOP_K, seed=s,
                                  max_tokens=max_new_tokens or self.max_new_tokens, skip_special_tokens=True)
                   for s in seeds]
-        sampled = self._run(prompts, params)
+        inputs = self._inputs(prompts)
         if not greedy_first:
-            return sampled
-        greedy = self.generate(prompts, max_new_tokens)
-        return [[g, *s] for g, s in zip(greedy, sampled)]
+            return self._run(inputs, params)
+        out = self._run(inputs + inputs, [self._greedy_params(max_new_tokens)] * len(inputs) + params)
+        return [[g[0], *s] for g, s in zip(out[:len(inputs)], out[len(inputs):])]
 
     def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
         import time
