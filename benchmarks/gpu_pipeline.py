@@ -4,7 +4,8 @@ The stage scripts run in dvc.yaml's order in a working folder (default: the proj
 `--overrides configs/full.yaml` the folder gets params.yaml merged with those keys, so a second
 configuration runs beside the default one without touching its outputs. Every metrics file and
 the timings are gathered into one record (benchmarks/results/gpu_pipeline/) with GPU, driver and package
-versions; `--collect DIR` copies the metrics files into DIR (e.g. metrics/full).
+versions; `--collect DIR` copies the metrics files into DIR (e.g. metrics/full), and the served method's and
+retrieval's predictions into DIR/predictions/.
 
     python benchmarks/gpu_pipeline.py                                    # model stages, default params
     python benchmarks/gpu_pipeline.py --label full --overrides configs/full.yaml \
@@ -26,6 +27,11 @@ import yaml
 from supportagent import records
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether two project paths are one, or one holds the other."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
 def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
@@ -67,9 +73,8 @@ def stage_graph(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
             stages[stage] = {"cmd": fill(body["cmd"]), "deps": paths("deps"),
                              "outs": paths("outs") + paths("metrics") + paths("plots")}
     for spec in stages.values():
-        overlap = lambda d, out: d == out or d.startswith(out + "/") or out.startswith(d + "/")  # noqa: E731
         spec["needs"] = [other for other, o in stages.items()
-                         if any(overlap(d, out) for d in spec["deps"] for out in o["outs"])]
+                         if any(overlaps(d, out) for d in spec["deps"] for out in o["outs"])]
     return stages
 
 
@@ -81,6 +86,19 @@ def stage_env(work: Path) -> dict:
     """The environment a stage script runs in, outside DVC: the project's package, params from `work`."""
     return {**os.environ, "PYTHONUNBUFFERED": "1", "SUPPORTAGENT_PARAMS": str(work / "params.yaml"),
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def link_inputs(work: Path) -> None:
+    """Link into `work` the project's own inputs that no stage makes (the raw csv, the labelled sets, the
+    review's ratings): the stages then read them at the paths dvc.yaml names."""
+    made = {out for spec in STAGES.values() for out in spec["outs"]}
+    for dep in {d for spec in STAGES.values() for d in spec["deps"]}:
+        # a folder that holds a stage's output (e.g. metrics/eval) is made in `work`, never linked to the project's
+        if dep.split("/")[0] in ("src", "stages") or any(overlaps(dep, out) for out in made):
+            continue
+        if (ROOT / dep).exists() and not (work / dep).exists():
+            (work / dep).parent.mkdir(parents=True, exist_ok=True)
+            (work / dep).symlink_to(ROOT / dep)
 
 
 def run_stages(selected: list[str], work: Path, env: dict, jobs: int) -> dict[str, float]:
@@ -126,7 +144,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(ROOT), help="where the stages read and write (default: the project)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="stages run at once once their inputs exist (1 = one by one, as `dvc repro`)")
-    ap.add_argument("--collect", help="copy the metrics files here afterwards, e.g. metrics/full")
+    ap.add_argument("--collect", help="copy the metrics files, and the served and retrieval predictions, here "
+                                      "afterwards, e.g. metrics/full")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
     from supportagent.paths import pipeline_paths
@@ -139,10 +158,7 @@ def main() -> None:
         (work / "params.yaml").write_text(
             yaml.safe_dump(read_raw(ROOT / "params.yaml", args.overrides), sort_keys=False)
         )
-        raw_csv = work / where["raw"]
-        if not raw_csv.exists() and (ROOT / where["raw"]).exists():
-            raw_csv.parent.mkdir(parents=True, exist_ok=True)
-            raw_csv.symlink_to(ROOT / where["raw"])
+        link_inputs(work)
     elif args.overrides:
         sys.exit("--overrides needs a --workdir other than the project (the default outputs stay as DVC made them)")
     env = stage_env(work)
@@ -160,6 +176,10 @@ def main() -> None:
             target = dest / f.relative_to(work / where["metrics"])
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
+        served = json.loads((work / where["metrics"] / "comparison.json").read_text())["served_method"]
+        (dest / "predictions").mkdir(exist_ok=True)
+        for system in (served, "retrieval"):  # the served replies and the baseline's, for a review of this run
+            shutil.copyfile(work / where["predictions"] / f"{system}.jsonl", dest / "predictions" / f"{system}.jsonl")
     record = {"overrides": yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else {},
               "machine": records.machine_facts(), "versions": records.versions(), "stage_seconds": timings,
               "model_stages_seconds": round(sum(timings.values()), 1), "jobs": args.jobs, "wall_seconds": wall,

@@ -100,3 +100,14 @@ def test_concurrent_runner_waits_for_what_a_stage_needs(tmp_path, monkeypatch):
     }
     assert abs(events["start", "a"] - events["start", "b"]) < 1.0  # side by side (one after the other: >= 1.5)
     assert events["start", "c"] >= events["end", "a"]  # waited for what it needs
+
+
+def test_a_workdir_links_the_project_inputs_and_never_a_folder_a_stage_writes(tmp_path):
+    gpu_pipeline.link_inputs(tmp_path)
+    links = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_symlink())
+    assert "data/raw/twcs.csv" in links and "reports/review/ratings.csv" in links
+    assert any(link.startswith("data/labels/") for link in links)
+    # compare reads metrics/eval, dvclive and the predictions as folders; a link there would let the workdir's
+    # stages write over the project's own outputs
+    made = {out for spec in gpu_pipeline.STAGES.values() for out in spec["outs"]}
+    assert not any(gpu_pipeline.overlaps(link, out) for link in links for out in made)
