@@ -68,3 +68,22 @@ def test_the_lead_over_retrieval_feeds_the_verdict_with_its_interval():
     text = "\n".join(verdict(evals, trains, {"qlora": lead(0.5, -1.0), "prompt_tuning": lead(-0.1, 0.2)}))
     assert text.endswith("**neither method**.")
     assert "interval" not in "\n".join(verdict(evals, trains))  # a run from before the intervals
+
+
+def test_the_full_configuration_line_comes_from_its_own_metrics_and_only_when_they_exist(tmp_path):
+    """The verdict adds the GPU `full` configuration's shipped method from metrics/full/ (nothing typed by hand),
+    and says nothing of it where no full run was collected."""
+    import json
+    import shutil
+
+    from supportagent.readme import full_configuration
+
+    assert full_configuration(tmp_path) == []
+    shutil.copytree(ROOT / "metrics/full", tmp_path / "full")
+    comp = json.loads((tmp_path / "full/comparison.json").read_text())
+    m = comp["method_to_ship"]
+    comp[m]["send_ready"], comp["lead_over_retrieval"][m]["rouge_l"] = 87.4, {"mean": -1.25, "ci95_low": -3.0,
+                                                                              "ci95_high": 0.5}
+    (tmp_path / "full/comparison.json").write_text(json.dumps(comp))
+    (line,) = full_configuration(tmp_path)
+    assert f"**{m}** sends 87% with no flag" in line and "(-1.2 vs retrieval, 95% interval -3.0 to +0.5)" in line

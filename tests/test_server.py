@@ -369,3 +369,21 @@ def test_bad_chat_requests_get_a_4xx_with_a_message(client, body, status, says):
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == status and says in r.json()["error"]["message"], r.text  # OpenAI's error shape
     assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_the_review_page_can_show_the_full_configurations_committed_predictions(monkeypatch, tmp_path):
+    """metrics/full/predictions holds the served method's and retrieval's replies of the GPU run: `serve
+    --review-systems` shows those two, names hidden, where the params' default (both methods) would not load."""
+    import uvicorn
+    from conftest import ROOT
+    from fastapi.testclient import TestClient
+
+    from supportagent.__main__ import main
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    main(["serve", "--no-model", "--predictions", str(ROOT / "metrics/full/predictions"), "--ratings",
+          str(tmp_path / "r.csv"), "--review-systems", "qlora", "retrieval"])
+    with TestClient(apps[0]) as c:
+        item = c.get("/v1/review/next?reviewer=ana").json()
+    assert item["total"] > 0 and len(item["item"]["replies"]) == 2 and "qlora" not in json.dumps(item)

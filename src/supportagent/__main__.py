@@ -153,7 +153,8 @@ def cmd_serve(args) -> None:
     params = load_params(args.params)
     _with_pipeline_paths(args, "predictions", "ratings")
     try:
-        review = ReviewSet(args.predictions, params.review.systems, params.review.samples, params.seed)
+        review = ReviewSet(args.predictions, args.review_systems or params.review.systems, params.review.samples,
+                           params.seed)
     except FileNotFoundError as err:
         print(f"review page disabled: {err}", file=sys.stderr)
         review = None
@@ -212,7 +213,7 @@ def cmd_make_standin(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .config import METHODS  # the schema's: pydantic alone, no model library
+    from .config import METHODS, SYSTEMS  # the schema's: pydantic alone, no model library
 
     parser = argparse.ArgumentParser(prog="supportagent", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--predictions", type=Path, help="folder of the predictions the review page shows (default: "
                    "dvc.yaml's paths.predictions)")
     p.add_argument("--ratings", type=Path, help="where review ratings are appended (default: dvc.yaml's paths.ratings)")
+    p.add_argument("--review-systems", nargs="+", choices=SYSTEMS, metavar="SYSTEM",
+                   help="systems the review page shows (default: params review.systems), e.g. `qlora retrieval` for "
+                        "the full configuration's metrics/full/predictions")
     p.add_argument("--max-batch", type=int, default=16, help="messages answered at once")
     p.add_argument("--max-wait-ms", type=float, default=50.0,
                    help="under concurrent traffic, how long a batch waits for more messages (one at a time: ~1 ms)")

@@ -1,11 +1,11 @@
-"""The README's generated results block, rendered from the metrics files only (`render_summary`: the verdict, the
-quality and the sendability tables); `update_readme` also writes reports/benchmarks.md (report.py) for depth."""
+"""The README's generated results block, from the metrics files only; `update_readme` also writes the report."""
 from __future__ import annotations
 
 import re
 import textwrap
 from pathlib import Path
 
+from .checks import CHECKS
 from .comparison import LEAD, TEMPLATES, load_all, load_json
 from .config import METHODS, SYSTEMS
 from .markdown import span, table
@@ -45,8 +45,6 @@ def sendability(evals: dict, comp: dict) -> list[str]:
 def sendability_table(evals: dict, comp: dict) -> list[str]:
     if "send_ready" not in evals[METHODS[0]]:
         return []
-    from .checks import CHECKS
-
     checks = [c for c in CHECKS if c != "empty"]
     real = comp.get("real_replies")
     rows = [[s, evals[s]["send_ready"], evals[s]["send_ready_unguarded"], evals[s]["fallback_retrieval_share"],
@@ -56,13 +54,7 @@ def sendability_table(evals: dict, comp: dict) -> list[str]:
                      *(real["flag_rate"][c] for c in checks)])
     return ["### Replies a desk would send (test split, % of messages)", "",
             table(["system", "sent with no flag", "best-ranked with no flag", "past reply sent", "fallback sent",
-                   *(c.replace("_", " ") for c in checks)], rows), "",
-            "*Sent with no flag*: after the guard (`guard.py`), which sends the best-ranked candidate that passes "
-            "every check, else the brand's nearest past reply that passes, else the brand's fallback reply "
-            "(escalated). "
-            "The per-check columns are the best-ranked replies before the guard. Retrieval is the baseline as it is "
-            "(no guard); *real replies* are the brands' own, the ceiling. Precision and recall of each check: "
-            "`benchmarks/results/reply_checks/`.", ""]
+                   *(c.replace("_", " ") for c in checks)], rows), ""]
 
 
 def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | None = None) -> list[str]:
@@ -73,8 +65,7 @@ def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | N
     out = sendability(evals, comp or {})
     for m in METHODS:
         e, t, lead = evals[m], trains[m], leads.get(m, {})
-        gain, gap = e["rouge_l"] - z["rouge_l"], e["rouge_l"] - r["rouge_l"]
-        sem_gap = e["semantic_similarity"] - r["semantic_similarity"]
+        gain, gap, sem_gap = (e[k] - b[k] for k, b in (("rouge_l", z), ("rouge_l", r), ("semantic_similarity", r)))
         out.append(f"- **{m}**: ROUGE-L {e['rouge_l']:.1f} ({gain:+.1f} vs zero-shot, "
                    f"{_vs_retrieval(gap, lead.get('rouge_l'))}), semantic similarity {e['semantic_similarity']:.1f} "
                    f"({_vs_retrieval(sem_gap, lead.get('semantic_similarity'))}); {t['train_seconds'] / 60:.1f} min of "
@@ -85,12 +76,10 @@ def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | N
         if not e.get("latency_p50_ms") or not e.get("replies_per_s"):  # latency_samples 0, or nothing batched
             continue
         hours = TWEETS_PER_DAY * e["latency_p50_ms"] / 1000 / 3600
-        out.append(
-            f"- At {TWEETS_PER_DAY:,} tweets a day, **{m}** needs about {hours:.1f} single-stream CPU-hours of "
-            f"generation a day on this 2-core machine ({TWEETS_PER_DAY / (e['replies_per_s'] * 3600):.1f} h batched), "
-            f"and {e['adapter_mb']:.2f} MB of storage per brand adapter on one shared base of "
-            f"{e['base_mb']:.0f} MB as trained."
-        )
+        out.append(f"- At {TWEETS_PER_DAY:,} tweets a day, **{m}** needs about {hours:.1f} single-stream CPU-hours of "
+                   f"generation a day on this 2-core machine ({TWEETS_PER_DAY / (e['replies_per_s'] * 3600):.1f} h "
+                   f"batched), and {e['adapter_mb']:.2f} MB of storage per brand adapter on one shared base of "
+                   f"{e['base_mb']:.0f} MB as trained.")
     best = max(SYSTEMS, key=lambda s: evals[s]["rouge_l"])
     out.append(f"- Highest ROUGE-L on this test split: **{best}**." + (
         " The retrieval baseline is still ahead of both fine-tuned methods on ROUGE-L: with this much data and "
@@ -107,17 +96,27 @@ def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | N
     return out
 
 
+def full_configuration(metrics: Path) -> list[str]:
+    """The shipped method on the GPU `full` configuration, where `metrics/full/` holds a run (`make full`)."""
+    path = metrics / "full" / "comparison.json"
+    if not path.exists() or not (m := load_json(path).get("method_to_ship")):
+        return []
+    comp = load_json(path)
+    e, n = comp[m], load_json(metrics / "full" / "eval" / f"{m}.json")["n"]
+    vs = {k: _vs_retrieval(lead["mean"], lead) for k, lead in comp["lead_over_retrieval"][m].items()}
+    return [f"- On the GPU `full` configuration (`configs/full.yaml`, `metrics/full/`, n={n}): **{m}** sends "
+            f"{e['send_ready']:.0f}% with no flag ({e['fallback_retrieval_share'] + e['fallback_template_share']:.0f}% "
+            f"by a fallback), ROUGE-L {e['rouge_l']:.1f} ({vs['rouge_l']}), semantic similarity "
+            f"{e['semantic_similarity']:.1f} ({vs['semantic_similarity']})."]
+
+
 def _quality(evals: dict) -> list[str]:
     return [f"### Quality on the test split (n={evals['zero_shot']['n']}, 0-100, higher is better; repetition lower "
             "is better)", "",
             table(["system", "BLEU", "chrF", "ROUGE-L", "exact match", "semantic sim.", "relevance", "repetition",
                    "avg words", "truncated %", "distinct replies %", "distinct-2", "placeholders sent %"],
                   [[s, *(evals[s].get(k) for k in [*QUALITY, "repetition", "avg_words", "truncated_share", *TEMPLATES])]
-                   for s in SYSTEMS]), "",
-            "*Distinct replies*: share of different replies (case, punctuation and masks ignored); *distinct-2*: "
-            "different word bigrams over all bigrams; *placeholders sent*: replies that would reach a customer with "
-            "a cleaning mask (`<url>`, `@user`) after `placeholders.py` fills the brand's link. Scores compare the "
-            "masked reply with the masked reference."]
+                   for s in SYSTEMS])]
 
 
 def render_summary(root: str | Path = ".") -> str:
@@ -132,7 +131,8 @@ def render_summary(root: str | Path = ".") -> str:
                "is retrieval-augmented generation without training." if rk["k"] else "The prompts hold no retrieved "
                "examples (`retrieval.k: 0`).")
     lines = ["### Verdict from the numbers", "", prompts, "",
-             *verdict(evals, trains, comp.get("lead_over_retrieval"), comp), "", *_quality(evals), "",
+             *verdict(evals, trains, comp.get("lead_over_retrieval"), comp), *full_configuration(metrics), "",
+             *_quality(evals), "",
              *sendability_table(evals, comp),
              f"Everything else (data, per brand, cost, targets, seeds, review, GPU and 7B runs): "
              f"[`{REPORT}`]({REPORT})."]
