@@ -3,6 +3,7 @@ at a time against 16 at once (the server batches concurrent requests), plus a bu
 status code is counted (the target is zero 5xx).
 
     python benchmarks/serve_load.py [--concurrency 1 16] [--requests 48]
+    .venv-vllm/bin/python benchmarks/serve_load.py --engine vllm     # the server over vLLM (`make vllm` first)
 
 Writes a record to benchmarks/results/serve_load/.
 """
@@ -32,9 +33,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, max_batch: int) -> subprocess.Popen:
+def start_server(port: int, max_batch: int, engine: str | None = None) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "supportagent", "serve", "--port", str(port), "--max-batch",
-                             str(max_batch)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             str(max_batch), *(["--engine", engine] if engine else [])], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -82,6 +84,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level (one message each)")
     ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--engine", choices=["eager", "compiled", "auto", "vllm"],
+                    help="the server's decoding engine (default: params' evaluate.engine)")
     ap.add_argument(
         "--url", help="load a server already running there (its --max-batch as given) instead of starting one"
     )
@@ -94,13 +98,13 @@ def main() -> None:
     port = free_port()
     url = args.url or f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    proc = None if args.url else start_server(port, args.max_batch)
+    proc = None if args.url else start_server(port, args.max_batch, args.engine)
     try:
         record = {"notes": "POST /v1/reply on the real served model, one message per request, the test split's first "
                           f"{args.requests} messages; the server batches requests that arrive together",
                   "machine": {**records.cpu_facts(), **records.gpu_facts()},
                   "startup_seconds": None if args.url else round(time.perf_counter() - started, 1),
-                  "max_batch": args.max_batch}
+                  "max_batch": args.max_batch, "engine": args.engine or "params"}
         first = time.perf_counter()  # the first request after the health check: what the first customer waits
         httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600).raise_for_status()
         record["first_request_ms"] = round((time.perf_counter() - first) * 1000, 1)
@@ -119,7 +123,7 @@ def main() -> None:
     record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \
         sum(int(n) for c, n in record["bad_requests"].items() if c >= "500")
     record["targets"] = [records.target("5xx responses", record["server_errors"], "<= 0")]
-    records.save("serve_load", record)
+    records.save("serve_load", record, label=args.engine or "")
     print(json.dumps({k: record[k] for k in ("levels", "speedup", "bad_requests", "server_errors")}, indent=1))
 
 

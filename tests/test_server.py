@@ -387,3 +387,67 @@ def test_the_review_page_can_show_the_full_configurations_committed_predictions(
     with TestClient(apps[0]) as c:
         item = c.get("/v1/review/next?reviewer=ana").json()
     assert item["total"] > 0 and len(item["item"]["replies"]) == 2 and "qlora" not in json.dumps(item)
+
+
+def test_serve_with_a_continuously_batching_engine_steps_it_in_the_model_thread(monkeypatch):
+    """With vLLM (a generator with `serve_forever`), the model thread steps the engine after the warm-up, replies
+    run in `in_flight` other threads that feed it at once, and the loop is stopped when the server ends."""
+    import supportagent.__main__ as cli
+    import supportagent.server as server
+
+    built, stepped, stopped, given = [], threading.Event(), [], {}
+
+    class Generator:
+        def serve_forever(self):
+            stepped.thread = threading.get_ident()
+            stepped.set()
+
+        def stop(self):
+            stopped.append(True)
+
+    class Agent:
+        method, generator = "qlora", Generator()
+
+        def warm_up(self, batch_size):
+            return 0.0
+
+    monkeypatch.setattr(cli, "_agent", lambda params, args: built.append(threading.get_ident()) or Agent())
+    monkeypatch.setattr(server, "create_app", lambda *a, **k: given.update(k) or object())
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    cli.main(["serve", "--in-flight", "3"])
+    assert stepped.wait(5) and stepped.thread == built[0]
+    assert given["limits"].in_flight == 3 and given["executor"]._max_workers == 3 and stopped == [True]
+    name = given["executor"].submit(lambda: threading.current_thread().name).result()
+    assert name.startswith("answer")  # not the model thread, which steps the engine
+    given["executor"].shutdown()
+    with pytest.raises(SystemExit, match="at least 1"):
+        cli.main(["serve", "--in-flight", "0"])
+
+
+def test_batches_in_flight_are_answered_at_once_and_each_gets_its_own_replies(tmp_path, review):
+    """`Limits.in_flight` > 1 (vLLM): a second batch starts while the first is still being answered."""
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    lock, active, most = threading.Lock(), [0], [0]
+
+    def answer(items):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return FakeAgent(0.3)(items)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    for in_flight, overlapped in ((4, True), (1, False)):
+        most[0] = 0
+        limits = Limits(max_batch=1, in_flight=in_flight)
+        app = create_app(answer, "qlora", review, tmp_path / "r.csv", limits=limits, executor=Pool(4))
+        with live(app) as url, ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda i: httpx.post(f"{url}/v1/reply", json={"text": f"m{i}"}, timeout=30),
+                                    range(4)))
+        assert [r.json()["reply"] for r in replies] == [f"re: m{i}" for i in range(4)]
+        assert (most[0] > 1) == overlapped  # in_flight 1: one batch at a time, as the eager engine needs

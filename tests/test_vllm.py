@@ -88,3 +88,54 @@ def test_vllm_greedy_replies_equal_the_eager_engines(embedded_base, method, monk
     assert [[c.token_ids for c in pool] for pool in first] == [[c.token_ids for c in pool] for pool in again]
     assert [pool[0].token_ids for pool in first] == [r.token_ids for r in got]  # the greedy reply leads each pool
     del engine
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed: `make test-vllm` runs this in .venv-vllm")
+def test_the_server_over_vllm_answers_concurrent_requests_through_one_engine_loop(embedded_base, monkeypatch,
+                                                                                   tmp_path):
+    """`serve --engine vllm`'s path: the model thread steps vLLM's engine (`serve_forever`) while batches of
+    concurrent HTTP requests add their prompts to it from other threads; each request gets the greedy reply of its
+    own message, the same as when the engine answers it alone."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import dataclass
+
+    import httpx
+    from test_server import live
+
+    from supportagent import models
+    from supportagent.server import Limits, create_app, model_thread
+    from supportagent.vllm_engine import VllmGenerator
+
+    monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0"))
+    tok = models.load_tokenizer(embedded_base)
+    ids = {m: tok.apply_chat_template([{"role": "user", "content": m}], add_generation_prompt=True, tokenize=True,
+                                      return_dict=False) for m in MESSAGES[:16]}
+    thread, engine = model_thread(lambda: VllmGenerator(_system(embedded_base, "qlora"), tok, max_new_tokens=24,
+                                                        max_prompt_tokens=128, workdir=tmp_path))
+    alone = {m: r.text for m, r in zip(ids, thread.submit(engine.generate, list(ids.values())).result())}
+
+    @dataclass
+    class Answer:
+        reply: str
+
+        def to_dict(self):
+            return {"reply": self.reply}
+
+    calls = []
+    answer = lambda items: calls.append(len(items)) or [  # noqa: E731
+        Answer(r.text) for r in engine.generate([ids[it["text"]] for it in items])]
+    loop = thread.submit(engine.serve_forever)
+    limits = Limits(max_batch=2, in_flight=8)
+    try:
+        with live(create_app(answer, "qlora", None, tmp_path / "r.csv", limits=limits,
+                             executor=ThreadPoolExecutor(8))) as url, ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(lambda m: httpx.post(f"{url}/v1/reply", json={"text": m}, timeout=120).json(), ids))
+    finally:
+        engine.stop()
+    loop.result(timeout=60)
+    assert len(calls) > 1 and max(calls) <= 2  # several batches, fed to the one engine loop at once
+    same = sum(g["reply"] == alone[m] for g, m in zip(got, ids))
+    print(f"{same} of {len(ids)} replies equal to the message's reply alone")
+    assert same >= 15, [(g["reply"], alone[m]) for g, m in zip(got, ids) if g["reply"] != alone[m]]

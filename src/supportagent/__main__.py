@@ -6,7 +6,11 @@ import csv
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+
+VLLM_IN_FLIGHT = 16  # `serve --engine vllm`: batches in flight, e.g. one per concurrent client of a busy desk
 
 
 def _read_items(path: str | None, stdin) -> list[dict]:
@@ -158,8 +162,10 @@ def cmd_serve(args) -> None:
     except FileNotFoundError as err:
         print(f"review page disabled: {err}", file=sys.stderr)
         review = None
+    if args.in_flight is not None and args.in_flight < 1:
+        sys.exit("error: --in-flight must be at least 1 (batches answered at once)")
     limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    answer = method = thread = None
+    answer = method = thread = loop = None
     if not args.no_model:
         from transformers.utils import logging as hf_logging
 
@@ -171,10 +177,18 @@ def cmd_serve(args) -> None:
         print(f"loaded {method} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         if (warm := thread.submit(agent.warm_up, limits.max_batch).result()):
             print(f"warmed up in {warm:.1f} s (the decoding engine compiled, one message answered)", file=sys.stderr)
+        if loop := getattr(getattr(agent, "generator", None), "serve_forever", None):  # vLLM: continuous batching
+            thread.submit(loop)  # the model thread steps the engine from now on; in_flight batches feed it at once
+            limits = replace(limits, in_flight=args.in_flight or VLLM_IN_FLIGHT)
+            thread = ThreadPoolExecutor(limits.in_flight, thread_name_prefix="answer")
     app = create_app(answer, method, review, args.ratings, token=token, limits=limits, executor=thread)
     print(f"serving on http://{args.host}:{args.port} (reply API: POST /v1/reply; review page: /review)",
           file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        if answer and loop:
+            agent.generator.stop()
 
 
 def cmd_plots(args) -> None:
@@ -269,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-batch", type=int, default=16, help="messages answered at once")
     p.add_argument("--max-wait-ms", type=float, default=50.0,
                    help="under concurrent traffic, how long a batch waits for more messages (one at a time: ~1 ms)")
+    p.add_argument("--in-flight", type=int, help="with --engine vllm, batches answered at once, whose requests "
+                   f"vLLM batches continuously (default {VLLM_IN_FLIGHT}); other engines answer one batch at a time")
     p.add_argument("--no-model", action="store_true", help="the review page only: no model is loaded")
     p.set_defaults(func=cmd_serve)
 

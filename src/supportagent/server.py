@@ -45,6 +45,7 @@ class Limits:
     )
     max_batch: int = 16  # messages the model answers at once
     max_wait_ms: float = 50.0  # how long a batch waits for more messages under concurrent traffic (Batcher)
+    in_flight: int = 1  # batches answered at once (more than 1 for an engine that batches continuously: vLLM)
 
 
 class Message(BaseModel):
@@ -121,13 +122,15 @@ class Batcher:
     (more than that from one request are answered whole). A batch starts once it is full, or when no message came
     for a short wait: `max_wait_ms` (at most four of them in all) when the last batch was shared by several messages
     (clients answered together send again together, and should not split into half batches), about a millisecond
-    when traffic is one request at a time."""
+    when traffic is one request at a time. With `in_flight` > 1, up to that many batches are answered at once (in
+    the executor's threads), for an engine that joins concurrent requests into its running batch (vLLM)."""
 
     def __init__(self, answer: Callable[[list[dict]], list], max_batch: int, max_wait_ms: float,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, in_flight: int = 1):
         self.answer, self.max_batch, self.max_wait, self.executor = answer, max_batch, max_wait_ms / 1000, executor
         self.queue: asyncio.Queue = asyncio.Queue()
         self.batches = self.messages = self.last = 0
+        self.slots, self.tasks = asyncio.Semaphore(in_flight), set()
 
     async def submit(self, messages: list[dict]) -> list:
         future = asyncio.get_running_loop().create_future()
@@ -137,6 +140,7 @@ class Batcher:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            await self.slots.acquire()  # released when a batch is answered
             batch = [await self.queue.get()]
             size, wait = len(batch[0][0]), self.max_wait if self.last > 1 else min(self.max_wait, 0.001)
             start = loop.time()
@@ -150,21 +154,28 @@ class Batcher:
                 batch.append(nxt)
                 size += len(nxt[0])
                 deadline = min(loop.time() + wait, start + 4 * wait)  # while messages trickle in, up to 4 waits
-            flat = [m for messages, _ in batch for m in messages]
-            self.last = len(flat)
-            try:
-                results = await loop.run_in_executor(self.executor, self.answer, flat)
-            except Exception as err:  # noqa: BLE001 - handed to every waiting request
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(err)
-                continue
-            self.batches, self.messages = self.batches + 1, self.messages + len(flat)
-            start = 0
-            for messages, future in batch:
+            self.last = size
+            task = asyncio.create_task(self._answer(batch))
+            self.tasks.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, batch: list) -> None:
+        flat = [m for messages, _ in batch for m in messages]
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self.executor, self.answer, flat)
+        except Exception as err:  # noqa: BLE001 - handed to every waiting request
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(results[start:start + len(messages)])
-                start += len(messages)
+                    future.set_exception(err)
+            return
+        finally:
+            self.slots.release()
+        self.batches, self.messages = self.batches + 1, self.messages + len(flat)
+        start = 0
+        for messages, future in batch:
+            if not future.done():
+                future.set_result(results[start:start + len(messages)])
+            start += len(messages)
 
 
 def is_loopback(host: str) -> bool:
@@ -197,7 +208,7 @@ def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, 
     """`answer`: messages -> objects with `to_dict()` (the agent's `reply_many`), or None to serve the review
     page only; `executor`: where it runs (`model_thread`'s, for a model loaded there). `review`: the review items,
     or None when the predictions are not there."""
-    batcher = Batcher(answer, limits.max_batch, limits.max_wait_ms, executor) if answer else None
+    batcher = Batcher(answer, limits.max_batch, limits.max_wait_ms, executor, limits.in_flight) if answer else None
 
     @asynccontextmanager
     async def lifespan(app):

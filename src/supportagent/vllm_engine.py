@@ -12,7 +12,9 @@ vLLM is not a dependency of the project (its CPU build pins other fastapi, numpy
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+from concurrent.futures import Future
 from pathlib import Path
 
 import torch
@@ -81,6 +83,7 @@ class VllmGenerator(Generator):
                        max_model_len=length, enable_prompt_embeds=self.soft_prompt is not None,
                        enforce_eager=True, enable_chunked_prefill=False)
         self.max_model_len = length
+        self._requests: queue.SimpleQueue | None = None  # set while `serve_forever` steps the engine
 
     def _prompt(self, ids: list[int]):
         if len(ids) + (0 if self.soft_prompt is None else self.soft_prompt.shape[0]) > self.max_model_len:
@@ -98,8 +101,60 @@ class VllmGenerator(Generator):
         return [self._prompt(p) for p in prompts]
 
     def _run(self, inputs: list, params) -> list[list[Reply]]:
-        outs = self.llm.generate(inputs, params, use_tqdm=False)
+        if self._requests is None:  # no engine loop: this call steps the engine until its requests are done
+            outs = self.llm.generate(inputs, params, use_tqdm=False)
+        else:
+            done: Future = Future()
+            self._requests.put((inputs, params, done))
+            outs = done.result()
         return [self._replies([list(c.token_ids) for c in o.outputs]) for o in outs]
+
+    def serve_forever(self) -> None:
+        """Continuous batching for concurrent callers (the server): step vLLM's engine in this thread (the one that
+        built it) and add the requests of a `_run` from any other thread at the next step, so that a new message
+        joins the running batch instead of waiting for it to finish. Returns after `stop()`."""
+        self._requests = requests = queue.SimpleQueue()
+        engine, waiting, stopping = self.llm.llm_engine, {}, False  # waiting: request id -> (outputs, index, future)
+        while not (stopping and not waiting):
+            calls = [requests.get()] if not engine.has_unfinished_requests() else []  # idle: sleep until one comes
+            while not requests.empty():
+                calls.append(requests.get_nowait())
+            for call in calls:
+                if call is None:
+                    stopping = True
+                    continue
+                inputs, params, future = call
+                try:
+                    ids = self.llm.enqueue(inputs, params, use_tqdm=False)
+                except Exception as err:  # noqa: BLE001 - a bad request fails its caller, not the loop
+                    future.set_exception(err)
+                    continue
+                outs: list = [None] * len(ids)
+                # enqueue gives the engine's ids, "<the caller's id>-<8 random characters>"; outputs carry the first
+                waiting.update({rid.rsplit("-", 1)[0]: (outs, i, future) for i, rid in enumerate(ids)})
+            try:
+                finished = [o for o in engine.step() if o.finished]
+            except Exception as err:  # noqa: BLE001 - every waiting caller gets the error, the loop goes on
+                engine.abort_request(list(waiting))
+                for _, _, future in waiting.values():
+                    if not future.done():
+                        future.set_exception(err)
+                waiting.clear()
+                continue
+            for out in finished:
+                outs, i, future = waiting.pop(out.request_id)
+                outs[i] = out
+                if all(o is not None for o in outs):
+                    future.set_result(outs)
+        self._requests = None
+        while not requests.empty():  # a call that came after the stop fails rather than waits
+            if (call := requests.get_nowait()) is not None:
+                call[2].set_exception(RuntimeError("the vLLM engine loop has stopped"))
+
+    def stop(self) -> None:
+        """End `serve_forever` once the requests it holds are answered."""
+        if self._requests is not None:
+            self._requests.put(None)
 
     def _greedy_params(self, max_new_tokens: int | None = None, min_new_tokens: int | None = None):
         from vllm import SamplingParams
