@@ -25,29 +25,39 @@ from supportagent import records
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def served_test_split(n: int, references: int):
+    """The pipeline's paths and params, the first `n` test-split messages in the evaluate stage's order, their
+    retrieved examples and `references` past replies, and the embedder that found them (the vLLM benchmarks')."""
+    import pandas as pd
+
+    from supportagent import models, paths
+    from supportagent.config import load_params
+    from supportagent.evaluation import test_sample
+    from supportagent.retrieval import ExampleIndex
+
+    os.environ["SUPPORTAGENT_DTYPE"] = "float32"
+    os.chdir(ROOT)
+    p = {k: str(v) for k, v in paths.pipeline_paths().items()}
+    params = load_params("params.yaml")
+    test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), 0, params.seed).head(n)
+    index = ExampleIndex(p["index"], pd.read_parquet(f"{p['splits']}/train.parquet"), models.embedder_id())
+    embedder = models.load_embedder()
+    examples, refs = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
+                                                   params.retrieval, references)
+    return p, params, test, examples, refs, embedder
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=32, help="test prompts")
     args = ap.parse_args()
-    os.environ["SUPPORTAGENT_DTYPE"] = "float32"
-    os.chdir(ROOT)
-    import pandas as pd
-
-    from supportagent import models, paths
     from supportagent.agent import prepare
     from supportagent.config import load_params
-    from supportagent.evaluation import test_sample
     from supportagent.generation import load_system
-    from supportagent.retrieval import ExampleIndex
     from supportagent.serving import ready_to_serve
 
-    p = {k: str(v) for k, v in paths.pipeline_paths().items()}
-    params = load_params("params.yaml")
-    test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), 0, params.seed).head(args.n)
-    index = ExampleIndex(p["index"], pd.read_parquet(f"{p['splits']}/train.parquet"), models.embedder_id())
-    embedder = models.load_embedder()
-    examples, references = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
-                                                         params.retrieval, params.evaluate.rerank_references)
+    p, params, test, examples, references, embedder = served_test_split(
+        args.n, load_params(ROOT / "params.yaml").evaluate.rerank_references)
     ev = {"eager": params.evaluate.model_copy(update={"engine": "eager"}),
           "vllm": params.evaluate.model_copy(update={"engine": "vllm"})}
     results = {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -26,27 +25,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=96, help="test prompts (96: the whole test split)")
     args = ap.parse_args()
-    os.environ["SUPPORTAGENT_DTYPE"] = "float32"
-    os.chdir(ROOT)
-    import pandas as pd
     from vllm import LLM
     from vllm.lora.request import LoRARequest
+    from vllm_engine import served_test_split  # benchmarks/, the script's own folder
 
-    from supportagent import models, paths
     from supportagent.agent import prepare
-    from supportagent.config import load_params
-    from supportagent.evaluation import test_sample
     from supportagent.generation import load_system
     from supportagent.metrics import rouge_l
-    from supportagent.retrieval import ExampleIndex
     from supportagent.serving import ready_to_serve
 
-    p = {k: str(v) for k, v in paths.pipeline_paths().items()}
-    params = load_params("params.yaml")
-    test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), 0, params.seed).head(args.n)
-    index = ExampleIndex(p["index"], pd.read_parquet(f"{p['splits']}/train.parquet"), models.embedder_id())
-    examples, _ = index.examples_and_references(models.load_embedder(), test["customer"].tolist(),
-                                                test["brand"].tolist(), params.retrieval, 0)
+    p, params, test, examples, _, _ = served_test_split(args.n, 0)
     ev = params.evaluate.model_copy(update={"engine": "vllm", "candidates": 0})
     model, tok = load_system("qlora", p["base"], f"{p['adapters']}/qlora")
     prompts = [prepare(params, tok, r.brand, r.customer, r.context, ex)[0]
