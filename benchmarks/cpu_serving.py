@@ -10,6 +10,8 @@ builds them (tags, retrieved examples), one reply at a time (batch 1):
     bfloat16       the greedy path with the model in bf16 (SUPPORTAGENT_DTYPE=bfloat16): half the bytes per
                    weight; its replies are the fp32 ones rounded, so some part from them (timed only where the CPU
                    multiplies bf16 fast, runtime.compute_dtype's training dtype; the record names it when skipped)
+    vLLM           where vLLM is installed (`make vllm`, then this script in .venv-vllm): the greedy and the
+                   default path through `evaluate.engine: vllm` (vllm_engine.py), in fp32
     llama.cpp      llama-cpp-python on the embedded SmolLM2 GGUF (Q4_1) the base is converted from: the same
                    prompt token ids (prompt tuning's 20 soft-prompt vectors have no GGUF form: its text prompt
                    only), and exactly as many new tokens as the greedy path's reply to that prompt
@@ -17,10 +19,12 @@ Records p50/p95 ms, the ratio of each path's p50 to llama.cpp's, and how many re
 
     pip install llama-cpp-python==0.3.36    # builds from PyPI's source archive (about 5 minutes on 2 cores)
     python benchmarks/cpu_serving.py        # -> benchmarks/results/cpu_serving/
+    .venv-vllm/bin/python benchmarks/cpu_serving.py     # the same, vLLM's paths included (llama-cpp-python there too)
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -49,6 +53,16 @@ def timed(gen, prompts: list[list[int]], references: list[list[str]] | None = No
         ids.append(gen.reply([p], [r])[0].token_ids)
         times.append((time.perf_counter() - start) * 1000)
     return percentiles(times), ids
+
+
+class Greedy:
+    """A generator's greedy path alone, with `reply`'s signature (for `timed`)."""
+
+    def __init__(self, gen):
+        self.gen = gen
+
+    def reply(self, prompts, references=None):
+        return self.gen.generate(prompts)
 
 
 def llama_cpp_timed(llm, prompts: list[list[int]], lengths: list[int]) -> dict:
@@ -103,6 +117,7 @@ def main() -> None:
     # the bf16 path only where the CPU multiplies bf16 fast (runtime's training dtype); elsewhere bf16 matrix
     # products run many times slower than fp32 (benchmarks/results/cpu_dtype/) and the path would take hours
     bf16_worth_timing = runtime.compute_dtype(training=True) == torch.bfloat16
+    has_vllm = importlib.util.find_spec("vllm") is not None
     results = {}
     for method in ("qlora", "prompt_tuning"):
         model, tok = load_system(method, p["base"], f"{p['adapters']}/{method}")
@@ -133,6 +148,14 @@ def main() -> None:
             paths_[f"default: {n} candidates, reranked (sampled in {dtype(reranked.sampler)})"] = default
         paths_ |= {("default, " if not n else "") + greedy_name: greedy, "compiled engine": compiled,
                    **({"bfloat16": bf16} if bf16 else {}), "llama.cpp (base GGUF)": llama}
+        if has_vllm:  # one engine for both paths; the model is folded already, as vLLM serves it
+            engine = ready_to_serve(model, tok, params.evaluate.model_copy(update={"engine": "vllm"}), embedder,
+                                    params.seed, params.model.max_prompt_tokens)
+            paths_["greedy (vLLM, float32)"], ids = timed(Greedy(engine), prompts)
+            paths_["greedy (vLLM, float32)"]["same_replies"] = sum(a == b for a, b in zip(ids, reference))
+            if n:
+                paths_[f"default (vLLM): {n} candidates, reranked"], _ = timed(engine, prompts, references)
+            del engine
         for r in paths_.values():
             r["x_llama_cpp"] = round(r["p50_ms"] / llama["p50_ms"], 2)
         results[method] = {"mean_prompt_tokens": round(float(np.mean([len(x) for x in prompts])), 1),
@@ -167,7 +190,8 @@ def main() -> None:
             for m, r in results.items()
         ],
         "machine": records.cpu_facts(),
-        "versions": {**records.versions(), "llama-cpp-python": llama_cpp.__version__},
+        "versions": {**records.versions(), "llama-cpp-python": llama_cpp.__version__,
+                     **({"vllm": importlib.import_module("vllm").__version__} if has_vllm else {})},
     }
     records.save("cpu_serving", record)
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from cpu_serving import timed  # benchmarks/, the script's own folder
+from cpu_serving import Greedy, timed  # benchmarks/, the script's own folder
 
 from supportagent import records
 
@@ -73,7 +73,7 @@ def main() -> None:
             ready = round(time.perf_counter() - start, 1)
             greedy = default.generate(prompts)  # the greedy replies, in one batch
             ids[engine] = [r.token_ids for r in greedy]
-            g1, _ = timed(_Greedy(default), prompts)
+            g1, _ = timed(Greedy(default), prompts)
             d1, _ = timed(default, prompts, references)
             _, per_s = default.generate_all(prompts, params.evaluate.batch_size, progress=False, references=references)
             out[engine] = {"ready_seconds": ready, "greedy_batch_1": g1, "default_batch_1": d1,
@@ -96,16 +96,6 @@ def main() -> None:
                     for m, r in results.items()],
     }
     records.save("vllm_engine", record)
-
-
-class _Greedy:
-    """A generator's greedy path alone, with `reply`'s signature (for `timed`)."""
-
-    def __init__(self, gen):
-        self.gen = gen
-
-    def reply(self, prompts, references=None):
-        return self.gen.generate(prompts)
 
 
 if __name__ == "__main__":
