@@ -165,29 +165,29 @@ def cmd_serve(args) -> None:
     if args.in_flight is not None and args.in_flight < 1:
         sys.exit("error: --in-flight must be at least 1 (batches answered at once)")
     limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    answer = method = thread = loop = None
+    answer = method = executor = loop = None
     if not args.no_model:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         start = time.perf_counter()
-        thread, agent = model_thread(lambda: _agent(params, args))  # loaded, and later answering, in one thread
+        executor, agent = model_thread(lambda: _agent(params, args))  # loaded, and later answering, in one thread
         method = agent.method
         answer = lambda items: agent.reply_many(items, batch_size=limits.max_batch)  # noqa: E731
         print(f"loaded {method} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        if (warm := thread.submit(agent.warm_up, limits.max_batch).result()):
+        if (warm := executor.submit(agent.warm_up, limits.max_batch).result()):
             print(f"warmed up in {warm:.1f} s (the decoding engine compiled, one message answered)", file=sys.stderr)
         if loop := getattr(getattr(agent, "generator", None), "serve_forever", None):  # vLLM: continuous batching
-            thread.submit(loop)  # the model thread steps the engine from now on; in_flight batches feed it at once
+            executor.submit(loop)  # the model thread steps the engine from now on; in_flight batches feed it at once
             limits = replace(limits, in_flight=args.in_flight or VLLM_IN_FLIGHT)
-            thread = ThreadPoolExecutor(limits.in_flight, thread_name_prefix="answer")
-    app = create_app(answer, method, review, args.ratings, token=token, limits=limits, executor=thread)
+            executor = ThreadPoolExecutor(limits.in_flight, thread_name_prefix="answer")
+    app = create_app(answer, method, review, args.ratings, token=token, limits=limits, executor=executor)
     print(f"serving on http://{args.host}:{args.port} (reply API: POST /v1/reply; review page: /review)",
           file=sys.stderr)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
-        if answer and loop:
+        if loop:
             agent.generator.stop()
 
 

@@ -99,9 +99,9 @@ def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | N
 def full_configuration(metrics: Path) -> list[str]:
     """The shipped method on the GPU `full` configuration, where `metrics/full/` holds a run (`make full`)."""
     path = metrics / "full" / "comparison.json"
-    if not path.exists() or not (m := load_json(path).get("method_to_ship")):
+    comp = load_json(path) if path.exists() else {}
+    if not (m := comp.get("method_to_ship")):
         return []
-    comp = load_json(path)
     e, n = comp[m], load_json(metrics / "full" / "eval" / f"{m}.json")["n"]
     vs = {k: _vs_retrieval(lead["mean"], lead) for k, lead in comp["lead_over_retrieval"][m].items()}
     return [f"- On the GPU `full` configuration (`configs/full.yaml`, `metrics/full/`, n={n}): **{m}** sends "
