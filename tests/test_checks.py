@@ -99,3 +99,31 @@ def test_the_guard_sends_the_first_candidate_that_passes_with_the_handoff_where_
     g = guard(ranked, [], "AmazonHelp", message, "", rules, params)
     assert g.path == "passed" and g.escalate and g.sent.endswith(params.rules.handoff.note)
     assert g.passed_over[0].startswith("candidate 1: escalation_tone")
+
+
+def test_typographic_apostrophes_read_as_plain_ones():
+    said, curly = "It's sorted. Thanks.", "It\u2019s sorted. Thanks."
+    reply = "We're sorry to hear that. Could you try restarting?"
+    assert [f.check for f in check_reply(reply, Context(said))] == ["mood_mismatch"]
+    assert [f.check for f in check_reply(reply, Context(curly))] == ["mood_mismatch"]
+    assert [f.check for f in check_reply(reply.replace("'", "\u2019"), Context(curly))] == ["mood_mismatch"]
+
+
+def test_a_message_in_a_language_the_base_does_not_write_gets_a_past_reply_in_its_language(params):
+    message = "Warum ist es mir nicht möglich per Bankeinzug zu bezahlen?"
+    rules = apply_rules(message, params.rules)
+    model = [("Uh! Ich weinen sogi an, kannst wir möchten. Die wir lewinen.", False)]
+    past = ["Hier findest du alle Infos zu den Zahlungsarten auf unserer Hilfeseite."]
+    g = guard(model, past, "AmazonHelp", message, "", rules, params)
+    assert params.evaluate.model_languages == ["en"]
+    assert g.path == "fallback_retrieval" and g.text == past[0]
+    assert g.passed_over[0].startswith("candidate 1: language_mismatch: the message is in de")
+    # a base that writes German sends its own reply
+    multilingual = params.model_copy(update={"evaluate": params.evaluate.model_copy(
+        update={"model_languages": ["en", "de"]})})
+    assert guard(model, past, "AmazonHelp", message, "", rules, multilingual).path == "passed"
+    # English messages are unaffected
+    english = "why can't I pay by direct debit?"
+    g = guard([("Sorry about that! Please reach us here: <url>", False)], past, "AmazonHelp", english, "",
+              apply_rules(english, params.rules), params)
+    assert g.path == "passed"

@@ -30,3 +30,16 @@ def test_serve_uses_the_brands_params():
     assert serve("DM us: <url>", "AppleSupport", brands) == "DM us: https://support.apple.com/contact"
     assert serve("DM us: <url>", "DeltaAssist", brands) == NO_LINK
     assert serve("", "AppleSupport", brands) == serve("  ", "AppleSupport", brands) == NO_LINK  # never sent empty
+
+
+def test_a_brand_agents_initials_copied_by_the_model_are_not_sent():
+    brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
+    link = brands["SpotifyCares"].support_url
+    assert serve("We'll take a look backstage /JM <url>", "SpotifyCares", brands) == \
+        f"We'll take a look backstage {link}"
+    assert serve("Take a look /DM /BT <url>", "SpotifyCares", brands) == f"Take a look {link}"
+    assert serve("We'll take a look /N<url>", "SpotifyCares", brands) == f"We'll take a look {link}"
+    assert serve("Thanks for waiting! /JM", "SpotifyCares", brands) == "Thanks for waiting!"
+    # a slash inside the text is no signature
+    for kept in ("Go to Settings/General <url>", "Try the A/B option <url>", "Tap /AB then save <url>"):
+        assert serve(kept, "SpotifyCares", brands) == kept.replace("<url>", link)

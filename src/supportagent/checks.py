@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -27,11 +27,13 @@ class Flag:
 class Context:
     """What a reply is checked against: the message it answers, the previous turn, whether the rules escalated it,
     the brand's support link and its other allowed contacts (params.brands), and whether decoding was cut off.
-    `harm`: the rules escalated it for a category of rules.safety_keywords (injury, fraud, food safety, ...)."""
+    `harm`: the rules escalated it for a category of rules.safety_keywords (injury, fraud, food safety, ...);
+    `intent`: the rules' intent of the message (params rules.intents)."""
     message: str
     previous: str = ""
     escalate: bool = False
     harm: bool = False
+    intent: str = ""
     support_url: str | None = None
     contacts: tuple[str, ...] = ()
     truncated: bool = False
@@ -213,13 +215,19 @@ def _sentiment():
                                "`pip install -e .`") from err
 
 
-_PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can't|cannot|won't|doesn't|didn't|isn't|wasn't|haven't|hasn't)\b"
-               r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect)",
-               r"\b(broken|stuck|missing|lost|wrong|crash\w*|failed|fails|late|cold|rude|worst|terrible|awful|"
-               r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|forgot|upset)\b")
-_RESOLVED = _rx(r"\b(works|working) (now|again)\b", r"\bactually found\b", r"\b(it's|its|all) sorted\b",
+_PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|didn'?t|isn'?t|wasn'?t|haven'?t|"
+               r"hasn'?t)\b"
+               r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect|answer)",
+               r"\b(broken|botched|stuck|missing|lost|wrong|crash\w*|fail|failed|fails|late|cold|rude|worst|terrible|awful|"
+               r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|forgot|upset|useless|ridiculous|"
+               r"undercooked|overcooked|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
+               r"false charges?|charged (?:twice|double|again))\b",
+               r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b")
+_RESOLVED = _rx(r"\b(works|working) (now|again)\b", r"\bactually found\b", r"\b(it's|its|it is|all) (sorted|fixed)\b",
                 r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b", r"\bfixed (it|now)\b",
-                r"\b(that|it|this) (worked|helped|did it|did the trick)\b", r"\ball good\b", r"\bback to normal\b")
+                r"\b(that|it|this) (worked|helped|did it|did the trick)\b"
+                r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
+                r"\ball good\b", r"\bback to normal\b")
 _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hear|good to hear|glad to hear|"
              r"happy to hear|love to hear|love that|so glad|glad (?:it|that|you|everything)|that's great|"
              r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
@@ -235,6 +243,9 @@ _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
                             r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
                             r"\bsorry to hear (?:that|this|about)")
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
+# a problem reopened: asking for what troubleshooting needs (account, device, version) or for a DM about it
+_DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
+               r"version|device|screenshot|order)", r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b")
 
 
 @lru_cache(maxsize=4096)  # a message is checked against each of its candidates
@@ -242,11 +253,22 @@ def _mood(message: str) -> dict:
     return _sentiment().polarity_scores(message)
 
 
+def _resolved(message: str) -> bool:
+    return bool(_RESOLVED.search(message)) and not re.search(r"\bstill\b", message, re.IGNORECASE)
+
+
+def _troubled(ctx: Context) -> bool:
+    """The message reports a problem (a harm the rules found, a negative mood or problem words) it does not call
+    solved."""
+    return ctx.harm or (_mood(ctx.message)["compound"] <= -0.3 or bool(_PROBLEM.search(ctx.message))) \
+        and not _resolved(ctx.message)
+
+
 def mood_mismatch(reply: str, ctx: Context) -> str | None:
     message = ctx.message
     mood = _mood(message)
-    resolved = bool(_RESOLVED.search(message)) and not re.search(r"\bstill\b", message, re.IGNORECASE)
-    troubled = ctx.harm or (mood["compound"] <= -0.3 or bool(_PROBLEM.search(message))) and not resolved
+    resolved = _resolved(message)
+    troubled = _troubled(ctx)
     cheer = _first(_CHEER, reply)
     if troubled and cheer:
         return f"cheers ({cheer!r}) a message that reports a problem"
@@ -255,13 +277,46 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     sorry = _first(_APOLOGY, reply)
     if pleased and sorry:
         return f"apologises ({sorry!r}) to a customer who is pleased"
-    reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply)
+    reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply) or _first(_DETAILS, reply)
     if resolved and reopened:
         return f"treats a problem the message says is solved as open ({reopened!r})"
-    glad = mood["compound"] >= 0.3 and mood["neg"] == 0 and not _PROBLEM.search(message) and not negated
+    glad = (mood["compound"] >= 0.3 or ctx.intent == "praise") and mood["neg"] == 0 and not _PROBLEM.search(message) \
+        and not negated
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
+    return None
+
+
+# --- the conversation closed while the problem is open, or thanks answered that were never given
+_SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\bneed us again\b",
+                r"\b(?:if|whenever) (?:we|you) (?:can|need to) (?:help|assist)[^.!?]{0,25}\b(?:again|else)\b",
+                r"\bif (?:we|you) need anything\b", r"\bif there'?s anything else\b",
+                r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b")
+_HELP = _rx(r"\?", r"\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|reinstall|"
+            r"log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|investigat\w*|escalat\w*|"
+            r"pass\w* (?:this|it|your))")
+
+
+def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
+    if not _troubled(ctx):
+        return None
+    hit = _first(_SIGN_OFF, reply)
+    if hit and not _HELP.search(_SIGN_OFF.sub(" ", reply)):  # a link alone, as in a signature, is no help
+        return f"closes the conversation ({hit!r}) on a problem the message says is still open"
+    return None
+
+
+_WELCOME = _rx(r"^\W*(?:(?:hey|hi|hello)(?: there)?)?\W*"
+               r"(?:you'?re (?:very |so |most )?welcome|no problem|my pleasure|anytime)\b")
+_THANKS = _rx(r"\b(thank\w*|thx|thnx|ty(?:ty)*|tysm|cheers|appreciate\w*|grateful|gracias|danke|merci|obrigad[oa]|"
+              r"grazie)\b")
+
+
+def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
+    hit = _first(_WELCOME, reply)
+    if hit and not _THANKS.search(ctx.message):
+        return f"answers thanks ({hit.strip()!r}) the message does not give"
     return None
 
 
@@ -316,7 +371,7 @@ _ASKS = _rx(r"\?",
 _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out we i appreciate love that this it glad
     happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
     there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening
-    reaching out shopping eating riding contacting letting know""".split())
+    reaching out shopping eating riding contacting letting know looking forward seeing""".split())
 
 
 def no_answer(reply: str, ctx: Context) -> str | None:
@@ -399,14 +454,21 @@ RUN: dict[str, Callable[[str, Context], str | None]] = {
     "unknown_contact": unknown_contact, "invented_name": invented_name, "language_mismatch": language_mismatch,
     "mood_mismatch": mood_mismatch, "asks_known": asks_known, "repeats_previous": repeats_previous,
     "no_answer": no_answer, "ai_disclaimer": ai_disclaimer, "escalation_tone": escalation_tone,
+    "signs_off_open_problem": signs_off_open_problem, "welcome_without_thanks": welcome_without_thanks,
 }
 CHECKS = tuple(RUN)
 
 
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
+
+
 def check_reply(reply: str, ctx: Context) -> list[Flag]:
-    """Every check's flag on `reply` (empty: it may be sent). A check that cannot run flags the reply."""
+    """Every check's flag on `reply` (empty: it may be sent). A check that cannot run flags the reply. Typographic
+    apostrophes and quotes (tweets' "didn’t") are read as plain ones."""
     if not isinstance(reply, str) or not _WORD.search(reply):
         return [Flag("empty", "the reply has no words: nothing to send")]
+    reply = reply.translate(_QUOTES)
+    ctx = replace(ctx, message=ctx.message.translate(_QUOTES), previous=ctx.previous.translate(_QUOTES))
     flags = []
     for name, check in RUN.items():
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .checks import Context, Flag, check_reply
+from .checks import Context, Flag, check_reply, language
 from .config import BrandParams, Params
 from .placeholders import serve
 from .rules import RuleResult, apply_rules
@@ -30,7 +30,8 @@ def context(params: Params, brand: str, message: str, previous: str, rules: Rule
     """What a reply to `message` (of `brand`, with the previous turn `previous`) is checked against."""
     conf = params.brands.get(brand) or BrandParams()
     harm = bool(set(rules.reasons) & set(params.rules.safety_keywords))
-    return Context(message, previous, rules.escalate, harm, conf.support_url, tuple(conf.contacts), truncated)
+    return Context(message, previous, escalate=rules.escalate, harm=harm, intent=rules.intent,
+                   support_url=conf.support_url, contacts=tuple(conf.contacts), truncated=truncated)
 
 
 def check_sent(text: str, brand: str, message: str, previous: str, rules: RuleResult, params: Params,
@@ -64,6 +65,16 @@ def with_handoff(reply: str, escalate: bool, params: Params) -> str:
     return handoff.note if handoff.policy == "replace" else f"{reply} {handoff.note}".strip()
 
 
+def unwritten_language(message: str, params: Params) -> Flag | None:
+    """A flag for every reply of the model's to a message in a language the base does not write well
+    (`evaluate.model_languages`): such a message gets a past reply in its language, or the hand-over."""
+    lang = language(message)
+    if lang is None or lang in params.evaluate.model_languages:
+        return None
+    return Flag("language_mismatch", f"the message is in {lang}, which the base does not write well "
+                f"(evaluate.model_languages: {', '.join(params.evaluate.model_languages)})")
+
+
 def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: str, message: str, previous: str,
           rules: RuleResult, params: Params) -> Guarded:
     """The reply to send. `candidates`: the model's replies best-ranked first, each (text as written, whether the
@@ -74,8 +85,11 @@ def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: st
     first: list[Flag] | None = None
     tries = [("candidate", text, cut) for text, cut in candidates]
     tries += [("past reply", text, False) for text in past_replies]
+    untrusted = unwritten_language(message, params)
     for i, (kind, text, cut) in enumerate(tries):
         flags = check_sent(text, brand, message, previous, rules, params, cut)
+        if kind == "candidate" and untrusted:
+            flags = [untrusted, *flags]
         if first is None:
             first = flags
         if not flags:

@@ -4,7 +4,8 @@ The model learns from cleaned replies, so it writes the masks the cleaning put i
 replies carry `<url>`). Before a reply is sent, `<url>` becomes the brand's `brands.<brand>.support_url`
 from policy.yaml. A mask that cannot be filled (no link for the brand, or a masked `@user` handle,
 whose account is unknown) takes its whole sentence with it; a reply left empty, or written empty, becomes
-`NO_LINK`.
+`NO_LINK`. Initials that sign a brand agent's replies (SpotifyCares' "/JM" before the link), which the model copies
+from the replies it learned from, are dropped: the agent signs as no one.
 Scoring still compares the masked model output with the masked reference."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .cleaning import URL, USER
 MASK = re.compile(re.escape(URL) + "|" + re.escape(USER) + r"\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 NO_LINK = "Please send us a Direct Message so we can take a closer look."
+_INITIALS = re.compile(r"\s*(?<![\w/])/[A-Z]{1,3}\b\s*(?=(?:/[A-Z]{1,3}\b\s*)*(?:" + re.escape(URL) + r"\s*)?$)")
 
 
 def has_mask(text: str) -> bool:
@@ -36,4 +38,5 @@ def serve(text: str, brand: str, brands: dict) -> str:
     """The reply a customer of `brand` receives (`brands`: params.brands); never empty (a model that wrote
     nothing, or only masks, gets `NO_LINK`)."""
     conf = brands.get(brand)
-    return fill(text, conf.support_url if conf is not None else None).strip() or NO_LINK
+    unsigned = re.sub(r" {2,}", " ", _INITIALS.sub(" ", text)).strip()
+    return fill(unsigned, conf.support_url if conf is not None else None).strip() or NO_LINK
