@@ -65,7 +65,7 @@ exp-show: $(STAMP)
 # rebuild .dvc/plots/page.html (the offline `dvc plots` template) from the npm registry; needs npm
 vendor-vega: $(STAMP)
 	rm -rf build/vega && mkdir -p build/vega
-	cd build/vega && for p in $$($(abspath $(BIN))/python -c "from supportagent.plots import VEGA; print(' '.join(f'{n}@{v}' for n, v in VEGA.items()))"); do \
+	cd build/vega && for p in $$($(abspath $(BIN))/python -c "from supportagent.reporting.plots import VEGA; print(' '.join(f'{n}@{v}' for n, v in VEGA.items()))"); do \
 	    tgz=$$(npm pack -q "$$p" | tail -1) && mkdir -p "$${p%@*}" && tar xzf "$$tgz" -C "$${p%@*}" --strip-components 1; done
 	$(BIN)/python -m supportagent vendor-vega build/vega
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def matmul_gflops(dtype: torch.dtype, tokens: int = 256, k: int = 576, n: int = 
 def model_seconds(dtype: torch.dtype) -> dict:
     from transformers import AutoModelForCausalLM
 
-    from supportagent.bases import read_manifest
+    from supportagent.model.bases import read_manifest
 
     model = AutoModelForCausalLM.from_pretrained(read_manifest(ROOT / "models/base")[1], dtype=dtype)
     for p in model.parameters():

@@ -16,7 +16,7 @@ import time
 import sys
 from pathlib import Path
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "placeholder_rate"]
@@ -25,9 +25,9 @@ KEYS = ["rouge_l", "semantic_similarity", "bleu", "distinct_replies", "placehold
 def run_seed(seed: int, paths: dict, p, splits: dict, retrieval) -> dict:
     """Train the served method with `seed` and score it on the test split: its metrics and its lead over
     `retrieval` (the committed run's scored replies)."""
-    from supportagent.comparison import lead_over_retrieval
-    from supportagent.evaluation import evaluate_system
-    from supportagent.training import train
+    from supportagent.evaluation.comparison import lead_over_retrieval
+    from supportagent.evaluation.evaluate import evaluate_system
+    from supportagent.model.training import train
 
     p = p.model_copy(update={"seed": seed})
     work = ROOT / "build/seeds" / str(seed)
@@ -48,7 +48,7 @@ def main() -> None:
 
     from supportagent.config import load_params
     from supportagent.paths import DVC_YAML, pipeline_paths
-    from supportagent.predictions import read_predictions
+    from supportagent.evaluation.predictions import read_predictions
     from supportagent.runtime import compute_dtype
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

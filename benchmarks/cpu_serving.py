@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,13 +89,14 @@ def main() -> None:
         sys.exit("llama.cpp is the yardstick here: pip install llama-cpp-python==0.3.36 (builds from source)")
     import pandas as pd
 
-    from supportagent import bases, models, paths, runtime
-    from supportagent.agent import prepare
+    from supportagent.model import bases, models
+    from supportagent import paths, runtime
+    from supportagent.inference.agent import prepare
     from supportagent.config import load_params
-    from supportagent.evaluation import test_sample
-    from supportagent.generation import Generator, load_system
-    from supportagent.retrieval import ExampleIndex
-    from supportagent.serving import ready_to_serve
+    from supportagent.evaluation.evaluate import test_sample
+    from supportagent.inference.generation import Generator, load_system
+    from supportagent.data.retrieval import ExampleIndex
+    from supportagent.inference.serving import ready_to_serve
 
     os.chdir(ROOT)
     p = {k: str(v) for k, v in paths.pipeline_paths().items()}

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from supportagent import models, records
-from supportagent.checks import _APOLOGY, _CHEER, _sentiment
-from supportagent.retrieval import embed
+from supportagent.data.retrieval import embed
+from supportagent.inference.checks import _APOLOGY, _CHEER, _sentiment
+from supportagent.model import models
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def soup_variant(work: Path, name: str, override: int) -> None:
 def train_variant(work: Path, name: str, override: int) -> None:
     """Train variant `name` (`training.json` in its folder), then evaluate it with each of its candidate counts at
     once, one process each (`val_<n>.json`)."""
-    from supportagent.training import train
+    from supportagent.model.training import train
 
     p, paths, tr, va = _setup(work, changes(name))
     out = work / "sweep" / name
@@ -149,8 +149,8 @@ def train_variant(work: Path, name: str, override: int) -> None:
 def evaluate_variant(work: Path, name: str, n: int) -> None:
     """The variant's served reply on the validation split with `n` candidates. With candidates, every message's
     candidates and references go to `candidates_<n>.json`, so other selections can be scored from them later."""
-    from supportagent import reranking
-    from supportagent.evaluation import evaluate_system
+    from supportagent.inference import reranking
+    from supportagent.evaluation.evaluate import evaluate_system
 
     p, paths, tr, va = _setup(work, changes(name))
     out = work / "sweep" / name
@@ -194,7 +194,7 @@ def collect(work: Path, name: str) -> dict | None:
 
 def retrieval_baseline(work: Path) -> dict:
     """The retrieval baseline on the validation split: the yardstick the variants are read against."""
-    from supportagent.evaluation import evaluate_system
+    from supportagent.evaluation.evaluate import evaluate_system
 
     p, paths, tr, va = _setup(work, {})
     ev, _ = evaluate_system("retrieval", p, va, tr, str(paths["base"]), str(paths["index"]))
@@ -207,9 +207,9 @@ def rescore(work: Path, ms=(0, 4, 8, 16, 32, 48)) -> dict:
     candidates, also their pooled candidates (`pooled/<soup>/<n>`: each variant's greedy reply and first n / their
     number sampled, as many as one variant's n): an ensemble of the variants' replies instead of one of their
     updates."""
-    from supportagent import models
-    from supportagent.metrics import cosine, rouge_l
-    from supportagent.reranking import consensus
+    from supportagent.model import models
+    from supportagent.evaluation.metrics import cosine, rouge_l
+    from supportagent.inference.reranking import consensus
 
     embedder, out, ev = models.load_embedder(), {}, variant_params(work, {}).evaluate
 
@@ -249,11 +249,11 @@ def selection_grid(work: Path, refs_n=(0, 2, 4, 8, 16), word_weights=(0.25, 0.5,
     references and weights: the replies of the R nearest past pairs of the brand (the index of the workdir's train
     split, as evaluation finds them), each weighing x candidates, and similarity w x ROUGE-L + (1 - w) x cosine.
     Validation ROUGE-L, semantic similarity and distinct replies per `R<R>_w<w>_x<x>`."""
-    from supportagent import models
+    from supportagent.model import models
     from supportagent.benchmark_tables import selection_key
-    from supportagent.metrics import cosine, distinct_replies, rouge_l
-    from supportagent.reranking import choose, similarities
-    from supportagent.retrieval import ExampleIndex
+    from supportagent.evaluation.metrics import cosine, distinct_replies, rouge_l
+    from supportagent.inference.reranking import choose, similarities
+    from supportagent.data.retrieval import ExampleIndex
 
     p, paths, tr, va = _setup(work, {})
     embedder, out = models.load_embedder(), {}

@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from supportagent import records
+from supportagent.reporting import records
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: only the --tiny smoke test
 TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -145,7 +145,7 @@ def flops_per_token(model, seq: int, recompute_share: float) -> tuple[float, flo
 
 def train_speed(model, batch: int, seq: int, steps: int, warmup: int, n_virtual: int, optimizer: str,
                 every_n: int, peak_tflops: float) -> dict:
-    from supportagent.training import reply_loss
+    from supportagent.model.training import reply_loss
 
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "paged_adamw_8bit" and DEVICE == "cuda":
@@ -196,7 +196,7 @@ class _StubTokenizer:
 
 
 def serve_speed(model, prompt_len: int, new_tokens: int, batch: int, samples: int, soft_prompt=None) -> dict:
-    from supportagent.generation import Generator
+    from supportagent.inference.generation import Generator
 
     gen = Generator(model, _StubTokenizer(), max_new_tokens=new_tokens, repetition_penalty=1.0)
     if soft_prompt is not None:
@@ -224,9 +224,9 @@ def run(label: str, fn, results: dict) -> None:
 
 def main() -> None:
     from supportagent.config import PromptTuningParams, QLoraParams
-    from supportagent.methods import set_checkpointing
-    from supportagent.methods.prompt_tuning import add_soft_prompt
-    from supportagent.methods.qlora import add_lora
+    from supportagent.model.methods import set_checkpointing
+    from supportagent.model.methods.prompt_tuning import add_soft_prompt
+    from supportagent.model.methods.qlora import add_lora
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--label", default="", help="added to the record's file name")

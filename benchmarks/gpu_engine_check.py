@@ -20,16 +20,16 @@ from pathlib import Path
 import torch
 
 os.environ["SUPPORTAGENT_DTYPE"] = "float32"
-from supportagent import records  # noqa: E402  (after the dtype is pinned)
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from supportagent import bases, models
-    from supportagent.methods.prompt_tuning import add_soft_prompt
+    from supportagent.model import bases, models
+    from supportagent.model.methods.prompt_tuning import add_soft_prompt
     from supportagent.config import PromptTuningParams
-    from supportagent.generation import Generator
+    from supportagent.inference.generation import Generator
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--standin", required=True)

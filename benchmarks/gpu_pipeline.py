@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ("on the GPU machine, first the stages subset, split, rules, index, base and train@{method} of the workdir's "
@@ -36,14 +36,14 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from supportagent import models
-    from supportagent.agent import prepare
+    from supportagent.model import models
+    from supportagent.inference.agent import prepare
     from supportagent.config import load_params
-    from supportagent.generation import load_system
-    from supportagent.metrics import score
+    from supportagent.inference.generation import load_system
+    from supportagent.evaluation.metrics import score
     from supportagent.paths import pipeline_paths
-    from supportagent.retrieval import ExampleIndex
-    from supportagent.serving import ready_to_serve
+    from supportagent.data.retrieval import ExampleIndex
+    from supportagent.inference.serving import ready_to_serve
 
     work = Path(args.workdir)
     p = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from supportagent import records
 from supportagent.config import load_params
-from supportagent.evaluation import evaluate_system
-from supportagent.training import train
+from supportagent.evaluation.evaluate import evaluate_system
+from supportagent.model.training import train
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from supportagent import checkset, records
-from supportagent.checks import language
 from supportagent.config import load_params
-from supportagent.guard import raised, rates
+from supportagent.evaluation import checkset
+from supportagent.inference.checks import language
+from supportagent.inference.guard import raised, rates
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests/data/reply_checks.jsonl"

@@ -20,16 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supportagent import models, records
 from supportagent.config import load_params
-from supportagent.evaluation import evaluate_system, test_sample
-from supportagent.guard import guard
-from supportagent.intervals import mean_interval
-from supportagent.metrics import cosine, rouge_l
+from supportagent.data.retrieval import ExampleIndex
+from supportagent.data.rules import apply_rules
+from supportagent.evaluation.evaluate import evaluate_system, test_sample
+from supportagent.evaluation.intervals import mean_interval
+from supportagent.evaluation.metrics import cosine, rouge_l
+from supportagent.inference.guard import guard
+from supportagent.inference.reranking import Similarities, similarities
+from supportagent.model import models
 from supportagent.paths import pipeline_paths
-from supportagent.reranking import Similarities, similarities
-from supportagent.retrieval import ExampleIndex
-from supportagent.rules import apply_rules
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ def one(split: str, system: str, candidates: int, seed: int | None = None) -> di
     import pandas as pd
 
     from supportagent.config import load_params
-    from supportagent.evaluation import evaluate_system
+    from supportagent.evaluation.evaluate import evaluate_system
     from supportagent.paths import pipeline_paths
 
     params = load_params(ROOT / "params.yaml")
@@ -47,7 +47,7 @@ def one(split: str, system: str, candidates: int, seed: int | None = None) -> di
 
 
 def main() -> None:
-    from supportagent import records
+    from supportagent.reporting import records
     from supportagent.config import load_params
 
     ap = argparse.ArgumentParser()

@@ -34,7 +34,7 @@ def side(read) -> dict:
 
 
 def main() -> None:
-    from supportagent import records
+    from supportagent.reporting import records
     from supportagent.config import load_params
 
     ap = argparse.ArgumentParser()

@@ -104,7 +104,7 @@ def main() -> None:
     start = time.perf_counter()
     with ThreadPoolExecutor(args.parallel) as pool:
         results = dict(zip(args.variants, pool.map(lambda v: run_variant(v, args), args.variants)))
-    from supportagent import records
+    from supportagent.reporting import records
 
     record = {"notes": "the whole pipeline per retrieval setting", "overrides": args.base_overrides,
               "machine": records.machine_facts(), "versions": records.versions(), "parallel": args.parallel,

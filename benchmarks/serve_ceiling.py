@@ -22,8 +22,10 @@ def main() -> None:
     args = ap.parse_args()
     import pandas as pd
 
-    from supportagent import generation, paths, records
-    from supportagent.agent import SupportAgent
+    from supportagent.inference import generation
+    from supportagent import paths
+    from supportagent.reporting import records
+    from supportagent.inference.agent import SupportAgent
     from supportagent.config import load_params
 
     p = {k: ROOT / v for k, v in paths.pipeline_paths(ROOT / "dvc.yaml").items()}

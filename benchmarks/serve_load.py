@@ -90,7 +90,7 @@ def main() -> None:
         "--url", help="load a server already running there (its --max-batch as given) instead of starting one"
     )
     args = ap.parse_args()
-    from supportagent import records
+    from supportagent.reporting import records
 
     test = pd.read_parquet(ROOT / "data/processed/test.parquet")
     messages = [{"brand": r.brand, "text": r.customer, "context": r.context or ""}

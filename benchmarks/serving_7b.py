@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT, NEW, BATCH, SAMPLES = 128, 64, 32, 10
@@ -74,11 +74,11 @@ def main() -> None:
 
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from supportagent import bases, models
-    from supportagent.methods.prompt_tuning import add_soft_prompt
+    from supportagent.model import bases, models
+    from supportagent.model.methods.prompt_tuning import add_soft_prompt
     from supportagent.config import PromptTuningParams, load_params
-    from supportagent.generation import Generator
-    from supportagent.serving import fold_4bit
+    from supportagent.inference.generation import Generator
+    from supportagent.inference.serving import fold_4bit
 
     base_dir = Path(tempfile.mkdtemp()) / "base"
     bases.prepare_base(str(Path(args.standin).resolve()), None, base_dir)

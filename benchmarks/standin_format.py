@@ -13,7 +13,7 @@ import functools
 import json
 from pathlib import Path
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def _reference():
     from mistral_common.protocol.instruct.validator import ValidationMode
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    from supportagent.standin import tokenizer_file
+    from supportagent.model.standin import tokenizer_file
 
     return MistralTokenizer.from_file(str(tokenizer_file()), mode=ValidationMode.finetuning)
 
@@ -42,7 +42,7 @@ def mistral_common_ids(messages: list[dict]) -> list[int]:
 
 def compare(tokenizer, messages: list[dict]) -> dict:
     """The project's encoding of one training example against the reference: ids equal, labels on the reply."""
-    from supportagent.prompts import encode
+    from supportagent.data.prompts import encode
 
     ours = encode(tokenizer, messages, NO_LIMIT, NO_LIMIT)
     ref = mistral_common_ids(messages)
@@ -54,8 +54,8 @@ def compare(tokenizer, messages: list[dict]) -> dict:
 
 def project_messages(params, pairs, examples) -> list[list[dict]]:
     """The training examples' chat messages as the train stage builds them (rules, tags, examples, previous turn)."""
-    from supportagent.prompts import build_messages
-    from supportagent.rules import apply_rules
+    from supportagent.data.prompts import build_messages
+    from supportagent.data.rules import apply_rules
 
     return [
         build_messages(
@@ -75,10 +75,10 @@ def main() -> None:
     import pandas as pd
 
     from supportagent.config import load_params
-    from supportagent.models import load_embedder, embedder_id
+    from supportagent.model.models import load_embedder, embedder_id
     from supportagent.paths import pipeline_paths
-    from supportagent.retrieval import ExampleIndex
-    from supportagent.standin import load_v3_tokenizer
+    from supportagent.data.retrieval import ExampleIndex
+    from supportagent.model.standin import load_v3_tokenizer
 
     params, paths = load_params(ROOT / "params.yaml"), pipeline_paths(ROOT / "dvc.yaml")
     test = pd.read_parquet(ROOT / paths["splits"] / "test.parquet")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 TMP = ROOT / "benchmarks/tmp"
@@ -31,7 +31,7 @@ PEAK_RSS_MB = 4096
 STAGE = """
 import hashlib, json, resource, sys, time
 from supportagent.config import load_params
-from supportagent.data import make_subset
+from supportagent.data.pairs import make_subset
 start = time.perf_counter()
 p = load_params("params.yaml")
 pairs, m = make_subset(sys.argv[1], p.subset, p.data_seed)

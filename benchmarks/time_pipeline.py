@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpu_pipeline import stage_graph  # benchmarks/, the script's own folder
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 

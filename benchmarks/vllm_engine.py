@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from cpu_serving import Greedy, timed  # benchmarks/, the script's own folder
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,10 +30,11 @@ def served_test_split(n: int, references: int):
     retrieved examples and `references` past replies, and the embedder that found them (the vLLM benchmarks')."""
     import pandas as pd
 
-    from supportagent import models, paths
+    from supportagent.model import models
+    from supportagent import paths
     from supportagent.config import load_params
-    from supportagent.evaluation import test_sample
-    from supportagent.retrieval import ExampleIndex
+    from supportagent.evaluation.evaluate import test_sample
+    from supportagent.data.retrieval import ExampleIndex
 
     os.environ["SUPPORTAGENT_DTYPE"] = "float32"
     os.chdir(ROOT)
@@ -51,10 +52,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=32, help="test prompts")
     args = ap.parse_args()
-    from supportagent.agent import prepare
+    from supportagent.inference.agent import prepare
     from supportagent.config import load_params
-    from supportagent.generation import load_system
-    from supportagent.serving import ready_to_serve
+    from supportagent.inference.generation import load_system
+    from supportagent.inference.serving import ready_to_serve
 
     p, params, test, examples, references, embedder = served_test_split(
         args.n, load_params(ROOT / "params.yaml").evaluate.rerank_references)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from supportagent import records
+from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,10 +29,10 @@ def main() -> None:
     from vllm.lora.request import LoRARequest
     from vllm_engine import served_test_split  # benchmarks/, the script's own folder
 
-    from supportagent.agent import prepare
-    from supportagent.generation import load_system
-    from supportagent.metrics import rouge_l
-    from supportagent.serving import ready_to_serve
+    from supportagent.inference.agent import prepare
+    from supportagent.inference.generation import load_system
+    from supportagent.evaluation.metrics import rouge_l
+    from supportagent.inference.serving import ready_to_serve
 
     p, params, test, examples, _, _ = served_test_split(args.n, 0)
     ev = params.evaluate.model_copy(update={"engine": "vllm", "candidates": 0})

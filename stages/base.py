@@ -1,7 +1,7 @@
 """DVC stage `base`: resolve model.base to safetensors and record its identity (params: model)."""
 from _common import arguments, params, run
 
-from supportagent.bases import prepare_base
+from supportagent.model.bases import prepare_base
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 review samples (params: seed, method, rules, brands, retrieval, review.samples)."""
 from _common import arguments, params, run, write_json
 
-from supportagent.comparison import comparison, load_all, real_replies, served_metrics, write_samples
 from supportagent.config import METHODS, SYSTEMS
-from supportagent.plots import write_plot_data
-from supportagent.predictions import read_predictions
+from supportagent.evaluation.comparison import comparison, load_all, real_replies, served_metrics
+from supportagent.evaluation.predictions import read_predictions
+from supportagent.reporting.plots import write_plot_data
+from supportagent.reporting.samples import write_samples
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ import pandas as pd
 from _common import arguments, params, run, write_json
 
 from supportagent.config import METHODS, SYSTEMS
-from supportagent.evaluation import evaluate_system
-from supportagent.predictions import write_predictions
+from supportagent.evaluation.evaluate import evaluate_system
+from supportagent.evaluation.predictions import write_predictions
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 import pandas as pd
 from _common import arguments, run
 
-from supportagent.models import embedder_id, load_embedder
-from supportagent.retrieval import build_index
+from supportagent.data.retrieval import build_index
+from supportagent.model.models import embedder_id, load_embedder
 
 
 def main() -> None:

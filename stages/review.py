@@ -2,7 +2,7 @@
 Ratings made against predictions that have changed since are counted as stale and left out."""
 from _common import arguments, params, run, write_json
 
-from supportagent.review import plot_rows, prediction_hashes, read_ratings, summarise
+from supportagent.evaluation.review import plot_rows, prediction_hashes, read_ratings, summarise
 
 
 def main() -> None:

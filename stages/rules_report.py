@@ -5,7 +5,7 @@ import json
 import pandas as pd
 from _common import arguments, params, run, write_json
 
-from supportagent.rules import apply_rules, escalation_scores
+from supportagent.data.rules import apply_rules, escalation_scores
 
 
 def main() -> None:

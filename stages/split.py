@@ -2,7 +2,7 @@
 import pandas as pd
 from _common import arguments, params, run, write_json
 
-from supportagent.splitting import split_pairs
+from supportagent.data.splitting import split_pairs
 
 
 def main() -> None:

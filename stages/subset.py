@@ -1,7 +1,7 @@
 """DVC stage `subset`: raw TWCS csv -> cleaned pairs of the top brands (params: data_seed, subset)."""
 from _common import arguments, params, run, write_json
 
-from supportagent.data import make_subset
+from supportagent.data.pairs import make_subset
 
 
 def main() -> None:

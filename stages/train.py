@@ -7,7 +7,7 @@ import pandas as pd
 from _common import arguments, params, run, write_json
 
 from supportagent.config import METHODS
-from supportagent.training import train
+from supportagent.model.training import train
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     """The embedded model's tokenizer (from the GGUF, ~40 s once per session)."""
     from transformers import AutoTokenizer
 
-    from supportagent import bases
+    from supportagent.model import bases
 
     built = ROOT / "models/base/hf"
     if (built / "tokenizer.json").exists():
@@ -40,7 +40,7 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 def tokenizer(tokenizer_dir):
     from transformers import AutoTokenizer
 
-    from supportagent import bases
+    from supportagent.model import bases
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     bases.fix_special_tokens(tok)
@@ -99,7 +99,7 @@ def tiny_pairs():
 
 @pytest.fixture(scope="session")
 def embedder():
-    from supportagent import models
+    from supportagent.model import models
 
     return models.load_embedder()
 
@@ -107,8 +107,8 @@ def embedder():
 @pytest.fixture(scope="session")
 def tiny_index(tmp_path_factory, embedder) -> Path:
     """The embedding index of `tiny_pairs`, built by the `index` stage's code with the real MiniLM."""
-    from supportagent import models
-    from supportagent.retrieval import build_index
+    from supportagent.model import models
+    from supportagent.data.retrieval import build_index
 
     out = tmp_path_factory.mktemp("index")
     build_index(make_tiny_pairs(), embedder, out, models.embedder_id())
@@ -119,11 +119,11 @@ def tiny_system(params, tiny_base, system: str):
     """The tiny random base, alone (`base`) or behind a random 4-vector soft prompt (`soft_prompt`)."""
     import torch
 
-    from supportagent import models
+    from supportagent.model import models
 
     model = models.load_base(tiny_base)
     if system == "soft_prompt":
-        from supportagent.methods.prompt_tuning import add_soft_prompt
+        from supportagent.model.methods.prompt_tuning import add_soft_prompt
 
         tp = params.train.prompt_tuning.model_copy(update={"prompt_init": "random", "num_virtual_tokens": 4})
         torch.manual_seed(0)

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from supportagent.agent import CLARIFY, WARM_UP_MESSAGE, SupportAgent
-from supportagent.guard import PATHS
-from supportagent.placeholders import NO_LINK
+from supportagent.data.placeholders import NO_LINK
+from supportagent.inference.agent import CLARIFY, WARM_UP_MESSAGE, SupportAgent
+from supportagent.inference.guard import PATHS
 
 from conftest import ROOT
 
@@ -25,7 +25,7 @@ def agent_factory(tiny_base, tiny_index):
 
 def writes(agent, monkeypatch, *ranked: str, cut: bool = False):
     """The agent's model writes `ranked` for every message, best-ranked first (the last `cut` by the length limit)."""
-    from supportagent.generation import Reply
+    from supportagent.inference.generation import Reply
 
     def generate_all(prompts, batch_size, progress=True, references=None):
         return [Reply(ranked[0], cut and len(ranked) == 1, [], [(t, cut and i == len(ranked) - 2)
@@ -122,7 +122,7 @@ def test_reply_cli_reports_a_missing_adapter_clearly(tmp_path, tiny_base):
 
 def test_served_reply_fills_the_brand_link_and_tags_the_examples_source(params, agent_factory, monkeypatch):
     from supportagent.config import BrandParams
-    from supportagent.generation import Reply
+    from supportagent.inference.generation import Reply
 
     agent = agent_factory(params)
     agent.params = agent.params.model_copy(

@@ -1,11 +1,12 @@
-"""Benchmark records (supportagent.records): one schema, one file per run, and the generic report built from them."""
+"""Benchmark records (supportagent.reporting.records): one schema, one file per run, the generic report built on
+them."""
 import json
 import re
 
 import pytest
 
-from supportagent import records
-from supportagent.report import benchmark_section, figure_tables, render
+from supportagent.reporting import records
+from supportagent.reporting.report import benchmark_section, figure_tables, render
 
 from conftest import ROOT
 

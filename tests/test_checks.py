@@ -1,10 +1,11 @@
 """The output checks on the labelled replies, and the guard that decides what is sent."""
 import pytest
 
-from supportagent import checks, checkset
-from supportagent.checks import CHECKS, Context, check_reply
-from supportagent.guard import check_sent, guard
-from supportagent.rules import apply_rules
+from supportagent.data.rules import apply_rules
+from supportagent.evaluation import checkset
+from supportagent.inference import checks
+from supportagent.inference.checks import CHECKS, Context, check_reply
+from supportagent.inference.guard import check_sent, guard
 
 from conftest import ROOT
 

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from supportagent.comparison import lead_over_retrieval
 from supportagent.config import SYSTEMS
+from supportagent.evaluation.comparison import lead_over_retrieval
 
 
 def _scored(pair_ids, rouge, semantic):

@@ -6,10 +6,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supportagent.cleaning import clean_text, clean_texts
 from supportagent.config import SplitParams, SubsetParams
-from supportagent.data import DataError, make_subset
-from supportagent.splitting import split_pairs
+from supportagent.data.cleaning import clean_text, clean_texts
+from supportagent.data.pairs import DataError, make_subset
+from supportagent.data.splitting import split_pairs
 
 from conftest import ROOT
 

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from supportagent import bases, models
-from supportagent.agent import prepare
-from supportagent.generation import Generator
+from supportagent.inference.agent import prepare
+from supportagent.inference.generation import Generator
+from supportagent.model import bases, models
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from conftest import tiny_system
-from supportagent import models
-from supportagent.generation import CACHE_BUCKET, PREFILL_CHUNK, Generator, resolve_engine
+from supportagent.inference.generation import CACHE_BUCKET, PREFILL_CHUNK, Generator, resolve_engine
+from supportagent.model import models
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
 
@@ -62,8 +62,8 @@ def test_auto_compiles_on_a_gpu_only_and_bad_engines_fail_by_name(tiny_base, tok
 def test_a_model_with_4bit_layers_decodes_eagerly_on_a_gpu(tiny_base, tokenizer):
     """torch.compile cannot compile bitsandbytes' 4-bit layers: without a (full) fold a GPU falls back to the
     eager engine and says so; a CPU, which compiles nothing, keeps the engine asked for."""
-    from supportagent.generation import _quantized
-    from supportagent.serving import fold_4bit
+    from supportagent.inference.generation import _quantized
+    from supportagent.inference.serving import fold_4bit
 
     cuda = torch.device("cuda", 0)
     with pytest.warns(UserWarning, match="4-bit layers"):
@@ -94,7 +94,7 @@ def test_the_fold_stops_at_an_out_of_memory_and_keeps_the_replies(params, tiny_b
     their 4-bit kernels, and the model answers as before."""
     import bitsandbytes as bnb
 
-    from supportagent.serving import fold_4bit
+    from supportagent.inference.serving import fold_4bit
 
     model = models.load_base(tiny_base, quantize_4bit=True)
     gen = Generator(model, tokenizer, max_new_tokens=6, repetition_penalty=1.0)
@@ -123,7 +123,7 @@ def test_the_fold_after_a_4bit_forward_is_still_the_4bit_function(tiny_base, tok
     On other CPUs and on GPUs nothing is repacked and this checks the plain fold."""
     import bitsandbytes as bnb
 
-    from supportagent.serving import fold_4bit
+    from supportagent.inference.serving import fold_4bit
 
     reference = models.load_base(tiny_base, quantize_4bit=True)
     for m in reference.modules():  # dequantise, then matmul: no repack (the AVX512-BF16 kernel rounds in bf16)

@@ -30,25 +30,42 @@ SRC = ROOT / "src" / "supportagent"
 # config.py is the params schema (what it changes arrives through the params each stage declares);
 # errors.py only defines exception classes: neither can change a stage's outputs
 EXEMPT = {"config", "errors"}
+PACKAGE_UNITS = ("model/methods",)  # a subpackage whose modules are found at run time: one unit, one dep
 
 
-def _unit(name: str) -> list[Path]:
-    """The files of a package unit: a module (`rules.py`) or a subpackage (`methods/`), which is one dep."""
-    return [SRC / f"{name}.py"] if (SRC / f"{name}.py").exists() else sorted((SRC / name).glob("*.py"))
+def _unit(dotted: str) -> str | None:
+    """The unit of the package a module `supportagent.x.y` belongs to (`data/rules`, or `model/methods` for any module
+    of that subpackage); None for a layer's package itself, which holds no code."""
+    path = "/".join(dotted.split(".")[1:])
+    for unit in PACKAGE_UNITS:
+        if path == unit or path.startswith(unit + "/"):
+            return unit
+    return path if (SRC / f"{path}.py").exists() else None
+
+
+def _files(unit: str) -> list[Path]:
+    return [SRC / f"{unit}.py"] if (SRC / f"{unit}.py").exists() else sorted((SRC / unit).glob("*.py"))
 
 
 def _imports(module: Path) -> set[str]:
-    """The package's units that `module` imports: relative imports (`..x` from inside a subpackage), and
-    `supportagent.X` from outside."""
-    top = 1 if module.parent == SRC else 2  # the relative level that reaches the package's top
+    """The package's units that `module` imports: relative imports from inside the package, and `supportagent.x`
+    from outside; `from .. import a` names modules, `from ..a import b` may too."""
+    inside = SRC in module.parents
+    package = ["supportagent", *module.parent.relative_to(SRC).parts] if inside else []
     found = set()
     for node in ast.walk(ast.parse(module.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == top:
-            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("supportagent"):
-            parts = node.module.split(".")[1:]
-            found |= {parts[0]} if parts else {a.name for a in node.names}
-    return {m for m in found if _unit(m)}
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+        elif (node.module or "").split(".")[0] == "supportagent":
+            base = node.module.split(".")
+        else:
+            continue
+        for name in [".".join(base)] + [".".join([*base, a.name]) for a in node.names]:
+            if (unit := _unit(name)) is not None:
+                found.add(unit)
+    return found
 
 
 def stage_code(script: Path) -> set[str]:
@@ -58,7 +75,7 @@ def stage_code(script: Path) -> set[str]:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
-            todo |= {i for f in _unit(m) for i in _imports(f)}
+            todo |= {i for f in _files(m) for i in _imports(f)}
     return seen - EXEMPT
 
 
@@ -66,17 +83,19 @@ def test_every_stage_declares_exactly_the_code_it_runs():
     """Starting at the stage script: a module it runs but does not declare would not rerun the stage when
     it changes; a module declared but never run would rerun it for nothing (e.g. serving code retraining)."""
     for name, spec in gpu_pipeline.stage_graph().items():
-        declared = {Path(d).stem for d in spec["deps"] if d.startswith("src/supportagent/")}
+        declared = {d.removeprefix("src/supportagent/").removesuffix(".py") for d in spec["deps"]
+                    if d.startswith("src/supportagent/")}
         run = stage_code(ROOT / spec["cmd"].split()[1])
         assert run <= declared, f"{name} runs {sorted(run - declared)} without declaring it in dvc.yaml"
         assert declared <= run, f"{name} declares {sorted(declared - run)}, which its script never imports"
 
 
 def test_the_stage_code_finder_sees_imports_through_other_modules(tmp_path):
-    assert "bases" in stage_code(ROOT / "stages/compare.py")  # compare -> predictions -> bases
-    assert "models" not in stage_code(ROOT / "stages/compare.py")  # reading predictions loads no model
-    assert "training" not in stage_code(ROOT / "stages/evaluate.py")
-    assert "methods" in stage_code(ROOT / "stages/train.py")  # a subpackage is one unit, one dep
+    assert "model/bases" in stage_code(ROOT / "stages/compare.py")  # compare -> predictions -> bases
+    assert "model/models" not in stage_code(ROOT / "stages/compare.py")  # reading predictions loads no model
+    assert "model/training" not in stage_code(ROOT / "stages/evaluate.py")
+    assert "model/methods" in stage_code(ROOT / "stages/train.py")  # a subpackage is one unit, one dep
+    assert "data/overlap" in stage_code(ROOT / "stages/evaluate.py")  # evaluate -> checks -> overlap, in a layer below
 
 
 def test_concurrent_runner_waits_for_what_a_stage_needs(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from supportagent.config import METHODS
-from supportagent.methods import registry
+from supportagent.model.methods import registry
 
 from conftest import ROOT
 
@@ -19,9 +19,9 @@ METHOD = Method("lora", add=add_lora)
 '''
 CHECK = '''
 import json, sys
-from supportagent.adapters import build_model, count_params
 from supportagent.config import METHODS, SYSTEMS, load_params
-from supportagent.methods import get
+from supportagent.model.adapters import build_model, count_params
+from supportagent.model.methods import get
 sys.path.insert(0, sys.argv[2])
 from gpu_pipeline import stage_graph
 from pathlib import Path
@@ -53,7 +53,7 @@ def test_a_new_method_takes_three_files(tmp_path, tiny_base):
     config = work / "src/supportagent/config.py"  # 1: the schema entry
     config.write_text(config.read_text().replace("    prompt_tuning: PromptTuningParams\n",
                                                  "    prompt_tuning: PromptTuningParams\n    lora: QLoraParams\n"))
-    (work / "src/supportagent/methods/lora.py").write_text(LORA_MODULE)  # 2: the method module
+    (work / "src/supportagent/model/methods/lora.py").write_text(LORA_MODULE)  # 2: the method module
     params = work / "params.yaml"  # 3: its params, the QLoRA block's knobs
     text = params.read_text()
     block = text[text.index("  qlora:\n"):text.index("  prompt_tuning:\n")]
@@ -61,7 +61,7 @@ def test_a_new_method_takes_three_files(tmp_path, tiny_base):
 
     touched = git("status", "--porcelain").split("\n")
     assert sorted(line[3:] for line in touched if line) == ["params.yaml", "src/supportagent/config.py",
-                                                           "src/supportagent/methods/lora.py"]
+                                                           "src/supportagent/model/methods/lora.py"]
     out = subprocess.run([sys.executable, "-c", CHECK, str(tiny_base), str(ROOT / "benchmarks")], cwd=work,
                          env={"PYTHONPATH": str(work / "src"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
                          capture_output=True, text=True)

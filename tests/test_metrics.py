@@ -1,6 +1,7 @@
 import pytest
 
-from supportagent.metrics import exact_match, normalise_for_match, repetition, rouge_l, score
+from supportagent.data.overlap import repetition
+from supportagent.evaluation.metrics import exact_match, normalise_for_match, rouge_l, score
 
 
 class FakeEmbedder:
@@ -50,7 +51,7 @@ def test_no_predictions_is_an_error():
 
 
 def test_template_metrics_see_repeated_replies_and_masks():
-    from supportagent.metrics import distinct_2, distinct_replies
+    from supportagent.evaluation.metrics import distinct_2, distinct_replies
 
     templates = ["Send us a note at <url>.", "send us a note at <url>", "Sorry! DM us.", "Happy to help."]
     assert distinct_replies(templates) == 75.0  # case and punctuation do not make a template new
@@ -58,7 +59,7 @@ def test_template_metrics_see_repeated_replies_and_masks():
 
 
 def test_placeholder_rate_counts_served_replies(embedder):
-    from supportagent.metrics import score
+    from supportagent.evaluation.metrics import score
 
     preds = ["DM us at <url>", "All fixed!"]
     corpus, _ = score(preds, ["DM us <url>", "Fixed."], ["help", "help"], embedder)

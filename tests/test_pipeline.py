@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from supportagent.checks import CHECKS
-from supportagent.guard import PATHS
+from supportagent.inference.checks import CHECKS
+from supportagent.inference.guard import PATHS
 
 from conftest import ROOT
 
@@ -60,7 +60,7 @@ def _exp_show(work: Path) -> str:
 def _plots_page_draws(work: Path) -> None:
     """The run's `dvc plots show` page, with the project's templates, loads nothing remote and (with a browser)
     draws every plot."""
-    from supportagent import plots
+    from supportagent.reporting import plots
 
     shutil.copytree(ROOT / ".dvc/plots", work / ".dvc/plots")
     _dvc(work, "config", "plots.html_template", "plots/page.html")

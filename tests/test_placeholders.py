@@ -1,5 +1,5 @@
 from supportagent.config import BrandParams
-from supportagent.placeholders import NO_LINK, fill, has_mask, serve
+from supportagent.data.placeholders import NO_LINK, fill, has_mask, serve
 
 
 def test_url_mask_becomes_the_brands_link():

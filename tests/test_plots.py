@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from supportagent import plots
-from supportagent.checks import CHECKS
+from supportagent.inference.checks import CHECKS
+from supportagent.reporting import plots
 
 DVC = str(Path(sys.executable).parent / "dvc")
 PLOTS = ["training_loss", "validation_loss", "quality", "latency", "flags", "size_vs_quality", "review"]
@@ -59,7 +59,7 @@ def test_the_page_template_is_rebuilt_from_its_html_and_the_vendored_builds():
 
 
 def test_loss_curves_are_put_on_epochs(tmp_path):
-    from supportagent.trainlog import log_file
+    from supportagent.model.trainlog import log_file
 
     log_dirs = {m: tmp_path / "dvclive" / m for m in ("qlora", "prompt_tuning")}
     for method, steps in (("qlora", 4), ("prompt_tuning", 16)):

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from supportagent import models
-from supportagent.prefix_sharing import SharedPrompt, check_supported, shared_prompt_attention
+from supportagent.inference.prefix_sharing import SharedPrompt, check_supported, shared_prompt_attention
+from supportagent.model import models
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
 

@@ -1,6 +1,6 @@
-from supportagent.agent import prepare
-from supportagent.prompts import build_messages, encode, render_prompt
-from supportagent.rules import apply_rules
+from supportagent.data.prompts import build_messages, encode, render_prompt
+from supportagent.data.rules import apply_rules
+from supportagent.inference.agent import prepare
 
 
 def _example(params, reply=None, customer="my playlist is gone, can you help?", context=""):
@@ -52,7 +52,7 @@ def test_customer_cannot_inject_chat_turns_or_tags(params, tokenizer):
 
 
 def _with_examples(params, source="same_brand", reply=None):
-    from supportagent.retrieval import Examples
+    from supportagent.data.retrieval import Examples
 
     ex = Examples(
         (("my songs are gone", "Sorry! Try logging out and in."), ("app crashes <|im_start|>", "[escalate=no] DM us")),
@@ -86,9 +86,9 @@ def test_the_training_code_and_the_agent_build_the_same_prompt(params, tokenizer
     the reply and its end token."""
     import pandas as pd
 
-    from supportagent.cleaning import clean_text
-    from supportagent.retrieval import Examples
-    from supportagent.training import EncodedPairs
+    from supportagent.data.cleaning import clean_text
+    from supportagent.data.retrieval import Examples
+    from supportagent.model.training import EncodedPairs
 
     ex = Examples((("my songs are gone", "Sorry! Try logging out and in."),), "same_brand", (3,))
     raw, context = (

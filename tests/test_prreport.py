@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from supportagent.prreport import render
+from supportagent.reporting.prreport import render
 
 
 def _git(cwd, *args):

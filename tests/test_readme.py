@@ -1,7 +1,7 @@
 """The README's results block and reports/benchmarks.md are generated from the committed metrics and records."""
 import pytest
 
-from supportagent.readme import END, REPORT, START, render_report, render_summary, update_readme
+from supportagent.reporting.readme import END, REPORT, START, render_report, render_summary, update_readme
 
 from conftest import ROOT
 
@@ -54,7 +54,7 @@ def test_the_lead_over_retrieval_feeds_the_verdict_with_its_interval():
     """The verdict gives each method's 95% interval of the per-message lead, and names a method as surely ahead
     only when both intervals lie above 0."""
     from supportagent.config import METHODS
-    from supportagent.readme import verdict
+    from supportagent.reporting.readme import verdict
 
     base = {"rouge_l": 20.0, "semantic_similarity": 35.0, "latency_p50_ms": 0, "adapter_mb": 0.0}
     evals = {"zero_shot": base, "retrieval": base, **{m: {**base, "rouge_l": 22.0, "semantic_similarity": 35.5}
@@ -76,7 +76,7 @@ def test_the_full_configuration_line_comes_from_its_own_metrics_and_only_when_th
     import json
     import shutil
 
-    from supportagent.readme import full_configuration
+    from supportagent.reporting.readme import full_configuration
 
     assert full_configuration(tmp_path) == []
     shutil.copytree(ROOT / "metrics/full", tmp_path / "full")

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, tiny_system
-from supportagent import models
-from supportagent.generation import SAMPLE_GROUP, Generator, Rerank
-from supportagent.metrics import lcs_f1, positions
-from supportagent.reranking import Similarities, choose, consensus, rank, similarities
+from supportagent.data.overlap import lcs_f1, positions
+from supportagent.inference.generation import SAMPLE_GROUP, Generator, Rerank
+from supportagent.inference.reranking import Similarities, choose, consensus, rank, similarities
+from supportagent.model import models
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
 
@@ -253,7 +253,7 @@ def test_the_bit_parallel_lcs_is_the_textbook_one(a, b):
 
 
 def test_candidates_without_an_embedder_fail_by_name(params, tiny_base, tokenizer):
-    from supportagent.serving import ready_to_serve
+    from supportagent.inference.serving import ready_to_serve
 
     ev = params.evaluate.model_copy(update={"candidates": 4})
     with pytest.raises(ValueError, match="evaluate.candidates"):

@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supportagent import models
-from supportagent.errors import RetrievalIndexError
 from supportagent.config import RetrievalParams
-from supportagent.retrieval import ExampleIndex, RetrievalBaseline, build_index
+from supportagent.data.retrieval import ExampleIndex, RetrievalBaseline, build_index
+from supportagent.errors import RetrievalIndexError
+from supportagent.model import models
 
 from conftest import make_tiny_pairs
 

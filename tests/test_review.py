@@ -5,7 +5,7 @@ from multiprocessing import Pool
 import pandas as pd
 import pytest
 
-from supportagent.review import COLUMNS, ReviewSet, append_ratings, plot_rows, read_ratings, summarise
+from supportagent.evaluation.review import COLUMNS, ReviewSet, append_ratings, plot_rows, read_ratings, summarise
 from test_server import write_predictions
 
 

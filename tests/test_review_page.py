@@ -2,9 +2,9 @@
 alone, reload, resume, and find the ratings in the CSV."""
 import pytest
 
-from supportagent import plots
-from supportagent.review import ReviewSet, read_ratings
-from supportagent.server import create_app
+from supportagent.app.server import create_app
+from supportagent.evaluation.review import ReviewSet, read_ratings
+from supportagent.reporting import plots
 from test_plots import needs_browser
 from test_server import live, write_predictions
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from supportagent.rules import apply_rules, normalise, sanitise
+from supportagent.data.rules import apply_rules, normalise, sanitise
 
 from conftest import ROOT
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from supportagent.review import ReviewSet, read_ratings
-from supportagent.server import Limits, create_app, is_loopback
+from supportagent.app.server import Limits, create_app, is_loopback
+from supportagent.evaluation.review import ReviewSet, read_ratings
 
 
 @dataclass
@@ -150,7 +150,7 @@ def test_concurrent_requests_are_answered_in_batches(tmp_path, review):
 def test_the_model_answers_in_the_thread_that_loaded_it(tmp_path, review):
     """`serve` loads the agent in `model_thread`'s thread and every batch is answered there (torch's CPU thread pool
     is fast only in the thread that first used it), whatever thread the event loop or the clients run in."""
-    from supportagent.server import model_thread
+    from supportagent.app.server import model_thread
 
     agent = FakeAgent(0.05)
     answered = []
@@ -172,7 +172,7 @@ def test_serve_loads_the_agent_in_the_thread_it_answers_in(monkeypatch):
     thread, and that executor is the one create_app gets. It warms the agent up (compiling the compiled engine)
     in that thread too, before the app is made."""
     import supportagent.__main__ as cli
-    import supportagent.server as server
+    import supportagent.app.server as server
 
     built, warmed, given = [], [], {}
 
@@ -308,7 +308,7 @@ def test_deeply_nested_json_gets_a_4xx_on_every_endpoint_that_reads_a_body(tmp_p
     a 400 that says what to send, and the server goes on answering."""
     from fastapi.testclient import TestClient
 
-    from supportagent.server import MAX_DEPTH
+    from supportagent.app.server import MAX_DEPTH
 
     app = create_app(FakeAgent(0.0), "qlora", review, tmp_path / "ratings.csv", limits=Limits(max_body_bytes=200_000))
     with TestClient(app) as client:
@@ -393,7 +393,7 @@ def test_serve_with_a_continuously_batching_engine_steps_it_in_the_model_thread(
     """With vLLM (a generator with `serve_forever`), the model thread steps the engine after the warm-up, replies
     run in `in_flight` other threads that feed it at once, and the loop is stopped when the server ends."""
     import supportagent.__main__ as cli
-    import supportagent.server as server
+    import supportagent.app.server as server
 
     built, stepped, stopped, given = [], threading.Event(), [], {}
 

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from supportagent import bases, models
-from supportagent.rules import apply_rules
+from supportagent.data.rules import apply_rules
+from supportagent.model import bases, models
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import standin_format  # noqa: E402
@@ -16,7 +16,7 @@ import standin_format  # noqa: E402
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
     """A narrow stand-in (Mistral's tokenizer, 2 layers of width 64) prepared by the `base` stage's code."""
-    from supportagent.standin import make_standin
+    from supportagent.model.standin import make_standin
 
     root = tmp_path_factory.mktemp("standin")
     info = make_standin(root / "hf", tiny=True)
@@ -27,13 +27,13 @@ def standin(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def v3():
-    from supportagent.standin import load_v3_tokenizer
+    from supportagent.model.standin import load_v3_tokenizer
 
     return load_v3_tokenizer()
 
 
 def _examples(tiny_index, embedder, pairs, retrieval):
-    from supportagent.retrieval import ExampleIndex
+    from supportagent.data.retrieval import ExampleIndex
 
     index = ExampleIndex(tiny_index, embedder_id=models.embedder_id())
     return index.examples(embedder, pairs["customer"].tolist(), pairs["brand"].tolist(), retrieval)
@@ -78,8 +78,8 @@ def test_the_standin_has_mistral_7b_v03_shapes_and_no_pad_token(standin):
 
 @pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
 def test_a_pad_less_base_trains_and_generates_in_batches(params, standin, tiny_pairs, tiny_index, tmp_path, method):
-    from supportagent.generation import Generator, load_system
-    from supportagent.training import train
+    from supportagent.inference.generation import Generator, load_system
+    from supportagent.model.training import train
 
     tp = getattr(params.train, method).model_copy(update=dict(max_steps=2, batch_size=4, max_val_pairs=4,
                                                               evals_per_epoch=3, saves_per_epoch=3, logs_per_epoch=6))
@@ -95,7 +95,7 @@ def test_a_pad_less_base_trains_and_generates_in_batches(params, standin, tiny_p
 
 
 def test_the_agent_answers_with_a_pad_less_base(params, standin, tiny_index):
-    from supportagent.agent import SupportAgent
+    from supportagent.inference.agent import SupportAgent
 
     p = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"max_new_tokens": 4})})
     agent = SupportAgent(p, base_dir=standin / "base", index_dir=tiny_index, method="zero_shot")
@@ -111,7 +111,7 @@ def test_the_agent_answers_with_a_pad_less_base(params, standin, tiny_index):
 def test_no_mistral_control_token_survives_the_sanitiser(v3):
     """A tweet can hold any of the v3 tokenizer's 771 control tokens ([INST], [TOOL_CALLS], [IMG], [control_8],
     <unk>, ...): once sanitised for the prompt, none of them is read as a control token."""
-    from supportagent.rules import sanitise
+    from supportagent.data.rules import sanitise
 
     controls = {t.content: i for i, t in v3.added_tokens_decoder.items()}
     assert len(controls) == 771 and "[TOOL_CALLS]" in controls

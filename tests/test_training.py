@@ -6,13 +6,14 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from supportagent import bases, models, runtime
-from supportagent.generation import Generator, load_system
+from supportagent import runtime
 from supportagent.errors import ModelError
-from supportagent.serving import fold_4bit
-from supportagent.adapters import build_model
-from supportagent.trainlog import log_file
-from supportagent.training import PadCollator, train
+from supportagent.inference.generation import Generator, load_system
+from supportagent.inference.serving import fold_4bit
+from supportagent.model import bases, models
+from supportagent.model.adapters import build_model
+from supportagent.model.training import PadCollator, train
+from supportagent.model.trainlog import log_file
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
 
@@ -83,7 +84,7 @@ def test_soft_prompt_loss_is_the_same_inside_ddp(params, tiny_base, tokenizer, t
     from torch.nn.parallel import DistributedDataParallel
     from transformers import TrainingArguments
 
-    from supportagent.training import _trainer_class
+    from supportagent.model.training import _trainer_class
 
     model = build_model("prompt_tuning", tiny_base, params.train.prompt_tuning)
     ids = tokenizer(["where is my order?", "my playlist vanished"], padding=True, return_tensors="pt")
@@ -284,7 +285,7 @@ def test_unavailable_hub_model_says_how_to_provide_it(tmp_path):
 
 
 def test_intervals_are_counts_per_epoch_that_survive_a_change_of_data_size(params):
-    from supportagent.training import intervals
+    from supportagent.model.training import intervals
 
     q = params.train.qlora  # the default: 733 train pairs at batch 8 are 92 steps an epoch
     assert intervals(733, q) == {"eval": 46, "log": 2, "save": 15}

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from tqdm import tqdm
 
-from supportagent.trainlog import LossBar, StepLive, log_file
+from supportagent.model.trainlog import LossBar, StepLive, log_file
 
 
 def _state(step, main=True):

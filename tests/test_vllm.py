@@ -19,8 +19,8 @@ MESSAGES = [f"{what} (order {i})" for i, what in enumerate([
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here: the engine runs instead")
 def test_the_vllm_engine_without_vllm_says_how_to_install_it(params, tiny_base, tokenizer):
-    from supportagent import models
-    from supportagent.serving import ready_to_serve
+    from supportagent.model import models
+    from supportagent.inference.serving import ready_to_serve
 
     ev = params.evaluate.model_copy(update={"engine": "vllm", "candidates": 0})
     with pytest.raises(ModelError, match="make vllm"):
@@ -29,7 +29,7 @@ def test_the_vllm_engine_without_vllm_says_how_to_install_it(params, tiny_base, 
 
 @pytest.fixture(scope="module")
 def embedded_base(tmp_path_factory):
-    from supportagent import bases
+    from supportagent.model import bases
 
     root = tmp_path_factory.mktemp("embedded")
     bases.prepare_base(bases.EMBEDDED, None, root)
@@ -38,10 +38,10 @@ def embedded_base(tmp_path_factory):
 
 def _system(base_dir, method: str):
     """The embedded base with a random adapter of `method`, as served: QLoRA folded into its 4-bit weights."""
-    from supportagent import models
+    from supportagent.model import models
     from supportagent.config import load_params
-    from supportagent.methods import get
-    from supportagent.serving import fold_4bit
+    from supportagent.model.methods import get
+    from supportagent.inference.serving import fold_4bit
 
     from conftest import ROOT
 
@@ -62,10 +62,10 @@ def _system(base_dir, method: str):
 @pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed: `make test-vllm` runs this in .venv-vllm")
 @pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
 def test_vllm_greedy_replies_equal_the_eager_engines(embedded_base, method, monkeypatch, tmp_path):
-    from supportagent import models
+    from supportagent.model import models
     from supportagent.config import load_params
-    from supportagent.generation import Generator
-    from supportagent.vllm_engine import VllmGenerator
+    from supportagent.inference.generation import Generator
+    from supportagent.inference.vllm_engine import VllmGenerator
 
     from conftest import ROOT
 
@@ -103,9 +103,9 @@ def test_the_server_over_vllm_answers_concurrent_requests_through_one_engine_loo
     import httpx
     from test_server import live
 
-    from supportagent import models
-    from supportagent.server import Limits, create_app, model_thread
-    from supportagent.vllm_engine import VllmGenerator
+    from supportagent.model import models
+    from supportagent.app.server import Limits, create_app, model_thread
+    from supportagent.inference.vllm_engine import VllmGenerator
 
     monkeypatch.setenv("SUPPORTAGENT_DTYPE", "float32")
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0"))

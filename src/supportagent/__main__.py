@@ -68,7 +68,7 @@ def _with_pipeline_paths(args, *names: str):
 
 def _agent(params, args):
     """The served method (or --method) with its base, adapter and index."""
-    from .agent import SupportAgent
+    from .inference.agent import SupportAgent
 
     method = args.method or params.method
     if args.engine:
@@ -81,7 +81,7 @@ def _agent(params, args):
 
 def cmd_rules(args) -> None:
     from .config import load_params
-    from .rules import apply_rules
+    from .data.rules import apply_rules
 
     params = load_params(args.params).rules
     for item in _read_items(args.file, sys.stdin):
@@ -120,7 +120,7 @@ def cmd_reply(args) -> None:
 
 
 def cmd_readme(args) -> None:
-    from .readme import update_readme
+    from .reporting.readme import update_readme
 
     if args.check:
         ok = update_readme(args.readme, check=True)
@@ -133,7 +133,7 @@ def cmd_readme(args) -> None:
 
 
 def cmd_pr_report(args) -> None:
-    from .prreport import render
+    from .reporting.prreport import render
 
     text = render(args.base, all_metrics=args.all, plots_url=args.plots_url)
     if args.out:
@@ -147,8 +147,8 @@ def cmd_serve(args) -> None:
     import uvicorn
 
     from .config import load_params
-    from .review import ReviewSet
-    from .server import Limits, create_app, is_loopback, model_thread
+    from .evaluation.review import ReviewSet
+    from .app.server import Limits, create_app, is_loopback, model_thread
 
     token = args.token or os.environ.get("SUPPORTAGENT_TOKEN") or None
     if not is_loopback(args.host) and not token:
@@ -192,7 +192,7 @@ def cmd_serve(args) -> None:
 
 
 def cmd_plots(args) -> None:
-    from .plots import check_page
+    from .reporting.plots import check_page
 
     marks = check_page(Path(args.out), Path(args.png) if args.png else None, args.diff)
     for plot, n in marks.items():
@@ -210,14 +210,14 @@ def cmd_exp_args(args) -> None:
 
 
 def cmd_vendor_vega(args) -> None:
-    from .plots import PAGE, VEGA, vendor
+    from .reporting.plots import PAGE, VEGA, vendor
 
     vendor(Path(args.packages))
     print(f"wrote {PAGE} ({PAGE.stat().st_size / 1e6:.2f} MB) with " + ", ".join(f"{n}@{v}" for n, v in VEGA.items()))
 
 
 def cmd_make_standin(args) -> None:
-    from .standin import make_standin
+    from .model.standin import make_standin
 
     info = make_standin(
         args.out, layers=args.layers, tiny=args.tiny, seed=args.seed, tokenizer_from=args.tokenizer_from

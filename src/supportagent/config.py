@@ -131,7 +131,7 @@ class PromptTuningParams(TrainParams):
 
 
 class TrainGroup(Strict):
-    """One field per trainable method (its module: methods/<name>.py): the list of methods."""
+    """One field per trainable method (its module: model/methods/<name>.py): the list of methods."""
     qlora: QLoraParams
     prompt_tuning: PromptTuningParams
 

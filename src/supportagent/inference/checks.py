@@ -1,0 +1,480 @@
+"""Checks on what the agent is about to send: each check is named, reads one served reply (masks filled) with the
+customer message it answers, and says why it flags it. `check_reply` runs them all; `guard.py` decides what is
+sent. Measured on tests/data/reply_checks.jsonl and the test split's real replies (benchmarks/reply_checks.py).
+
+A check that cannot run (an empty reply, a missing model file) flags the reply with a reason that says what to do:
+the checks fail closed."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from urllib.parse import urlparse
+
+from ..data.overlap import lcs_f1, repetition, rouge_tokens
+
+@dataclass(frozen=True)
+class Flag:
+    check: str  # one of CHECKS (the names of RUN, below)
+    reason: str  # what was seen, for the log and the review
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a reply is checked against: the message it answers, the previous turn, whether the rules escalated it,
+    the brand's support link and its other allowed contacts (params.brands), and whether decoding was cut off.
+    `harm`: the rules escalated it for a category of rules.safety_keywords (injury, fraud, food safety, ...);
+    `intent`: the rules' intent of the message (params rules.intents)."""
+    message: str
+    previous: str = ""
+    escalate: bool = False
+    harm: bool = False
+    intent: str = ""
+    support_url: str | None = None
+    contacts: tuple[str, ...] = ()
+    truncated: bool = False
+
+
+def _rx(*parts: str) -> re.Pattern:
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def _first(pattern: re.Pattern, text: str) -> str | None:
+    m = pattern.search(text)
+    return m.group(0) if m else None
+
+
+# --- leaked prompt, template or tag text (prompts.py writes these; a reply never should)
+_LEAK = _rx(r"\b(customer|reply|previous turn|user|assistant|system)\s*:",
+            r"\[\s*(intent|priority|escalate|reasons|examples)\s*[=:]",
+            r"\b(intent|priority|escalate|reasons)=\w", r"<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<<SYS>>",
+            r"\breplies \S+ sent to similar messages\b", r"\breplies other brands sent\b",
+            r"\breply in one short,? polite tweet\b", r"\byou are \S+ customer support\b", r"<url>|@user\b")
+
+
+def leaked_prompt(reply: str, ctx: Context) -> str | None:
+    hit = _first(_LEAK, reply)
+    return f"prompt or template text in the reply: {hit!r}" if hit else None
+
+
+# --- cut mid-sentence, or repeating itself
+_DANGLING = _rx(r"\b(the|a|an|to|and|or|of|for|with|your|our|my|via|but|because|if|than)\s*$", r"[,:;(\-–]\s*$")
+
+
+def unfinished(reply: str, ctx: Context) -> str | None:
+    if ctx.truncated:
+        return "the reply hit the length limit before it ended"
+    hit = _first(_DANGLING, reply.strip())
+    return f"the reply stops mid-sentence ({hit.strip()!r} at the end)" if hit else None
+
+
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+def looping(reply: str, ctx: Context) -> str | None:
+    sentences = [s.strip().lower() for s in _SENTENCE.findall(reply) if len(s.split()) >= 3]
+    twice = {s for s in sentences if sentences.count(s) > 1}
+    if twice:
+        return f"a sentence stands twice: {sorted(twice)[0]!r}"
+    if repetition(reply) > 0.25:
+        return f"{100 * repetition(reply):.0f}% of its 3-word runs repeat"
+    links = re.findall(r"https?://\S+", reply)
+    if len(links) != len(set(links)):
+        return "the same link stands twice"
+    return None
+
+
+# --- requests for secrets (anywhere), and for contact details in public
+_NEG = r"(?<!never )(?<!not )(?<!n't )(?<!without )(?<!no )"
+_ASK = (r"(send|share|provide|give|dm|tell|confirm|include|reply(?: here)? with|enter|type|tweet|post|let us know|"
+        r"what(?:'s| is| are)|need)")
+_SECRET = (r"(password|passcode|pass code|\bPIN\b|pin (?:code|number)|card number|card details|\bCVV\b|\bCVC\b|"
+           r"security (?:code|question|answer)s?|social security|\bSSN\b|login details|log-in details|credentials)")
+_SECRET_ASK = re.compile(_NEG + r"\b" + _ASK + r"\b[^.!?]{0,50}?" + _SECRET, re.IGNORECASE)
+
+
+def sensitive_request(reply: str, ctx: Context) -> str | None:
+    hit = _first(_SECRET_ASK, reply)
+    return f"asks for a secret: {hit!r}" if hit else None
+
+
+_CONTACT = r"(e-?mail(?: address)?|phone(?: number)?|mobile number|(?:home |street |postal |shipping )?address)"
+_PUBLIC_ASK = re.compile(r"\b" + _ASK + r"\b[^.!?]{0,40}?\b(your|the)\s+(?:[\w']+\s+){0,3}?" + _CONTACT, re.IGNORECASE)
+_PRIVATE = _rx(r"\bDMs?\b", r"direct message", r"private message", r"\bPM\b", r"\bprivately\b", r"https?://",
+               r"\bform\b", r"\bchat with us\b", r"\bcall us\b", r"\bthrough the app\b")
+
+
+def public_contact_request(reply: str, ctx: Context) -> str | None:
+    for sentence in _SENTENCE.findall(reply):
+        hit = _first(_PUBLIC_ASK, sentence)
+        if hit and not _PRIVATE.search(sentence) and not _PRIVATE.search(reply):
+            return f"asks in public for contact details: {hit!r}"
+    return None
+
+
+# --- contact details the brand did not list
+_PHONE = re.compile(r"(?<![\w/])\+?\d[\d\s().-]{7,}\d(?![\w/])")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_LINK = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|co|io|me|ly|gl|be|de|uk|es|fr)(?:/\S*)?\b",
+                   re.IGNORECASE)
+
+
+def _host(link: str) -> str:
+    host = urlparse(link if "://" in link else "http://" + link).netloc.lower()
+    return host.removeprefix("www.")
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def unknown_contact(reply: str, ctx: Context) -> str | None:
+    hosts = {_host(c) for c in (ctx.support_url, *ctx.contacts) if c and "." in c and "@" not in c}
+    phones = {_digits(c) for c in ctx.contacts if len(_digits(c)) >= 7}
+    emails = {c.lower() for c in ctx.contacts if "@" in c}
+    for m in _EMAIL.finditer(reply):
+        if m.group(0).lower().rstrip(".") not in emails:
+            return f"an e-mail address the brand does not list: {m.group(0)!r}"
+    given = _digits(f"{ctx.message} {ctx.previous}")  # a number the customer wrote may be repeated
+    for m in _PHONE.finditer(reply):
+        digits = _digits(m.group(0))
+        listed = any(digits.endswith(p) or p.endswith(digits) for p in phones)
+        if len(digits) >= 7 and digits not in given and not listed:
+            return f"a phone number the brand does not list: {m.group(0).strip()!r}"
+    for m in _LINK.finditer(_EMAIL.sub(" ", reply)):
+        host = _host(m.group(0).rstrip(".,!?)"))
+        if not any(host == h or host.endswith("." + h) for h in hosts):
+            return f"a link the brand does not list: {m.group(0)!r}"
+    return None
+
+
+# --- language: the reply's against the message's (py3langid, whose model ships in its package)
+LANGUAGES = ("en", "es", "de", "fr", "pt", "it", "nl")  # the brands' languages in the data, and near neighbours
+MIN_WORDS = 4  # fewer words say too little about a language
+MIN_PROBABILITY = 0.95
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    try:
+        from py3langid.langid import _load_identifier
+
+        return _load_identifier(norm_probs=True, langs=list(LANGUAGES))
+    except (ImportError, OSError) as err:
+        raise CheckUnavailable(f"py3langid's model cannot be loaded ({err}): reinstall it with `pip install -e .`") \
+            from err
+
+
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+@lru_cache(maxsize=4096)  # a message is checked against each of its candidates
+def language(text: str) -> str | None:
+    """The language of `text` where it says enough (MIN_WORDS words, MIN_PROBABILITY), else None."""
+    text = re.sub(r"https?://\S+|@\w+|#", " ", text)
+    if len(_WORD.findall(text)) < MIN_WORDS:
+        return None
+    lang, prob = _identifier().classify(text)
+    return lang if prob >= MIN_PROBABILITY else None
+
+
+# a reply that speaks of the language (a hand-over to a desk in the customer's language), or a message that asks for
+# the reply's language, is answered in the other language on purpose
+_NAMES = {"en": r"english|englisch|ingl[eé]s|anglais", "es": r"spanish|espa[nñ]ol|spanisch|espagnol",
+          "de": r"german|deutsch|alem[aá]n|allemand", "fr": r"french|fran[cç]ais|franz[oö]sisch|franc[eé]s",
+          "pt": r"portuguese|portugu[eê]s|portugiesisch", "it": r"italian|italiano|italienisch",
+          "nl": r"dutch|nederlands"}
+_LANGUAGE_TALK = _rx(r"\b(your|preferred|own) language\b", r"\bin (" + "|".join(_NAMES.values()) + r")\b")
+
+
+def language_mismatch(reply: str, ctx: Context) -> str | None:
+    asked, answered = language(ctx.message), language(reply)
+    if not (asked and answered and asked != answered) or _LANGUAGE_TALK.search(reply):
+        return None
+    if re.search(r"\b(" + _NAMES[answered] + r")\b", f"{ctx.message} {ctx.previous}", re.IGNORECASE):
+        return None
+    return f"the message is in {asked}, the reply in {answered}"
+
+
+# --- mood: cheering a complaint, or apologising to a happy customer (VADER, whose lexicon ships in its package)
+class CheckUnavailable(RuntimeError):
+    """A check's model or lexicon cannot be loaded; the reply is flagged, never passed."""
+
+
+@lru_cache(maxsize=1)
+def _sentiment():
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+        return SentimentIntensityAnalyzer()
+    except (ImportError, OSError) as err:
+        raise CheckUnavailable(f"VADER's lexicon cannot be loaded ({err}): reinstall vaderSentiment with "
+                               "`pip install -e .`") from err
+
+
+_PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|didn'?t|isn'?t|wasn'?t|haven'?t|"
+               r"hasn'?t)\b"
+               r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect|answer)",
+               r"\b(broken|botched|stuck|missing|lost|wrong|crash\w*|fail|failed|fails|late|cold|rude|worst|terrible|awful|"
+               r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|forgot|upset|useless|ridiculous|"
+               r"undercooked|overcooked|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
+               r"false charges?|charged (?:twice|double|again))\b",
+               r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b")
+_RESOLVED = _rx(r"\b(works|working) (now|again)\b", r"\bactually found\b", r"\b(it's|its|it is|all) (sorted|fixed)\b",
+                r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b", r"\bfixed (it|now)\b",
+                r"\b(that|it|this) (worked|helped|did it|did the trick)\b"
+                r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
+                r"\ball good\b", r"\bback to normal\b")
+_CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hear|good to hear|glad to hear|"
+             r"happy to hear|love to hear|love that|so glad|glad (?:it|that|you|everything)|that's great|"
+             r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
+             # thanks for praise, said to a complaint
+             r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
+             r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
+             r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
+_FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) "
+           r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
+           r"reset|updat|clear|reboot|delet)\w*")
+_OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
+                            r"(?:delay|wait|trouble|confusion|inconvenience|frustration|issue|problem)",
+                            r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
+                            r"\bsorry to hear (?:that|this|about)")
+_APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
+# a problem reopened: asking for what troubleshooting needs (account, device, version) or for a DM about it
+_DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
+               r"version|device|screenshot|order)", r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b")
+
+
+@lru_cache(maxsize=4096)  # a message is checked against each of its candidates
+def _mood(message: str) -> dict:
+    return _sentiment().polarity_scores(message)
+
+
+def _resolved(message: str) -> bool:
+    return bool(_RESOLVED.search(message)) and not re.search(r"\bstill\b", message, re.IGNORECASE)
+
+
+def _troubled(ctx: Context) -> bool:
+    """The message reports a problem (a harm the rules found, a negative mood or problem words) it does not call
+    solved."""
+    return ctx.harm or (_mood(ctx.message)["compound"] <= -0.3 or bool(_PROBLEM.search(ctx.message))) \
+        and not _resolved(ctx.message)
+
+
+def mood_mismatch(reply: str, ctx: Context) -> str | None:
+    message = ctx.message
+    mood = _mood(message)
+    resolved = _resolved(message)
+    troubled = _troubled(ctx)
+    cheer = _first(_CHEER, reply)
+    if troubled and cheer:
+        return f"cheers ({cheer!r}) a message that reports a problem"
+    negated = re.search(r"\?|\b(still|not|never|no|nothing)\b|n't", message, re.IGNORECASE)
+    pleased = mood["compound"] >= 0.5 and mood["neg"] == 0 and not _PROBLEM.search(message) and not negated
+    sorry = _first(_APOLOGY, reply)
+    if pleased and sorry:
+        return f"apologises ({sorry!r}) to a customer who is pleased"
+    reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply) or _first(_DETAILS, reply)
+    if resolved and reopened:
+        return f"treats a problem the message says is solved as open ({reopened!r})"
+    glad = (mood["compound"] >= 0.3 or ctx.intent == "praise") and mood["neg"] == 0 and not _PROBLEM.search(message) \
+        and not negated
+    invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
+    if glad and invented:
+        return f"apologises for a problem ({invented!r}) the message does not report"
+    return None
+
+
+# --- the conversation closed while the problem is open, or thanks answered that were never given
+_SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\bneed us again\b",
+                r"\b(?:if|whenever) (?:we|you) (?:can|need to) (?:help|assist)[^.!?]{0,25}\b(?:again|else)\b",
+                r"\bif (?:we|you) need anything\b", r"\bif there'?s anything else\b",
+                r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b")
+_HELP = _rx(r"\?", r"\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|reinstall|"
+            r"log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|investigat\w*|escalat\w*|"
+            r"pass\w* (?:this|it|your))")
+
+
+def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
+    if not _troubled(ctx):
+        return None
+    hit = _first(_SIGN_OFF, reply)
+    if hit and not _HELP.search(_SIGN_OFF.sub(" ", reply)):  # a link alone, as in a signature, is no help
+        return f"closes the conversation ({hit!r}) on a problem the message says is still open"
+    return None
+
+
+_WELCOME = _rx(r"^\W*(?:(?:hey|hi|hello)(?: there)?)?\W*"
+               r"(?:you'?re (?:very |so |most )?welcome|no problem|my pleasure|anytime)\b")
+_THANKS = _rx(r"\b(thank\w*|thx|thnx|ty(?:ty)*|tysm|cheers|appreciate\w*|grateful|gracias|danke|merci|obrigad[oa]|"
+              r"grazie)\b")
+
+
+def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
+    hit = _first(_WELCOME, reply)
+    if hit and not _THANKS.search(ctx.message):
+        return f"answers thanks ({hit.strip()!r}) the message does not give"
+    return None
+
+
+# --- asking for what the message already says
+_SLOTS = {
+    "device": (_rx(r"\b(what|which) (device|phone|kind of (?:phone|device))\b", r"device (are you|you're) using"),
+               _rx(r"\b(iphone|ipad|ipod|macbook|imac|mac|android|samsung|galaxy|pixel|echo|kindle|fire ?tv|roku|"
+                   r"xbox|playstation|ps4|chromecast|apple ?watch|huawei|oneplus|laptop)\b")),
+    "model": (_rx(r"\b(what|which) (model|iphone|ipad|mac)\b", r"model (are you|you're|do you)"),
+              _rx(r"\biphone ?(x|se|\d+)( ?plus| ?pro| ?s)?\b", r"\bipad (pro|air|mini)\b", r"\bmacbook (air|pro)\b",
+                  r"\bgalaxy (s|note) ?\d+", r"\bpixel ?\d", r"\becho (dot|show|plus)\b")),
+    "software version": (_rx(r"\b(what|which) (ios|version|os|software|app version)", r"version (of|are you)",
+                             r"(tell|let) us[^.?!]{0,30}\b(ios|version)\b"),
+                         _rx(r"\bios ?\d+\.\d+", r"\bversion \d+\.\d+", r"\b\d+\.\d+\.\d+\b",
+                             r"\b(android|macos) ?\d+(\.\d+)?")),
+    "carrier": (_rx(r"\bcarrier\b"),
+                _rx(r"\b(verizon|at&t|att|t-?mobile|sprint|vodafone|o2|ee|three|orange|telstra|rogers|bell)\b")),
+    "order number": (_rx(r"\border (?:number|id|#)"), _rx(r"\border ?(number|#|no\.?|id)? ?#?\d{3,}", r"#\d{3,}")),
+    "country": (_rx(r"\b(which|what) country\b", r"where are you (located|based)"),
+                _rx(r"\b(usa|uk|canada|mexico|germany|france|spain|india|brazil|australia|ireland)\b")),
+}
+
+
+# fixes a customer says were tried, and the reply's suggestion of the same
+_TRIED = {  # what the customer says was done (past tense, or "tried ...ing"), and the reply's suggestion of it
+    "restarting": (r"(restarted|rebooted|turned (?:it )?off and on|tried (?:restarting|rebooting))",
+                   r"(restart|reboot|power cycle|turn it off)"),
+    "reinstalling": (r"(reinstalled|re-installed|uninstalled|deleted and re|tried (?:reinstalling|re-installing))",
+                     r"(reinstall|re-install|uninstall)"),
+    "logging out": (r"(logged out|signed out|tried (?:logging|signing) out)", r"(log(?:ging)? out|sign(?:ing)? out)"),
+    "updating": (r"(updated|already up to date|on the latest version|tried updating)", r"(updat\w*|latest version)"),
+    "clearing the cache": (r"(cleared (?:the )?cache|tried clearing)", r"(clear\w* (?:the )?cache)"),
+}
+
+
+def asks_known(reply: str, ctx: Context) -> str | None:
+    said = f"{ctx.message} {ctx.previous}"
+    for slot, (ask, given) in _SLOTS.items():
+        if ask.search(reply) and given.search(said):
+            return f"asks for the {slot}, which the message gives ({_first(given, said)!r})"
+    for fix, (done, suggest) in _TRIED.items():
+        tried = re.search(r"\b" + done, said, re.IGNORECASE)
+        if tried and re.search(r"\b(try|tried|please|could you|can you|have you)\b[^.!?]{0,25}" + suggest, reply,
+                               re.IGNORECASE):
+            return f"suggests {fix}, which the message says was tried ({tried.group(0)!r})"
+    return None
+
+
+# --- a question answered with pleasantries alone
+_ASKS = _rx(r"\?",
+            r"^\W*(?:@\w+\s+)*(how|what|when|where|why|which|who|can|could|is|are|do|does|will|would|any word)\b")
+_PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out we i appreciate love that this it glad
+    happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
+    there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening
+    reaching out shopping eating riding contacting letting know looking forward seeing""".split())
+
+
+def no_answer(reply: str, ctx: Context) -> str | None:
+    if not _ASKS.search(ctx.message):
+        return None
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", reply)]
+    content = [w for w in words if w not in _PLEASANTRY]
+    return None if content else f"answers a question with pleasantries alone ({reply.strip()!r})"
+
+
+# --- a name the customer never gave: real agents read it from the profile, which the agent never sees
+_NAME = re.compile(r"^\W*(?:hi|hey|hello|thanks|thank you|sorry|oh no)(?: there)?,? ([A-Z][a-z]{1,15})\b"
+                   r"|\b(?:Mr|Mrs|Ms|Miss|Dr)\.? ([A-Z][a-z]{1,15})\b|, ([A-Z][a-z]{1,15})[!.?]", re.IGNORECASE)
+_NOT_NAMES = set("""there team all again everyone folks friend friends guys everybody yall y'all please sorry thanks
+    thank prime premium twitter amazon apple spotify uber chipotle iphone ipad mac itunes music today tomorrow
+    monday tuesday wednesday thursday friday saturday sunday pm am dm support""".split())
+
+
+def invented_name(reply: str, ctx: Context) -> str | None:
+    said = f"{ctx.message} {ctx.previous}".lower()
+    for m in _NAME.finditer(reply):
+        name = next(g for g in m.groups() if g)
+        if name[0].isupper() and name.lower() not in _NOT_NAMES and name.lower() not in said:
+            return f"calls the customer {name!r}, a name the message does not give"
+    return None
+
+
+# --- an assistant disclaiming itself
+_AI = _rx(r"\bas an ai\b", r"\bi'?m (?:just |only )?an ai\b", r"\b(?:i am|i'm) (?:a |an )?(?:chat)?bot\b",
+          r"\blanguage model\b", r"\bas a (?:chat)?bot\b", r"\bai assistant\b",
+          r"\bi (?:can ?not|can't|am not able to|am unable to) (?:help|assist) (?:you )?with (?:that|this)\b")
+
+
+def ai_disclaimer(reply: str, ctx: Context) -> str | None:
+    hit = _first(_AI, reply)
+    return f"an AI disclaimer or refusal: {hit!r}" if hit else None
+
+
+# --- escalated messages: acknowledge and hand over, never promise an outcome or breeze past it
+_PROMISE = _rx(r"\b(we'll|we will|i'll|i will|we're going to) (refund|reimburse|credit|replace|fix|resolve|compensate|"
+               r"send you a (?:new|replacement))", r"\byou('ll| will) (receive|get) (?:a |your |the )?(full )?"
+               r"(refund|credit|replacement|compensation|money back)",
+               r"\b(has|have) been (refunded|resolved|fixed|credited|reimbursed)\b", r"\bguarantee")
+_BREEZY = _rx(r"^\W*(?:here to help|happy to help|no worries|no problem)\b", r"\b(awesome|yay+|great news|enjoy)\b")
+
+
+def escalation_tone(reply: str, ctx: Context) -> str | None:
+    if not ctx.escalate:
+        return None
+    hit = _first(_PROMISE, reply)
+    if hit:
+        return f"promises an outcome ({hit!r}) on a message a person must see"
+    hit = _first(_BREEZY, reply) if ctx.harm else None
+    return f"a breezy reply ({hit!r}) to a report of harm" if hit else None
+
+
+# --- the previous turn said again: the customer has read it (and, answering it, often tried what it suggests)
+REPEAT_ROUGE_L = 0.6  # ROUGE-L F1 with the previous turn, chosen on the train split's real follow-up replies
+REPEAT_MIN_TOKENS = 4
+
+
+def repeats_previous(reply: str, ctx: Context) -> str | None:
+    previous = rouge_tokens(ctx.previous) if ctx.previous else ()
+    if len(previous) < REPEAT_MIN_TOKENS:
+        return None
+    overlap = lcs_f1(rouge_tokens(reply), previous)
+    if overlap < REPEAT_ROUGE_L:
+        return None
+    return (f"says the previous turn again (ROUGE-L {overlap:.2f} with {ctx.previous[:60]!r}): answer what the "
+            "customer says now")
+
+
+def empty(reply: str, ctx: Context) -> str | None:
+    return None if _WORD.search(reply or "") else "the reply has no words: nothing to send"
+
+
+RUN: dict[str, Callable[[str, Context], str | None]] = {
+    "empty": empty, "leaked_prompt": leaked_prompt, "unfinished": unfinished, "looping": looping,
+    "sensitive_request": sensitive_request, "public_contact_request": public_contact_request,
+    "unknown_contact": unknown_contact, "invented_name": invented_name, "language_mismatch": language_mismatch,
+    "mood_mismatch": mood_mismatch, "asks_known": asks_known, "repeats_previous": repeats_previous,
+    "no_answer": no_answer, "ai_disclaimer": ai_disclaimer, "escalation_tone": escalation_tone,
+    "signs_off_open_problem": signs_off_open_problem, "welcome_without_thanks": welcome_without_thanks,
+}
+CHECKS = tuple(RUN)
+
+
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def check_reply(reply: str, ctx: Context) -> list[Flag]:
+    """Every check's flag on `reply` (empty: it may be sent). A check that cannot run flags the reply. Typographic
+    apostrophes and quotes (tweets' "didn’t") are read as plain ones."""
+    if not isinstance(reply, str) or not _WORD.search(reply):
+        return [Flag("empty", "the reply has no words: nothing to send")]
+    reply = reply.translate(_QUOTES)
+    ctx = replace(ctx, message=ctx.message.translate(_QUOTES), previous=ctx.previous.translate(_QUOTES))
+    flags = []
+    for name, check in RUN.items():
+        try:
+            reason = check(reply, ctx)
+        except CheckUnavailable as err:
+            reason = f"could not run: {err}"
+        if reason:
+            flags.append(Flag(name, reason))
+    return flags

@@ -1,0 +1,85 @@
+"""Choosing one reply among candidates by consensus (minimum Bayes risk decoding, Kumar and Byrne 2004).
+
+With `evaluate.candidates: n` the model writes its greedy reply and `n` sampled ones for each message; the one
+sent is the candidate most similar, on average, to the other candidates and to the brand's past replies to the
+most similar past messages (`evaluate.rerank_references` of them, from the index of the train split: they stand in
+for the reply the customer should get; each weighs `evaluate.rerank_reference_weight` candidates). Similarity is
+ROUGE-L F1 weighted `evaluate.rerank_word_weight` plus the cosine of the index's MiniLM embeddings for the rest:
+the first rewards shared wording, the second shared meaning. The semantic-similarity metric uses the same MiniLM,
+so part of a gain there is the selection seeing the metric's embedder: ROUGE-L is the check that does not. The
+weights were chosen on validation splits (benchmarks/results/full_sweep/, benchmarks/results/reranking/). A
+candidate without a word (an empty reply) is never sent while another candidate has one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.retrieval import embed
+from ..data.overlap import lcs_f1, positions, rouge_tokens
+
+
+@dataclass
+class Similarities:
+    """One message's candidates (n) against its pool (the n candidates, then its references): ROUGE-L F1 and
+    MiniLM cosine, each n x pool, a candidate's own column 0; `has_words`: the candidates with a word in them."""
+    words: np.ndarray
+    cosine: np.ndarray
+    has_words: np.ndarray
+
+
+def similarities(candidates: list[list[str]], references: list[list[str]], embedder) -> list[Similarities]:
+    """Each message's `Similarities` (the texts of all messages embedded in one batch, each text once)."""
+    unique = list(dict.fromkeys(t for cands, refs in zip(candidates, references) for t in cands + refs))
+    vectors = embed(embedder, unique) if unique else None
+    row = {t: i for i, t in enumerate(unique)}
+    out = []
+    for cands, refs in zip(candidates, references):
+        pool, n = cands + refs, len(cands)
+        v, tokens = vectors[[row[t] for t in pool]], [rouge_tokens(t) for t in pool]
+        bits = [positions(t) for t in tokens]
+        words = np.zeros((n, len(pool)))
+        for i in range(n):
+            for j in range(i + 1, len(pool)):
+                words[i, j] = lcs_f1(tokens[i], tokens[j], bits[j])
+                if j < n:
+                    words[j, i] = words[i, j]
+        cos = v[:n] @ v.T
+        cos[np.arange(n), np.arange(n)] = 0.0  # a candidate does not vote for itself
+        out.append(Similarities(words, cos, np.array([bool(t) for t in tokens[:n]])))
+    return out
+
+
+def rank(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> list[int]:
+    """The candidates best first by their weighted similarity to the other candidates (weight 1 each) and the first
+    `references` references (all by default, and all where there are fewer; `reference_weight` each); similarity:
+    `word_weight` x ROUGE-L F1 + (1 - `word_weight`) x cosine. Ties: the earlier first, so the greedy reply when it
+    leads the list. Candidates without a word (empty, or punctuation alone) come last."""
+    n = len(s.has_words)
+    cols = s.words.shape[1] if references is None else min(s.words.shape[1], n + references)
+    sim = word_weight * s.words[:, :cols] + (1 - word_weight) * s.cosine[:, :cols]
+    score = sim @ np.r_[np.ones(n), np.full(cols - n, reference_weight)]
+    if s.has_words.any():
+        score[~s.has_words] = -np.inf
+    return [int(i) for i in np.argsort(-score, kind="stable")]
+
+
+def choose(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> int:
+    """The candidate `rank` puts first."""
+    return rank(s, word_weight=word_weight, reference_weight=reference_weight, references=references)[0]
+
+
+def rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
+             reference_weight: float) -> list[list[int]]:
+    """For each message, its candidates' indices best first (`rank`), given its references: the guard (guard.py)
+    sends the first that passes the output checks."""
+    return [rank(s, word_weight=word_weight, reference_weight=reference_weight)
+            for s in similarities(candidates, references, embedder)]
+
+
+def consensus(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
+              reference_weight: float) -> list[int]:
+    """For each message, the index of its best-ranked candidate."""
+    return [r[0] for r in rankings(candidates, references, embedder, word_weight=word_weight,
+                                   reference_weight=reference_weight)]
