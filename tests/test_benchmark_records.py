@@ -51,6 +51,14 @@ def test_one_file_per_machine_and_commit_a_repeat_replaces_its_own(tmp_path):
     assert records.existing("demo", root=tmp_path, machine=CPU, commit="ccc") is None
 
 
+def test_a_record_saved_without_a_folder_lands_in_the_projects_results(monkeypatch):
+    saved = []
+    monkeypatch.setattr(records.Path, "mkdir", lambda self, **kw: None)
+    monkeypatch.setattr(records.Path, "write_text", lambda self, text: saved.append(self))
+    records.save("demo", {"p50": 1.0, "machine": CPU, "commit": "aaa"})
+    assert saved == [ROOT / "benchmarks/results/demo/amd-epyc-2c-avx512bf16-aaa.json"]
+
+
 def test_machine_names_tell_gpus_and_cpu_kinds_apart():
     assert records.machine_name({"gpu": "NVIDIA H200", "gpus": 2}) == "2x-nvidia-h200"
     assert records.machine_name({"cpu": "Intel(R) Xeon(R)", "cores": 2, "amx_bf16": True}) == "intel-r-xeon-r-2c-amx"

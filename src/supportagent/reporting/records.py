@@ -209,7 +209,7 @@ def path_for(record: Record, label: str = "", root: Path | str = RESULTS) -> Pat
 
 
 def _root(root: Path | str | None) -> Path:
-    return Path(root) if root else Path(__file__).resolve().parents[2] / RESULTS
+    return Path(root) if root else Path(__file__).resolve().parents[3] / RESULTS
 
 
 def existing(benchmark: str, label: str = "", root: Path | str | None = None, **meta) -> Record | None:
