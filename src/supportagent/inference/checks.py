@@ -245,7 +245,9 @@ _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
 # a problem reopened: asking for what troubleshooting needs (account, device, version) or for a DM about it
 _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
-               r"version|device|screenshot|order)", r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b")
+               r"version|device|screenshot|order|information|info)",
+               r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b",
+               r"\b(does|did|is|are|has|have)\b[^.!?]{0,60}\b(working|still|happening)\b[^.!]*\?")
 
 
 @lru_cache(maxsize=4096)  # a message is checked against each of its candidates
