@@ -247,7 +247,9 @@ _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
 _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
                r"version|device|screenshot|order|information|info)",
                r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b",
-               r"\b(does|did|is|are|has|have)\b[^.!?]{0,60}\b(working|still|happening)\b[^.!]*\?")
+               r"\b(does|did|is|are|has|have)\b[^.!?]{0,60}\b(working|still|happening)\b[^.!]*\?",
+               r"\b(you're|you are|you've been) (still )?(having|experiencing|seeing) (an? )?"
+               r"(issues?|trouble|problems?)\b")
 
 
 @lru_cache(maxsize=4096)  # a message is checked against each of its candidates
