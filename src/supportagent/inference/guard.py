@@ -87,9 +87,11 @@ def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: st
     tries += [("past reply", text, False) for text in past_replies]
     untrusted = unwritten_language(message, params)
     for i, (kind, text, cut) in enumerate(tries):
-        flags = check_sent(text, brand, message, previous, rules, params, cut)
-        if kind == "candidate" and untrusted:
-            flags = [untrusted, *flags]
+        if kind == "candidate" and untrusted:  # none of the model's replies is sent: only the first is checked (the
+            # unguarded agent's reply, for the flag rates), not every candidate
+            flags = [untrusted, *(check_sent(text, brand, message, previous, rules, params, cut) if i == 0 else [])]
+        else:
+            flags = check_sent(text, brand, message, previous, rules, params, cut)
         if first is None:
             first = flags
         if not flags:
