@@ -43,3 +43,21 @@ def test_a_brand_agents_initials_copied_by_the_model_are_not_sent():
     # a slash inside the text is no signature
     for kept in ("Go to Settings/General <url>", "Try the A/B option <url>", "Tap /AB then save <url>"):
         assert serve(kept, "SpotifyCares", brands) == kept.replace("<url>", link)
+
+
+def test_a_last_sentence_twitter_cut_is_not_sent_and_a_cut_reply_is_flagged():
+    from supportagent.inference.checks import Context, check_reply
+
+    brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
+    link = brands["SpotifyCares"].support_url
+    assert serve("No worries! Give us a shout if you need us again. We'll be... <url>", "SpotifyCares", brands) == \
+        f"No worries! Give us a shout if you need us again. {link}"
+    assert serve("We can help. We’d be… <url> 🙂", "SpotifyCares", brands) == f"We can help. {link} 🙂"
+    assert serve("Got it! We'll take a look backstage / <url>", "SpotifyCares", brands) == \
+        f"Got it! We'll take a look backstage {link}"
+    # an ellipsis inside the reply stays; a reply that is nothing but the cut stays too, and the checks flag it
+    assert serve("Hmm... that's odd. Can you DM us? <url>", "SpotifyCares", brands) == \
+        f"Hmm... that's odd. Can you DM us? {link}"
+    cut = serve("Just give us a... <url>", "SpotifyCares", brands)
+    assert cut == f"Just give us a... {link}"
+    assert [f.check for f in check_reply(cut, Context("thanks!", support_url=link))] == ["unfinished"]

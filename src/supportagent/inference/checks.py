@@ -62,7 +62,9 @@ def leaked_prompt(reply: str, ctx: Context) -> str | None:
 
 
 # --- cut mid-sentence, or repeating itself
-_DANGLING = _rx(r"\b(the|a|an|to|and|or|of|for|with|your|our|my|via|but|because|if|than)\s*$", r"[,:;(\-–]\s*$")
+_DANGLING = _rx(r"\b(the|a|an|to|and|or|of|for|with|your|our|my|via|but|because|if|than)\s*$", r"[,:;(\-–]\s*$",
+                # Twitter's cut ("just give us a... <link>"), which the model copies from the replies it learned from
+                r"\w(?:\.\.\.|…)\s*(?:https?://\S+\s*)?[^\w\s]{0,3}\s*$")
 
 
 def unfinished(reply: str, ctx: Context) -> str | None:
@@ -222,7 +224,10 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|forgot|upset|useless|ridiculous|"
                r"undercooked|overcooked|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
                r"false charges?|charged (?:twice|double|again))\b",
-               r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b")
+               r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
+               # the answer to a suggested fix: "It did not." / "Nope, that didn't help"
+               r"^\W*(?:no(?:pe)?\W+)?(?:it|that|this)(?: still)? (?:did not|didn't|does not|doesn't|has not|hasn't)"
+               r"(?: (?:work|help|change anything|fix it))?\W*(?:$|[.!]|but\b)")
 _RESOLVED = _rx(r"\b(works|working) (now|again)\b", r"\bactually found\b", r"\b(it's|its|it is|all) (sorted|fixed)\b",
                 r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b", r"\bfixed (it|now)\b",
                 r"\b(that|it|this) (worked|helped|did it|did the trick)\b"
@@ -306,7 +311,8 @@ def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
     if not _troubled(ctx):
         return None
     hit = _first(_SIGN_OFF, reply)
-    if hit and not _HELP.search(_SIGN_OFF.sub(" ", reply)):  # a link alone, as in a signature, is no help
+    rest = re.sub(r"https?://\S+", " ", _SIGN_OFF.sub(" ", reply))  # a link alone, as in a signature, is no help
+    if hit and not _HELP.search(rest):
         return f"closes the conversation ({hit!r}) on a problem the message says is still open"
     return None
 
@@ -339,6 +345,12 @@ _SLOTS = {
     "carrier": (_rx(r"\bcarrier\b"),
                 _rx(r"\b(verizon|at&t|att|t-?mobile|sprint|vodafone|o2|ee|three|orange|telstra|rogers|bell)\b")),
     "order number": (_rx(r"\border (?:number|id|#)"), _rx(r"\border ?(number|#|no\.?|id)? ?#?\d{3,}", r"#\d{3,}")),
+    "restaurant or store": (_rx(r"\b(which|what) (location|restaurant|store|branch)\b",
+                                r"\baddress of (?:the|that|this) (?:restaurant|store|location)\b"),
+                            _rx(r"\b\d{2,5}\s+(?:[nsew]\.?\s+)?\w+(?:\s+(?:st|street|ave|avenue|rd|road|blvd|dr|drive))?\.?"
+                                r"\s+(?:location|restaurant|store)\b",
+                                r"\b(?:location|restaurant|store) (?:in|on|at) (?!(?:my|the|your|our|a|an|this|that|"
+                                r"their)\b)\w{3,}")),
     "country": (_rx(r"\b(which|what) country\b", r"where are you (located|based)"),
                 _rx(r"\b(usa|uk|canada|mexico|germany|france|spain|india|brazil|australia|ireland)\b")),
 }
