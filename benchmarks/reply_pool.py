@@ -1,5 +1,6 @@
-"""Whether the brand's past replies belong in the reranker's pool: the agent's candidates alone (today) against
-its candidates and the 16 retrieved past replies ranked together, so a past reply is sent when it fits better.
+"""Whether the brand's past replies belong in the reranker's pool (`evaluate.rerank_past_replies`): the agent's
+candidates alone against its candidates and the 16 retrieved past replies ranked together (reranking.pool_rankings),
+so a past reply is sent when it fits better.
 
     python benchmarks/reply_pool.py [--split val] [--system qlora]
 
@@ -27,7 +28,7 @@ from supportagent.evaluation.evaluate import evaluate_system, test_sample
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.guard import guard
-from supportagent.inference.reranking import Similarities, similarities
+from supportagent.inference.reranking import pool_rankings, rankings
 from supportagent.model import models
 from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
@@ -35,31 +36,13 @@ from supportagent.reporting import records
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rank_pool(s: Similarities, n_model: int, n_pool: int, *, word_weight: float, reference_weight: float
-              ) -> list[int]:
-    """`rank` over a pool of the model's `n_model` candidates followed by past replies, the past replies being the
-    references too, in the same order (`s` from `similarities(pool, past replies)`): each pool member is scored by
-    its similarity to the model's candidates (weight 1 each) and to the past replies (`reference_weight` each),
-    a past reply not voting for itself. With `n_pool == n_model` this is `reranking.rank`."""
-    n_all = len(s.has_words)
-    sim = word_weight * s.words[:n_pool] + (1 - word_weight) * s.cosine[:n_pool]
-    refs = s.words.shape[1] - n_all
-    for i in range(n_model, n_pool):
-        sim[i, n_all + i - n_model] = 0.0
-    weights = np.r_[np.ones(n_model), np.zeros(n_all - n_model), np.full(refs, reference_weight)]
-    score = sim @ weights
-    words = s.has_words[:n_pool]
-    if words.any():
-        score[~words] = -np.inf
-    return [int(i) for i in np.argsort(-score, kind="stable")]
-
-
 def evaluated(system: str, split: str, params, paths, train: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     cache = ROOT / f"benchmarks/tmp/reply_pool_{system}_{split}_{records.commit()}.parquet"
     if cache.exists():
         return pd.read_parquet(cache)
     adapter = None if system == "retrieval" else str(paths["adapters"] / system)
-    _, rows = evaluate_system(system, params, frame, train, str(paths["base"]), str(paths["index"]), adapter)
+    alone = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"rerank_past_replies": False})})
+    _, rows = evaluate_system(system, alone, frame, train, str(paths["base"]), str(paths["index"]), adapter)
     cache.parent.mkdir(parents=True, exist_ok=True)
     rows.to_parquet(cache, index=False)
     return rows
@@ -94,21 +77,18 @@ def main() -> None:
     refs = frame["reply"].tolist()
 
     # the pool: the agent's candidates (greedy and sampled, in any order: ranking starts afresh) and the past replies
-    cands = agent["candidates"].tolist()
-    sims = similarities([list(c) + list(p) for c, p in zip(cands, past)], [list(p) for p in past], embedder)
+    cands = [list(c) for c in agent["candidates"]]
+    weights = {"word_weight": ev.rerank_word_weight, "reference_weight": ev.rerank_reference_weight}
     variants = {}
-    for name in ("candidates", "candidates_and_past_replies"):
+    for name, ranks in (("candidates", rankings), ("candidates_and_past_replies", pool_rankings)):
         sent, kinds, ready = [], [], []
-        for row, c, p, s in zip(frame.itertuples(), cands, past, sims):
-            pool = [(t, False) for t in c] + ([(t, False) for t in p] if name != "candidates" else [])
-            order = rank_pool(s, len(c), len(pool), word_weight=ev.rerank_word_weight,
-                              reference_weight=ev.rerank_reference_weight)
-            ranked = [pool[i] for i in order]
+        for row, c, p, order in zip(frame.itertuples(), cands, past, ranks(cands, past, embedder, **weights)):
+            ranked = [((c + list(p))[i], False) for i in order]
             rules = apply_rules(row.customer, params.rules, row.context)
-            g = guard(ranked, p if name == "candidates" else [], row.brand, row.customer, row.context, rules, params)
+            g = guard(ranked, p, row.brand, row.customer, row.context, rules, params)
             sent.append(g.text)
             ready.append(not g.flags)
-            past_sent = g.path == "fallback_retrieval" or g.text in set(p)
+            past_sent = g.path in ("past_reply", "fallback_retrieval")
             kinds.append("past_reply" if past_sent else ("template" if g.path == "fallback_template" else "model"))
         variants[name] = scores(sent, refs, embedder, retrieval) | {
             "send_ready": round(100 * float(np.mean(ready)), 2),

@@ -1,6 +1,5 @@
 """Sampled candidates and their reranking (`evaluate.candidates`): the sampler reads each prompt once and decodes
 what the model would, and the consensus picks the reply its peers and the retrieved replies agree with."""
-import sys
 
 import numpy as np
 import pytest
@@ -8,10 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, tiny_system
+from conftest import tiny_system
 from supportagent.data.overlap import lcs_f1, positions
 from supportagent.inference.generation import SAMPLE_GROUP, Generator, Rerank
-from supportagent.inference.reranking import Similarities, choose, consensus, rank, similarities
+from supportagent.inference.reranking import Similarities, choose, consensus, pool_rankings, rank, similarities
 from supportagent.model import models
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
@@ -209,21 +208,46 @@ def test_choosing_with_the_first_references_is_consensus_with_those_references(e
 
 
 def test_a_pool_of_candidates_and_past_replies_ranks_a_fitting_past_reply_over_an_odd_candidate(embedder):
-    """benchmarks/reply_pool.py's pool (the candidates and the past replies ranked together)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from reply_pool import rank_pool
-
+    """`evaluate.rerank_past_replies`: the candidates and the brand's past replies ranked together."""
     candidates = ["Restart the app and log in again.", "I love pizza on Sundays."]
     past = ["Restart the app, then log in again.", "Log out and back in, that should do it.", "Happy to help!"]
-    s, = similarities([candidates + past], [past], embedder)
     w = dict(word_weight=0.75, reference_weight=1.0)
-    order = rank_pool(s, len(candidates), len(candidates) + len(past), **w)
+    order, = pool_rankings([candidates], [past], embedder, **w)
+    assert sorted(order) == list(range(5))
     assert order[0] in (0, 2, 3) and order.index(1) > order.index(2)  # the fitting past reply before the odd one
-    # a past reply does not vote for itself: doubling its own column would otherwise put it first
-    assert order[0] != 4
-    # the model's candidates alone are ranked as `rank` ranks them against the past replies
+    # a past reply does not vote for itself: its own entry is 0, not its similarity 1 with itself
+    s, = similarities([candidates + past], [[]], embedder)
+    assert np.all(np.diag(s.words) == 0) and np.all(np.diag(s.cosine) == 0)
+    # a candidate scores as `rank` scores it against the past replies: the candidates keep their order among them
     alone, = similarities([candidates], [past], embedder)
-    assert rank_pool(s, len(candidates), len(candidates), **w) == rank(alone, **w)
+    assert [i for i in order if i < len(candidates)] == rank(alone, **w)
+
+
+def test_a_past_reply_ranked_first_is_the_reply_and_the_guard_sends_it_as_such(params, tiny_base, tokenizer):
+    from supportagent.data.rules import apply_rules
+    from supportagent.inference.guard import guard
+
+    model = models.load_base(tiny_base)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:2]]
+    past = [["Sorry about that! Please DM us your order number.", "Happy to help!"], []]
+
+    def past_first(candidates, references):  # the first past reply first, where there is one (pool_rankings' indices)
+        return [([len(c)] if r else []) + list(range(len(c))) + list(range(len(c) + 1, len(c) + len(r)))
+                for c, r in zip(candidates, references)]
+
+    gen = Generator(model, tokenizer, max_new_tokens=8, rerank=Rerank(2, 1.0, 0.95, 0, past_first))
+    with_past, without = gen.reply(prompts, past)
+    assert with_past.text == past[0][0] and with_past.token_ids == [] and not with_past.truncated
+    assert [t for t, _ in with_past.alternatives][-1] == past[0][1] and len(with_past.alternatives) == 4
+    assert without.token_ids and len(without.alternatives) == 2  # no past reply: the model's own
+    message = "where is my order, it is very late now"
+    pool = [(with_past.text, False), *with_past.alternatives]
+    g = guard(pool, past[0], "AmazonHelp", message, "", apply_rules(message, params.rules, ""), params)
+    assert g.path == "past_reply" and g.text == past[0][0] and not g.passed_over
+    # the same reply ranked after the candidates is a fallback, tried once
+    g = guard([("Customer: leaked", False)], past[0], "AmazonHelp", message, "", apply_rules(message, params.rules, ""),
+              params)
+    assert g.path == "fallback_retrieval" and g.text == past[0][0] and len(g.passed_over) == 1
 
 
 def test_lcs_f1_is_the_rouge_l_of_rouge_score():

@@ -168,6 +168,9 @@ class EvaluateParams(Strict):
     rerank_references: int = Field(16, ge=0, le=64)
     rerank_reference_weight: float = Field(4.0, ge=0.0)
     rerank_word_weight: float = Field(0.75, ge=0.0, le=1.0)
+    # those past replies ranked in one pool with the candidates (reranking.pool_rankings): a reply a person wrote is
+    # sent where it fits better than the model's; false: they are only the yardstick, and the guard's fallback
+    rerank_past_replies: bool = True
     # the languages the base writes well enough to send: a message in another language gets no reply of the model's,
     # but a past reply in its language or the brand's hand-over (guard.py); a small base writes English only
     model_languages: list[str] = Field(["en"], min_length=1)

@@ -12,7 +12,8 @@ from .intervals import mean_interval
 
 TEMPLATES = ["distinct_replies", "distinct_2", "placeholder_rate"]  # templates and masks that overlap metrics reward
 # replies a desk would send (evaluation.sendability): what is sent with no flag, and how much of it fallbacks are
-SENDABILITY = ["send_ready", "send_ready_unguarded", "fallback_retrieval_share", "fallback_template_share"]
+SENDABILITY = ["send_ready", "send_ready_unguarded", "past_reply_share", "fallback_retrieval_share",
+               "fallback_template_share"]
 # what decides between the methods: sendability first, then overlap, templates, cost
 DECISION = [*SENDABILITY, "rouge_l", "bleu", "exact_match", "semantic_similarity", *TEMPLATES, "latency_p50_ms",
             "adapter_mb"]
@@ -64,8 +65,8 @@ def real_replies(predictions: pd.DataFrame, params) -> dict:
 
 def ship(evals: dict) -> str:
     """The method to ship: the most replies sent with no flag, then the most of its own replies among them (fewest
-    fallbacks), then ROUGE-L. A method with more overlap but fewer sendable replies is not the one."""
-    own = lambda e: -(e.get("fallback_retrieval_share", 0) + e.get("fallback_template_share", 0))  # noqa: E731
+    past replies and fallbacks), then ROUGE-L. A method with more overlap but fewer sendable replies is not the one."""
+    own = lambda e: -sum(e.get(k, 0) for k in SENDABILITY[2:])  # noqa: E731
     return max(METHODS, key=lambda m: (evals[m].get("send_ready", 0), own(evals[m]), evals[m]["rouge_l"]))
 
 

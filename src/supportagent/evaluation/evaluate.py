@@ -41,20 +41,20 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
              "base_mb": round(footprint / 2**20, 1)}  # as stored and loaded, before the serving fold
     ev = params.evaluate
     gen = ready_to_serve(model, tok, ev, embedder, params.seed, params.model.max_prompt_tokens)
-    # the prompts' examples, and the past replies reranked candidates are compared with (evaluate.candidates)
+    # the prompts' examples, and the brand's past replies reranked candidates are compared with (evaluate.candidates)
     examples, refs = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
                                                    params.retrieval, ev.rerank_references)
+    past = [r if e.source == "same_brand" else [] for r, e in zip(refs, examples)]  # never another brand's replies
     prompts = [
         prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)
     ]
     # the first `latency_samples` replies are generated one at a time and timed; the rest in batches
     k = min(ev.latency_samples, len(prompts))
-    single, latency = gen.timed(prompts[:k], references=refs[:k])
+    single, latency = gen.timed(prompts[:k], references=past[:k])
     batched, per_s = gen.generate_all(prompts[k:], ev.cuda_batch_size if torch.cuda.is_available() else ev.batch_size,
-                                      references=refs[k:])
+                                      references=past[k:])
     replies = single + batched
     extra = {"examples": [list(e.pair_ids) for e in examples], "examples_source": [e.source for e in examples]}
-    past = [r if e.source == "same_brand" else [] for r, e in zip(refs, examples)]  # the guard's fallbacks
     return [[(r.text, r.truncated), *r.alternatives] for r in replies], past, per_s, latency, sizes, extra
 
 
@@ -88,13 +88,15 @@ def send(system: str, candidates: list[tuple[str, bool]], past: list[str], row, 
 
 def sendability(rows: pd.DataFrame, refs: list[str]) -> dict:
     """Share (0-100) of replies sent with no flag, after the guard (`send_ready`) and of the best-ranked replies
-    before it (`send_ready_unguarded`, what an agent without the guard sends); the share sent by each fallback; each
+    before it (`send_ready_unguarded`, what an agent without the guard sends); the share of past replies the reranker
+    ranked first (`past_reply_share`) and the share sent by each fallback; each
     check's flag rate on the best-ranked replies; ROUGE-L of the best-ranked replies against the references."""
     n = len(rows)
     first = [{f.split(":", 1)[0] for f in flags} for flags in rows["first_flags"]]
     return {
         "send_ready": round(100 * float(np.mean([not f for f in rows["flags"]])), 2),
         "send_ready_unguarded": round(100 * float(np.mean([not f for f in first])), 2),
+        "past_reply_share": round(100 * float((rows["path"] == "past_reply").mean()), 2),
         "fallback_retrieval_share": round(100 * float((rows["path"] == "fallback_retrieval").mean()), 2),
         "fallback_template_share": round(100 * float((rows["path"] == "fallback_template").mean()), 2),
         "flag_rate": {c: round(100 * sum(c in f for f in first) / n, 2) for c in CHECKS},

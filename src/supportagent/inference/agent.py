@@ -30,13 +30,14 @@ class AgentResponse:
     reasons: list[str]
     input_truncated: bool
     reply: str  # what is sent (guard.py): a checked reply (masks filled), with the hand-off note when escalated
-    model_reply: str  # the model's best-ranked reply as written (cleaning masks such as <url> included)
+    model_reply: str  # the reranker's best-ranked reply as written (masks such as <url> kept): the model's, or a past
+    # reply it ranked first (evaluate.rerank_past_replies)
     examples_source: str | None  # where the past pairs in the prompt came from: same_brand, other_brands, None
     reply_truncated: bool  # the model's best-ranked reply hit the token limit (the guard then sent another)
     handoff_note: str | None
     method: str
     latency_ms: float
-    path: str  # how the reply was chosen: passed, fallback_retrieval or fallback_template (guard.PATHS)
+    path: str  # how the reply was chosen: passed, past_reply, fallback_retrieval or fallback_template (guard.PATHS)
     flags: list[str]  # the sent reply's own flags (checks.py); empty when it passed every check
     passed_over: list[str]  # why better-ranked replies were not sent
 
@@ -107,6 +108,8 @@ class SupportAgent:
         examples, refs = ([NO_EXAMPLES] * len(items), None) if self.index is None else \
             self.index.examples_and_references(self.embedder, [text for _, text, _ in read], brands,
                                                self.params.retrieval, self.params.evaluate.rerank_references)
+        if refs is not None:  # the brand's own past replies only: another brand's are never ranked or sent
+            refs = [r if ex.source == "same_brand" else [] for r, ex in zip(refs, examples)]
         todo = [i for i, (_, text, _) in enumerate(read) if text.strip()]
         prompts = [prompt_ids(self.params, self.tokenizer, brands[i], *read[i], examples[i]) for i in todo]
         start = time.perf_counter()
@@ -116,9 +119,8 @@ class SupportAgent:
         by_index = dict(zip(todo, replies))
         candidates = [[(g.text, g.truncated), *g.alternatives] if g else [(CLARIFY, False)]
                       for g in map(by_index.get, range(len(items)))]
-        sent = [guard(c, refs[i] if i in by_index and refs is not None and ex.source == "same_brand" else [],
-                      brand, text, ctx, rules, self.params)
-                for i, (c, brand, ex, (rules, text, ctx)) in enumerate(zip(candidates, brands, examples, read))]
+        sent = [guard(c, refs[i] if i in by_index and refs is not None else [], brand, text, ctx, rules, self.params)
+                for i, (c, brand, (rules, text, ctx)) in enumerate(zip(candidates, brands, read))]
         per_item_ms = round((time.perf_counter() - start) * 1000 / max(len(items), 1), 1)  # the checks included
         out = []
         for i, (c, g, brand, ex, (rules, text, _)) in enumerate(zip(candidates, sent, brands, examples, read)):

@@ -20,14 +20,16 @@ class Reply:
     text: str
     truncated: bool  # hit the token limit before the end token
     token_ids: list[int]
-    alternatives: list[tuple[str, bool]] = field(default_factory=list)  # the other candidates, best-ranked first:
+    alternatives: list[tuple[str, bool]] = field(default_factory=list)  # the rest of the pool, best-ranked first:
     # (text, truncated), what the guard (guard.py) sends when this reply fails a check
 
 
 @dataclass
 class Rerank:
     """`evaluate.candidates` sampled replies besides the greedy one, and how they are ranked: `rank` takes each
-    message's candidate texts and references and returns its candidates' indices best first (reranking.rankings)."""
+    message's candidate texts and references and returns its candidates' indices best first (reranking.rankings),
+    or the indices of its candidates and references together (reranking.pool_rankings): one past a candidate's is a
+    reference, a past reply."""
     candidates: int
     temperature: float
     top_p: float
@@ -115,7 +117,9 @@ class Generator:
     def reply(self, prompts: list[list[int]], references: list[list[str]] | None = None) -> list[Reply]:
         """The replies sent: greedy ones, or with `rerank` the consensus of each greedy reply, `rerank.candidates`
         sampled ones and the message's `references` (the replies of its retrieved examples). With `rerank` the
-        greedy reply is decoded in the sampling batch (`sample(greedy_first=True)`), by the sampling model."""
+        greedy reply is decoded in the sampling batch (`sample(greedy_first=True)`), by the sampling model. Where
+        the references are ranked with the candidates (`evaluate.rerank_past_replies`), the reply or one of its
+        alternatives may be a past reply (a reply without token ids)."""
         if self.rerank is None or not self.rerank.candidates:
             return self.generate(prompts)
         r = self.rerank
@@ -126,9 +130,10 @@ class Generator:
         references = references if references is not None else [[] for _ in prompts]
         ranked = r.rank([[c.text for c in pool] for pool in pools], references)
         out = []
-        for pool, order in zip(pools, ranked):
-            best = pool[order[0]]
-            best.alternatives = [(pool[i].text, pool[i].truncated) for i in order[1:]]
+        for pool, refs, order in zip(pools, references, ranked):
+            ranked_pool = [(c.text, c.truncated) for c in pool] + [(t, False) for t in refs]
+            best = pool[order[0]] if order[0] < len(pool) else Reply(ranked_pool[order[0]][0], False, [])
+            best.alternatives = [ranked_pool[i] for i in order[1:]]
             out.append(best)
         return out
 

@@ -1,6 +1,8 @@
 """What the agent sends: the best-ranked candidate that passes every output check (checks.py); else the brand's
 nearest past reply that passes; else the brand's fallback reply (params: brands.<brand>.fallback), which hands the
-message to a person. `reply`, `serve` and `evaluate` all send through `guard`, and every reply records its path and
+message to a person. Where the reranker ranks the brand's past replies with the model's candidates
+(`evaluate.rerank_past_replies`), a past reply ranked above every candidate that passes is sent as such
+(`past_reply`). `reply`, `serve` and `evaluate` all send through `guard`, and every reply records its path and
 the reasons better-ranked replies were passed over: a flagged reply is never sent silently."""
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from ..data.placeholders import serve
 from ..data.rules import RuleResult, apply_rules
 from .checks import Context, Flag, check_reply, language
 
-PATHS = ("passed", "fallback_retrieval", "fallback_template")
+PATHS = ("passed", "past_reply", "fallback_retrieval", "fallback_template")
 
 
 @dataclass
@@ -77,16 +79,19 @@ def unwritten_language(message: str, params: Params) -> Flag | None:
 
 def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: str, message: str, previous: str,
           rules: RuleResult, params: Params) -> Guarded:
-    """The reply to send. `candidates`: the model's replies best-ranked first, each (text as written, whether the
-    length limit cut it); `past_replies`: the brand's past replies to the nearest past messages, nearest first
-    (empty for a system without retrieval, or a brand without past pairs)."""
+    """The reply to send. `candidates`: the reranker's pool best-ranked first, each (text as written, whether the
+    length limit cut it): the model's replies, and where it ranks them too, past replies; `past_replies`: the brand's
+    past replies to the nearest past messages, nearest first (empty for a system without retrieval, or a brand
+    without past pairs). A member of the pool that is one of them is a past reply; the others are tried after the
+    pool."""
     conf = params.brands.get(brand) or BrandParams()
     passed_over: list[str] = []
     first: list[Flag] | None = None
-    tries = [("candidate", text, cut) for text, cut in candidates]
-    tries += [("past reply", text, False) for text in past_replies]
+    past, pool = set(past_replies), {text for text, _ in candidates}
+    tries = [("past reply" if text in past else "candidate", "pool", text, cut) for text, cut in candidates]
+    tries += [("past reply", "fallback", text, False) for text in past_replies if text not in pool]
     untrusted = unwritten_language(message, params)
-    for i, (kind, text, cut) in enumerate(tries):
+    for i, (kind, where, text, cut) in enumerate(tries):
         if kind == "candidate" and untrusted:  # none of the model's replies is sent: only the first is checked (the
             # unguarded agent's reply, for the flag rates), not every candidate
             flags = [untrusted, *(check_sent(text, brand, message, previous, rules, params, cut) if i == 0 else [])]
@@ -95,10 +100,10 @@ def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: st
         if first is None:
             first = flags
         if not flags:
-            path = "passed" if kind == "candidate" else "fallback_retrieval"
+            path = "fallback_retrieval" if where == "fallback" else "passed" if kind == "candidate" else "past_reply"
             sent = with_handoff(serve(text, brand, params.brands), rules.escalate, params)
             return Guarded(text, sent, path, rules.escalate, [], passed_over, [str(f) for f in first])
-        rank = i + 1 if kind == "candidate" else i + 1 - len(candidates)
+        rank = i + 1 if where == "pool" else i + 1 - len(candidates)
         passed_over += [f"{kind} {rank}: {f}" for f in flags]
     text = conf.fallback_text()
     flags = check_reply(text, context(params, brand, message, previous, rules))

@@ -9,6 +9,10 @@ the first rewards shared wording, the second shared meaning. The semantic-simila
 so part of a gain there is the selection seeing the metric's embedder: ROUGE-L is the check that does not. The
 weights were chosen on validation splits (benchmarks/results/full_sweep/, benchmarks/results/reranking/). A
 candidate without a word (an empty reply) is never sent while another candidate has one.
+
+With `evaluate.rerank_past_replies` the brand's past replies join the pool (`pool_rankings`): each is scored like a
+candidate, by its similarity to the model's candidates and to the other past replies, so a reply a person wrote is
+sent where it agrees best with what the model would say and with what the brand said to similar messages.
 """
 from __future__ import annotations
 
@@ -83,3 +87,24 @@ def consensus(candidates: list[list[str]], references: list[list[str]], embedder
     """For each message, the index of its best-ranked candidate."""
     return [r[0] for r in rankings(candidates, references, embedder, word_weight=word_weight,
                                    reference_weight=reference_weight)]
+
+
+def rank_pool(s: Similarities, n_model: int, *, word_weight: float, reference_weight: float) -> list[int]:
+    """The pool best first: the model's `n_model` candidates followed by past replies, `s` from
+    `similarities(pool, [[]])` (every member against every other, its own entry 0). Each member is scored by its
+    similarity to the model's candidates (weight 1 each) and to the past replies (`reference_weight` each), so a
+    candidate scores as in `rank` and a past reply does not vote for itself. Members without a word come last."""
+    sim = word_weight * s.words + (1 - word_weight) * s.cosine
+    score = sim @ np.r_[np.ones(n_model), np.full(sim.shape[1] - n_model, reference_weight)]
+    if s.has_words.any():
+        score[~s.has_words] = -np.inf
+    return [int(i) for i in np.argsort(-score, kind="stable")]
+
+
+def pool_rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
+                  reference_weight: float) -> list[list[int]]:
+    """For each message, the indices of its pool (its candidates, then its references: the brand's past replies)
+    best first (`rank_pool`); an index past the candidates is a past reply."""
+    pools = [list(c) + list(r) for c, r in zip(candidates, references)]
+    return [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight)
+            for s, c in zip(similarities(pools, [[] for _ in pools], embedder), candidates)]

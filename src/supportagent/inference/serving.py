@@ -79,7 +79,7 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
     from functools import partial
 
     from .generation import Generator, Rerank
-    from .reranking import rankings
+    from .reranking import pool_rankings, rankings
     from ..runtime import compute_dtype
 
     if ev.fold_qlora or ev.engine == "vllm":  # vLLM serves the folded function
@@ -90,9 +90,9 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
             raise ValueError(
                 "evaluate.candidates needs the embedder that compares the candidates (models.load_embedder())"
             )
-        rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed,
-                        partial(rankings, embedder=embedder, word_weight=ev.rerank_word_weight,
-                                reference_weight=ev.rerank_reference_weight))
+        ranks = pool_rankings if ev.rerank_past_replies else rankings
+        rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(
+            ranks, embedder=embedder, word_weight=ev.rerank_word_weight, reference_weight=ev.rerank_reference_weight))
     if ev.engine == "vllm":
         from .vllm_engine import VllmGenerator
 

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 from ..config import METHODS, SYSTEMS
-from ..evaluation.comparison import LEAD, TEMPLATES, load_all, load_json
+from ..evaluation.comparison import LEAD, SENDABILITY, TEMPLATES, load_all, load_json
 from ..evaluation.metrics import QUALITY
 from ..inference.checks import CHECKS
 from ..paths import DVC_YAML, pipeline_paths
@@ -34,7 +34,8 @@ def sendability(evals: dict, comp: dict) -> list[str]:
     ship = comp.get("method_to_ship")
     lines = ["- Sent with no flag of the output checks (`checks.py`): " + ", ".join(
         f"**{m}** {pct(m)} ({evals[m]['send_ready_unguarded']:.0f}% of its best-ranked replies before the guard; "
-        f"{fallbacks(m):.0f}% sent by a fallback)" for m in METHODS) + f"; retrieval {pct('retrieval')}"
+        f"{evals[m].get('past_reply_share', 0):.0f}% a past reply it ranked above its own, {fallbacks(m):.0f}% sent "
+        "by a fallback)" for m in METHODS) + f"; retrieval {pct('retrieval')}"
         + (f"; the brands' real replies {real['send_ready']:.0f}%." if real else ".")]
     if ship:
         lines.append(f"- To ship, sendability first: **{ship}** (the most replies sent with no flag, then the fewest "
@@ -45,16 +46,15 @@ def sendability(evals: dict, comp: dict) -> list[str]:
 def sendability_table(evals: dict, comp: dict) -> list[str]:
     if "send_ready" not in evals[METHODS[0]]:
         return []
-    checks = [c for c in CHECKS if c != "empty"]
-    real = comp.get("real_replies")
-    rows = [[s, evals[s]["send_ready"], evals[s]["send_ready_unguarded"], evals[s]["fallback_retrieval_share"],
-             evals[s]["fallback_template_share"], *(evals[s]["flag_rate"][c] for c in checks)] for s in SYSTEMS]
+    checks, real = [c for c in CHECKS if c != "empty"], comp.get("real_replies")
+    rows = [[s, *(evals[s].get(k, 0.0) for k in SENDABILITY), *(evals[s]["flag_rate"][c] for c in checks)]
+            for s in SYSTEMS]
     if real:
-        rows.append(["real replies", real["send_ready"], real["send_ready"], 0.0, 0.0,
+        rows.append(["real replies", real["send_ready"], real["send_ready"], 0.0, 0.0, 0.0,
                      *(real["flag_rate"][c] for c in checks)])
     return ["### Replies a desk would send (test split, % of messages)", "",
-            table(["system", "sent with no flag", "best-ranked with no flag", "past reply sent", "fallback sent",
-                   *(c.replace("_", " ") for c in checks)], rows), ""]
+            table(["system", "sent with no flag", "best-ranked with no flag", "past reply ranked first",
+                   "past reply as fallback", "hand-over template", *(c.replace("_", " ") for c in checks)], rows), ""]
 
 
 def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | None = None) -> list[str]:
