@@ -64,7 +64,7 @@ def leaked_prompt(reply: str, ctx: Context) -> str | None:
 # --- cut mid-sentence, or repeating itself
 _DANGLING = _rx(r"\b(the|a|an|to|and|or|of|for|with|your|our|my|via|but|because|if|than)\s*$", r"[,:;(\-–]\s*$",
                 # Twitter's cut ("just give us a... <link>"), which the model copies from the replies it learned from
-                r"\w(?:\.\.\.|…)\s*(?:https?://\S+\s*)?[^\w\s]{0,3}\s*$")
+                r"[\w:,;](?:\.\.\.|…)\s*(?:https?://\S+\s*)?[^\w\s]{0,3}\s*$")
 
 
 def unfinished(reply: str, ctx: Context) -> str | None:
@@ -222,9 +222,11 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect|answer)",
                r"\b(broken|botched|stuck|missing|lost|wrong|crash\w*|fail|failed|fails|late|cold|rude|worst|terrible|awful|"
                r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|forgot|upset|useless|ridiculous|"
-               r"undercooked|overcooked|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
+               r"undercook\w*|overcook\w*|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
                r"false charges?|charged (?:twice|double|again))\b",
                r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
+               r"\b(?:is|are|was|were|has|have|got) (?:gone|missing|disappeared|vanished|deleted)\b",
+               r"\b(?:it|this|that) worked for (?:a|an|one|\d+|a few|only) \w+",  # and stopped
                # the answer to a suggested fix: "It did not." / "Nope, that didn't help"
                r"^\W*(?:no(?:pe)?\W+)?(?:it|that|this)(?: still)? (?:did not|didn't|does not|doesn't|has not|hasn't)"
                r"(?: (?:work|help|change anything|fix it))?\W*(?:$|[.!]|but\b)")
@@ -239,8 +241,9 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              # thanks for praise, said to a complaint
              r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
+             r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
-_FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) "
+_FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) (?:to )?"
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
            r"reset|updat|clear|reboot|delet)\w*")
 _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
@@ -248,8 +251,14 @@ _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
                             r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
                             r"\bsorry to hear (?:that|this|about)")
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
+_DELAY_APOLOGY = _rx(r"\b(?:sorry|apologi[sz]e|apologies) (?:for|about) (?:the|any|this|your) (?:delay|wait)")
+_WAITING = _rx(r"\b(late|wait\w*|delay\w*|still|yet|hours?|days?|weeks?|minutes?|mins?|long|slow\w*|ago|when|never|eta|"
+               r"hasn'?t|haven'?t|not (?:arrived|received|delivered|here|come)|expected|tracking|where|today|tomorrow|"
+               r"yesterday|last (?:night|week|month)|since|nothing back|heard nothing|no (?:reply|response|answer)|"
+               r"no ?one|nobody|semanas?|d[ií]as|horas?|todav[ií]a|a[uú]n|tagen?|wochen|stunden|noch|seit|jours?|"
+               r"semaines?|heures?|encore|toujours)\b")
 # a problem reopened: asking for what troubleshooting needs (account, device, version) or for a DM about it
-_DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
+_DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
                r"version|device|screenshot|order|information|info)",
                r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b",
                r"\b(does|did|is|are|has|have)\b[^.!?]{0,60}\b(working|still|happening)\b[^.!]*\?",
@@ -257,9 +266,13 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give) us\b[^.!?]{0,40}\b(
                r"(issues?|trouble|problems?)\b")
 
 
+# emojis VADER reads by their names as negative ("fire", "ghost") where tweets mean praise and Halloween
+_UNMOODY = str.maketrans({"\U0001f525": " ", "\U0001f47b": " "})
+
+
 @lru_cache(maxsize=4096)  # a message is checked against each of its candidates
 def _mood(message: str) -> dict:
-    return _sentiment().polarity_scores(message)
+    return _sentiment().polarity_scores(message.translate(_UNMOODY))
 
 
 def _resolved(message: str) -> bool:
@@ -294,6 +307,9 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
+    delay = _first(_DELAY_APOLOGY, reply)
+    if delay and not _WAITING.search(f"{message} {ctx.previous}"):
+        return f"apologises for a wait ({delay!r}) the message does not speak of"
     return None
 
 
@@ -301,7 +317,8 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
 _SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\bneed us again\b",
                 r"\b(?:if|whenever) (?:we|you) (?:can|need to) (?:help|assist)[^.!?]{0,25}\b(?:again|else)\b",
                 r"\bif (?:we|you) need anything\b", r"\bif there'?s anything else\b",
-                r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b")
+                r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b",
+                r"\bif (?:the|this|that|your) (?:problem|issue)s? (?:persists?|continues?|comes? back|returns?)\b")
 _HELP = _rx(r"\?", r"\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|reinstall|"
             r"log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|investigat\w*|escalat\w*|"
             r"pass\w* (?:this|it|your))")
