@@ -295,15 +295,17 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     if troubled and cheer:
         return f"cheers ({cheer!r}) a message that reports a problem"
     negated = re.search(r"\?|\b(still|not|never|no|nothing)\b|n't", message, re.IGNORECASE)
-    pleased = mood["compound"] >= 0.5 and mood["neg"] == 0 and not _PROBLEM.search(message) and not negated
+    # no negative word, problem or negation: a message that is pleased (or praises), or at least glad
+    calm = mood["neg"] == 0 and not _PROBLEM.search(message) and not negated
+    praise = ctx.intent == "praise"
+    pleased = (mood["compound"] >= 0.5 or praise) and calm
     sorry = _first(_APOLOGY, reply)
     if pleased and sorry:
         return f"apologises ({sorry!r}) to a customer who is pleased"
     reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply) or _first(_DETAILS, reply)
     if resolved and reopened:
         return f"treats a problem the message says is solved as open ({reopened!r})"
-    glad = (mood["compound"] >= 0.3 or ctx.intent == "praise") and mood["neg"] == 0 and not _PROBLEM.search(message) \
-        and not negated
+    glad = (mood["compound"] >= 0.3 or praise) and calm
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
