@@ -32,32 +32,33 @@ def test_serve_uses_the_brands_params():
     assert serve("", "AppleSupport", brands) == serve("  ", "AppleSupport", brands) == NO_LINK  # never sent empty
 
 
+SPOTIFY = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
+LINK = SPOTIFY["SpotifyCares"].support_url
+
+
+def spotify(text: str) -> str:
+    return serve(text, "SpotifyCares", SPOTIFY)
+
+
 def test_a_brand_agents_initials_copied_by_the_model_are_not_sent():
-    brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
-    link = brands["SpotifyCares"].support_url
-    assert serve("We'll take a look backstage /JM <url>", "SpotifyCares", brands) == \
-        f"We'll take a look backstage {link}"
-    assert serve("Take a look /DM /BT <url>", "SpotifyCares", brands) == f"Take a look {link}"
-    assert serve("We'll take a look /N<url>", "SpotifyCares", brands) == f"We'll take a look {link}"
-    assert serve("Thanks for waiting! /JM", "SpotifyCares", brands) == "Thanks for waiting!"
+    assert spotify("We'll take a look backstage /JM <url>") == f"We'll take a look backstage {LINK}"
+    assert spotify("Take a look /DM /BT <url>") == f"Take a look {LINK}"
+    assert spotify("We'll take a look /N<url>") == f"We'll take a look {LINK}"
+    assert spotify("Thanks for waiting! /JM") == "Thanks for waiting!"
     # a slash inside the text is no signature
     for kept in ("Go to Settings/General <url>", "Try the A/B option <url>", "Tap /AB then save <url>"):
-        assert serve(kept, "SpotifyCares", brands) == kept.replace("<url>", link)
+        assert spotify(kept) == kept.replace("<url>", LINK)
 
 
 def test_a_last_sentence_twitter_cut_is_not_sent_and_a_cut_reply_is_flagged():
     from supportagent.inference.checks import Context, check_reply
 
-    brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
-    link = brands["SpotifyCares"].support_url
-    assert serve("No worries! Give us a shout if you need us again. We'll be... <url>", "SpotifyCares", brands) == \
-        f"No worries! Give us a shout if you need us again. {link}"
-    assert serve("We can help. We’d be… <url> 🙂", "SpotifyCares", brands) == f"We can help. {link} 🙂"
-    assert serve("Got it! We'll take a look backstage / <url>", "SpotifyCares", brands) == \
-        f"Got it! We'll take a look backstage {link}"
+    assert spotify("No worries! Give us a shout if you need us again. We'll be... <url>") == \
+        f"No worries! Give us a shout if you need us again. {LINK}"
+    assert spotify("We can help. We’d be… <url> 🙂") == f"We can help. {LINK} 🙂"
+    assert spotify("Got it! We'll take a look backstage / <url>") == f"Got it! We'll take a look backstage {LINK}"
     # an ellipsis inside the reply stays; a reply that is nothing but the cut stays too, and the checks flag it
-    assert serve("Hmm... that's odd. Can you DM us? <url>", "SpotifyCares", brands) == \
-        f"Hmm... that's odd. Can you DM us? {link}"
-    cut = serve("Just give us a... <url>", "SpotifyCares", brands)
-    assert cut == f"Just give us a... {link}"
-    assert [f.check for f in check_reply(cut, Context("thanks!", support_url=link))] == ["unfinished"]
+    assert spotify("Hmm... that's odd. Can you DM us? <url>") == f"Hmm... that's odd. Can you DM us? {LINK}"
+    cut = spotify("Just give us a... <url>")
+    assert cut == f"Just give us a... {LINK}"
+    assert [f.check for f in check_reply(cut, Context("thanks!", support_url=LINK))] == ["unfinished"]
