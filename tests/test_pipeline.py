@@ -108,9 +108,9 @@ def test_dvc_repro_end_to_end_on_a_tiny_configuration(tmp_path, tiny_base):
         assert ev["n"] == 4 and 0 <= ev["rouge_l"] <= 100 and ev["latency_p50_ms"] is not None
         assert 0 <= ev["send_ready"] <= 100 and set(ev["flag_rate"]) == set(CHECKS)
         rows = [json.loads(x) for x in (work / f"reports/predictions/{system}.jsonl").read_text().splitlines()[1:]]
-        # every reply says how it was chosen, and a flagged reply is never sent without its reasons on record
+        # every reply says how it was chosen, and a fallback is never sent without the reasons for it on record
         assert {r["path"] for r in rows} <= {*PATHS, "unguarded"} and all(
-            r["path"] == "passed" or r["path"] == "unguarded" or r["passed_over"] for r in rows)
+            r["path"] in ("passed", "past_reply", "unguarded") or r["passed_over"] for r in rows)
     comparison = json.loads((work / "metrics/comparison.json").read_text())
     assert comparison["method_to_ship"] in ("qlora", "prompt_tuning") and "send_ready" in comparison["real_replies"]
     assert "safety" in json.loads((work / "metrics/rules.json").read_text())
