@@ -60,8 +60,7 @@ def sendability_table(evals: dict, comp: dict) -> list[str]:
 def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | None = None) -> list[str]:
     """Sentences of the comparison, written from the numbers (nothing typed by hand), sendability first; `leads`:
     comparison.json's lead_over_retrieval (per-message differences with their intervals), where the run has it."""
-    z, r, leads = evals["zero_shot"], evals["retrieval"], leads or {}
-    out = sendability(evals, comp or {})
+    z, r, leads, out = evals["zero_shot"], evals["retrieval"], leads or {}, sendability(evals, comp or {})
     for m in METHODS:
         e, t, lead = evals[m], trains[m], leads.get(m, {})
         gain, gap, sem_gap = (e[k] - b[k] for k, b in (("rouge_l", z), ("rouge_l", r), ("semantic_similarity", r)))
@@ -101,7 +100,8 @@ def full_configuration(metrics: Path) -> list[str]:
         return []
     e, n = comp[m], load_json(metrics / "full" / "eval" / f"{m}.json")["n"]
     vs = {k: _vs_retrieval(lead["mean"], lead) for k, lead in comp["lead_over_retrieval"][m].items()}
-    return [f"- On the GPU `full` configuration (`configs/full.yaml`, `metrics/full/`, n={n}): **{m}** sends "
+    when = "" if "past_reply_share" in e else ", a run from before past replies joined the reranker's pool"
+    return [f"- On the GPU `full` configuration (`configs/full.yaml`, `metrics/full/`, n={n}{when}): **{m}** sends "
             f"{e['send_ready']:.0f}% with no flag ({e['fallback_retrieval_share'] + e['fallback_template_share']:.0f}% "
             f"by a fallback), ROUGE-L {e['rouge_l']:.1f} ({vs['rouge_l']}), semantic similarity "
             f"{e['semantic_similarity']:.1f} ({vs['semantic_similarity']})."]
