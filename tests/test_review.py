@@ -82,3 +82,28 @@ def test_the_order_of_replies_differs_between_items_and_is_fixed_per_reviewer(tm
     assert orders == [tuple(review.order("ana", it.pair_id)) for it in review.items]
     with pytest.raises(ValueError, match="at least two"):
         ReviewSet(tmp_path / "p", ["qlora"], n=3, seed=0)
+
+
+def test_a_reply_two_systems_sent_is_shown_and_rated_once_for_both(tmp_path):
+    import json
+
+    write_predictions(tmp_path, systems=("qlora", "prompt_tuning", "retrieval"), n=2)
+    path = tmp_path / "prompt_tuning.jsonl"  # prompt tuning sends retrieval's past reply to message 0
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["served"] = row["prediction"] = "retrieval says 0"
+    path.write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n")
+    review = ReviewSet(tmp_path, ["qlora", "prompt_tuning", "retrieval"], n=2, seed=1)
+    slots = review.slots("ana", 0)
+    assert sorted(map(sorted, slots)) == [["prompt_tuning", "retrieval"], ["qlora"]]
+    assert len(review.slots("ana", 1)) == 3  # distinct replies: one each
+    shared = next(i for i, s in enumerate(slots) if len(s) == 2)
+    scores = [{"helpfulness": 4 if i == shared else 2, "tone": 4, "coherence": 4} for i in range(2)]
+    rows = pd.DataFrame(review.rows("ana", 0, scores, shared), columns=COLUMNS)
+    assert len(rows) == 3 and set(rows.loc[rows["helpfulness"] == 4, "system"]) == {"prompt_tuning", "retrieval"}
+    with pytest.raises(ValueError, match="shows 2 replies"):
+        review.rows("ana", 0, scores + scores[:1], 0)
+    s = summarise(rows, review.hashes)
+    # the preferred reply was both prompt tuning's and retrieval's: a tie between them, a win over qlora for each
+    assert s["win_rate"]["prompt_tuning_vs_retrieval"] == {"n": 1, "rate": 0.5}
+    assert s["win_rate"]["retrieval_vs_qlora"] == s["win_rate"]["prompt_tuning_vs_qlora"] == {"n": 1, "rate": 1.0}

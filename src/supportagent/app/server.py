@@ -333,7 +333,7 @@ def create_app(answer: Callable[[list[dict]], list] | None, method: str | None, 
         if todo:
             it = todo[0]
             out["item"] = {"id": it.pair_id, "brand": it.brand, "message": it.message, "context": it.context,
-                           "tags": it.tags, "replies": [it.replies[s] for s in review.order(reviewer, it.pair_id)]}
+                           "tags": it.tags, "replies": [it.replies[s[0]] for s in review.slots(reviewer, it.pair_id)]}
         return out
 
     def check_reviewer(name: str) -> JSONResponse | None:

@@ -1,9 +1,11 @@
 """Blind manual review as data: the items a reviewer rates, the ratings file, and their summary.
 
 Each item is one test message with the replies of the reviewed systems, shown in an order drawn per reviewer
-and item (names hidden). A rating is one row per reply in `reports/review/ratings.csv` (1-5 helpfulness, tone
-and coherence, the preferred reply or a tie), appended atomically, with the hash of the predictions file the
-reply came from: ratings of predictions that changed since are stale and left out of the summary.
+and item (names hidden). Systems that sent the same text (a past reply the reranker chose, say) share one shown
+reply: it is rated once, and its rating is each of theirs. A rating is one row per system in
+`reports/review/ratings.csv` (1-5 helpfulness, tone and coherence, the preferred reply's systems joined by `|`, or
+a tie), appended atomically, with the hash of the predictions file the reply came from: ratings of predictions
+that changed since are stale and left out of the summary.
 """
 from __future__ import annotations
 
@@ -81,28 +83,36 @@ class ReviewSet:
         rng.shuffle(systems)
         return systems
 
+    def slots(self, reviewer: str, pair_id: int) -> list[list[str]]:
+        """The replies this reviewer is shown for this item, each as the systems that sent its text, in `order`."""
+        by_text: dict[str, list[str]] = {}
+        for s in self.order(reviewer, pair_id):
+            by_text.setdefault(self._index[pair_id].replies[s], []).append(s)
+        return list(by_text.values())
+
     def done(self, ratings: pd.DataFrame, reviewer: str) -> set[int]:
         """Items this reviewer has rated against the current predictions."""
         fresh = current(ratings, self.hashes)
         return set(fresh.loc[fresh["reviewer"] == reviewer, "item"].astype(int))
 
     def rows(self, reviewer: str, pair_id: int, scores: list[dict], preferred: int | str) -> list[dict]:
-        """Ratings of one item, given per shown slot, as rows naming the systems."""
-        order = self.order(reviewer, pair_id)
-        if len(scores) != len(order):
-            raise ValueError(f"item {pair_id} shows {len(order)} replies, got scores for {len(scores)}")
-        if preferred != TIE and not (isinstance(preferred, int) and 0 <= preferred < len(order)):
-            raise ValueError(f"preferred must be a slot 0-{len(order) - 1} or '{TIE}'")
+        """Ratings of one item, given per shown slot, as rows naming the systems (a slot's rating for each system
+        that sent its text)."""
+        slots = self.slots(reviewer, pair_id)
+        if len(scores) != len(slots):
+            raise ValueError(f"item {pair_id} shows {len(slots)} replies, got scores for {len(scores)}")
+        if preferred != TIE and not (isinstance(preferred, int) and 0 <= preferred < len(slots)):
+            raise ValueError(f"preferred must be a slot 0-{len(slots) - 1} or '{TIE}'")
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        winner = TIE if preferred == TIE else order[preferred]
+        winner = TIE if preferred == TIE else "|".join(slots[preferred])
         out = []
-        for system, s in zip(order, scores):
+        for systems, s in zip(slots, scores):
             bad = [c for c in CRITERIA if not (isinstance(s.get(c), int) and 1 <= s[c] <= 5)]
             if bad:
                 raise ValueError(f"{', '.join(bad)} must be whole numbers from 1 to 5")
-            out.append({"time": now, "reviewer": reviewer, "item": pair_id, "system": system,
-                        **{c: s[c] for c in CRITERIA}, "preferred": winner,
-                        "predictions_sha256": self.hashes[system]})
+            out += [{"time": now, "reviewer": reviewer, "item": pair_id, "system": system,
+                     **{c: s[c] for c in CRITERIA}, "preferred": winner, "predictions_sha256": self.hashes[system]}
+                    for system in systems]
         return out
 
 
@@ -148,7 +158,8 @@ def current(ratings: pd.DataFrame, hashes: dict[str, str]) -> pd.DataFrame:
 
 def summarise(ratings: pd.DataFrame, hashes: dict[str, str]) -> dict:
     """metrics/review.json: per system n and each criterion's mean with its 95% interval; pairwise win rates
-    from the preferences (a tie counts half); ratings of older predictions counted as stale, not used."""
+    from the preferences (a tie, or a preferred reply both systems sent, counts half); ratings of older predictions
+    counted as stale, not used."""
     fresh = current(ratings, hashes)
     systems = list(hashes)
     out = {
@@ -173,7 +184,9 @@ def summarise(ratings: pd.DataFrame, hashes: dict[str, str]) -> dict:
                 continue
             both = [k for k, v in shown.items() if {a, b} <= v]
             p = prefs.set_index(["reviewer", "item"]).loc[both, "preferred"] if both else pd.Series(dtype=str)
-            wins, losses, ties = int((p == a).sum()), int((p == b).sum()), int((p == TIE).sum())
+            won = [set(str(x).split("|")) for x in p]  # the systems of the preferred reply (or {"tie"})
+            wins, losses = sum(a in w and b not in w for w in won), sum(b in w and a not in w for w in won)
+            ties = sum(w == {TIE} or {a, b} <= w for w in won)
             n = wins + losses + ties
             out["win_rate"][f"{a}_vs_{b}"] = {"n": n, "rate": round((wins + ties / 2) / n, 3) if n else None}
     return out
