@@ -349,7 +349,7 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     return None
 
 
-# --- asking for what the message already says
+# --- asking for what the message already says, or telling the customer otherwise
 _SLOTS = {
     "device": (_rx(r"\b(what|which) (device|phone|kind of (?:phone|device))\b", r"device (are you|you're) using"),
                _rx(r"\b(iphone|ipad|ipod|macbook|imac|mac|android|samsung|galaxy|pixel|echo|kindle|fire ?tv|roku|"
@@ -387,6 +387,12 @@ _TRIED = {  # what the customer says was done (past tense, or "tried ...ing"), a
 }
 
 
+_VERSION = re.compile(r"\b\d+(?:\.\d+)+\b")
+# the reply says which version the customer has ("We can see you have iOS 11.1", "you're on 11.0.3")
+_STATED_VERSION = _rx(r"\byou(?:'re| are|'ve| have)? (?:have|on|running|using|updated to)\s+(?:ios |version |android |"
+                      r"macos |watchos )?\d+(?:\.\d+)+\b")
+
+
 def asks_known(reply: str, ctx: Context) -> str | None:
     said = f"{ctx.message} {ctx.previous}"
     for slot, (ask, given) in _SLOTS.items():
@@ -397,6 +403,10 @@ def asks_known(reply: str, ctx: Context) -> str | None:
         if tried and re.search(r"\b(try|tried|please|could you|can you|have you)\b[^.!?]{0,25}" + suggest, reply,
                                re.IGNORECASE):
             return f"suggests {fix}, which the message says was tried ({tried.group(0)!r})"
+    stated = _first(_STATED_VERSION, reply)
+    given = set(_VERSION.findall(said))
+    if stated and given and _VERSION.search(stated).group(0) not in given:
+        return f"tells the customer a version ({stated!r}) the message contradicts ({', '.join(sorted(given))})"
     return None
 
 
