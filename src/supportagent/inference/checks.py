@@ -358,7 +358,7 @@ _SLOTS = {
               _rx(r"\biphone ?(x|se|\d+)( ?plus| ?pro| ?s)?\b", r"\bipad (pro|air|mini)\b", r"\bmacbook (air|pro)\b",
                   r"\bgalaxy (s|note) ?\d+", r"\bpixel ?\d", r"\becho (dot|show|plus)\b")),
     "software version": (_rx(r"\b(what|which) (ios|version|os|software|app version)", r"version (of|are you)",
-                             r"(tell|let) us[^.?!]{0,30}\b(ios|version)\b"),
+                             r"(tell|let|dm|send|share|give|provide|confirm) us[^.?!]{0,30}\b(ios|version)\b"),
                          _rx(r"\bios ?\d+\.\d+", r"\bversion \d+\.\d+", r"\b\d+\.\d+\.\d+\b",
                              r"\b(android|macos) ?\d+(\.\d+)?")),
     "carrier": (_rx(r"\bcarrier\b"),
