@@ -27,7 +27,7 @@ from supportagent.data.rules import apply_rules
 from supportagent.evaluation.evaluate import evaluate_system, test_sample
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
-from supportagent.inference.guard import guard
+from supportagent.inference.guard import guard, own_brand
 from supportagent.inference.reranking import pool_rankings, rankings
 from supportagent.model import models
 from supportagent.paths import pipeline_paths
@@ -71,9 +71,9 @@ def main() -> None:
     retrieval = evaluated("retrieval", args.split, params, paths, train, frame)
     embedder = models.load_embedder()
     index = ExampleIndex(str(paths["index"]), train, models.embedder_id())
-    examples, past = index.examples_and_references(embedder, frame["customer"].tolist(), frame["brand"].tolist(),
+    examples, refs = index.examples_and_references(embedder, frame["customer"].tolist(), frame["brand"].tolist(),
                                                    params.retrieval, ev.rerank_references)
-    past = [p if e.source == "same_brand" else [] for p, e in zip(past, examples)]
+    past = own_brand(refs, examples)
     refs = frame["reply"].tolist()
 
     # the pool: the agent's candidates (greedy and sampled, in any order: ranking starts afresh) and the past replies

@@ -12,8 +12,8 @@ from .intervals import mean_interval
 
 TEMPLATES = ["distinct_replies", "distinct_2", "placeholder_rate"]  # templates and masks that overlap metrics reward
 # replies a desk would send (evaluation.sendability): what is sent with no flag, and how much of it fallbacks are
-SENDABILITY = ["send_ready", "send_ready_unguarded", "past_reply_share", "fallback_retrieval_share",
-               "fallback_template_share"]
+NOT_OWN = ["past_reply_share", "fallback_retrieval_share", "fallback_template_share"]  # replies the model did not write
+SENDABILITY = ["send_ready", "send_ready_unguarded", *NOT_OWN]
 # what decides between the methods: sendability first, then overlap, templates, cost
 DECISION = [*SENDABILITY, "rouge_l", "bleu", "exact_match", "semantic_similarity", *TEMPLATES, "latency_p50_ms",
             "adapter_mb"]
@@ -66,7 +66,7 @@ def real_replies(predictions: pd.DataFrame, params) -> dict:
 def ship(evals: dict) -> str:
     """The method to ship: the most replies sent with no flag, then the most of its own replies among them (fewest
     past replies and fallbacks), then ROUGE-L. A method with more overlap but fewer sendable replies is not the one."""
-    own = lambda e: -sum(e.get(k, 0) for k in SENDABILITY[2:])  # noqa: E731
+    own = lambda e: -sum(e.get(k, 0) for k in NOT_OWN)  # noqa: E731
     return max(METHODS, key=lambda m: (evals[m].get("send_ready", 0), own(evals[m]), evals[m]["rouge_l"]))
 
 

@@ -13,7 +13,7 @@ from ..data.retrieval import ExampleIndex, RetrievalBaseline
 from ..data.rules import apply_rules
 from ..inference.agent import prepare
 from ..inference.checks import CHECKS
-from ..inference.guard import Guarded, check_sent, guard
+from ..inference.guard import Guarded, check_sent, guard, own_brand
 from ..model import bases, models
 from .metrics import rouge_l, score
 
@@ -44,7 +44,7 @@ def _llm_replies(system: str, params: Params, test: pd.DataFrame, base_dir: str,
     # the prompts' examples, and the brand's past replies reranked candidates are compared with (evaluate.candidates)
     examples, refs = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
                                                    params.retrieval, ev.rerank_references)
-    past = [r if e.source == "same_brand" else [] for r, e in zip(refs, examples)]  # never another brand's replies
+    past = own_brand(refs, examples)
     prompts = [
         prepare(params, tok, r.brand, r.customer, r.context, ex)[0] for r, ex in zip(test.itertuples(), examples)
     ]

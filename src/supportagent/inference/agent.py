@@ -11,7 +11,7 @@ from ..data.retrieval import NO_EXAMPLES, ExampleIndex, Examples
 from ..data.rules import RuleResult, apply_rules
 from ..model import models
 from .generation import load_system
-from .guard import guard
+from .guard import guard, own_brand
 from .serving import ready_to_serve
 
 CLARIFY = "Hi! Could you tell us a bit more about what's happening, so we can help?"
@@ -108,8 +108,7 @@ class SupportAgent:
         examples, refs = ([NO_EXAMPLES] * len(items), None) if self.index is None else \
             self.index.examples_and_references(self.embedder, [text for _, text, _ in read], brands,
                                                self.params.retrieval, self.params.evaluate.rerank_references)
-        if refs is not None:  # the brand's own past replies only: another brand's are never ranked or sent
-            refs = [r if ex.source == "same_brand" else [] for r, ex in zip(refs, examples)]
+        refs = refs if refs is None else own_brand(refs, examples)
         todo = [i for i, (_, text, _) in enumerate(read) if text.strip()]
         prompts = [prompt_ids(self.params, self.tokenizer, brands[i], *read[i], examples[i]) for i in todo]
         start = time.perf_counter()

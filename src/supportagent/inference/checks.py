@@ -403,10 +403,9 @@ def asks_known(reply: str, ctx: Context) -> str | None:
         if tried and re.search(r"\b(try|tried|please|could you|can you|have you)\b[^.!?]{0,25}" + suggest, reply,
                                re.IGNORECASE):
             return f"suggests {fix}, which the message says was tried ({tried.group(0)!r})"
-    stated = _first(_STATED_VERSION, reply)
-    given = set(_VERSION.findall(said))
-    if stated and given and _VERSION.search(stated).group(0) not in given:
-        return f"tells the customer a version ({stated!r}) the message contradicts ({', '.join(sorted(given))})"
+    stated, versions = _first(_STATED_VERSION, reply), set(_VERSION.findall(said))
+    if stated and versions and _VERSION.search(stated).group(0) not in versions:
+        return f"tells the customer a version ({stated!r}) the message contradicts ({', '.join(sorted(versions))})"
     return None
 
 

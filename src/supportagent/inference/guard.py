@@ -67,6 +67,12 @@ def with_handoff(reply: str, escalate: bool, params: Params) -> str:
     return handoff.note if handoff.policy == "replace" else f"{reply} {handoff.note}".strip()
 
 
+def own_brand(references: list[list[str]], examples: list) -> list[list[str]]:
+    """Each message's retrieved past replies (ExampleIndex.examples_and_references) where they are its brand's own,
+    else none: another brand's reply is never ranked among the candidates, nor sent."""
+    return [r if e.source == "same_brand" else [] for r, e in zip(references, examples)]
+
+
 def unwritten_language(message: str, params: Params) -> Flag | None:
     """A flag for every reply of the model's to a message in a language the base does not write well
     (`evaluate.model_languages`): such a message gets a past reply in its language, or the hand-over."""

@@ -55,15 +55,19 @@ def similarities(candidates: list[list[str]], references: list[list[str]], embed
     return out
 
 
-def rank(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None) -> list[int]:
+def rank(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None,
+         voters: int | None = None) -> list[int]:
     """The candidates best first by their weighted similarity to the other candidates (weight 1 each) and the first
     `references` references (all by default, and all where there are fewer; `reference_weight` each); similarity:
     `word_weight` x ROUGE-L F1 + (1 - `word_weight`) x cosine. Ties: the earlier first, so the greedy reply when it
-    leads the list. Candidates without a word (empty, or punctuation alone) come last."""
+    leads the list. Candidates without a word (empty, or punctuation alone) come last. `voters`: how many of the
+    rows are the model's candidates, the rows after them being references ranked too (`pool_rankings`); all of
+    them by default."""
     n = len(s.has_words)
+    voters = n if voters is None else voters
     cols = s.words.shape[1] if references is None else min(s.words.shape[1], n + references)
     sim = word_weight * s.words[:, :cols] + (1 - word_weight) * s.cosine[:, :cols]
-    score = sim @ np.r_[np.ones(n), np.full(cols - n, reference_weight)]
+    score = sim @ np.r_[np.ones(voters), np.full(cols - voters, reference_weight)]
     if s.has_words.any():
         score[~s.has_words] = -np.inf
     return [int(i) for i in np.argsort(-score, kind="stable")]
@@ -89,22 +93,12 @@ def consensus(candidates: list[list[str]], references: list[list[str]], embedder
                                    reference_weight=reference_weight)]
 
 
-def rank_pool(s: Similarities, n_model: int, *, word_weight: float, reference_weight: float) -> list[int]:
-    """The pool best first: the model's `n_model` candidates followed by past replies, `s` from
-    `similarities(pool, [[]])` (every member against every other, its own entry 0). Each member is scored by its
-    similarity to the model's candidates (weight 1 each) and to the past replies (`reference_weight` each), so a
-    candidate scores as in `rank` and a past reply does not vote for itself. Members without a word come last."""
-    sim = word_weight * s.words + (1 - word_weight) * s.cosine
-    score = sim @ np.r_[np.ones(n_model), np.full(sim.shape[1] - n_model, reference_weight)]
-    if s.has_words.any():
-        score[~s.has_words] = -np.inf
-    return [int(i) for i in np.argsort(-score, kind="stable")]
-
-
 def pool_rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
                   reference_weight: float) -> list[list[int]]:
     """For each message, the indices of its pool (its candidates, then its references: the brand's past replies)
-    best first (`rank_pool`); an index past the candidates is a past reply."""
+    best first; an index past the candidates is a past reply. Each member is compared with every other (its own
+    entry 0, so a past reply does not vote for itself) and scored as `rank` scores a candidate: the model's
+    candidates weigh 1 each, the past replies `reference_weight` each."""
     pools = [list(c) + list(r) for c, r in zip(candidates, references)]
-    return [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight)
+    return [rank(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c))
             for s, c in zip(similarities(pools, [[] for _ in pools], embedder), candidates)]
