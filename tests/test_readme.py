@@ -86,4 +86,5 @@ def test_the_full_configuration_line_comes_from_its_own_metrics_and_only_when_th
                                                                               "ci95_high": 0.5}
     (tmp_path / "full/comparison.json").write_text(json.dumps(comp))
     (line,) = full_configuration(tmp_path)
-    assert f"**{m}** sends 87% with no flag" in line and "(-1.2 vs retrieval, 95% interval -3.0 to +0.5)" in line
+    assert f"**{m}** sends 87% with no flag ({comp[m]['past_reply_share']:.0f}% a past reply" in line
+    assert "(-1.2 vs retrieval, 95% interval -3.0 to +0.5)" in line
