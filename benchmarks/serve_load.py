@@ -14,6 +14,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,27 +34,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, max_batch: int, engine: str | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "supportagent", "serve", "--port", str(port), "--max-batch",
-                             str(max_batch), *(["--engine", engine] if engine else [])], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start_server(port: int, max_batch: int, engine: str | None = None, *, python: str = sys.executable,
+                 params: str | None = None, command: list[str] | None = None, health: str = "/healthz"
+                 ) -> subprocess.Popen:
+    """The project's server (or `command`, another server) on `port`, once `health` answers 200."""
+    command = command or [python, "-m", "supportagent", *(["--params", params] if params else []), "serve",
+                          "--port", str(port), "--max-batch", str(max_batch), *(["--engine", engine] if engine else [])]
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server never blocks on a full pipe
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True)
     for _ in range(600):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=1).status_code == 200:
                 return proc
         except httpx.HTTPError:
             time.sleep(0.5)
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {proc.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"the server exited: {log.read()[-2000:]}")
+    stop_server(proc)
     raise RuntimeError("the server did not come up in 5 minutes")
 
 
-def load(url: str, messages: list[dict], concurrency: int) -> dict:
-    """`concurrency` clients, each on its own keep-alive connection, sending the next message as soon as the
-    last is answered."""
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def load(url: str, messages: list[dict], concurrency: int, path: str = "/v1/reply", check=None) -> dict:
+    """`concurrency` clients, each on its own keep-alive connection, sending the next message (a JSON body for
+    `path`) as soon as the last is answered; `check(body, response JSON)` counts the answers it rejects."""
     import threading
 
-    todo, lock, results = iter(messages), threading.Lock(), []
+    todo, lock, results, rejected = iter(messages), threading.Lock(), [], []
 
     def client():
         with httpx.Client(base_url=url, timeout=600) as http:
@@ -63,8 +79,10 @@ def load(url: str, messages: list[dict], concurrency: int) -> dict:
                 if msg is None:
                     return
                 t = time.perf_counter()
-                r = http.post("/v1/reply", json=msg)
+                r = http.post(path, json=msg)
                 results.append((r.status_code, (time.perf_counter() - t) * 1000))
+                if check and r.status_code == 200 and not check(msg, r.json()):
+                    rejected.append(msg)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
@@ -76,7 +94,8 @@ def load(url: str, messages: list[dict], concurrency: int) -> dict:
     ms = pd.Series([m for _, m in results])
     return {"concurrency": concurrency, "requests": len(messages), "wall_seconds": round(wall, 2),
             "replies_per_s": round(len(messages) / wall, 3), "p50_ms": round(ms.quantile(0.5), 1),
-            "p95_ms": round(ms.quantile(0.95), 1), "status": dict(Counter(str(c) for c, _ in results))}
+            "p95_ms": round(ms.quantile(0.95), 1), "status": dict(Counter(str(c) for c, _ in results)),
+            **({"rejected": len(rejected)} if check else {})}
 
 
 def main() -> None:
@@ -116,8 +135,7 @@ def main() -> None:
         record["bad_requests"] = dict(Counter(str(r.status_code) for r in bad))
     finally:
         if proc:
-            proc.terminate()
-            proc.wait(30)
+            stop_server(proc)
     base = record["levels"][0]["replies_per_s"]
     record["speedup"] = {str(lv["concurrency"]): round(lv["replies_per_s"] / base, 2) for lv in record["levels"]}
     record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \

@@ -79,6 +79,7 @@ def test_vllm_greedy_replies_equal_the_eager_engines(embedded_base, method, monk
     eager = Generator(model, tok, max_new_tokens=24, repetition_penalty=penalty, engine="eager").generate(prompts)
     engine = VllmGenerator(model, tok, max_new_tokens=24, repetition_penalty=penalty, max_prompt_tokens=128,
                            workdir=tmp_path)
+    assert not list(tmp_path.iterdir())  # the exported checkpoint is gone once vLLM has loaded it
     got = engine.generate(prompts)
     same = sum(a.token_ids == b.token_ids for a, b in zip(eager, got))
     print(f"{method}: {same} of {len(prompts)} greedy replies equal")

@@ -70,8 +70,8 @@ class VllmGenerator(Generator):
         self.device = torch.device("cpu")
         self._draws = torch.Generator().manual_seed(rerank.seed) if rerank else None
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        self._export = tempfile.TemporaryDirectory(prefix="vllm-", dir=workdir)  # removed with this generator
-        folder = export(model, tokenizer, self._export.name)
+        export_dir = tempfile.TemporaryDirectory(prefix="vllm-", dir=workdir)
+        folder = export(model, tokenizer, export_dir.name)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default holds far more
         # the engine in this process: stage scripts, `reply` and the server's model thread need no spawn guard
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -82,6 +82,7 @@ class VllmGenerator(Generator):
         self.llm = LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=rerank.seed if rerank else 0,
                        max_model_len=length, enable_prompt_embeds=self.soft_prompt is not None,
                        enforce_eager=True, enable_chunked_prefill=False)
+        export_dir.cleanup()  # vLLM holds weights and tokenizer in memory now: a killed server leaves no copy
         self.max_model_len = length
         self._requests: queue.SimpleQueue | None = None  # set while `serve_forever` steps the engine
 
