@@ -221,7 +221,7 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"hasn'?t)\b"
                r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect|answer)",
                r"\b(broken|botched|stuck|missing|lost|wrong|crash\w*|fail|failed|fails|late|cold|rude|worst|terrible|awful|"
-               r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|forgot|upset|useless|ridiculous|"
+               r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|(?<!i )forgot|upset|useless|ridiculous|"
                r"undercook\w*|overcook\w*|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
                r"false charges?|charged (?:twice|double|again))\b",
                r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
@@ -230,9 +230,11 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                # the answer to a suggested fix: "It did not." / "Nope, that didn't help"
                r"^\W*(?:no(?:pe)?\W+)?(?:it|that|this)(?: still)? (?:did not|didn't|does not|doesn't|has not|hasn't)"
                r"(?: (?:work|help|change anything|fix it))?\W*(?:$|[.!]|but\b)")
-_RESOLVED = _rx(r"\b(works|working) (now|again)\b", r"\bactually found\b", r"\b(it's|its|it is|all) (sorted|fixed)\b",
-                r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b", r"\bfixed (it|now)\b",
-                r"\b(that|it|this) (worked|helped|did it|did the trick)\b"
+_RESOLVED = _rx(_NEG + r"\b(works|working|playing|loading|showing|syncing) (now|again)\b",
+                r"\b(?:seems?|seemed) to (?:do the trick|have worked|work now|be working)\b", r"\bactually found\b",
+                r"\b(it's|its|it is|all) (sorted|fixed)\b",
+                r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b",
+                r"\b(?:(that|it|this) (worked|helped|did it|did the trick)|fixed (it|now))\b"
                 r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
                 r"\ball good\b", r"\bback to normal\b")
 _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hear|good to hear|glad to hear|"
@@ -270,9 +272,13 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
 _UNMOODY = str.maketrans({"\U0001f525": " ", "\U0001f47b": " "})
 
 
+# idioms VADER reads as negated praise
+_IDIOMS = _rx(r"\bcould(?:n'?t| not) (?:be|have been) (?:happier|better)\b")
+
+
 @lru_cache(maxsize=4096)  # a message is checked against each of its candidates
 def _mood(message: str) -> dict:
-    return _sentiment().polarity_scores(message.translate(_UNMOODY))
+    return _sentiment().polarity_scores(_IDIOMS.sub("am very happy", message.translate(_UNMOODY)))
 
 
 def _resolved(message: str) -> bool:
@@ -321,7 +327,8 @@ _SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\b
                 r"\bif (?:we|you) need anything\b", r"\bif there'?s anything else\b",
                 r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b",
                 r"\bif (?:the|this|that|your) (?:problem|issue)s? (?:persists?|continues?|comes? back|returns?)\b")
-_HELP = _rx(r"\?", r"\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|reinstall|"
+_HELP = _rx(r"\?", r"\b(?:info|information|steps|details)\b[^.!?]{0,50}\bhere\b",  # a page to read, linked
+            r"\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|reinstall|"
             r"log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|investigat\w*|escalat\w*|"
             r"pass\w* (?:this|it|your))")
 
