@@ -132,6 +132,14 @@ def run_stages(selected: list[str], work: Path, env: dict, jobs: int) -> dict[st
     return timings
 
 
+def reviewable(src: Path, dst: Path) -> None:
+    """A predictions file without each message's sampled candidates: the replies, guard paths and reasons that a
+    review reads, small enough for git (the candidates stay in the work folder)."""
+    rows = (json.loads(line) for line in src.read_text().splitlines() if line.strip())
+    dst.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "candidates"}) + "\n"
+                           for r in rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-record", action="store_true", help="run the stages only (e.g. to prepare a workdir)")
@@ -179,7 +187,7 @@ def main() -> None:
         served = json.loads((work / where["metrics"] / "comparison.json").read_text())["served_method"]
         (dest / "predictions").mkdir(exist_ok=True)
         for system in (served, "retrieval"):  # the served replies and the baseline's, for a review of this run
-            shutil.copyfile(work / where["predictions"] / f"{system}.jsonl", dest / "predictions" / f"{system}.jsonl")
+            reviewable(work / where["predictions"] / f"{system}.jsonl", dest / "predictions" / f"{system}.jsonl")
     record = {"overrides": yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else {},
               "machine": records.machine_facts(), "versions": records.versions(), "stage_seconds": timings,
               "model_stages_seconds": round(sum(timings.values()), 1), "jobs": args.jobs, "wall_seconds": wall,

@@ -130,3 +130,17 @@ def test_a_workdir_links_the_project_inputs_and_never_a_folder_a_stage_writes(tm
     # stages write over the project's own outputs
     made = {out for spec in gpu_pipeline.STAGES.values() for out in spec["outs"]}
     assert not any(gpu_pipeline.overlaps(link, out) for link in links for out in made)
+
+
+def test_collected_predictions_keep_what_a_review_reads_without_the_candidates(tmp_path):
+    """`--collect` commits the served and retrieval predictions for a blind review: every field but the sampled
+    candidates, which would make the file too large for git."""
+    import json
+
+    src, dst = tmp_path / "qlora.jsonl", tmp_path / "out.jsonl"
+    rows = [{"_base": {"base": "b"}}, {"pair_id": 1, "served": "Hi", "path": "passed", "flags": [],
+                                       "candidates": ["Hi", "Hello"] * 40}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gpu_pipeline.reviewable(src, dst)
+    got = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert got == [rows[0], {k: v for k, v in rows[1].items() if k != "candidates"}]
