@@ -65,6 +65,17 @@ class Greedy:
         return self.gen.generate(prompts)
 
 
+def source_gguf(base_dir: str) -> Path:
+    """The embedded GGUF the prepared base was converted from, which llama.cpp runs as the same base."""
+    from supportagent.model import bases
+
+    manifest, _ = bases.read_manifest(base_dir)
+    gguf = bases.package_dir(bases.EMBEDDED_PACKAGE) / bases.EMBEDDED_GGUF
+    if manifest["source"] != "gguf" or bases.sha256(gguf) != manifest["gguf_sha256"]:
+        sys.exit(f"{base_dir} is not converted from {gguf}: llama.cpp would not run the same base")
+    return gguf
+
+
 def llama_cpp_timed(llm, prompts: list[list[int]], lengths: list[int]) -> dict:
     """llama.cpp's greedy decoding of exactly `lengths[i]` tokens after prompt i, from an empty KV cache."""
     times = []
@@ -89,7 +100,7 @@ def main() -> None:
         sys.exit("llama.cpp is the yardstick here: pip install llama-cpp-python==0.3.36 (builds from source)")
     import pandas as pd
 
-    from supportagent.model import bases, models
+    from supportagent.model import models
     from supportagent import paths, runtime
     from supportagent.inference.agent import prepare
     from supportagent.config import load_params
@@ -109,10 +120,7 @@ def main() -> None:
     examples, references = index.examples_and_references(embedder, test["customer"].tolist(), test["brand"].tolist(),
                                                          params.retrieval, params.evaluate.rerank_references)
     greedy_ev = params.evaluate.model_copy(update={"candidates": 0})
-    manifest, _ = bases.read_manifest(p["base"])
-    gguf = bases.package_dir(bases.EMBEDDED_PACKAGE) / bases.EMBEDDED_GGUF
-    if manifest["source"] != "gguf" or bases.sha256(gguf) != manifest["gguf_sha256"]:
-        sys.exit(f"{p['base']} is not converted from {gguf}: llama.cpp would not run the same base")
+    gguf = source_gguf(p["base"])
     llm = Llama(str(gguf), n_ctx=2048, n_threads=torch.get_num_threads(), n_batch=512, verbose=False)
 
     # the bf16 path only where the CPU multiplies bf16 fast (runtime's training dtype); elsewhere bf16 matrix

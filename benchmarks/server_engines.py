@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 import yaml
 
-from cpu_serving import Greedy, timed  # benchmarks/, the script's own folder
+from cpu_serving import Greedy, source_gguf, timed  # benchmarks/, the script's own folder
 from serve_load import free_port, load, start_server, stop_server
 
 from supportagent.reporting import records
@@ -75,9 +75,10 @@ def measure(url: str, bodies: list[dict], levels: list[int], path: str = "/v1/re
     return out
 
 
-def run_server(command_or_kwargs: dict, port: int, bodies, levels, **kw) -> dict:
+def run_server(server: dict, port: int, bodies, levels, **kw) -> dict:
+    """Start a server (`serve_load.start_server`'s arguments), measure it, stop it."""
     started = time.perf_counter()
-    proc = start_server(port, SLOTS, **command_or_kwargs)
+    proc = start_server(port, SLOTS, **server)
     try:
         return {"startup_seconds": round(time.perf_counter() - started, 1),
                 **measure(f"http://127.0.0.1:{port}", bodies, levels, **kw)}
@@ -95,25 +96,18 @@ def main() -> None:
     if not os.access(args.llama_server, os.X_OK):
         raise SystemExit(f"{args.llama_server} is not a program: build llama-server as this script's docstring says")
     import pandas as pd
-    import torch
 
     from supportagent import paths
     from supportagent.config import read_raw, load_params
     from supportagent.evaluation.evaluate import test_sample
-    from supportagent.model import bases
-
     os.chdir(ROOT)
     p = {k: str(v) for k, v in paths.pipeline_paths().items()}
     params = load_params("params.yaml")
     test = test_sample(pd.read_parquet(f"{p['splits']}/test.parquet"), params.evaluate.test_size, params.seed)
     test = test.head(args.requests)
-    manifest, _ = bases.read_manifest(p["base"])
-    gguf = bases.package_dir(bases.EMBEDDED_PACKAGE) / bases.EMBEDDED_GGUF
-    if manifest["source"] != "gguf" or bases.sha256(gguf) != manifest["gguf_sha256"]:
-        raise SystemExit(f"{p['base']} is not converted from {gguf}: llama.cpp would not run the same base")
+    gguf = source_gguf(p["base"])
 
     prompts, lengths, in_process = greedy_lengths(params, p, test)
-    torch.set_num_threads(1)  # the servers have the cores from here on
     greedy_params = ROOT / "benchmarks/tmp/server_engines/params.yaml"  # params and policy merged, candidates 0
     greedy_params.parent.mkdir(parents=True, exist_ok=True)
     raw = read_raw("params.yaml")

@@ -100,10 +100,10 @@ def full_configuration(metrics: Path) -> list[str]:
         return []
     e, n = comp[m], load_json(metrics / "full" / "eval" / f"{m}.json")["n"]
     vs = {k: _vs_retrieval(lead["mean"], lead) for k, lead in comp["lead_over_retrieval"][m].items()}
-    past = f"{e['past_reply_share']:.0f}% a past reply, " if "past_reply_share" in e else ""
     fallbacks = e["fallback_retrieval_share"] + e["fallback_template_share"]
     return [f"- On the GPU `full` configuration (`configs/full.yaml`, `metrics/full/`, n={n}): **{m}** sends "
-            f"{e['send_ready']:.0f}% with no flag ({past}{fallbacks:.0f}% by a fallback), ROUGE-L {e['rouge_l']:.1f} "
+            f"{e['send_ready']:.0f}% with no flag ({e.get('past_reply_share', 0):.0f}% a past reply, {fallbacks:.0f}% "
+            f"by a fallback), ROUGE-L {e['rouge_l']:.1f} "
             f"({vs['rouge_l']}), semantic similarity {e['semantic_similarity']:.1f} ({vs['semantic_similarity']})."]
 
 
