@@ -225,6 +225,8 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"undercook\w*|overcook\w*|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
                r"false charges?|charged (?:twice|double|again))\b",
                r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
+               r"\b(?:having|experiencing|getting|facing) (?:some |an? |the same |more |these |those )?"
+               r"(?:issues?|problems?|trouble|errors?)\b",
                r"\b(?:is|are|was|were|has|have|got) (?:gone|missing|disappeared|vanished|deleted)\b",
                r"\b(?:it|this|that) worked for (?:a|an|one|\d+|a few|only) \w+",  # and stopped
                # the answer to a suggested fix: "It did not." / "Nope, that didn't help"
@@ -253,7 +255,7 @@ _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
                             r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
                             r"\bsorry to hear (?:that|this|about)")
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
-_DELAY_APOLOGY = _rx(r"\b(?:sorry|apologi[sz]e|apologies) (?:for|about) (?:the|any|this|your) (?:delay|wait)")
+_SORRY = r"\b(?:sorry|apologi[sz]e|apologies)\b[^.!?]{0,30}?"
 _WAITING = _rx(r"\b(late|wait\w*|delay\w*|still|yet|hours?|days?|weeks?|minutes?|mins?|long|slow\w*|ago|when|never|eta|"
                r"hasn'?t|haven'?t|not (?:arrived|received|delivered|here|come)|expected|tracking|where|today|tomorrow|"
                r"yesterday|last (?:night|week|month)|since|nothing back|heard nothing|no (?:reply|response|answer)|"
@@ -265,7 +267,24 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b",
                r"\b(does|did|is|are|has|have)\b[^.!?]{0,60}\b(working|still|happening)\b[^.!]*\?",
                r"\b(you're|you are|you've been) (still )?(having|experiencing|seeing) (an? )?"
-               r"(issues?|trouble|problems?)\b")
+               r"(issues?|trouble|problems?)\b",
+               r"\blet'?s (?:continue|keep going|work on (?:this|it)|take (?:this|it) to dm|meet (?:up )?in dm)\b")
+# a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
+_UNREPORTED = {
+    "a wait": (_rx(r"\b(?:sorry|apologi[sz]e|apologies) (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
+    "a delivery": (_rx(_SORRY + r"\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|not|never) (?:yet )?(?:arrived?|been "
+                       r"delivered|received?|come|shown up)|delivery (?:issue|problem)|missing (?:package|parcel))"),
+                   _rx(r"\b(deliver\w*|dlvd|arriv\w*|receiv\w*|package|parcel|ship\w*|tracking|courier|driver|carrier|"
+                       r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
+                       r"geliefert|lieferung|paket|pedido|paquete|env[ií]o|llegado|llega|entrega|commande|colis|"
+                       r"livraison|re[çc]u|livr[ée]e?)\b")),
+    "an item's condition": (_rx(_SORRY + r"\b(?:(?:arrived|came|received) (?:in (?:this|that|such|these) "
+                                r"condition|damaged|broken)|(?:an? |the )?(?:incorrect|wrong|damaged|broken|defective) "
+                                r"(?:item|order|product))"),
+                            _rx(r"\b(damag\w*|broke\w*|condition|rattl\w*|scratch\w*|crush\w*|dent\w*|torn|wrong|"
+                                r"incorrect|defect\w*|missing|smash\w*|crack\w*|leak\w*|opened|box|packag\w*|misship\w*|mix-?up|"
+                                r"instead)\b")),
+}
 
 
 # emojis VADER reads by their names as negative ("fire", "ghost") where tweets mean praise and Halloween
@@ -315,9 +334,10 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
-    delay = _first(_DELAY_APOLOGY, reply)
-    if delay and not _WAITING.search(f"{message} {ctx.previous}"):
-        return f"apologises for a wait ({delay!r}) the message does not speak of"
+    for problem, (apology, reported) in _UNREPORTED.items():
+        hit = _first(apology, reply)
+        if hit and not reported.search(f"{message} {ctx.previous}"):
+            return f"apologises for {problem} ({hit!r}) the message does not speak of"
     return None
 
 
@@ -344,7 +364,8 @@ def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
 
 
 _WELCOME = _rx(r"^\W*(?:(?:hey|hi|hello)(?: there)?)?\W*"
-               r"(?:you'?re (?:very |so |most )?welcome|no problem|my pleasure|anytime)\b")
+               r"(?:you'?re (?:very |so |most )?welcome|no problem|my pleasure|anytime)\b",
+               r"[,.!?]\s+(?:you'?re|you are) (?:very |so |most )?welcome\b")
 _THANKS = _rx(r"\b(thank\w*|thx|thnx|ty(?:ty)*|tysm|cheers|appreciate\w*|grateful|gracias|danke|merci|obrigad[oa]|"
               r"grazie)\b")
 
@@ -453,7 +474,8 @@ def invented_name(reply: str, ctx: Context) -> str | None:
 # --- an assistant disclaiming itself
 _AI = _rx(r"\bas an ai\b", r"\bi'?m (?:just |only )?an ai\b", r"\b(?:i am|i'm) (?:a |an )?(?:chat)?bot\b",
           r"\blanguage model\b", r"\bas a (?:chat)?bot\b", r"\bai assistant\b",
-          r"\bi (?:can ?not|can't|am not able to|am unable to) (?:help|assist) (?:you )?with (?:that|this)\b")
+          r"\b(?:i|we) (?:can ?not|can't|am not able to|am unable to|are not able to|are unable to|aren't able to) "
+          r"(?:help|assist) (?:you )?with (?:that|this)\b")
 
 
 def ai_disclaimer(reply: str, ctx: Context) -> str | None:
