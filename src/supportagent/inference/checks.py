@@ -245,7 +245,7 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              # thanks for praise, said to a complaint
              r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
-             r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b",
+             r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
 _FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) (?:to )?"
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
@@ -474,8 +474,9 @@ def invented_name(reply: str, ctx: Context) -> str | None:
 # --- an assistant disclaiming itself
 _AI = _rx(r"\bas an ai\b", r"\bi'?m (?:just |only )?an ai\b", r"\b(?:i am|i'm) (?:a |an )?(?:chat)?bot\b",
           r"\blanguage model\b", r"\bas a (?:chat)?bot\b", r"\bai assistant\b",
-          r"\b(?:i|we) (?:can ?not|can't|am not able to|am unable to|are not able to|are unable to|aren't able to) "
-          r"(?:help|assist) (?:you )?with (?:that|this)\b")
+          # a refusal: real agents point somewhere instead (tests/data/reply_checks.jsonl)
+          r"\b(?:i|we)(?:'m|'re| am| are)?(?: afraid)?(?: that)?(?: we| i)? (?:can ?not|can't|am not able to|"
+          r"are not able to|not able to|unable to|aren't able to) (?:help|assist)\b")
 
 
 def ai_disclaimer(reply: str, ctx: Context) -> str | None:
