@@ -53,7 +53,9 @@ _LEAK = _rx(r"\b(customer|reply|previous turn|user|assistant|system)\s*:",
             r"\[\s*(intent|priority|escalate|reasons|examples)\s*[=:]",
             r"\b(intent|priority|escalate|reasons)=\w", r"<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<<SYS>>",
             r"\breplies \S+ sent to similar messages\b", r"\breplies other brands sent\b",
-            r"\breply in one short,? polite tweet\b", r"\byou are \S+ customer support\b", r"<url>|@user\b")
+            r"\breply in one short,? polite tweet\b", r"\byou are \S+ customer support\b", r"<url>|@user\b",
+            # a template's blank ("at [address]"), not a step of a settings path ("Settings > [your name] > iCloud")
+            r"(?<!> )\[[a-z][a-z' ]{1,28}\](?! ?>)")
 
 
 def leaked_prompt(reply: str, ctx: Context) -> str | None:
@@ -272,8 +274,9 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(r"\b(?:sorry|apologi[sz]e|apologies) (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
-    "a delivery": (_rx(_SORRY + r"\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|not|never) (?:yet )?(?:arrived?|been "
-                       r"delivered|received?|come|shown up)|delivery (?:issue|problem)|missing (?:package|parcel))"),
+    "a delivery": (_rx(_SORRY + r"\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|was ?n[o']t|were ?n[o']t|not|never) "
+                       r"(?:yet )?(?:arrived?|been delivered|delivered|received?|come|shown up)|"
+                       r"delivery (?:issue|problem)|missing (?:package|parcel))"),
                    _rx(r"\b(deliver\w*|dlvd|arriv\w*|receiv\w*|package|parcel|ship\w*|tracking|courier|driver|carrier|"
                        r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
                        r"geliefert|lieferung|paket|pedido|paquete|env[ií]o|llegado|llega|entrega|commande|colis|"
