@@ -146,6 +146,7 @@ def main() -> None:
     ap.add_argument("--out", help="also write the run, its metrics files included, to this JSON file (for a script "
                                   "that runs this one)")
     ap.add_argument("--label", default="default")
+    ap.add_argument("--commit", help="the commit the tree is at, where its git history does not tell (a copied tree)")
     ap.add_argument("--stages", nargs="*", default=MODEL_STAGES, choices=[*STAGES, "all"],
                     help="stage names in dvc.yaml's order; default: the model stages; all: every stage")
     ap.add_argument("--overrides", help="a file of params that differ from params.yaml, e.g. configs/full.yaml")
@@ -191,7 +192,7 @@ def main() -> None:
     record = {"overrides": yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else {},
               "machine": records.machine_facts(), "versions": records.versions(), "stage_seconds": timings,
               "model_stages_seconds": round(sum(timings.values()), 1), "jobs": args.jobs, "wall_seconds": wall,
-              "metrics": metrics}
+              "metrics": metrics, **({"commit": args.commit} if args.commit else {})}
     print(
         json.dumps({k: record[k] for k in ("stage_seconds", "model_stages_seconds", "jobs", "wall_seconds")}, indent=2)
     )
