@@ -257,7 +257,7 @@ _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
                             r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
                             r"\bsorry to hear (?:that|this|about)")
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
-_SORRY = r"\b(?:sorry|apologi[sz]e|apologies)\b[^.!?]{0,30}?"
+_SORRY = r"\b(?:sorry|apologi[sz]e|apologies)\b"
 _WAITING = _rx(r"\b(late|wait\w*|delay\w*|still|yet|hours?|days?|weeks?|minutes?|mins?|long|slow\w*|ago|when|never|eta|"
                r"hasn'?t|haven'?t|not (?:arrived|received|delivered|here|come)|expected|tracking|where|today|tomorrow|"
                r"yesterday|last (?:night|week|month)|since|nothing back|heard nothing|no (?:reply|response|answer)|"
@@ -273,15 +273,15 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\blet'?s (?:continue|keep going|work on (?:this|it)|take (?:this|it) to dm|meet (?:up )?in dm)\b")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
-    "a wait": (_rx(r"\b(?:sorry|apologi[sz]e|apologies) (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
-    "a delivery": (_rx(_SORRY + r"\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|was ?n[o']t|were ?n[o']t|not|never) "
-                       r"(?:yet )?(?:arrived?|been delivered|delivered|received?|come|shown up)|"
-                       r"delivery (?:issue|problem)|missing (?:package|parcel))"),
+    "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
+    "a delivery": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|was ?n[o']t|"
+                       r"were ?n[o']t|not|never) (?:yet )?(?:arrived?|been delivered|delivered|received?|come|"
+                       r"shown up)|delivery (?:issue|problem)|missing (?:package|parcel))"),
                    _rx(r"\b(deliver\w*|dlvd|arriv\w*|receiv\w*|package|parcel|ship\w*|tracking|courier|driver|carrier|"
                        r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
                        r"geliefert|lieferung|paket|pedido|paquete|env[ií]o|llegado|llega|entrega|commande|colis|"
                        r"livraison|re[çc]u|livr[ée]e?)\b")),
-    "an item's condition": (_rx(_SORRY + r"\b(?:(?:arrived|came|received) (?:in (?:this|that|such|these) "
+    "an item's condition": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:arrived|came|received) (?:in (?:this|that|such|these) "
                                 r"condition|damaged|broken)|(?:an? |the )?(?:incorrect|wrong|damaged|broken|defective) "
                                 r"(?:item|order|product))"),
                             _rx(r"\b(damag\w*|broke\w*|condition|rattl\w*|scratch\w*|crush\w*|dent\w*|torn|wrong|"
@@ -337,9 +337,10 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
+    said = f"{message} {ctx.previous}"
     for problem, (apology, reported) in _UNREPORTED.items():
         hit = _first(apology, reply)
-        if hit and not reported.search(f"{message} {ctx.previous}"):
+        if hit and not reported.search(said):
             return f"apologises for {problem} ({hit!r}) the message does not speak of"
     return None
 

@@ -111,12 +111,15 @@ def cpu_facts() -> dict:
     from ..runtime import cpu_flags
 
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
-                              if line.split(":", 1)[0].strip() == key), "")
-    model, flags = field("model name"), cpu_flags(info or None)[1]
-
+    fields: dict[str, str] = {}  # the first processor's
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = cpu_flags(info or None)[1]
     # family/model tell apart generations a virtual machine names alike ("AMD EPYC": 25 is Zen 3/4, 26 Zen 5)
-    return {"cpu": model or platform.processor(), "cpu_family_model": f"{field('cpu family')}/{field('model')}",
+    family = "/".join(fields[k] for k in ("cpu family", "model") if k in fields) or None
+
+    return {"cpu": fields.get("model name") or platform.processor(), "cpu_family_model": family,
             "cores": os.cpu_count(),
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
