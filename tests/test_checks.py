@@ -128,3 +128,14 @@ def test_a_message_in_a_language_the_base_does_not_write_gets_a_past_reply_in_it
     g = guard([("Sorry about that! Please reach us here: <url>", False)], past, "AmazonHelp", english, "",
               apply_rules(english, params.rules), params)
     assert g.path == "passed"
+
+
+def test_a_message_too_short_to_tell_its_language_is_read_with_the_turn_it_answers(params):
+    message, previous = "Feliz #Halloween2017 <url>", "CONCURSO: tarjetas regalo por tu foto disfrazado en la cama"
+    model = [("Happy Halloween to you too! Thanks so much for sharing.", False)]
+    past = ["¡Qué lindo! Feliz Halloween para ti también."]
+    g = guard(model, past, "AmazonHelp", message, previous, apply_rules(message, params.rules), params)
+    assert g.path == "fallback_retrieval" and g.text == past[0]
+    assert "the message is in es" in g.passed_over[0]
+    # alone, the message says too little: no language is claimed for it
+    assert guard(model, past, "AmazonHelp", message, "", apply_rules(message, params.rules), params).path == "passed"

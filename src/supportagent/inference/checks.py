@@ -77,6 +77,7 @@ def unfinished(reply: str, ctx: Context) -> str | None:
 
 
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+_DOUBLED = _rx(r"\bdm us (?:a |an |your )?dm\b", r"\b(?:send|message) us (?:a |an )?(?:dm|message) (?:a |an )?dm\b")
 
 
 def looping(reply: str, ctx: Context) -> str | None:
@@ -86,6 +87,9 @@ def looping(reply: str, ctx: Context) -> str | None:
         return f"a sentence stands twice: {sorted(twice)[0]!r}"
     if repetition(reply) > 0.25:
         return f"{100 * repetition(reply):.0f}% of its 3-word runs repeat"
+    doubled = _first(_DOUBLED, reply)
+    if doubled:
+        return f"a garbled phrase: {doubled!r}"
     links = re.findall(r"https?://\S+", reply)
     if len(links) != len(set(links)):
         return "the same link stands twice"
@@ -186,6 +190,12 @@ def language(text: str) -> str | None:
     return lang if prob >= MIN_PROBABILITY else None
 
 
+def conversation_language(message: str, previous: str = "") -> str | None:
+    """The message's language; where the message says too little ("Feliz #Halloween2017"), that of the message
+    with the previous turn it answers."""
+    return language(message) or (language(f"{previous} {message}") if previous else None)
+
+
 # a reply that speaks of the language (a hand-over to a desk in the customer's language), or a message that asks for
 # the reply's language, is answered in the other language on purpose
 _NAMES = {"en": r"english|englisch|ingl[eé]s|anglais", "es": r"spanish|espa[nñ]ol|spanisch|espagnol",
@@ -196,7 +206,7 @@ _LANGUAGE_TALK = _rx(r"\b(your|preferred|own) language\b", r"\bin (" + "|".join(
 
 
 def language_mismatch(reply: str, ctx: Context) -> str | None:
-    asked, answered = language(ctx.message), language(reply)
+    asked, answered = conversation_language(ctx.message, ctx.previous), language(reply)
     if not (asked and answered and asked != answered) or _LANGUAGE_TALK.search(reply):
         return None
     if re.search(r"\b(" + _NAMES[answered] + r")\b", f"{ctx.message} {ctx.previous}", re.IGNORECASE):
@@ -227,6 +237,7 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"undercook\w*|overcook\w*|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
                r"false charges?|charged (?:twice|double|again))\b",
                r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
+               r"\b(?:too often|keeps? (?:happening|crashing|freezing|stopping|skipping|pausing))\b",
                r"\b(?:having|experiencing|getting|facing) (?:some |an? |the same |more |these |those )?"
                r"(?:issues?|problems?|trouble|errors?)\b",
                r"\b(?:is|are|was|were|has|have|got) (?:gone|missing|disappeared|vanished|deleted)\b",
@@ -270,7 +281,8 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\b(does|did|is|are|has|have)\b[^.!?]{0,60}\b(working|still|happening)\b[^.!]*\?",
                r"\b(you're|you are|you've been) (still )?(having|experiencing|seeing) (an? )?"
                r"(issues?|trouble|problems?)\b",
-               r"\blet'?s (?:continue|keep going|work on (?:this|it)|take (?:this|it) to dm|meet (?:up )?in dm)\b")
+               r"\blet'?s (?:continue|keep going|work on (?:this|it)|take (?:this|it) to dm|meet (?:up )?in dm)\b",
+               r"\bcontinue (?:working with you |assisting you |helping you )?(?:there|in dm)\b")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
@@ -281,6 +293,9 @@ _UNREPORTED = {
                        r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
                        r"geliefert|lieferung|paket|pedido|paquete|env[ií]o|llegado|llega|entrega|commande|colis|"
                        r"livraison|re[çc]u|livr[ée]e?)\b")),
+    "a confusion": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|that) (?:confusion|misunderstanding)"),
+                    _rx(r"\?|\b(?:confus\w*|understand\w*|unclear|mean\w*|talk\w* about|said|says|read|incomplete|"
+                        r"explain\w*|misunderst\w*|not what|wrong|which|what|how|why|huh|wtf)\b")),
     "an item's condition": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:arrived|came|received) (?:in (?:this|that|such|these) "
                                 r"condition|damaged|broken)|(?:an? |the )?(?:incorrect|wrong|damaged|broken|defective) "
                                 r"(?:item|order|product))"),

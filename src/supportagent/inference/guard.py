@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..config import BrandParams, Params
 from ..data.placeholders import serve
 from ..data.rules import RuleResult, apply_rules
-from .checks import Context, Flag, check_reply, language
+from .checks import Context, Flag, check_reply, conversation_language
 
 PATHS = ("passed", "past_reply", "fallback_retrieval", "fallback_template")
 
@@ -73,10 +73,10 @@ def own_brand(references: list[list[str]], examples: list) -> list[list[str]]:
     return [r if e.source == "same_brand" else [] for r, e in zip(references, examples)]
 
 
-def unwritten_language(message: str, params: Params) -> Flag | None:
+def unwritten_language(message: str, previous: str, params: Params) -> Flag | None:
     """A flag for every reply of the model's to a message in a language the base does not write well
     (`evaluate.model_languages`): such a message gets a past reply in its language, or the hand-over."""
-    lang = language(message)
+    lang = conversation_language(message, previous)
     if lang is None or lang in params.evaluate.model_languages:
         return None
     return Flag("language_mismatch", f"the message is in {lang}, which the base does not write well "
@@ -96,7 +96,7 @@ def guard(candidates: list[tuple[str, bool]], past_replies: list[str], brand: st
     past, pool = set(past_replies), {text for text, _ in candidates}
     tries = [("past reply" if text in past else "candidate", "pool", text, cut) for text, cut in candidates]
     tries += [("past reply", "fallback", text, False) for text in past_replies if text not in pool]
-    untrusted = unwritten_language(message, params)
+    untrusted = unwritten_language(message, previous, params)
     for i, (kind, where, text, cut) in enumerate(tries):
         if kind == "candidate" and untrusted:  # none of the model's replies is sent: only the first is checked (the
             # unguarded agent's reply, for the flag rates), not every candidate
