@@ -62,3 +62,11 @@ def test_a_last_sentence_twitter_cut_is_not_sent_and_a_cut_reply_is_flagged():
     cut = spotify("Just give us a... <url>")
     assert cut == f"Just give us a... {LINK}"
     assert [f.check for f in check_reply(cut, Context("thanks!", support_url=LINK))] == ["unfinished"]
+
+
+def test_the_number_that_opens_a_brands_thread_is_not_sent():
+    assert spotify("1: Thanks! It looks like it isn't available in your country. More info: <url>") == \
+        f"Thanks! It looks like it isn't available in your country. More info: {LINK}"
+    assert spotify("1/2 Thanks for waiting!") == "Thanks for waiting!"
+    for kept in ("1 more thing: try a restart", "10:30 works for us", "1.5 GB is the limit"):
+        assert spotify(kept) == kept

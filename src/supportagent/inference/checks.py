@@ -242,6 +242,8 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"(?:issues?|problems?|trouble|errors?)\b",
                r"\b(?:is|are|was|were|has|have|got) (?:gone|missing|disappeared|vanished|deleted)\b",
                r"\b(?:it|this|that) worked for (?:a|an|one|\d+|a few|only) \w+",  # and stopped
+               r"\b(?:helps?|helped|works?|fixe[sd]) (?:it |things )?(?:only )?for (?:a few|a couple of|a|an|\d+) "
+               r"(?:minutes?|mins?|seconds?|secs?|hours?|days?|while)\b",
                # the answer to a suggested fix: "It did not." / "Nope, that didn't help"
                r"^\W*(?:no(?:pe)?\W+)?(?:it|that|this)(?: still)? (?:did not|didn't|does not|doesn't|has not|hasn't)"
                r"(?: (?:work|help|change anything|fix it))?\W*(?:$|[.!]|but\b)")
@@ -251,7 +253,7 @@ _RESOLVED = _rx(_NEG + r"\b(works|working|playing|loading|showing|syncing) (now|
                 r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b",
                 r"\b(?:(that|it|this) (worked|helped|did it|did the trick)|fixed (it|now))\b"
                 r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
-                r"\ball good\b", r"\bback to normal\b")
+                r"\ball good\b", r"\bback to normal\b", r"\bgot it (?:done|sorted|fixed|working|to work)\b")
 _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hear|good to hear|glad to hear|"
              r"happy to hear|love to hear|love that|so glad|glad (?:it|that|you|everything)|that's great|"
              r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
@@ -282,7 +284,9 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\b(you're|you are|you've been) (still )?(having|experiencing|seeing) (an? )?"
                r"(issues?|trouble|problems?)\b",
                r"\blet'?s (?:continue|keep going|work on (?:this|it)|take (?:this|it) to dm|meet (?:up )?in dm)\b",
-               r"\bcontinue (?:working with you |assisting you |helping you )?(?:there|in dm)\b")
+               r"\bcontinue (?:working with you |assisting you |helping you |from |over )?(?:there|in dm)\b",
+               r"\bmeet (?:us |me |up )?in (?:dm|direct message)", r"\blet'?s work together\b",
+               r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
@@ -389,10 +393,17 @@ _THANKS = _rx(r"\b(thank\w*|thx|thnx|ty(?:ty)*|tysm|cheers|appreciate\w*|gratefu
               r"grazie)\b")
 
 
+_KIND_WORDS = _rx(r"\b(?:thanks?|thank you|appreciate) (?:so much |very much )?(?:for )?(?:the|your) "
+                 r"(?:kind words|compliment|praise)\b")
+
+
 def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     hit = _first(_WELCOME, reply)
     if hit and not _THANKS.search(ctx.message):
         return f"answers thanks ({hit.strip()!r}) the message does not give"
+    hit = _first(_KIND_WORDS, reply)
+    if hit and ctx.intent != "praise" and _mood(ctx.message)["compound"] < 0.3:
+        return f"thanks the customer for praise ({hit!r}) the message does not give"
     return None
 
 
