@@ -401,8 +401,8 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     hit = _first(_WELCOME, reply)
     if hit and not _THANKS.search(ctx.message):
         return f"answers thanks ({hit.strip()!r}) the message does not give"
-    hit = _first(_KIND_WORDS, reply)
-    if hit and ctx.intent != "praise" and _mood(ctx.message)["compound"] < 0.3:
+    hit = _first(_KIND_WORDS, reply)  # said to a complaint, it is mood_mismatch's
+    if hit and ctx.intent != "praise" and _mood(ctx.message)["compound"] < 0.3 and not _troubled(ctx):
         return f"thanks the customer for praise ({hit!r}) the message does not give"
     return None
 
