@@ -212,3 +212,9 @@ def test_warm_up_samples_the_one_cache_length_of_every_request_on_the_compiled_e
     assert agent.reply(*message).model_reply == make().reply(*message).model_reply
     eager = SupportAgent(params, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
     assert eager.generator.engine == "eager" and eager.warm_up() == 0.0
+
+
+def test_the_handoff_note_starts_a_sentence_of_its_own(params, agent_factory, monkeypatch):
+    agent = writes(agent_factory(params), monkeypatch, "We hear you. Your feedback goes to the right folks")
+    r = agent.reply("AmazonHelp", "I want a refund, this is a scam")
+    assert r.escalate and r.reply == f"{r.model_reply}. {r.handoff_note}"

@@ -238,6 +238,10 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"false charges?|charged (?:twice|double|again))\b",
                r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
                r"\b(?:too often|keeps? (?:happening|crashing|freezing|stopping|skipping|pausing))\b",
+               r"\b(?:tried|did|done) (?:literally )?everything\b",
+               r"\b(?:it'?s|that'?s|so|very|really) (?:weird|strange|odd)\b",
+               r"\bnever used to\b", r"\b(?:did ?n'?t|did not|never) (?:do|happen)(?:ed)? (?:that|this|it) before\b",
+               r"\b(?:been )?going on (?:for|since)\b", r"\bsame (?:issue|problem|error)\b",
                r"\b(?:having|experiencing|getting|facing) (?:some |an? |the same |more |these |those )?"
                r"(?:issues?|problems?|trouble|errors?)\b",
                r"\b(?:is|are|was|were|has|have|got) (?:gone|missing|disappeared|vanished|deleted)\b",
@@ -286,7 +290,8 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\blet'?s (?:continue|keep going|work on (?:this|it)|take (?:this|it) to dm|meet (?:up )?in dm)\b",
                r"\bcontinue (?:working with you |assisting you |helping you |from |over )?(?:there|in dm)\b",
                r"\bmeet (?:us |me |up )?in (?:dm|direct message)", r"\blet'?s work together\b",
-               r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b")
+               r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b",
+               r"\b(?:we'?ve|we have) (?:just )?(?:sent|replied to) (?:you )?(?:a |an |your )?(?:dm|direct message)")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),

@@ -6,6 +6,7 @@ message to a person. Where the reranker ranks the brand's past replies with the 
 the reasons better-ranked replies were passed over: a flagged reply is never sent silently."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..config import BrandParams, Params
@@ -60,11 +61,16 @@ def rates(found: list[set[str]]) -> dict:
 
 
 def with_handoff(reply: str, escalate: bool, params: Params) -> str:
-    """The reply with the rules' hand-off note (rules.handoff) where the message is escalated."""
+    """The reply with the rules' hand-off note (rules.handoff) where the message is escalated (after a full stop
+    where the reply's last sentence has none, and ends in a word rather than a link)."""
     handoff = params.rules.handoff
     if not escalate:
         return reply
-    return handoff.note if handoff.policy == "replace" else f"{reply} {handoff.note}".strip()
+    if handoff.policy == "replace":
+        return handoff.note
+    reply = reply.strip()
+    unstopped = reply[-1:].isalnum() and not re.search(r"(?:https?://|www\.)\S*$", reply)
+    return f"{reply}{'.' if unstopped else ''} {handoff.note}".strip()
 
 
 def own_brand(references: list[list[str]], examples: list) -> list[list[str]]:
