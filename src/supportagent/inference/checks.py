@@ -55,7 +55,8 @@ _LEAK = _rx(r"\b(customer|reply|previous turn|user|assistant|system)\s*:",
             r"\breplies \S+ sent to similar messages\b", r"\breplies other brands sent\b",
             r"\breply in one short,? polite tweet\b", r"\byou are \S+ customer support\b", r"<url>|@user\b",
             # a template's blank ("at [address]"), not a step of a settings path ("Settings > [your name] > iCloud")
-            r"(?<!> )\[[a-z][a-z' ]{1,28}\](?! ?>)")
+            r"(?<!> )\[[a-z][a-z' ]{1,28}\](?! ?>)",
+            r"</?(?:url|user|p|br|a|b|i|div|span|em|strong)\b[^>]{0,20}>")  # markup
 
 
 def leaked_prompt(reply: str, ctx: Context) -> str | None:
@@ -66,7 +67,8 @@ def leaked_prompt(reply: str, ctx: Context) -> str | None:
 # --- cut mid-sentence, or repeating itself
 _DANGLING = _rx(r"\b(the|a|an|to|and|or|of|for|with|your|our|my|via|but|because|if|than)\s*$", r"[,:;(\-–]\s*$",
                 # Twitter's cut ("just give us a... <link>"), which the model copies from the replies it learned from
-                r"[\w:,;](?:\.\.\.|…)\s*(?:https?://\S+\s*)?[^\w\s]{0,3}\s*$")
+                r"[\w:,;](?:\.\.\.|…)\s*(?:https?://\S+\s*)?[^\w\s]{0,3}\s*$",
+                r'^[^"]*"\W*$')  # a quotation mark that closes nothing
 
 
 def unfinished(reply: str, ctx: Context) -> str | None:
@@ -264,7 +266,7 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              # thanks for praise, said to a complaint
              r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
-             r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]",
+             r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]", r"\bthat'?s a great\b",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
 _FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) (?:to )?"
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
@@ -291,7 +293,8 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\bcontinue (?:working with you |assisting you |helping you |from |over )?(?:there|in dm)\b",
                r"\bmeet (?:us |me |up )?in (?:dm|direct message)", r"\blet'?s work together\b",
                r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b",
-               r"\b(?:we'?ve|we have) (?:just )?(?:sent|replied to) (?:you )?(?:a |an |your )?(?:dm|direct message)")
+               r"\b(?:we'?ve|we have) (?:just )?(?:sent (?:you )?(?:a |an )?|(?:replied|responded) to (?:your )?)"
+               r"(?:dm|direct message)")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
@@ -305,6 +308,9 @@ _UNREPORTED = {
     "a confusion": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|that) (?:confusion|misunderstanding)"),
                     _rx(r"\?|\b(?:confus\w*|understand\w*|unclear|mean\w*|talk\w* about|said|says|read|incomplete|"
                         r"explain\w*|misunderst\w*|not what|wrong|which|what|how|why|huh|wtf)\b")),
+    "a death": (_rx(_SORRY + r" (?:for|about) your loss\b"),
+                _rx(r"\b(died|dies|passed away|passing|death|dead|funeral|condolences|deceased|memorial|rip|r\.i\.p|"
+                    r"murdered|killed)\b")),
     "an item's condition": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:arrived|came|received) (?:in (?:this|that|such|these) "
                                 r"condition|damaged|broken)|(?:an? |the )?(?:incorrect|wrong|damaged|broken|defective) "
                                 r"(?:item|order|product))"),
@@ -376,8 +382,8 @@ _SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\b
                 r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b",
                 r"\bif (?:the|this|that|your) (?:problem|issue)s? (?:persists?|continues?|comes? back|returns?)\b")
 _HELP = _rx(r"\?", r"\b(?:info|information|steps|details)\b[^.!?]{0,50}\bhere\b",  # a page to read, linked
-            r"\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|reinstall|"
-            r"log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|investigat\w*|escalat\w*|"
+            r"(?<!for )\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|"
+            r"reinstall|log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|investigat\w*|escalat\w*|"
             r"pass\w* (?:this|it|your))")
 
 
