@@ -79,7 +79,8 @@ def unfinished(reply: str, ctx: Context) -> str | None:
 
 
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
-_DOUBLED = _rx(r"\bdm us (?:a |an |your )?dm\b", r"\b(?:send|message) us (?:a |an )?(?:dm|message) (?:a |an )?dm\b")
+_DOUBLED = _rx(r"\b(\w{4,}), \w+, \1\b",  # "the weirdest, sweetest, weirdest thing"
+               r"\bdm us (?:a |an |your )?dm\b", r"\b(?:send|message) us (?:a |an )?(?:dm|message) (?:a |an )?dm\b")
 
 
 def looping(reply: str, ctx: Context) -> str | None:
@@ -295,6 +296,9 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b",
                r"\b(?:we'?ve|we have) (?:just )?(?:sent (?:you )?(?:a |an )?|(?:replied|responded) to (?:your )?)"
                r"(?:dm|direct message)")
+# a first message that reports no problem is no support case: real agents never ask it for account details
+_ACCOUNT_ASK = _rx(r"\b(dm|send|share|provide|confirm|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|order|"
+                   r"information|info)")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
@@ -367,6 +371,9 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
+    case = _first(_ACCOUNT_ASK, reply) if glad and not ctx.previous and "help" not in message.lower() else None
+    if case:
+        return f"asks a customer who reports no problem for account details ({case!r})"
     said = f"{message} {ctx.previous}"
     for problem, (apology, reported) in _UNREPORTED.items():
         hit = _first(apology, reply)
@@ -404,6 +411,12 @@ _THANKS = _rx(r"\b(thank\w*|thx|thnx|ty(?:ty)*|tysm|cheers|appreciate\w*|gratefu
               r"grazie)\b")
 
 
+# thanks for a thing given ("Thanks for the coffee"), where the message and its previous turn never speak of it
+_GIVEN = re.compile(r"\b(?:thanks?|thank you) (?:so much |very much )?for (?:the|your|this|that|these|those|all the) "
+                    r"(?:(?:delicious|kind|great|lovely|nice|awesome|quick) )?(coffee|tea|coupons?|offers?|gifts?|"
+                    r"treats?|food|meals?|drinks?|cookies?|pizza|burritos?|directions|tips?|help|assistance|"
+                    r"recommendations?|invite|invitation|pics?|photos?|pictures?|videos?|orders?)\b", re.IGNORECASE)
+_SHOWN = _rx(r"https?://|<url>|\b(pic|photo|picture|video|look|see|here'?s)\w*")
 _KIND_WORDS = _rx(r"\b(?:thanks?|thank you|appreciate) (?:so much |very much )?(?:for )?(?:the|your) "
                  r"(?:kind words|compliment|praise)\b")
 
@@ -415,6 +428,12 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     hit = _first(_KIND_WORDS, reply)  # said to a complaint, it is mood_mismatch's
     if hit and ctx.intent != "praise" and _mood(ctx.message)["compound"] < 0.3 and not _troubled(ctx):
         return f"thanks the customer for praise ({hit!r}) the message does not give"
+    said = f"{ctx.message} {ctx.previous}"
+    for m in _GIVEN.finditer(reply):
+        thing = m.group(1).lower().rstrip("s")
+        shown = thing in ("pic", "photo", "picture", "video") and _SHOWN.search(said)
+        if not shown and not re.search(r"\b" + re.escape(thing), said, re.IGNORECASE):
+            return f"thanks the customer for a {thing} ({m.group(0)!r}) the message does not speak of"
     return None
 
 
