@@ -268,6 +268,7 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
              r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]", r"\bthat'?s a great\b",
+             r"\bthat'?s (?:just )?what (?:i|we) (?:like|love) to hear\b",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
 _FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) (?:to )?"
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
@@ -296,9 +297,11 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b",
                r"\b(?:we'?ve|we have) (?:just )?(?:sent (?:you )?(?:a |an )?|(?:replied|responded) to (?:your )?)"
                r"(?:dm|direct message)")
-# a first message that reports no problem is no support case: real agents never ask it for account details
-_ACCOUNT_ASK = _rx(r"\b(dm|send|share|provide|confirm|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|order|"
-                   r"information|info)")
+# a first message that reports no problem is no support case: real agents never ask it for account details, nor
+# offer to investigate
+_CASE = _rx(r"\b(dm|send|share|provide|confirm|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|order|"
+            r"information|info)", r"\b(investigat\w*|look into (?:this|it)|take a (?:closer |further )?look|"
+            r"reach (?:out to )?us|contact us|troubleshoot\w*)\b")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
@@ -356,7 +359,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     cheer = _first(_CHEER, reply)
     if troubled and cheer:
         return f"cheers ({cheer!r}) a message that reports a problem"
-    negated = re.search(r"\?|\b(still|not|never|no|nothing)\b|n't", message, re.IGNORECASE)
+    negated = re.search(r"\?|\b(still|not|never|no|nothing|cannot|unable)\b|n't", message, re.IGNORECASE)
     # no negative word, problem or negation: a message that is pleased (or praises), or at least glad
     calm = mood["neg"] == 0 and not _PROBLEM.search(message) and not negated
     praise = ctx.intent == "praise"
@@ -371,9 +374,9 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
-    case = _first(_ACCOUNT_ASK, reply) if glad and not ctx.previous and "help" not in message.lower() else None
+    case = _first(_CASE, reply) if pleased and not ctx.previous and "help" not in message.lower() else None
     if case:
-        return f"asks a customer who reports no problem for account details ({case!r})"
+        return f"treats a first message that reports no problem as a support case ({case!r})"
     said = f"{message} {ctx.previous}"
     for problem, (apology, reported) in _UNREPORTED.items():
         hit = _first(apology, reply)
