@@ -448,7 +448,8 @@ _SLOTS = {
     "model": (_rx(r"\b(what|which) (model|iphone|ipad|mac)\b", r"model (are you|you're|do you)"),
               _rx(r"\biphone ?(x|se|\d+)( ?plus| ?pro| ?s)?\b", r"\bipad (pro|air|mini)\b", r"\bmacbook (air|pro)\b",
                   r"\bgalaxy (s|note) ?\d+", r"\bpixel ?\d", r"\becho (dot|show|plus)\b")),
-    "software version": (_rx(r"\b(what|which) (ios|version|os|software|app version)", r"version (of|are you)",
+    "software version": (_rx(r"\b(what|which) (?:(?:device|model|phone) (?:and|&) )?"
+                             r"(ios|version|os|software|app version)", r"version (of|are you)",
                              r"(tell|let|dm|send|share|give|provide|confirm) us[^.?!]{0,30}\b(ios|version)\b"),
                          _rx(r"\bios ?\d+\.\d+", r"\bversion \d+\.\d+", r"\b\d+\.\d+\.\d+\b",
                              r"\b(android|macos) ?\d+(\.\d+)?",
@@ -535,6 +536,21 @@ def invented_name(reply: str, ctx: Context) -> str | None:
     return None
 
 
+# --- a DM the conversation never mentions: real agents see their inbox, which the agent never sees
+_DM_CLAIM = _rx(r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:received|got|responded to|replied to|answered) your "
+                r"(?:dm|direct message|message|private message)",
+                r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:sent|dropped) you (?:a |an )?"
+                r"(?:dm|direct message|reply|message)")
+_DM_SAID = _rx(r"\b(dm|dms|dm'?d|dm'?ed|direct message|message|messaged|pm|inbox|sent|wrote|emailed|e-mailed|check)\b")
+
+
+def claims_dm(reply: str, ctx: Context) -> str | None:
+    hit = _first(_DM_CLAIM, reply)
+    if hit and not _DM_SAID.search(f"{ctx.message} {ctx.previous}"):
+        return f"speaks of a DM ({hit!r}) the conversation never mentions"
+    return None
+
+
 # --- an assistant disclaiming itself
 _AI = _rx(r"\bas an ai\b", r"\bi'?m (?:just |only )?an ai\b", r"\b(?:i am|i'm) (?:a |an )?(?:chat)?bot\b",
           r"\blanguage model\b", r"\bas a (?:chat)?bot\b", r"\bai assistant\b",
@@ -589,7 +605,8 @@ def empty(reply: str, ctx: Context) -> str | None:
 RUN: dict[str, Callable[[str, Context], str | None]] = {
     "empty": empty, "leaked_prompt": leaked_prompt, "unfinished": unfinished, "looping": looping,
     "sensitive_request": sensitive_request, "public_contact_request": public_contact_request,
-    "unknown_contact": unknown_contact, "invented_name": invented_name, "language_mismatch": language_mismatch,
+    "unknown_contact": unknown_contact, "invented_name": invented_name, "claims_dm": claims_dm,
+    "language_mismatch": language_mismatch,
     "mood_mismatch": mood_mismatch, "asks_known": asks_known, "repeats_previous": repeats_previous,
     "no_answer": no_answer, "ai_disclaimer": ai_disclaimer, "escalation_tone": escalation_tone,
     "signs_off_open_problem": signs_off_open_problem, "welcome_without_thanks": welcome_without_thanks,
