@@ -53,8 +53,8 @@ def sendability_table(evals: dict, comp: dict) -> list[str]:
         rows.append(["real replies", real["send_ready"], real["send_ready"], 0.0, 0.0, 0.0,
                      *(real["flag_rate"][c] for c in checks)])
     return ["### Replies a desk would send (test split, % of messages)", "",
-            table(["system", "sent with no flag", "best-ranked with no flag", "past reply", "past reply fallback",
-                   "template fallback", *(c.replace("_", " ") for c in checks)], rows), ""]
+            table(["system", "sent with no flag", "best-ranked with no flag", "past reply", "past fallback",
+                   "template", *(c.replace("_", " ") for c in checks)], rows), ""]
 
 
 def verdict(evals: dict, trains: dict, leads: dict | None = None, comp: dict | None = None) -> list[str]:
