@@ -38,6 +38,11 @@ class Context:
     contacts: tuple[str, ...] = ()
     truncated: bool = False
 
+    @property
+    def said(self) -> str:
+        """The message with the turn it answers: what the conversation has said so far."""
+        return f"{self.message} {self.previous}"
+
 
 def _rx(*parts: str) -> re.Pattern:
     return re.compile("|".join(parts), re.IGNORECASE)
@@ -150,7 +155,7 @@ def unknown_contact(reply: str, ctx: Context) -> str | None:
     for m in _EMAIL.finditer(reply):
         if m.group(0).lower().rstrip(".") not in emails:
             return f"an e-mail address the brand does not list: {m.group(0)!r}"
-    given = _digits(f"{ctx.message} {ctx.previous}")  # a number the customer wrote may be repeated
+    given = _digits(ctx.said)  # a number the customer wrote may be repeated
     for m in _PHONE.finditer(reply):
         digits = _digits(m.group(0))
         listed = any(digits.endswith(p) or p.endswith(digits) for p in phones)
@@ -212,7 +217,7 @@ def language_mismatch(reply: str, ctx: Context) -> str | None:
     asked, answered = conversation_language(ctx.message, ctx.previous), language(reply)
     if not (asked and answered and asked != answered) or _LANGUAGE_TALK.search(reply):
         return None
-    if re.search(r"\b(" + _NAMES[answered] + r")\b", f"{ctx.message} {ctx.previous}", re.IGNORECASE):
+    if re.search(r"\b(" + _NAMES[answered] + r")\b", ctx.said, re.IGNORECASE):
         return None
     return f"the message is in {asked}, the reply in {answered}"
 
@@ -284,9 +289,17 @@ _WAITING = _rx(r"\b(late|wait\w*|delay\w*|still|yet|hours?|days?|weeks?|minutes?
                r"yesterday|last (?:night|week|month)|since|nothing back|heard nothing|no (?:reply|response|answer)|"
                r"no ?one|nobody|semanas?|d[ií]as|horas?|todav[ií]a|a[uú]n|tagen?|wochen|stunden|noch|seit|jours?|"
                r"semaines?|heures?|encore|toujours)\b")
-# a problem reopened: asking for what troubleshooting needs (account, device, version) or for a DM about it
-_DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
-               r"version|device|screenshot|order|information|info)",
+# a DM spoken of as sent or read (claims_dm where the conversation never mentions one; a problem reopened where
+# the customer calls it fixed)
+_DM_CLAIM = _rx(r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:received|got|responded to|replied to|answered) your "
+                r"(?:dm|direct message|message|private message)",
+                r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:sent|dropped) you (?:a |an )?"
+                r"(?:dm|direct message|reply|message)")
+# asking for what troubleshooting needs (account, device, version)
+_ASKS_DETAILS = (r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
+                 r"version|device|screenshot|order|information|info)")
+# a problem reopened: asking for details, or for a DM about it
+_DETAILS = _rx(_ASKS_DETAILS,
                r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b",
                r"\b(does|did|is|are|has|have)\b[^.!?]{0,60}\b(working|still|happening)\b[^.!]*\?",
                r"\b(you're|you are|you've been) (still )?(having|experiencing|seeing) (an? )?"
@@ -295,12 +308,10 @@ _DETAILS = _rx(r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40
                r"\bcontinue (?:working with you |assisting you |helping you |from |over )?(?:there|in dm)\b",
                r"\bmeet (?:us |me |up )?in (?:dm|direct message)", r"\blet'?s work together\b",
                r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b",
-               r"\b(?:we'?ve|we have) (?:just )?(?:sent (?:you )?(?:a |an )?|(?:replied|responded) to (?:your )?)"
-               r"(?:dm|direct message)")
+               _DM_CLAIM.pattern)
 # a first message that reports no problem is no support case: real agents never ask it for account details, nor
 # offer to investigate
-_CASE = _rx(r"\b(dm|send|share|provide|confirm|give) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|order|"
-            r"information|info)", r"\b(investigat\w*|look into (?:this|it)|take a (?:closer |further )?look|"
+_CASE = _rx(_ASKS_DETAILS, r"\b(investigat\w*|look into (?:this|it)|take a (?:closer |further )?look|"
             r"reach (?:out to )?us|contact us|troubleshoot\w*)\b")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
@@ -377,7 +388,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     case = _first(_CASE, reply) if pleased and not ctx.previous and "help" not in message.lower() else None
     if case:
         return f"treats a first message that reports no problem as a support case ({case!r})"
-    said = f"{message} {ctx.previous}"
+    said = ctx.said
     for problem, (apology, reported) in _UNREPORTED.items():
         hit = _first(apology, reply)
         if hit and not reported.search(said):
@@ -415,10 +426,10 @@ _THANKS = _rx(r"\b(thank\w*|thx|thnx|ty(?:ty)*|tysm|cheers|appreciate\w*|gratefu
 
 
 # thanks for a thing given ("Thanks for the coffee"), where the message and its previous turn never speak of it
-_GIVEN = re.compile(r"\b(?:thanks?|thank you) (?:so much |very much )?for (?:the|your|this|that|these|those|all the) "
-                    r"(?:(?:delicious|kind|great|lovely|nice|awesome|quick) )?(coffee|tea|coupons?|offers?|gifts?|"
-                    r"treats?|food|meals?|drinks?|cookies?|pizza|burritos?|directions|tips?|help|assistance|"
-                    r"recommendations?|invite|invitation|pics?|photos?|pictures?|videos?|orders?)\b", re.IGNORECASE)
+_GIVEN = _rx(r"\b(?:thanks?|thank you) (?:so much |very much )?for (?:the|your|this|that|these|those|all the) "
+             r"(?:(?:delicious|kind|great|lovely|nice|awesome|quick) )?(coffee|tea|coupons?|offers?|gifts?|"
+             r"treats?|food|meals?|drinks?|cookies?|pizza|burritos?|directions|tips?|help|assistance|"
+             r"recommendations?|invite|invitation|pics?|photos?|pictures?|videos?|orders?)\b")
 _SHOWN = _rx(r"https?://|<url>|\b(pic|photo|picture|video|look|see|here'?s)\w*")
 _KIND_WORDS = _rx(r"\b(?:thanks?|thank you|appreciate) (?:so much |very much )?(?:for )?(?:the|your) "
                  r"(?:kind words|compliment|praise)\b")
@@ -431,7 +442,7 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     hit = _first(_KIND_WORDS, reply)  # said to a complaint, it is mood_mismatch's
     if hit and ctx.intent != "praise" and _mood(ctx.message)["compound"] < 0.3 and not _troubled(ctx):
         return f"thanks the customer for praise ({hit!r}) the message does not give"
-    said = f"{ctx.message} {ctx.previous}"
+    said = ctx.said
     for m in _GIVEN.finditer(reply):
         thing = m.group(1).lower().rstrip("s")
         shown = thing in ("pic", "photo", "picture", "video") and _SHOWN.search(said)
@@ -487,7 +498,7 @@ _STATED_VERSION = _rx(r"\byou(?:'re| are|'ve| have)? (?:have|on|running|using|up
 
 
 def asks_known(reply: str, ctx: Context) -> str | None:
-    said = f"{ctx.message} {ctx.previous}"
+    said = ctx.said
     for slot, (ask, given) in _SLOTS.items():
         if ask.search(reply) and given.search(said):
             return f"asks for the {slot}, which the message gives ({_first(given, said)!r})"
@@ -528,7 +539,7 @@ _NOT_NAMES = set("""there team all again everyone folks friend friends guys ever
 
 
 def invented_name(reply: str, ctx: Context) -> str | None:
-    said = f"{ctx.message} {ctx.previous}".lower()
+    said = ctx.said.lower()
     for m in _NAME.finditer(reply):
         name = next(g for g in m.groups() if g)
         if name[0].isupper() and name.lower() not in _NOT_NAMES and name.lower() not in said:
@@ -537,16 +548,12 @@ def invented_name(reply: str, ctx: Context) -> str | None:
 
 
 # --- a DM the conversation never mentions: real agents see their inbox, which the agent never sees
-_DM_CLAIM = _rx(r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:received|got|responded to|replied to|answered) your "
-                r"(?:dm|direct message|message|private message)",
-                r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:sent|dropped) you (?:a |an )?"
-                r"(?:dm|direct message|reply|message)")
 _DM_SAID = _rx(r"\b(dm|dms|dm'?d|dm'?ed|direct message|message|messaged|pm|inbox|sent|wrote|emailed|e-mailed|check)\b")
 
 
 def claims_dm(reply: str, ctx: Context) -> str | None:
     hit = _first(_DM_CLAIM, reply)
-    if hit and not _DM_SAID.search(f"{ctx.message} {ctx.previous}"):
+    if hit and not _DM_SAID.search(ctx.said):
         return f"speaks of a DM ({hit!r}) the conversation never mentions"
     return None
 
