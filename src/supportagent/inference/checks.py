@@ -431,6 +431,15 @@ _GIVEN = _rx(r"\b(?:thanks?|thank you) (?:so much |very much )?for (?:the|your|t
              r"treats?|food|meals?|drinks?|cookies?|pizza|burritos?|directions|tips?|help|assistance|"
              r"recommendations?|invite|invitation|pics?|photos?|pictures?|videos?|orders?)\b")
 _SHOWN = _rx(r"https?://|<url>|\b(pic|photo|picture|video|look|see|here'?s)\w*")
+# thanks for a visit ("Thanks for stopping by") to a customer who has not come: one who only means to, or who
+# spoke of the app, a delivery or a support case, never of a restaurant or store
+_VISIT = _rx(r"\b(?:thanks?|thank you)(?: so much)? for (?:stopping|coming|swinging|dropping) (?:by|in|through)\b",
+             r"\bappreciate you (?:stopping|coming|swinging|dropping) (?:by|in)\b", r"\bthanks? for visiting\b")
+_TO_COME = _rx(r"\b(?:gonna|going to|i'?ll be|we'?ll be|(?:i|we) will be|can'?t wait|planning (?:to|on)|plan to|"
+               r"about to|on my way|first in line|looking to|considering|thinking (?:of|about)|hope to|want to)\b")
+_BEEN = _rx(r"\b(?:went|got|had|ate|picked up|scored|came|stopped|enjoy\w*|tried|just|made|gave|was|were)\b")
+_ELSEWHERE = _rx(r"\b(?:app|online|website|deliver\w*|resolv\w*|issues?|customer service|support|refund\w*)\b")
+_IN_PERSON = _rx(r"\b(?:went|go|going|visit\w*|store|restaurant|location|line|in person|stopped|came|come|walk\w*)\b")
 _KIND_WORDS = _rx(r"\b(?:thanks?|thank you|appreciate) (?:so much |very much )?(?:for )?(?:the|your) "
                  r"(?:kind words|compliment|praise)\b")
 
@@ -443,6 +452,10 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     if hit and ctx.intent != "praise" and _mood(ctx.message)["compound"] < 0.3 and not _troubled(ctx):
         return f"thanks the customer for praise ({hit!r}) the message does not give"
     said = ctx.said
+    hit = _first(_VISIT, reply)
+    if hit and (_TO_COME.search(said) and not _BEEN.search(said)
+                or _ELSEWHERE.search(said) and not _IN_PERSON.search(said)):
+        return f"thanks the customer for a visit ({hit!r}) the message does not speak of"
     for m in _GIVEN.finditer(reply):
         thing = m.group(1).lower().rstrip("s")
         shown = thing in ("pic", "photo", "picture", "video") and _SHOWN.search(said)
