@@ -8,8 +8,9 @@ Evaluates the system once on the split (evaluation.evaluate_system, the workspac
 its replies are kept under benchmarks/tmp/ so a re-run reuses them), then ranks each message's pool both ways
 and sends through the guard (guard.py) as `reply` does. Retrieval on the same split is the yardstick. Semantic
 similarity uses the MiniLM the reranker also ranks with, so a pool choice can lean on the metric's embedder;
-ROUGE-L does not. Writes a record to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity,
-their paired
+ROUGE-L does not. With `--relevance` the pool is also ranked with fit to the message: (1 - w) x the consensus score
+(normalised by the votes' weight) + w x the MiniLM cosine of each member with the customer's message, for each w
+given. Writes a record to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity, their paired
 difference to retrieval with 95% intervals, send_ready, and the share of replies that are past replies."""
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ import numpy as np
 import pandas as pd
 
 from supportagent.config import load_params
-from supportagent.data.retrieval import ExampleIndex
+from supportagent.data.retrieval import ExampleIndex, embed
 from supportagent.data.rules import apply_rules
 from supportagent.evaluation.evaluate import evaluate_system, test_sample
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.guard import guard, own_brand
-from supportagent.inference.reranking import pool_rankings, rankings
+from supportagent.inference.reranking import pool_rankings, rankings, similarities
 from supportagent.model import models
 from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
@@ -56,10 +57,28 @@ def scores(sent: list[str], refs: list[str], embedder, base: pd.DataFrame) -> di
             "semantic_vs_retrieval": mean_interval(sim - base["semantic_similarity"].to_numpy(), 2)}
 
 
+def relevance_rankings(messages: list[str], weight: float, embedder, *, word_weight: float, reference_weight: float):
+    """A ranking like pool_rankings' with fit to the message: (1 - `weight`) x the consensus score over the votes'
+    total weight + `weight` x each member's cosine with its message. Returns a function of (candidates, past)."""
+    def ranks(cands, past, embedder=embedder, **_):
+        pools = [list(c) + list(p) for c, p in zip(cands, past)]
+        sims, msg = similarities(pools, [[] for _ in pools], embedder), embed(embedder, messages)
+        out = []
+        for s, c, pool, m in zip(sims, cands, pools, msg):
+            votes = np.r_[np.ones(len(c)), np.full(len(pool) - len(c), reference_weight)]
+            score = (word_weight * s.words + (1 - word_weight) * s.cosine) @ votes / votes.sum()
+            score = (1 - weight) * score + weight * (embed(embedder, pool) @ m)
+            score[~s.has_words] = -np.inf
+            out.append([int(i) for i in np.argsort(-score, kind="stable")])
+        return out
+    return ranks
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--system", default="qlora", choices=["qlora", "prompt_tuning"])
+    ap.add_argument("--relevance", default="", help="comma-separated weights of fit to the message, e.g. 0.1,0.3")
     args = ap.parse_args()
     params = load_params(ROOT / "params.yaml")
     ev = params.evaluate
@@ -80,7 +99,10 @@ def main() -> None:
     cands = [list(c) for c in agent["candidates"]]
     weights = {"word_weight": ev.rerank_word_weight, "reference_weight": ev.rerank_reference_weight}
     variants = {}
-    for name, ranks in (("candidates", rankings), ("candidates_and_past_replies", pool_rankings)):
+    messages = frame["customer"].tolist()
+    fits = [(f"candidates_and_past_replies_relevance_{w}", relevance_rankings(messages, float(w), embedder, **weights))
+            for w in filter(None, args.relevance.split(","))]
+    for name, ranks in (("candidates", rankings), ("candidates_and_past_replies", pool_rankings), *fits):
         sent, kinds, ready = [], [], []
         for row, c, p, order in zip(frame.itertuples(), cands, past, ranks(cands, past, embedder, **weights)):
             ranked = [((c + list(p))[i], False) for i in order]
@@ -98,7 +120,8 @@ def main() -> None:
     variants["retrieval"] = {"rouge_l": round(float(retrieval["rouge_l"].mean()), 2),
                              "semantic_similarity": round(float(retrieval["semantic_similarity"].mean()), 2),
                              "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
-    record = {"notes": "past replies in the reranker's pool", "machine": records.cpu_facts(), "split": args.split,
+    notes = "past replies in the reranker's pool" + (", and fit to the message" if fits else "")
+    record = {"notes": notes, "machine": records.cpu_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
               "variants": variants}
     records.save("reply_pool", record, label=f"{args.split}-{args.system}")
