@@ -433,8 +433,8 @@ _GIVEN = _rx(r"\b(?:thanks?|thank you) (?:so much |very much )?for (?:the|your|t
 _SHOWN = _rx(r"https?://|<url>|\b(pic|photo|picture|video|look|see|here'?s)\w*")
 # thanks for a visit ("Thanks for stopping by") to a customer who has not come: one who only means to, or who
 # spoke of the app, a delivery or a support case, never of a restaurant or store
-_VISIT = _rx(r"\b(?:thanks?|thank you)(?: so much)? for (?:stopping|coming|swinging|dropping) (?:by|in|through)\b",
-             r"\bappreciate you (?:stopping|coming|swinging|dropping) (?:by|in)\b", r"\bthanks? for visiting\b")
+_VISIT = _rx(r"\b(?:for|appreciate you) (?:stopping|coming|swinging|dropping) (?:by|in|through)\b",
+             r"\bthanks? for visiting\b")
 _TO_COME = _rx(r"\b(?:gonna|going to|i'?ll be|we'?ll be|(?:i|we) will be|can'?t wait|planning (?:to|on)|plan to|"
                r"about to|on my way|first in line|looking to|considering|thinking (?:of|about)|hope to|want to)\b")
 _BEEN = _rx(r"\b(?:went|got|had|ate|picked up|scored|came|stopped|enjoy\w*|tried|just|made|gave|was|were)\b")
