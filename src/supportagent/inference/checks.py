@@ -440,6 +440,10 @@ _TO_COME = _rx(r"\b(?:gonna|going to|i'?ll be|we'?ll be|(?:i|we) will be|can'?t 
 _BEEN = _rx(r"\b(?:went|got|had|ate|picked up|scored|came|stopped|enjoy\w*|tried|just|made|gave|was|were)\b")
 _ELSEWHERE = _rx(r"\b(?:app|online|website|deliver\w*|resolv\w*|issues?|customer service|support|refund\w*)\b")
 _IN_PERSON = _rx(r"\b(?:went|go|going|visit\w*|store|restaurant|location|line|in person|stopped|came|come|walk\w*)\b")
+# thanks for an update or a follow-up, said to a first message: nothing came before it
+_UPDATE = _rx(r"\bthanks? (?:you )?(?:so much )?(?:for )?(?:the|your) "
+              r"(?:update|follow[- ]?up|reply|response|quick reply)\b",
+              r"\bthanks? (?:you )?(?:so much )?for (?:getting|coming) back\b", r"\bthanks? for following up\b")
 _KIND_WORDS = _rx(r"\b(?:thanks?|thank you|appreciate) (?:so much |very much )?(?:for )?(?:the|your) "
                  r"(?:kind words|compliment|praise)\b")
 
@@ -451,6 +455,9 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     hit = _first(_KIND_WORDS, reply)  # said to a complaint, it is mood_mismatch's
     if hit and ctx.intent != "praise" and _mood(ctx.message)["compound"] < 0.3 and not _troubled(ctx):
         return f"thanks the customer for praise ({hit!r}) the message does not give"
+    hit = None if ctx.previous else _first(_UPDATE, reply)
+    if hit:
+        return f"thanks the customer for an update ({hit!r}) on a first message"
     said = ctx.said
     hit = _first(_VISIT, reply)
     if hit and (_TO_COME.search(said) and not _BEEN.search(said)
@@ -588,6 +595,8 @@ def ai_disclaimer(reply: str, ctx: Context) -> str | None:
 _PROMISE = _rx(r"\b(we'll|we will|i'll|i will|we're going to) (refund|reimburse|credit|replace|fix|resolve|compensate|"
                r"send you a (?:new|replacement))", r"\byou('ll| will) (receive|get) (?:a |your |the )?(full )?"
                r"(refund|credit|replacement|compensation|money back)",
+               r"\b(?:provide|issue|give|process|offer) (?:you )?(?:with )?(?:a |your |the )?(?:full )?"
+               r"(?:refund|credit|replacement|reimbursement|compensation)\b",
                r"\b(has|have) been (refunded|resolved|fixed|credited|reimbursed)\b", r"\bguarantee")
 _BREEZY = _rx(r"^\W*(?:here to help|happy to help|no worries|no problem)\b", r"\b(awesome|yay+|great news|enjoy)\b")
 
