@@ -29,7 +29,7 @@ from supportagent.evaluation.evaluate import evaluate_system, test_sample
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.guard import guard, own_brand
-from supportagent.inference.reranking import pool_rankings, rankings, similarities
+from supportagent.inference.reranking import agreement, pool_rankings, rankings, similarities
 from supportagent.model import models
 from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
@@ -57,21 +57,21 @@ def scores(sent: list[str], refs: list[str], embedder, base: pd.DataFrame) -> di
             "semantic_vs_retrieval": mean_interval(sim - base["semantic_similarity"].to_numpy(), 2)}
 
 
-def relevance_rankings(messages: list[str], weight: float, embedder, *, word_weight: float, reference_weight: float):
-    """A ranking like pool_rankings' with fit to the message: (1 - `weight`) x the consensus score over the votes'
-    total weight + `weight` x each member's cosine with its message. Returns a function of (candidates, past)."""
-    def ranks(cands, past, embedder=embedder, **_):
-        pools = [list(c) + list(p) for c, p in zip(cands, past)]
-        sims, msg = similarities(pools, [[] for _ in pools], embedder), embed(embedder, messages)
-        out = []
-        for s, c, pool, m in zip(sims, cands, pools, msg):
-            votes = np.r_[np.ones(len(c)), np.full(len(pool) - len(c), reference_weight)]
-            score = (word_weight * s.words + (1 - word_weight) * s.cosine) @ votes / votes.sum()
-            score = (1 - weight) * score + weight * (embed(embedder, pool) @ m)
-            score[~s.has_words] = -np.inf
-            out.append([int(i) for i in np.argsort(-score, kind="stable")])
-        return out
-    return ranks
+def relevance_rankings(cands: list[list[str]], past: list[list[str]], messages: list[str], weights: list[float],
+                       embedder, *, word_weight: float, reference_weight: float) -> dict[float, list[list[int]]]:
+    """For each weight w, each message's pool (candidates, then past replies) best first by (1 - w) x its mean
+    agreement (reranking.agreement over the votes' total weight, as pool_rankings ranks) + w x the MiniLM cosine of
+    each member with the message. The pools are compared and embedded once for every weight."""
+    pools = [list(c) + list(p) for c, p in zip(cands, past)]
+    sims = similarities(pools, [[] for _ in pools], embedder)
+    msg = embed(embedder, messages)
+    base, fit = [], []
+    for s, c, pool, m in zip(sims, cands, pools, msg):
+        total = len(c) + (len(pool) - len(c)) * reference_weight
+        base.append(agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c)) / total)
+        fit.append(embed(embedder, pool) @ m)
+    return {w: [[int(i) for i in np.argsort(-((1 - w) * b + w * f), kind="stable")] for b, f in zip(base, fit)]
+            for w in weights}
 
 
 def main() -> None:
@@ -99,12 +99,15 @@ def main() -> None:
     cands = [list(c) for c in agent["candidates"]]
     weights = {"word_weight": ev.rerank_word_weight, "reference_weight": ev.rerank_reference_weight}
     variants = {}
-    messages = frame["customer"].tolist()
-    fits = [(f"candidates_and_past_replies_relevance_{w}", relevance_rankings(messages, float(w), embedder, **weights))
-            for w in filter(None, args.relevance.split(","))]
-    for name, ranks in (("candidates", rankings), ("candidates_and_past_replies", pool_rankings), *fits):
+    fit_weights = [float(w) for w in filter(None, args.relevance.split(","))]
+    by_fit = relevance_rankings(cands, past, frame["customer"].tolist(), fit_weights, embedder, **weights) \
+        if fit_weights else {}
+    orders = [("candidates", rankings(cands, past, embedder, **weights)),
+              ("candidates_and_past_replies", pool_rankings(cands, past, embedder, **weights)),
+              *((f"candidates_and_past_replies_relevance_{w}", order) for w, order in by_fit.items())]
+    for name, ranked_pools in orders:
         sent, kinds, ready = [], [], []
-        for row, c, p, order in zip(frame.itertuples(), cands, past, ranks(cands, past, embedder, **weights)):
+        for row, c, p, order in zip(frame.itertuples(), cands, past, ranked_pools):
             ranked = [((c + list(p))[i], False) for i in order]
             rules = apply_rules(row.customer, params.rules, row.context)
             g = guard(ranked, p, row.brand, row.customer, row.context, rules, params)
@@ -120,7 +123,7 @@ def main() -> None:
     variants["retrieval"] = {"rouge_l": round(float(retrieval["rouge_l"].mean()), 2),
                              "semantic_similarity": round(float(retrieval["semantic_similarity"].mean()), 2),
                              "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
-    notes = "past replies in the reranker's pool" + (", and fit to the message" if fits else "")
+    notes = "past replies in the reranker's pool" + (", and fit to the message" if fit_weights else "")
     record = {"notes": notes, "machine": records.cpu_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
               "variants": variants}

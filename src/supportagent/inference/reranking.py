@@ -55,14 +55,13 @@ def similarities(candidates: list[list[str]], references: list[list[str]], embed
     return out
 
 
-def rank(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None,
-         voters: int | None = None) -> list[int]:
-    """The candidates best first by their weighted similarity to the other candidates (weight 1 each) and the first
-    `references` references (all by default, and all where there are fewer; `reference_weight` each); similarity:
-    `word_weight` x ROUGE-L F1 + (1 - `word_weight`) x cosine. Ties: the earlier first, so the greedy reply when it
-    leads the list. Candidates without a word (empty, or punctuation alone) come last. `voters`: how many of the
-    rows are the model's candidates, the rows after them being references ranked too (`pool_rankings`); all of
-    them by default."""
+def agreement(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None,
+              voters: int | None = None) -> np.ndarray:
+    """Each candidate's weighted similarity to the other candidates (weight 1 each) and the first `references`
+    references (all by default, and all where there are fewer; `reference_weight` each); similarity: `word_weight`
+    x ROUGE-L F1 + (1 - `word_weight`) x cosine. Candidates without a word (empty, or punctuation alone) score -inf
+    while another has one. `voters`: how many of the rows are the model's candidates, the rows after them being
+    references ranked too (`pool_rankings`); all of them by default."""
     n = len(s.has_words)
     voters = n if voters is None else voters
     cols = s.words.shape[1] if references is None else min(s.words.shape[1], n + references)
@@ -70,6 +69,15 @@ def rank(s: Similarities, *, word_weight: float, reference_weight: float, refere
     score = sim @ np.r_[np.ones(voters), np.full(cols - voters, reference_weight)]
     if s.has_words.any():
         score[~s.has_words] = -np.inf
+    return score
+
+
+def rank(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None,
+         voters: int | None = None) -> list[int]:
+    """The candidates best first by their `agreement`. Ties: the earlier first, so the greedy reply when it leads
+    the list."""
+    score = agreement(s, word_weight=word_weight, reference_weight=reference_weight, references=references,
+                      voters=voters)
     return [int(i) for i in np.argsort(-score, kind="stable")]
 
 
