@@ -6,12 +6,15 @@ so a past reply is sent when it fits better.
 
 Evaluates the system once on the split (evaluation.evaluate_system, the workspace's adapters, index and params;
 its replies are kept under benchmarks/tmp/ so a re-run reuses them), then ranks each message's pool both ways
-and sends through the guard (guard.py) as `reply` does. Retrieval on the same split is the yardstick. Semantic
-similarity uses the MiniLM the reranker also ranks with, so a pool choice can lean on the metric's embedder;
-ROUGE-L does not. With `--relevance` the pool is also ranked with fit to the message: (1 - w) x the consensus score
-(normalised by the votes' weight) + w x the MiniLM cosine of each member with the customer's message, for each w
-given. Writes a record to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity, their paired
-difference to retrieval with 95% intervals, send_ready, and the share of replies that are past replies."""
+and sends through the guard (guard.py) as `reply` does. Retrieval on the same split is the yardstick. The reranker
+scores agreement with the metrics' own measures (ROUGE-L and MiniLM cosine, among the pool, never with the reference),
+so a choice can lean on either metric. With `--word-weights` the pool is also ranked with other ROUGE-L shares of that
+similarity (`evaluate.rerank_word_weight`): at 1 it ranks without MiniLM, so its semantic similarity is measured with
+an embedder the selector never used; at 0 it ranks by MiniLM alone, so its ROUGE-L is the independent one. With
+`--relevance` the pool is also ranked with fit to the message: (1 - w) x the consensus score (normalised by the
+votes' weight) + w x the MiniLM cosine of each member with the customer's message, for each w given. Writes a record
+to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity, their paired difference to retrieval
+with 95% intervals, send_ready, and the share of replies that are past replies."""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +82,7 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--system", default="qlora", choices=["qlora", "prompt_tuning"])
     ap.add_argument("--relevance", default="", help="comma-separated weights of fit to the message, e.g. 0.1,0.3")
+    ap.add_argument("--word-weights", default="", help="comma-separated ROUGE-L shares of the similarity, e.g. 1,0")
     args = ap.parse_args()
     params = load_params(ROOT / "params.yaml")
     ev = params.evaluate
@@ -104,7 +108,10 @@ def main() -> None:
         if fit_weights else {}
     orders = [("candidates", rankings(cands, past, embedder, **weights)),
               ("candidates_and_past_replies", pool_rankings(cands, past, embedder, **weights)),
-              *((f"candidates_and_past_replies_relevance_{w}", order) for w, order in by_fit.items())]
+              *((f"candidates_and_past_replies_relevance_{w}", order) for w, order in by_fit.items()),
+              *((f"candidates_and_past_replies_word_weight_{w}",
+                 pool_rankings(cands, past, embedder, word_weight=w, reference_weight=ev.rerank_reference_weight))
+                for w in (float(w) for w in filter(None, args.word_weights.split(","))))]
     for name, ranked_pools in orders:
         sent, kinds, ready = [], [], []
         for row, c, p, order in zip(frame.itertuples(), cands, past, ranked_pools):
@@ -123,7 +130,8 @@ def main() -> None:
     variants["retrieval"] = {"rouge_l": round(float(retrieval["rouge_l"].mean()), 2),
                              "semantic_similarity": round(float(retrieval["semantic_similarity"].mean()), 2),
                              "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
-    notes = "past replies in the reranker's pool" + (", and fit to the message" if fit_weights else "")
+    notes = "past replies in the reranker's pool" + (", and fit to the message" if fit_weights else "") + \
+        (", and other ROUGE-L shares of the similarity" if args.word_weights else "")
     record = {"notes": notes, "machine": records.cpu_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
               "variants": variants}
