@@ -3,6 +3,7 @@ candidates alone against its candidates and the 16 retrieved past replies ranked
 so a past reply is sent when it fits better.
 
     python benchmarks/reply_pool.py [--split val] [--system qlora]
+    python benchmarks/reply_pool.py --workdir build/full --split test   # after benchmarks/gpu_pipeline.py --workdir
 
 Evaluates the system once on the split (evaluation.evaluate_system, the workspace's adapters, index and params;
 its replies are kept under benchmarks/tmp/ so a re-run reuses them), then ranks each message's pool both ways
@@ -40,8 +41,9 @@ from supportagent.reporting import records
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def evaluated(system: str, split: str, params, paths, train: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    cache = ROOT / f"benchmarks/tmp/reply_pool_{system}_{split}_{records.commit()}.parquet"
+def evaluated(system: str, split: str, params, paths, train: pd.DataFrame, frame: pd.DataFrame, tag: str = "") \
+        -> pd.DataFrame:
+    cache = ROOT / f"benchmarks/tmp/reply_pool_{tag}{system}_{split}_{records.commit()}.parquet"
     if cache.exists():
         return pd.read_parquet(cache)
     adapter = None if system == "retrieval" else str(paths["adapters"] / system)
@@ -82,16 +84,21 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--system", default="qlora", choices=["qlora", "prompt_tuning"])
     ap.add_argument("--relevance", default="", help="comma-separated weights of fit to the message, e.g. 0.1,0.3")
+    ap.add_argument("--workdir", default=str(ROOT),
+                    help="where the stages ran (e.g. build/full of gpu_pipeline.py): its params.yaml and outputs")
+    ap.add_argument("--commit", help="the commit the tree is at, where its git history does not tell (a copied tree)")
     ap.add_argument("--word-weights", default="", help="comma-separated ROUGE-L shares of the similarity, e.g. 1,0")
     args = ap.parse_args()
-    params = load_params(ROOT / "params.yaml")
+    work = Path(args.workdir).resolve()
+    tag = "" if work == ROOT else f"{work.name}_"
+    params = load_params(work / "params.yaml")
     ev = params.evaluate
-    paths = {k: ROOT / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
+    paths = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
     train = pd.read_parquet(paths["splits"] / "train.parquet")
     frame = test_sample(pd.read_parquet(paths["splits"] / f"{args.split}.parquet"), ev.test_size, params.seed)
     start = time.perf_counter()
-    agent = evaluated(args.system, args.split, params, paths, train, frame)
-    retrieval = evaluated("retrieval", args.split, params, paths, train, frame)
+    agent = evaluated(args.system, args.split, params, paths, train, frame, tag)
+    retrieval = evaluated("retrieval", args.split, params, paths, train, frame, tag)
     embedder = models.load_embedder()
     index = ExampleIndex(str(paths["index"]), train, models.embedder_id())
     examples, refs = index.examples_and_references(embedder, frame["customer"].tolist(), frame["brand"].tolist(),
@@ -132,10 +139,10 @@ def main() -> None:
                              "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
     notes = "past replies in the reranker's pool" + (", and fit to the message" if fit_weights else "") + \
         (", and other ROUGE-L shares of the similarity" if args.word_weights else "")
-    record = {"notes": notes, "machine": records.cpu_facts(), "split": args.split,
+    record = {"notes": notes, "machine": records.machine_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
-              "variants": variants}
-    records.save("reply_pool", record, label=f"{args.split}-{args.system}")
+              "variants": variants, **({"commit": args.commit} if args.commit else {})}
+    records.save("reply_pool", record, label=f"{tag.replace('_', '-')}{args.split}-{args.system}")
 
 
 if __name__ == "__main__":
