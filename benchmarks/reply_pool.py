@@ -33,7 +33,7 @@ from supportagent.evaluation.evaluate import evaluate_system, test_sample
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.guard import guard, own_brand
-from supportagent.inference.reranking import agreement, pool_rankings, rankings, similarities
+from supportagent.inference.reranking import agreement, rank, rankings, similarities
 from supportagent.model import models
 from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
@@ -62,21 +62,28 @@ def scores(sent: list[str], refs: list[str], embedder, base: pd.DataFrame) -> di
             "semantic_vs_retrieval": mean_interval(sim - base["semantic_similarity"].to_numpy(), 2)}
 
 
-def relevance_rankings(cands: list[list[str]], past: list[list[str]], messages: list[str], weights: list[float],
-                       embedder, *, word_weight: float, reference_weight: float) -> dict[float, list[list[int]]]:
-    """For each weight w, each message's pool (candidates, then past replies) best first by (1 - w) x its mean
-    agreement (reranking.agreement over the votes' total weight, as pool_rankings ranks) + w x the MiniLM cosine of
-    each member with the message. The pools are compared and embedded once for every weight."""
-    pools = [list(c) + list(p) for c, p in zip(cands, past)]
-    sims = similarities(pools, [[] for _ in pools], embedder)
-    msg = embed(embedder, messages)
+def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]], messages: list[str],
+                      word_weights: list[float], fit_weights: list[float], embedder, *, word_weight: float,
+                      reference_weight: float) -> dict[str, list[list[int]]]:
+    """Each message's pool (candidates, then past replies; `sims`: their reranking.similarities, computed once)
+    best first, as pool_rankings ranks it, for each ROUGE-L share in `word_weights`; and, for each w in
+    `fit_weights`, by (1 - w) x its mean agreement (reranking.agreement over the votes' total weight) + w x the
+    MiniLM cosine of each member with the message."""
+    out = {f"word_weight_{w}": [rank(s, word_weight=w, reference_weight=reference_weight, voters=len(c))
+                                for s, c in zip(sims, cands)] for w in word_weights}
+    if not fit_weights:
+        return out
     base, fit = [], []
-    for s, c, pool, m in zip(sims, cands, pools, msg):
+    for s, c, pool, m in zip(sims, cands, pools, embed(embedder, messages)):
         total = len(c) + (len(pool) - len(c)) * reference_weight
         base.append(agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c)) / total)
         fit.append(embed(embedder, pool) @ m)
-    return {w: [[int(i) for i in np.argsort(-((1 - w) * b + w * f), kind="stable")] for b, f in zip(base, fit)]
-            for w in weights}
+    return out | {f"relevance_{w}": [[int(i) for i in np.argsort(-((1 - w) * b + w * f), kind="stable")]
+                                     for b, f in zip(base, fit)] for w in fit_weights}
+
+
+def floats(text: str) -> list[float]:
+    return [float(w) for w in filter(None, text.split(","))]
 
 
 def main() -> None:
@@ -90,7 +97,7 @@ def main() -> None:
     ap.add_argument("--word-weights", default="", help="comma-separated ROUGE-L shares of the similarity, e.g. 1,0")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
-    tag = "" if work == ROOT else f"{work.name}_"
+    tag = "" if work == ROOT else f"{work.name}_"  # names the cached replies and the record of another workdir
     params = load_params(work / "params.yaml")
     ev = params.evaluate
     paths = {k: work / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
@@ -110,15 +117,13 @@ def main() -> None:
     cands = [list(c) for c in agent["candidates"]]
     weights = {"word_weight": ev.rerank_word_weight, "reference_weight": ev.rerank_reference_weight}
     variants = {}
-    fit_weights = [float(w) for w in filter(None, args.relevance.split(","))]
-    by_fit = relevance_rankings(cands, past, frame["customer"].tolist(), fit_weights, embedder, **weights) \
-        if fit_weights else {}
+    pools = [c + list(p) for c, p in zip(cands, past)]
+    sims = similarities(pools, [[] for _ in pools], embedder)  # every pool variant ranks from these
+    others = weighted_rankings(sims, cands, pools, frame["customer"].tolist(), floats(args.word_weights),
+                               floats(args.relevance), embedder, **weights)
     orders = [("candidates", rankings(cands, past, embedder, **weights)),
-              ("candidates_and_past_replies", pool_rankings(cands, past, embedder, **weights)),
-              *((f"candidates_and_past_replies_relevance_{w}", order) for w, order in by_fit.items()),
-              *((f"candidates_and_past_replies_word_weight_{w}",
-                 pool_rankings(cands, past, embedder, word_weight=w, reference_weight=ev.rerank_reference_weight))
-                for w in (float(w) for w in filter(None, args.word_weights.split(","))))]
+              ("candidates_and_past_replies", [rank(s, **weights, voters=len(c)) for s, c in zip(sims, cands)]),
+              *((f"candidates_and_past_replies_{name}", order) for name, order in others.items())]
     for name, ranked_pools in orders:
         sent, kinds, ready = [], [], []
         for row, c, p, order in zip(frame.itertuples(), cands, past, ranked_pools):
@@ -136,8 +141,8 @@ def main() -> None:
         print(name, json.dumps(variants[name]), flush=True)
     variants["retrieval"] = {"rouge_l": round(float(retrieval["rouge_l"].mean()), 2),
                              "semantic_similarity": round(float(retrieval["semantic_similarity"].mean()), 2),
-                             "send_ready": round(100 * float(np.mean([not f for f in retrieval["flags"]])), 2)}
-    notes = "past replies in the reranker's pool" + (", and fit to the message" if fit_weights else "") + \
+                             "send_ready": round(100 * float(np.mean([len(f) == 0 for f in retrieval["flags"]])), 2)}
+    notes = "past replies in the reranker's pool" + (", and fit to the message" if args.relevance else "") + \
         (", and other ROUGE-L shares of the similarity" if args.word_weights else "")
     record = {"notes": notes, "machine": records.machine_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
