@@ -2,6 +2,7 @@
 MiniLM cosine the reranker and the relevance metric already read?
 
     python benchmarks/fit_scorer.py
+    python benchmarks/fit_scorer.py --workdir build/full   # the full configuration's splits (gpu_pipeline.py)
 
 Trains logistic regressions on the train split (each message's real reply against `--negatives` replies of its
 brand to other messages, and, for a message that reports a problem, one cheering reply of its brand) and measures
@@ -20,6 +21,7 @@ import torch
 from supportagent.data.retrieval import embed
 from supportagent.inference.checks import _APOLOGY, _CHEER, _sentiment
 from supportagent.model import models
+from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,9 +80,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--negatives", type=int, default=3)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--workdir", default=str(ROOT),
+                    help="where the split stage wrote (e.g. build/full of gpu_pipeline.py --stages subset split)")
     args = ap.parse_args()
+    work = Path(args.workdir).resolve()
     embedder = models.load_embedder()
-    splits = {s: pd.read_parquet(ROOT / f"data/processed/{s}.parquet").reset_index(drop=True) for s in ("train", "val")}
+    folder = work / pipeline_paths(ROOT / "dvc.yaml")["splits"]
+    splits = {s: pd.read_parquet(folder / f"{s}.parquet").reset_index(drop=True) for s in ("train", "val")}
     data = {}
     for name, frame in splits.items():
         mv, rv = embed(embedder, frame["customer"].tolist()), embed(embedder, frame["reply"].tolist())
@@ -103,12 +109,9 @@ def main() -> None:
         "results": results,
         "best": best,
         "notes": "Validation AUC of fit scorers: the real reply against the brand's other replies (and "
-        "cheering replies to troubled messages). The reranker adds no learned fit term. The 769 MiniLM "
-                       "features fit the train split and do "
-        "not carry to validation at this data size; what the mood features add is what the guard's "
-        "mood_mismatch check already enforces, on every candidate, before anything is sent.",
+        "cheering replies to troubled messages).",
     }
-    records.save("fit_scorer", record)
+    records.save("fit_scorer", record, label="" if work == ROOT else work.name)
     for k, v in results.items():
         print(f"{k:<28} train AUC {v['train_auc']:.3f}  val AUC {v['val_auc']:.3f}")
 
