@@ -501,8 +501,10 @@ _SLOTS = {
 
 # fixes a customer says were tried, and the reply's suggestion of the same
 _TRIED = {  # what the customer says was done (past tense, or "tried ...ing"), and the reply's suggestion of it
-    "restarting": (r"(restarted|rebooted|turned (?:it )?off and on|tried (?:restarting|rebooting))",
+    "restarting": (r"(restarted|rebooted|turned (?:it )?off and on|tried\b[^!?\n]{0,40}\b(?:restarting|rebooting))",
                    r"(restart|reboot|power cycle|turn it off)"),
+    "resetting": (r"((?:i|i've|i have|already|we've) (?:already )?reset (?:my|the|it|all|everything)|"
+                  r"(?:did|done|tried|after) (?:a )?factory reset|tried\b[^!?\n]{0,40}\bresetting)", r"(reset\w*)"),
     "reinstalling": (r"(reinstalled|re-installed|uninstalled|deleted and re|tried (?:reinstalling|re-installing))",
                      r"(reinstall|re-install|uninstall)"),
     "logging out": (r"(logged out|signed out|tried (?:logging|signing) out)", r"(log(?:ging)? out|sign(?:ing)? out)"),
