@@ -13,7 +13,9 @@ so a choice can lean on either metric. With `--word-weights` the pool is also ra
 similarity (`evaluate.rerank_word_weight`): at 1 it ranks without MiniLM, so its semantic similarity is measured with
 an embedder the selector never used; at 0 it ranks by MiniLM alone, so its ROUGE-L is the independent one. With
 `--relevance` the pool is also ranked with fit to the message: (1 - w) x the consensus score (normalised by the
-votes' weight) + w x the MiniLM cosine of each member with the customer's message, for each w given. Writes a record
+votes' weight) + w x the MiniLM cosine of each member with the customer's message, for each w given; with
+`--learned-fit`, with a fit scorer learned on the workspace's train split (evaluation/fit.py) in place of the cosine,
+both terms as z-scores within the pool. Writes a record
 to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity, their paired difference to retrieval
 with 95% intervals, send_ready, and the share of replies that are past replies."""
 from __future__ import annotations
@@ -30,6 +32,7 @@ from supportagent.config import load_params
 from supportagent.data.retrieval import ExampleIndex, embed
 from supportagent.data.rules import apply_rules
 from supportagent.evaluation.evaluate import evaluate_system, test_sample
+from supportagent.evaluation.fit import FitScorer
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.guard import guard, own_brand
@@ -64,22 +67,34 @@ def scores(sent: list[str], refs: list[str], embedder, base: pd.DataFrame) -> di
 
 def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]], messages: list[str],
                       word_weights: list[float], fit_weights: list[float], embedder, *, word_weight: float,
-                      reference_weight: float) -> dict[str, list[list[int]]]:
+                      reference_weight: float, learned_weights: list[float] = (), scorer: FitScorer | None = None) \
+        -> dict[str, list[list[int]]]:
     """Each message's pool (candidates, then past replies; `sims`: their reranking.similarities, computed once)
-    best first, as pool_rankings ranks it, for each ROUGE-L share in `word_weights`; and, for each w in
-    `fit_weights`, by (1 - w) x its mean agreement (reranking.agreement over the votes' total weight) + w x the
-    MiniLM cosine of each member with the message."""
+    best first, as pool_rankings ranks it, for each ROUGE-L share in `word_weights`; for each w in `fit_weights`,
+    by (1 - w) x its mean agreement (reranking.agreement over the votes' total weight) + w x the MiniLM cosine of
+    each member with the message; and for each w in `learned_weights`, by (1 - w) x the agreement + w x `scorer`'s
+    fit of each member to the message, both as z-scores within the pool (the fit is a logit, on no fixed scale)."""
     out = {f"word_weight_{w}": [rank(s, word_weight=w, reference_weight=reference_weight, voters=len(c))
                                 for s, c in zip(sims, cands)] for w in word_weights}
-    if not fit_weights:
+    if not fit_weights and not learned_weights:
         return out
-    base, fit = [], []
+    base, cosine, learned = [], [], []
     for s, c, pool, m in zip(sims, cands, pools, embed(embedder, messages)):
         total = len(c) + (len(pool) - len(c)) * reference_weight
         base.append(agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c)) / total)
-        fit.append(embed(embedder, pool) @ m)
-    return out | {f"relevance_{w}": [[int(i) for i in np.argsort(-((1 - w) * b + w * f), kind="stable")]
-                                     for b, f in zip(base, fit)] for w in fit_weights}
+        vectors = embed(embedder, pool)
+        cosine.append(vectors @ m)
+        learned.append(scorer.scores(m, vectors) if scorer else None)
+
+    def order(score) -> list[int]:
+        return [int(i) for i in np.argsort(-score, kind="stable")]
+
+    def z(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) / (x.std() or 1.0)
+
+    return out | {f"relevance_{w}": [order((1 - w) * b + w * f) for b, f in zip(base, cosine)] for w in fit_weights} \
+        | {f"learned_fit_{w}": [order((1 - w) * z(b) + w * z(f)) for b, f in zip(base, learned)]
+           for w in learned_weights}
 
 
 def floats(text: str) -> list[float]:
@@ -95,6 +110,8 @@ def main() -> None:
                     help="where the stages ran (e.g. build/full of gpu_pipeline.py): its params.yaml and outputs")
     ap.add_argument("--commit", help="the commit the tree is at, where its git history does not tell (a copied tree)")
     ap.add_argument("--word-weights", default="", help="comma-separated ROUGE-L shares of the similarity, e.g. 1,0")
+    ap.add_argument("--learned-fit", default="", help="comma-separated weights of a fit scorer learned on the train "
+                    "split (evaluation/fit.py), e.g. 0.1,0.2")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
     tag = "" if work == ROOT else f"{work.name}_"  # names the cached replies and the record of another workdir
@@ -119,8 +136,10 @@ def main() -> None:
     variants = {}
     pools = [c + list(p) for c, p in zip(cands, past)]
     sims = similarities(pools, [[] for _ in pools], embedder)  # every pool variant ranks from these
+    scorer = FitScorer.train(train, embedder, seed=params.seed) if args.learned_fit else None
     others = weighted_rankings(sims, cands, pools, frame["customer"].tolist(), floats(args.word_weights),
-                               floats(args.relevance), embedder, **weights)
+                               floats(args.relevance), embedder, **weights, learned_weights=floats(args.learned_fit),
+                               scorer=scorer)
     orders = [("candidates", rankings(cands, past, embedder, **weights)),
               ("candidates_and_past_replies", [rank(s, **weights, voters=len(c)) for s, c in zip(sims, cands)]),
               *((f"candidates_and_past_replies_{name}", order) for name, order in others.items())]
@@ -143,6 +162,7 @@ def main() -> None:
                              "semantic_similarity": round(float(retrieval["semantic_similarity"].mean()), 2),
                              "send_ready": round(100 * float(np.mean([len(f) == 0 for f in retrieval["flags"]])), 2)}
     notes = "past replies in the reranker's pool" + (", and fit to the message" if args.relevance else "") + \
+        (", and a fit scorer learned on the train split" if args.learned_fit else "") + \
         (", and other ROUGE-L shares of the similarity" if args.word_weights else "")
     record = {"notes": notes, "machine": records.machine_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
