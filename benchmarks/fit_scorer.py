@@ -58,9 +58,8 @@ def main() -> None:
     for feats in data["train"][0]:
         for l2 in (1e-4, 1e-3, 1e-2):
             w = fit.fit(data["train"][0][feats], data["train"][1], l2)
-            score = lambda s: np.c_[data[s][0][feats], np.ones(len(data[s][1]))] @ w  # noqa: E731
-            results[f"{feats} l2={l2:g}"] = {"train_auc": round(fit.auc(score("train"), data["train"][1]), 4),
-                                             "val_auc": round(fit.auc(score("val"), data["val"][1]), 4)}
+            results[f"{feats} l2={l2:g}"] = {f"{s}_auc": round(fit.auc(fit.logits(data[s][0][feats], w), data[s][1]), 4)
+                                             for s in ("train", "val")}
     best = max(results, key=lambda k: results[k]["val_auc"])
     record = {
         "machine": records.cpu_facts(),

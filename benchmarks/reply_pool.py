@@ -78,11 +78,14 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
                                 for s, c in zip(sims, cands)] for w in word_weights}
     if not fit_weights and not learned_weights:
         return out
+    unique = list(dict.fromkeys(t for pool in pools for t in pool))  # each text embedded once, in one batch
+    row = {t: i for i, t in enumerate(unique)}
+    embedded = embed(embedder, unique)
     base, cosine, learned = [], [], []
     for s, c, pool, m in zip(sims, cands, pools, embed(embedder, messages)):
         total = len(c) + (len(pool) - len(c)) * reference_weight
         base.append(agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c)) / total)
-        vectors = embed(embedder, pool)
+        vectors = embedded[[row[t] for t in pool]]
         cosine.append(vectors @ m)
         learned.append(scorer.scores(m, vectors) if scorer else None)
 

@@ -56,6 +56,11 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     return w.detach().numpy()
 
 
+def logits(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The regression's logit of each row of `x` (`weights` as `fit` returns them: weights, then bias)."""
+    return np.c_[x, np.ones(len(x))] @ weights
+
+
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """The chance that a positive outscores a negative (ties count half)."""
     pos, neg = scores[labels == 1], scores[labels == 0]
@@ -75,5 +80,4 @@ class FitScorer:
 
     def scores(self, message: np.ndarray, replies: np.ndarray) -> np.ndarray:
         """The fit (a logit) of each reply vector in `replies` to the one `message` vector."""
-        x = pair_features(np.broadcast_to(message, replies.shape), replies)
-        return np.c_[x, np.ones(len(x))] @ self.weights
+        return logits(pair_features(np.broadcast_to(message, replies.shape), replies), self.weights)

@@ -500,18 +500,25 @@ _SLOTS = {
 
 
 # fixes a customer says were tried, and the reply's suggestion of the same
-_TRIED = {  # what the customer says was done (past tense, or "tried ...ing"), and the reply's suggestion of it
-    "restarting": (r"(restarted|rebooted|turned (?:it )?off and on|tried\b[^!?\n]{0,40}\b(?:restarting|rebooting))",
-                   r"(restart|reboot|power cycle|turn it off)"),
-    "resetting": (r"((?:i|i've|i have|already|we've) (?:already )?reset (?:my|the|it|all|everything)|"
-                  r"(?:did|done|tried|after) (?:a )?factory reset|tried\b[^!?\n]{0,40}\bresetting)", r"(reset\w*)"),
-    "reinstalling": (r"(reinstalled|re-installed|uninstalled|deleted and re|tried (?:reinstalling|re-installing))",
-                     r"(reinstall|re-install|uninstall)"),
-    "logging out": (r"(logged out|signed out|tried (?:logging|signing) out)", r"(log(?:ging)? out|sign(?:ing)? out)"),
-    "updating": (r"(updated|already up to date|on the latest version|tried updating)", r"(updat\w*|latest version)"),
-    "clearing the cache": (r"(cleared (?:the )?cache|tried clearing)", r"(clear\w* (?:the )?cache)"),
-}
+def _tried(*gerunds: str) -> str:
+    """'tried' followed, within a short list, by one of `gerunds` ("Tried resetting my settings .. restarting")."""
+    return r"tried\b[^!?\n]{0,40}\b(?:" + "|".join(gerunds) + ")"
 
+
+_TRIED = {  # what the customer says was done (past tense, or "tried ...ing"), and the reply's suggestion of it
+    "restarting": (rf"(restarted|rebooted|turned (?:it )?off and on|{_tried('restarting', 'rebooting')})",
+                   r"(restart|reboot|power cycle|turn it off)"),
+    "resetting": (rf"((?:i|i've|i have|already|we've) (?:already )?reset (?:my|the|it|all|everything)|"
+                  rf"(?:did|done|tried|after) (?:a )?factory reset|{_tried('resetting')})", r"(reset\w*)"),
+    "reinstalling": (rf"(reinstalled|re-installed|uninstalled|deleted and re|"
+                     rf"{_tried('reinstalling', 're-installing')})",
+                     r"(reinstall|re-install|uninstall)"),
+    "logging out": (rf"(logged out|signed out|{_tried('logging out', 'signing out')})",
+                    r"(log(?:ging)? out|sign(?:ing)? out)"),
+    "updating": (rf"(updated|already up to date|on the latest version|{_tried('updating')})",
+                 r"(updat\w*|latest version)"),
+    "clearing the cache": (rf"(cleared (?:the )?cache|{_tried('clearing')})", r"(clear\w* (?:the )?cache)"),
+}
 
 _VERSION = re.compile(r"\b\d+(?:\.\d+)+\b")
 # the reply says which version the customer has ("We can see you have iOS 11.1", "you're on 11.0.3")
