@@ -76,6 +76,10 @@ def test_escalation_tone_holds_promises_back_and_breezy_openers_on_reports_of_ha
     crash = "my driver crashed the car with me in it and I'm hurt"
     assert "escalation_tone" in flags(crash, "Here to help! Send us a note in the app.")
     assert not flags(crash, "We're so sorry and hope you're okay. Please send us the details: https://help.uber.com")
+    # a hand-over with no word of concern or urgency is cold on a report of harm; urgency alone is heard
+    assert "escalation_tone" in flags(crash, "We're here to help. Can you please send us a DM so we can connect?")
+    assert "escalation_tone" in flags(crash, "Send us a DM with your email address so we can follow up.")
+    assert not flags(crash, "We want to follow up right away. Send us a DM with your email address.")
     assert "escalation_tone" in flags("I want a refund, I was charged twice", "We'll refund you today.")
     # the same opener on a message that is not escalated is a real agent's habit, not a flag
     assert not flags("how do I add a second card?", "Here to help! Tap Payment in the menu.")

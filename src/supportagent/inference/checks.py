@@ -607,7 +607,16 @@ _PROMISE = _rx(r"\b(we'll|we will|i'll|i will|we're going to) (refund|reimburse|
                r"\b(?:provide|issue|give|process|offer) (?:you )?(?:with )?(?:a |your |the )?(?:full )?"
                r"(?:refund|credit|replacement|reimbursement|compensation)\b",
                r"\b(has|have) been (refunded|resolved|fixed|credited|reimbursed)\b", r"\bguarantee")
-_BREEZY = _rx(r"^\W*(?:here to help|happy to help|no worries|no problem)\b", r"\b(awesome|yay+|great news|enjoy)\b")
+_BREEZY = _rx(r"^\W*(?:(?:we'?re |we are |i'?m )?(?:here to help|happy to help)|no worries|no problem)\b",
+              r"\b(awesome|yay+|great news|enjoy)\b")
+# what a reply to a report of harm says first: that it was heard (sorry, concern, hoping they are safe) or that it is
+# urgent; the brands' real replies to such messages do one or the other (tests/data/reply_checks.jsonl)
+_HEARD = _rx(_SORRY, r"\bwe regret\b", r"\bconcern\w*", r"\bseriously\b", r"\bserious\b", r"\bworr(?:y|ying|ied)\b",
+             r"\b(?:terrible|awful|horrible|alarming|upsetting|disturbing|unacceptable|scary|frightening)\b",
+             r"\bhope (?:you|everyone|all|your)\b", r"\bglad (?:you(?:'re| are)|everyone(?:'s| is)) (?:safe|ok)",
+             r"\b(?:shouldn'?t|should not) (?:be|have|happen)", r"\bnot (?:ok|okay|acceptable|what we)\b",
+             r"\btroubl(?:esome|ing)\b", r"\b(?:escalat|investigat)\w*",
+             r"\b(?:right away|immediately|urgent\w*|asap|as soon as possible)\b")
 
 
 def escalation_tone(reply: str, ctx: Context) -> str | None:
@@ -616,8 +625,14 @@ def escalation_tone(reply: str, ctx: Context) -> str | None:
     hit = _first(_PROMISE, reply)
     if hit:
         return f"promises an outcome ({hit!r}) on a message a person must see"
-    hit = _first(_BREEZY, reply) if ctx.harm else None
-    return f"a breezy reply ({hit!r}) to a report of harm" if hit else None
+    if not ctx.harm:
+        return None
+    hit = _first(_BREEZY, reply)
+    if hit:
+        return f"a breezy reply ({hit!r}) to a report of harm"
+    if not _HEARD.search(reply):
+        return "hands a report of harm over without a word of concern or urgency (sorry, hope you're safe, right away)"
+    return None
 
 
 # --- the previous turn said again: the customer has read it (and, answering it, often tried what it suggests)
