@@ -90,9 +90,10 @@ _DOUBLED = _rx(r"\b(\w{4,}), \w+, \1\b",  # "the weirdest, sweetest, weirdest th
 
 def looping(reply: str, ctx: Context) -> str | None:
     sentences = [s.strip().lower() for s in _SENTENCE.findall(reply) if len(s.split()) >= 3]
-    twice = {s for s in sentences if sentences.count(s) > 1}
-    if twice:
-        return f"a sentence stands twice: {sorted(twice)[0]!r}"
+    words = [" ".join(re.findall(r"[\w']+", s)) for s in sentences]
+    twice = sorted(s for i, s in enumerate(words) if any(i != j and f" {s} " in f" {t} " for j, t in enumerate(words)))
+    if twice:  # the same sentence, or one said again inside another ("Here to help. We're here to help.")
+        return f"a sentence stands twice: {twice[0]!r}"
     if repetition(reply) > 0.25:
         return f"{100 * repetition(reply):.0f}% of its 3-word runs repeat"
     doubled = _first(_DOUBLED, reply)
@@ -275,9 +276,10 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]", r"\bthat'?s a great\b",
              r"\bthat'?s (?:just )?what (?:i|we) (?:like|love) to hear\b",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
-_FIX = _rx(r"\b(?:try|trying|tried|could you|can you|please) (?:to )?"
+_FIX = _rx(r"\b(?:try|trying|tried|could you|can you|are you able to|please) (?:to )?"
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
-           r"reset|updat|clear|reboot|delet)\w*")
+           r"reset|updat|clear|reboot|delet)\w*",
+           r"\b(?:does|did|would|will) [^.!?]{0,60}\bhelp\b[^.!]*\?")  # "does logging out help any?"
 _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
                             r"(?:delay|wait|trouble|confusion|inconvenience|frustration|issue|problem)",
                             r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
@@ -311,8 +313,9 @@ _DETAILS = _rx(_ASKS_DETAILS,
                _DM_CLAIM.pattern)
 # a first message that reports no problem is no support case: real agents never ask it for account details, nor
 # offer to investigate
-_CASE = _rx(_ASKS_DETAILS, r"\b(investigat\w*|look into (?:this|it)|take a (?:closer |further )?look|"
-            r"reach (?:out to )?us|contact us|troubleshoot\w*)\b")
+_INVESTIGATE = r"\b(?:investigat\w*|look into (?:this|it)|take a (?:closer |further )?look)\b"
+_INVESTIGATING = _rx(_INVESTIGATE)  # an investigation offered reopens a problem the message calls solved
+_CASE = _rx(_ASKS_DETAILS, _INVESTIGATE, r"\b(?:reach (?:out to )?us|contact us|troubleshoot\w*)\b")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
@@ -378,7 +381,8 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     sorry = _first(_APOLOGY, reply)
     if pleased and sorry:
         return f"apologises ({sorry!r}) to a customer who is pleased"
-    reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply) or _first(_DETAILS, reply)
+    reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply) or _first(_DETAILS, reply) \
+        or _first(_INVESTIGATING, reply)
     if resolved and reopened:
         return f"treats a problem the message says is solved as open ({reopened!r})"
     glad = (mood["compound"] >= 0.3 or praise) and calm
@@ -419,7 +423,7 @@ def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
 
 
 _WELCOME = _rx(r"^\W*(?:(?:hey|hi|hello)(?: there)?)?\W*"
-               r"(?:you'?re (?:very |so |most )?welcome|no problem|my pleasure|anytime)\b",
+               r"(?:(?:you'?re|you are) (?:very |so |most )?welcome|no problem|my pleasure|anytime)\b",
                r"[,.!?]\s+(?:you'?re|you are) (?:very |so |most )?welcome\b")
 _THANKS = _rx(r"\b(thank\w*|thx|thnx|ty(?:ty)*|tysm|cheers|appreciate\w*|grateful|gracias|danke|merci|obrigad[oa]|"
               r"grazie)\b")
