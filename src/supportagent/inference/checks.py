@@ -149,7 +149,13 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
+_CHANNEL = _rx(r"\b(facebook|messenger|instagram|whatsapp|snapchat|linkedin|tiktok|wechat|telegram)\b")
+
+
 def unknown_contact(reply: str, ctx: Context) -> str | None:
+    channel = _first(_CHANNEL, reply)
+    if channel and not any(channel.lower() in c.lower() for c in (ctx.support_url, *ctx.contacts)):
+        return f"a channel the brand does not list: {channel!r}"
     hosts = {_host(c) for c in (ctx.support_url, *ctx.contacts) if c and "." in c and "@" not in c}
     phones = {_digits(c) for c in ctx.contacts if len(_digits(c)) >= 7}
     emails = {c.lower() for c in ctx.contacts if "@" in c}
@@ -612,6 +618,7 @@ _PROMISE = _rx(r"\b(we'll|we will|i'll|i will|we're going to) (refund|reimburse|
                r"(?:refund|credit|replacement|reimbursement|compensation)\b",
                r"\b(has|have) been (refunded|resolved|fixed|credited|reimbursed)\b", r"\bguarantee")
 _BREEZY = _rx(r"^\W*(?:(?:we'?re |we are |i'?m )?(?:here to help|happy to help)|no worries|no problem)\b",
+              r"^\W*(?:thanks|thank you)\W*(?:[.!]|$)",  # a bare "Thanks." for the report
               r"\b(awesome|yay+|great news|enjoy)\b")
 # what a reply to a report of harm says first: that it was heard (sorry, concern, hoping they are safe) or that it is
 # urgent; the brands' real replies to such messages do one or the other (tests/data/reply_checks.jsonl)
