@@ -153,8 +153,9 @@ _CHANNEL = _rx(r"\b(facebook|messenger|instagram|whatsapp|snapchat|linkedin|tikt
 
 
 def unknown_contact(reply: str, ctx: Context) -> str | None:
-    channel = _first(_CHANNEL, reply)
-    if channel and not any(channel.lower() in c.lower() for c in (ctx.support_url, *ctx.contacts)):
+    channel = _first(_CHANNEL, reply)  # one the customer spoke of may be named back
+    listed = (ctx.said, ctx.support_url, *ctx.contacts)
+    if channel and not any(channel.lower() in c.lower() for c in listed):
         return f"a channel the brand does not list: {channel!r}"
     hosts = {_host(c) for c in (ctx.support_url, *ctx.contacts) if c and "." in c and "@" not in c}
     phones = {_digits(c) for c in ctx.contacts if len(_digits(c)) >= 7}
