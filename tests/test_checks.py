@@ -85,6 +85,14 @@ def test_escalation_tone_holds_promises_back_and_breezy_openers_on_reports_of_ha
     assert not flags("how do I add a second card?", "Here to help! Tap Payment in the menu.")
 
 
+def test_a_social_channel_is_an_unknown_contact_unless_the_conversation_or_the_brand_names_it():
+    # a brand without a support link (support_url None) is checked too
+    assert [f.check for f in check_reply("Check our Instagram for updates.", Context("what's new?"))] == [
+        "unknown_contact"]
+    assert not check_reply("Sorry about that. Which Facebook login do you use?", Context("facebook login fails"))
+    assert not check_reply("Find us on Instagram.", Context("hi", contacts=("https://instagram.com/brand",)))
+
+
 def test_the_guard_falls_back_to_the_nearest_past_reply_that_passes(params):
     rules = apply_rules("my package is two weeks late", params.rules)
     g = guard([("Awesome, enjoy!", False), ("Sorry about the", True)],

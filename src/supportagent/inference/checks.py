@@ -154,7 +154,7 @@ _CHANNEL = _rx(r"\b(facebook|messenger|instagram|whatsapp|snapchat|linkedin|tikt
 
 def unknown_contact(reply: str, ctx: Context) -> str | None:
     channel = _first(_CHANNEL, reply)  # one the customer spoke of may be named back
-    listed = (ctx.said, ctx.support_url, *ctx.contacts)
+    listed = (ctx.said, ctx.support_url or "", *ctx.contacts)
     if channel and not any(channel.lower() in c.lower() for c in listed):
         return f"a channel the brand does not list: {channel!r}"
     hosts = {_host(c) for c in (ctx.support_url, *ctx.contacts) if c and "." in c and "@" not in c}
@@ -623,7 +623,7 @@ _BREEZY = _rx(r"^\W*(?:(?:we'?re |we are |i'?m )?(?:here to help|happy to help)|
               r"\b(awesome|yay+|great news|enjoy)\b")
 # what a reply to a report of harm says first: that it was heard (sorry, concern, hoping they are safe) or that it is
 # urgent; the brands' real replies to such messages do one or the other (tests/data/reply_checks.jsonl)
-_HEARD = _rx(_SORRY, r"\bwe regret\b", r"\bconcern\w*", r"\bseriously\b", r"\bserious\b", r"\bworr(?:y|ying|ied)\b",
+_HEARD = _rx(_APOLOGY.pattern, r"\bconcern\w*", r"\bserious(?:ly)?\b", r"\bworr(?:y|ying|ied)\b",
              r"\b(?:terrible|awful|horrible|alarming|upsetting|disturbing|unacceptable|scary|frightening)\b",
              r"\bhope (?:you|everyone|all|your)\b", r"\bglad (?:you(?:'re| are)|everyone(?:'s| is)) (?:safe|ok)",
              r"\b(?:shouldn'?t|should not) (?:be|have|happen)", r"\bnot (?:ok|okay|acceptable|what we)\b",
