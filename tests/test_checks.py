@@ -61,8 +61,9 @@ def test_contacts_the_brand_lists_pass_and_others_do_not():
 def test_saying_the_previous_turn_again_is_flagged_only_where_there_is_a_turn_to_repeat():
     said = "Can you try logging out and back in? Let us know if that helps."
     ctx = Context("still broken", previous=said)
+    # the message says the fix failed: suggesting it again is also asking for what the customer has done
     assert [f.check for f in check_reply("Can you try logging out and back in? Let us know if it helps!", ctx)] == [
-        "repeats_previous"]
+        "asks_known", "repeats_previous"]
     assert not check_reply("Thanks for trying. Which device are you using? We'll look into it.", ctx)
     # no previous turn, or one too short to count as repeated (three words): nothing to compare with
     assert not check_reply(said, Context("still broken"))
@@ -151,3 +152,27 @@ def test_a_message_too_short_to_tell_its_language_is_read_with_the_turn_it_answe
     assert "the message is in es" in g.passed_over[0]
     # alone, the message says too little: no language is claimed for it
     assert guard(model, past, "AmazonHelp", message, "", apply_rules(message, params.rules), params).path == "passed"
+
+
+def test_a_fix_that_failed_an_order_that_came_and_news_of_no_step_are_flagged():
+    failed = Context("It didn't seem to help at all", previous="Can you try clearing your browser's cache and cookies?")
+    again = check_reply("Sorry about that. We can try clearing your cache and cookies using our help page.", failed)
+    assert [f.check for f in again] == ["asks_known"] and "again" in again[0].reason
+    assert not check_reply("Sorry about that. Does logging out and back in make a difference?", failed)
+    # the same fix, where the message says it worked, or where nothing was suggested before
+    worked = Context("That worked, thanks!", previous="Can you try clearing your cache?")
+    assert "asks_known" not in {f.check for f in check_reply("If it happens again, try clearing your cache.", worked)}
+    assert not check_reply("Sorry! Could you try clearing your browser's cache?", Context("It didn't help"))
+
+    came = Context("Ordered two games and both came rattling inside their cases. One is broken.")
+    assert [f.check for f in check_reply("I'm sorry you didn't receive your order. Please reach out.", came)] == [
+        "asks_known"]
+    assert not check_reply("I'm sorry your order arrived in this condition! Please reach out.", came)
+    disputed = Context("tracking says delivered since noon but there's nothing at my door")
+    assert not check_reply("I'm sorry your package hasn't arrived yet! Please reach out.", disputed)
+
+    broken = Context("It's still not working! 😭😭", previous="You'll need specific playlists for this: see our page.")
+    assert [f.check for f in check_reply("Got it. Let us know how it goes.", broken)] == ["signs_off_open_problem"]
+    assert not check_reply("Sorry! Could you try reinstalling the app? Let us know how it goes.", broken)
+    # the customer says they will act: waiting for their news is right
+    assert not check_reply("No worries. Keep us in the loop", Context("It did not. But shall try again Thank you."))

@@ -419,13 +419,24 @@ _HELP = _rx(r"\?", r"\b(?:info|information|steps|details)\b[^.!?]{0,50}\bhere\b"
             r"pass\w* (?:this|it|your))")
 
 
+# waiting for news of a step the reply never gives, where the customer does not say they will act
+_AWAIT = _rx(r"\blet us know how (?:it|that|this|things) (?:goes|go|went|plays out|turns out)\b",
+             r"\bkeep us (?:posted|in the loop)\b")
+_WILL_ACT = _rx(r"\b(?:i'?ll|i will|shall|i'?m going to|gonna|will (?:try|do|check|let you know|contact))\b")
+
+
 def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
     if not _troubled(ctx):
         return None
+    rest = re.sub(r"https?://\S+", " ", _AWAIT.sub(" ", _SIGN_OFF.sub(" ", reply)))  # a link alone is no help
+    if _HELP.search(rest):
+        return None
     hit = _first(_SIGN_OFF, reply)
-    rest = re.sub(r"https?://\S+", " ", _SIGN_OFF.sub(" ", reply))  # a link alone, as in a signature, is no help
-    if hit and not _HELP.search(rest):
+    if hit:
         return f"closes the conversation ({hit!r}) on a problem the message says is still open"
+    hit = None if _WILL_ACT.search(ctx.message) else _first(_AWAIT, reply)
+    if hit:
+        return f"waits for news ({hit!r}) of a step it never gives, on a problem the message says is still open"
     return None
 
 
@@ -528,8 +539,21 @@ _TRIED = {  # what the customer says was done (past tense, or "tried ...ing"), a
                     r"(log(?:ging)? out|sign(?:ing)? out)"),
     "updating": (rf"(updated|already up to date|on the latest version|{_tried('updating')})",
                  r"(updat\w*|latest version)"),
-    "clearing the cache": (rf"(cleared (?:the )?cache|{_tried('clearing')})", r"(clear\w* (?:the )?cache)"),
+    "clearing the cache": (rf"(cleared (?:the )?cache|{_tried('clearing')})", r"(clear\w*[^.!?]{0,25}\bcache)"),
 }
+# a fix offered: the reply's "could you try restarting", the previous turn's "does logging out ... help?"
+_OFFER = (r"\b(?:try|trying|tried|please|could you|can you|would you|does|did|have you|we can|let's|you can)\b"
+          r"[^.!?]{0,30}?")
+# the message's answer to the previous turn's fix: it did not help
+_FAILED = _rx(r"\b(?:didn'?t|did not|doesn'?t|does not|hasn'?t|has not|won'?t|not)\b[^.!?]{0,20}"
+              r"\b(?:help|work|fix|change|do anything|make a difference)", r"\bstill\b",
+              r"\bno (?:luck|change|difference|dice)\b", r"\bsame (?:thing|issue|problem|error)\b", r"\bnope\b")
+# an apology for an order that never came, to a message (or its previous turn) that says it came
+_ARRIVED = _rx(r"(?<!not )(?<!never )(?<!n't )\b(?:arrived|came|received|delivered|showed up|turned up)\b")
+_NOT_ARRIVED = _rx(r"(?:\bnot|\bnever|n't|\byet to)\s+(?:\w+\s+){0,2}?(?:arriv|deliver|receiv|c[oa]me|got|get|"
+                   r"show\w* up|turn\w* up)", r"\b(?:missing|lost|stolen|where'?s|where is|still waiting)\b",
+                   r"\b(?:says|said|shows?|showing|marked|scanned)(?: as| it was| it's)? delivered\b",
+                   r"\bnothing (?:at|here|came|arrived|in)\b")
 
 _VERSION = re.compile(r"\b\d+(?:\.\d+)+\b")
 # the reply says which version the customer has ("We can see you have iOS 11.1", "you're on 11.0.3")
@@ -542,11 +566,19 @@ def asks_known(reply: str, ctx: Context) -> str | None:
     for slot, (ask, given) in _SLOTS.items():
         if ask.search(reply) and given.search(said):
             return f"asks for the {slot}, which the message gives ({_first(given, said)!r})"
+    failed = bool(ctx.previous) and _FAILED.search(ctx.message) and not _resolved(ctx.message)
     for fix, (done, suggest) in _TRIED.items():
         tried = re.search(r"\b" + done, said, re.IGNORECASE)
         if tried and re.search(r"\b(try|tried|please|could you|can you|have you)\b[^.!?]{0,25}" + suggest, reply,
                                re.IGNORECASE):
             return f"suggests {fix}, which the message says was tried ({tried.group(0)!r})"
+        offered = re.compile(_OFFER + suggest, re.IGNORECASE)
+        if failed and offered.search(ctx.previous) and offered.search(reply):
+            return f"suggests {fix} again: the previous turn did, and the message says it did not help"
+    sorry = _first(_UNREPORTED["a delivery"][0], reply)
+    came = _first(_ARRIVED, said)
+    if sorry and came and not _NOT_ARRIVED.search(said):
+        return f"apologises for an order not received ({sorry!r}), which the message says {came}"
     stated, versions = _first(_STATED_VERSION, reply), set(_VERSION.findall(said))
     if stated and versions and _VERSION.search(stated).group(0) not in versions:
         return f"tells the customer a version ({stated!r}) the message contradicts ({', '.join(sorted(versions))})"
@@ -559,7 +591,7 @@ _ASKS = _rx(r"\?",
 _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out we i appreciate love that this it glad
     happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
     there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening
-    reaching out shopping eating riding contacting letting know looking forward seeing""".split())
+    reaching out shopping eating riding contacting letting know looking forward seeing got ok okay noted""".split())
 
 
 def no_answer(reply: str, ctx: Context) -> str | None:
