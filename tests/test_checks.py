@@ -176,3 +176,13 @@ def test_a_fix_that_failed_an_order_that_came_and_news_of_no_step_are_flagged():
     assert not check_reply("Sorry! Could you try reinstalling the app? Let us know how it goes.", broken)
     # the customer says they will act: waiting for their news is right
     assert not check_reply("No worries. Keep us in the loop", Context("It did not. But shall try again Thank you."))
+
+
+def test_an_earlier_time_is_flagged_only_where_the_message_speaks_of_none():
+    first = Context("a piece of bone in my chicken is a little too far")
+    flags = check_reply("Again? I'm so sorry. Did you write to us at the link?", first)
+    assert [f.check for f in flags] == ["claims_dm"] and "earlier time" in flags[0].reason
+    assert not check_reply("Sorry it's happening again! Please tell us more.", Context("my order is late AGAIN"))
+    assert not check_reply("I'm so sorry. Please tell us more.", first)
+    # a conversation under way may have had an earlier time the agent cannot see
+    assert not check_reply("Again? I'm so sorry.", Context("no", previous="Did the new order arrive?"))

@@ -619,14 +619,24 @@ def invented_name(reply: str, ctx: Context) -> str | None:
     return None
 
 
-# --- a DM the conversation never mentions: real agents see their inbox, which the agent never sees
+# --- a DM or an earlier time the conversation never mentions: real agents see their inbox and the customer's
+# history, which the agent never sees
 _DM_SAID = _rx(r"\b(dm|dms|dm'?d|dm'?ed|direct message|message|messaged|pm|inbox|sent|wrote|emailed|e-mailed|check)\b")
+
+
+# an earlier time ("Again?"), said to a first message that speaks of none
+_AGAIN = _rx(r"^\W*again\b", r"\b(?:happen(?:ed|ing|s)?|going on) again\b", r"\bonce again\b")
+_HISTORY = _rx(r"\b(?:again|another|twice|second|2nd|third|3rd|keeps?|kept|every ?time|still|always|repeatedly|"
+               r"\d+ times|before|last time|anymore|no longer)\b")
 
 
 def claims_dm(reply: str, ctx: Context) -> str | None:
     hit = _first(_DM_CLAIM, reply)
     if hit and not _DM_SAID.search(ctx.said):
         return f"speaks of a DM ({hit!r}) the conversation never mentions"
+    hit = None if ctx.previous else _first(_AGAIN, reply)
+    if hit and not _HISTORY.search(ctx.message):
+        return f"speaks of an earlier time ({hit!r}) a first message never mentions"
     return None
 
 
