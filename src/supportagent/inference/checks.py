@@ -275,7 +275,7 @@ _RESOLVED = _rx(_NEG + r"\b(works|working|playing|loading|showing|syncing) (now|
                 r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
                 r"\ball good\b", r"\bback to normal\b", r"\bgot it (?:done|sorted|fixed|working|to work)\b")
 _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hear|good to hear|glad to hear|"
-             r"happy to hear|love to hear|love that|so glad|glad (?:it|that|you|everything)|that's great|"
+             r"happy to hear|love to hear|glad to know|love that|so glad|glad (?:it|that|you|everything)|that's great|"
              r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
              # thanks for praise, said to a complaint
              r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
@@ -409,14 +409,16 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
 
 # --- the conversation closed while the problem is open, or thanks answered that were never given
 _SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\bneed us again\b",
+                r"\b(?:don'?t|do not) hesitate to (?:reach out|contact us|get in touch|let us know)\b",
                 r"\b(?:if|whenever) (?:we|you) (?:can|need to) (?:help|assist)[^.!?]{0,25}\b(?:again|else)\b",
                 r"\bif (?:we|you) need anything\b", r"\bif there'?s anything else\b",
                 r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b",
                 r"\bif (?:the|this|that|your) (?:problem|issue)s? (?:persists?|continues?|comes? back|returns?)\b")
 _HELP = _rx(r"\?", r"\b(?:info|information|steps|details)\b[^.!?]{0,50}\bhere\b",  # a page to read, linked
-            r"(?<!for )\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|tap|open|update|restart|"
-            r"reinstall|log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|investigat\w*|escalat\w*|"
-            r"pass\w* (?:this|it|your))")
+            # "don't hesitate to reach out", "feel free to contact us": a sign-off, no help
+            r"(?<!for )(?<!hesitate to )(?<!free to )\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|"
+            r"tap|open|update|restart|reinstall|log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|"
+            r"investigat\w*|escalat\w*|pass\w* (?:this|it|your))")
 
 
 # waiting for news of a step the reply never gives, where the customer does not say they will act
