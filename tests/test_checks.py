@@ -189,3 +189,12 @@ def test_an_earlier_time_is_flagged_only_where_the_message_speaks_of_none():
     assert not check_reply("I'm so sorry. Please tell us more.", first)
     # a conversation under way may have had an earlier time the agent cannot see
     assert not check_reply("Again? I'm so sorry.", Context("no", previous="Did the new order arrive?"))
+
+
+def test_agreeing_with_a_complaint_is_a_mood_mismatch_and_with_a_question_is_not():
+    sad = Context("Went there dressed up and the line was out the door. So disappointed 😔")
+    assert [f.check for f in check_reply("That's right. We should take a closer look at this!", sad)] == [
+        "mood_mismatch"]
+    assert [f.check for f in check_reply("Right? Best day of the year.", Context("my burrito was cold"))] == [
+        "mood_mismatch"]
+    assert not check_reply("That's right! Wear a costume and it's $3.", Context("Is the $3 boorito deal today?"))

@@ -282,7 +282,9 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
              r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]", r"\bthat'?s a great\b",
              r"\bthat'?s (?:just )?what (?:i|we) (?:like|love) to hear\b",
-             r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b")
+             r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b",
+             # agreement that answers banter, said to a complaint
+             r"^\W*(?:(?:that'?s right|agreed|truth|true story|so true|totally|yeah,? buddy|heck yeah)\b|right\?)")
 _FIX = _rx(r"\b(?:try|trying|tried|could you|can you|are you able to|please) (?:to )?"
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
            r"reset|updat|clear|reboot|delet)\w*",
