@@ -168,6 +168,8 @@ def test_a_fix_that_failed_an_order_that_came_and_news_of_no_step_are_flagged():
     assert [f.check for f in check_reply("I'm sorry you didn't receive your order. Please reach out.", came)] == [
         "asks_known"]
     assert not check_reply("I'm sorry your order arrived in this condition! Please reach out.", came)
+    assert [f.check for f in check_reply("We'd like to help you find your order. Please reach out.", came)] == [
+        "asks_known"]
     disputed = Context("tracking says delivered since noon but there's nothing at my door")
     assert not check_reply("I'm sorry your package hasn't arrived yet! Please reach out.", disputed)
 

@@ -552,7 +552,10 @@ _OFFER = (r"\b(?:try|trying|tried|please|could you|can you|would you|does|did|ha
 _FAILED = _rx(r"\b(?:didn'?t|did not|doesn'?t|does not|hasn'?t|has not|won'?t|not)\b[^.!?]{0,20}"
               r"\b(?:help|work|fix|change|do anything|make a difference)", r"\bstill\b",
               r"\bno (?:luck|change|difference|dice)\b", r"\bsame (?:thing|issue|problem|error)\b", r"\bnope\b")
-# an apology for an order that never came, to a message (or its previous turn) that says it came
+# an apology for an order that never came, or an offer to find it, to a message (or its previous turn) that says
+# it came
+_LOST_ORDER = _rx(_UNREPORTED["a delivery"][0].pattern,
+                  r"\b(?:find|locate|track down|trace)\b[^.!?]{0,15}\b(?:your|the|this) (?:order|package|parcel|item)")
 _ARRIVED = _rx(r"(?<!not )(?<!never )(?<!n't )\b(?:arrived|came|received|delivered|showed up|turned up)\b")
 _NOT_ARRIVED = _rx(r"(?:\bnot|\bnever|n't|\byet to)\s+(?:\w+\s+){0,2}?(?:arriv|deliver|receiv|c[oa]me|got|get|"
                    r"show\w* up|turn\w* up)", r"\b(?:missing|lost|stolen|where'?s|where is|still waiting)\b",
@@ -579,10 +582,10 @@ def asks_known(reply: str, ctx: Context) -> str | None:
         offered = re.compile(_OFFER + suggest, re.IGNORECASE)
         if failed and offered.search(ctx.previous) and offered.search(reply):
             return f"suggests {fix} again: the previous turn did, and the message says it did not help"
-    sorry = _first(_UNREPORTED["a delivery"][0], reply)
+    lost = _first(_LOST_ORDER, reply)
     came = _first(_ARRIVED, said)
-    if sorry and came and not _NOT_ARRIVED.search(said):
-        return f"apologises for an order not received ({sorry!r}), which the message says {came}"
+    if lost and came and not _NOT_ARRIVED.search(said):
+        return f"speaks of an order not received ({lost!r}), which the message says {came}"
     stated, versions = _first(_STATED_VERSION, reply), set(_VERSION.findall(said))
     if stated and versions and _VERSION.search(stated).group(0) not in versions:
         return f"tells the customer a version ({stated!r}) the message contradicts ({', '.join(sorted(versions))})"
