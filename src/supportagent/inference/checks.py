@@ -548,6 +548,7 @@ _TRIED = {  # what the customer says was done (past tense, or "tried ...ing"), a
 # a fix offered: the reply's "could you try restarting", the previous turn's "does logging out ... help?"
 _OFFER = (r"\b(?:try|trying|tried|please|could you|can you|would you|does|did|have you|we can|let's|you can)\b"
           r"[^.!?]{0,30}?")
+_OFFERED = {fix: re.compile(_OFFER + suggest, re.IGNORECASE) for fix, (_, suggest) in _TRIED.items()}
 # the message's answer to the previous turn's fix: it did not help
 _FAILED = _rx(r"\b(?:didn'?t|did not|doesn'?t|does not|hasn'?t|has not|won'?t|not)\b[^.!?]{0,20}"
               r"\b(?:help|work|fix|change|do anything|make a difference)", r"\bstill\b",
@@ -579,8 +580,7 @@ def asks_known(reply: str, ctx: Context) -> str | None:
         if tried and re.search(r"\b(try|tried|please|could you|can you|have you)\b[^.!?]{0,25}" + suggest, reply,
                                re.IGNORECASE):
             return f"suggests {fix}, which the message says was tried ({tried.group(0)!r})"
-        offered = re.compile(_OFFER + suggest, re.IGNORECASE)
-        if failed and offered.search(ctx.previous) and offered.search(reply):
+        if failed and _OFFERED[fix].search(ctx.previous) and _OFFERED[fix].search(reply):
             return f"suggests {fix} again: the previous turn did, and the message says it did not help"
     lost = _first(_LOST_ORDER, reply)
     came = _first(_ARRIVED, said)
