@@ -200,3 +200,31 @@ def test_agreeing_with_a_complaint_is_a_mood_mismatch_and_with_a_question_is_not
     assert [f.check for f in check_reply("Right? Best day of the year.", Context("my burrito was cold"))] == [
         "mood_mismatch"]
     assert not check_reply("That's right! Wear a costume and it's $3.", Context("Is the $3 boorito deal today?"))
+
+
+def test_what_the_message_says_what_the_previous_turn_closed_and_evaluation_as_an_answer():
+    updated = Context("just updated my 7 plus to 11.1 but I can't see the new emojis on my watch")
+    assert [f.check for f in check_reply("What's the exact iOS version you're using?", updated)] == ["asks_known"]
+    # the same fix for another device than the one the customer updated
+    assert not check_reply("Got it. Have you updated your Apple Watch to 4.1 yet?", updated)
+    assert check_reply("Got it. Have you updated your iPhone to the latest iOS?", updated)
+
+    refund = Context("I bought this item for £5.99, why am I only getting £1.67 back?!")
+    assert [f.check for f in check_reply("I'm sorry you have received your order. Please reach out.", refund)] == [
+        "mood_mismatch"]
+    assert not check_reply("I'm sorry you received your order damaged. Please reach out.", refund)
+
+    closed = Context("It's Wednesday pal. Not on it tonight", previous="Nice! We're glad it's working now.")
+    assert [f.check for f in check_reply("Can you DM us your account's email address?", closed)] == ["mood_mismatch"]
+    reopened = Context("It stopped again this morning, same error", previous="Nice! We're glad it's working now.")
+    assert not check_reply("Sorry to hear that. Can you DM us your account's email address?", reopened)
+
+    link = "https://support.spotify.com/contact-spotify-support/"
+    unanswered = Context("Thanks but doesn't really answer my question??", previous="More info here: <url>",
+                         support_url=link)
+    assert [f.check for f in check_reply(f"If you ever need us again, we'll be right here. Check out {link}",
+                                         unanswered)] == ["signs_off_open_problem"]
+
+    question = Context("can i do double meat for my boorito and still only pay $3?")
+    assert [f.check for f in check_reply("Thanks! That's a great thing to consider.", question)] == ["no_answer"]
+    assert not check_reply("Great question! If it fits comfortably inside your meal, it's $3.", question)

@@ -82,6 +82,8 @@ def test_override_with_unknown_key_names_the_overrides_file(tmp_path):
             lambda r: r["brands"]["AppleSupport"].update(support_url="support.apple.com"),
             r"AppleSupport.*http\(s\) link",
         ),
+        (lambda r: r["brands"]["AppleSupport"].update(help_url="ftp://support.apple.com"), r"AppleSupport.*help_url"),
+        (lambda r: r["brands"].update(NewBrand={"help_url": "https://help.example.com"}), r"NewBrand.*without support_url"),
         (lambda r: r["brands"]["AmazonHelp"].update(contacts=["call us"]), r"AmazonHelp.*'call us' is no phone number"),
         (lambda r: r["brands"]["Uber_Support"].update(fallback="Hi {name}, see {url}"), r"Uber_Support.*placeholder"),
         (lambda r: r["brands"]["Uber_Support"].update(fallback="x" * 281), r"Uber_Support.*280 characters"),

@@ -32,6 +32,23 @@ def test_serve_uses_the_brands_params():
     assert serve("", "AppleSupport", brands) == serve("  ", "AppleSupport", brands) == NO_LINK  # never sent empty
 
 
+def test_a_link_to_read_gets_the_help_site_and_a_link_to_reach_the_contact_page():
+    """In the brands' real replies "the steps here: <url>" was a help article: the contact page would mislabel it."""
+    brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/",
+                                          help_url="https://support.spotify.com"),
+              "ChipotleTweets": BrandParams(support_url="https://www.chipotle.com/contact-us")}
+    contact, helps = brands["SpotifyCares"].support_url, brands["SpotifyCares"].help_url
+    for to_read in ("Just follow the steps here: <url> Let us know how it goes", "More info here: <url>",
+                    "This article should help: <url>", "Let's back up and update: <url>"):
+        assert serve(to_read, "SpotifyCares", brands) == to_read.replace("<url>", helps)
+    for to_reach in ("Send us a note at <url>", "Please reach out to us for more information: <url>",
+                     "DM us the details here <url>", "Sorry about that! Write to us here: <url>",
+                     "Here are the steps. <url>"):  # the clause before the link is its own sentence
+        assert serve(to_reach, "SpotifyCares", brands) == to_reach.replace("<url>", contact)
+    # a brand without a help site: its contact page, whatever the words
+    assert serve("Follow the steps here: <url>", "ChipotleTweets", brands).endswith(brands["ChipotleTweets"].support_url)
+
+
 SPOTIFY = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
 LINK = SPOTIFY["SpotifyCares"].support_url
 

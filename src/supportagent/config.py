@@ -206,6 +206,9 @@ FALLBACK_NO_LINK = "We're sorry for the trouble. Please send us a Direct Message
 
 class BrandParams(Strict):
     support_url: str | None = None  # fills the `<url>` mask in served replies; None: the sentence is rewritten
+    # fills it instead where the reply points to something to read (steps, an article, more info: placeholders.py);
+    # None: support_url
+    help_url: str | None = None
     # phone numbers, e-mail addresses and sites a reply may give besides support_url (checks.unknown_contact)
     contacts: list[str] = []
     # what is sent when no candidate and no past reply passes the checks (guard.py); `{url}`: support_url
@@ -213,9 +216,13 @@ class BrandParams(Strict):
 
     @model_validator(mode="after")
     def _well_formed(self):
+        for name, link in (("support_url", self.support_url), ("help_url", self.help_url)):
+            parts = urlparse(link or "")
+            if link is not None and (parts.scheme not in ("http", "https") or "." not in parts.netloc):
+                raise ValueError(f"{name} {link!r} is not an http(s) link with a host, e.g. https://help.example.com")
+        if self.help_url is not None and self.support_url is None:
+            raise ValueError("help_url is set without support_url: set support_url, the link every other reply gets")
         url = self.support_url
-        if url is not None and (urlparse(url).scheme not in ("http", "https") or "." not in urlparse(url).netloc):
-            raise ValueError(f"support_url {url!r} is not an http(s) link with a host, e.g. https://help.example.com")
         for c in self.contacts:
             if not (_PHONE.fullmatch(c) and sum(ch.isdigit() for ch in c) >= 7 or _EMAIL.fullmatch(c)
                     or _DOMAIN.fullmatch(c)):

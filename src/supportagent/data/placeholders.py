@@ -1,13 +1,15 @@
 """Cleaning masks (`<url>`, `@user`) never reach a customer: served replies get the brand's link or lose the sentence.
 
-The model learns from cleaned replies, so it writes the masks the cleaning put in (many train
-replies carry `<url>`). Before a reply is sent, `<url>` becomes the brand's `brands.<brand>.support_url`
-from policy.yaml. A mask that cannot be filled (no link for the brand, or a masked `@user` handle,
-whose account is unknown) takes its whole sentence with it; a reply left empty, or written empty, becomes
-`NO_LINK`. Initials that sign a brand agent's replies (SpotifyCares' "/JM" before the link), which the model copies
-from the replies it learned from, are dropped: the agent signs as no one. So is a last sentence that Twitter cut
-("We'll be... <url>": the link led to the whole tweet), which the model copies too: it would reach the customer
-unfinished. And the number that opens the first tweet of a brand's thread ("1: Thanks!"): the agent sends one.
+The model learns from cleaned replies, so it writes the masks the cleaning put in (many train replies carry
+`<url>`). Before a reply is sent, `<url>` becomes the brand's `brands.<brand>.support_url` from policy.yaml, its
+contact page; or its `help_url` where the words before the mask point to something to read (steps, an article, more
+info) rather than someone to reach: in "follow the steps here: <url>" the link was a help article, which the contact
+page is not. A mask that cannot be filled (no link for the brand, or a masked `@user` handle, whose account is
+unknown) takes its whole sentence with it; a reply left empty, or written empty, becomes `NO_LINK`. Initials that
+sign a brand agent's replies (SpotifyCares' "/JM" before the link), which the model copies from the replies it
+learned from, are dropped: the agent signs as no one. So is a last sentence that Twitter cut ("We'll be... <url>":
+the link led to the whole tweet), which the model copies too: it would reach the customer unfinished. And the number
+that opens the first tweet of a brand's thread ("1: Thanks!"): the agent sends one.
 Scoring still compares the masked model output with the masked reference."""
 from __future__ import annotations
 
@@ -38,9 +40,29 @@ def fill(text: str, link: str | None = None) -> str:
     return " ".join(kept).strip() or NO_LINK
 
 
+# the clause before a mask: something to read ("the steps here:", "more info:"), not someone to reach ("reach us for
+# more info:")
+_READ = re.compile(r"\b(?:steps?|articles?|guides?|instructions?|tips|faq|info(?:rmation)?|details|learn more|"
+                   r"read more|release notes|troubleshooting|help pages?|updat\w*|download\w*|link to)\b",
+                   re.IGNORECASE)
+_REACH = re.compile(r"\b(?:reach|contact|write|call|chat|message|get in touch|connect|team|us|talk|speak|request|"
+                    r"submit|form|send|provide|share|include|fill|dm)\b", re.IGNORECASE)
+
+
+def link_for(text: str, support_url: str | None, help_url: str | None = None) -> str | None:
+    """The link the first `<url>` of `text` gets: `help_url` where the clause before it points to something to read,
+    else `support_url`."""
+    head, found, _ = text.partition(URL)
+    clause = re.split(r"(?<=[.!?])\s+", head)[-1]
+    if found and help_url and _READ.search(clause) and not _REACH.search(clause):
+        return help_url
+    return support_url
+
+
 def serve(text: str, brand: str, brands: dict) -> str:
     """The reply a customer of `brand` receives (`brands`: params.brands); never empty (a model that wrote
     nothing, or only masks, gets `NO_LINK`)."""
     conf = brands.get(brand)
     unsigned = re.sub(r" {2,}", " ", _INITIALS.sub(" ", _CUT.sub("", _PART.sub("", text, count=1)))).strip()
-    return fill(unsigned, conf.support_url if conf is not None else None).strip() or NO_LINK
+    link = link_for(unsigned, conf.support_url, conf.help_url) if conf is not None else None
+    return fill(unsigned, link).strip() or NO_LINK

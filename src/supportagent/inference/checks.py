@@ -325,16 +325,22 @@ _DETAILS = _rx(_ASKS_DETAILS,
 _INVESTIGATE = r"\b(?:investigat\w*|look into (?:this|it)|take a (?:closer |further )?look)\b"
 _INVESTIGATING = _rx(_INVESTIGATE)  # an investigation offered reopens a problem the message calls solved
 _CASE = _rx(_ASKS_DETAILS, _INVESTIGATE, r"\b(?:reach (?:out to )?us|contact us|troubleshoot\w*)\b")
+# what a message about a delivery says
+_DELIVERY = _rx(r"\b(deliver\w*|dlvd|arriv\w*|receiv\w*|package|parcel|ship\w*|tracking|courier|driver|carrier|"
+                r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
+                r"geliefert|lieferung|paket|pedido|paquete|env[ií]o|llegado|llega|entrega|commande|colis|"
+                r"livraison|re[çc]u|livr[ée]e?)\b")
+# what a message about a damaged or wrong item says
+_DAMAGE = _rx(r"\b(damag\w*|broke\w*|condition|rattl\w*|scratch\w*|crush\w*|dent\w*|torn|wrong|"
+              r"incorrect|defect\w*|missing|smash\w*|crack\w*|leak\w*|opened|box|packag\w*|misship\w*|mix-?up|"
+              r"instead)\b")
 # a specific problem the reply apologises for, and the words a message that reports it uses (or its previous turn)
 _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
     "a delivery": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|was ?n[o']t|"
                        r"were ?n[o']t|not|never) (?:yet )?(?:arrived?|been delivered|delivered|received?|come|"
                        r"shown up)|delivery (?:issue|problem)|missing (?:package|parcel))"),
-                   _rx(r"\b(deliver\w*|dlvd|arriv\w*|receiv\w*|package|parcel|ship\w*|tracking|courier|driver|carrier|"
-                       r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
-                       r"geliefert|lieferung|paket|pedido|paquete|env[ií]o|llegado|llega|entrega|commande|colis|"
-                       r"livraison|re[çc]u|livr[ée]e?)\b")),
+                   _DELIVERY),
     "a confusion": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|that) (?:confusion|misunderstanding)"),
                     _rx(r"\?|\b(?:confus\w*|understand\w*|unclear|mean\w*|talk\w* about|said|says|read|incomplete|"
                         r"explain\w*|misunderst\w*|not what|wrong|which|what|how|why|huh|wtf)\b")),
@@ -344,9 +350,13 @@ _UNREPORTED = {
     "an item's condition": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:arrived|came|received) (?:in (?:this|that|such|these) "
                                 r"condition|damaged|broken)|(?:an? |the )?(?:incorrect|wrong|damaged|broken|defective) "
                                 r"(?:item|order|product))"),
-                            _rx(r"\b(damag\w*|broke\w*|condition|rattl\w*|scratch\w*|crush\w*|dent\w*|torn|wrong|"
-                                r"incorrect|defect\w*|missing|smash\w*|crack\w*|leak\w*|opened|box|packag\w*|misship\w*|mix-?up|"
-                                r"instead)\b")),
+                            _DAMAGE),
+    # an order that came, apologised for as such ("I'm sorry you have received your order."), where the message
+    # speaks of no delivery, nor of anything wrong with what came
+    "an order that came": (_rx(_SORRY + r" (?:that )?you(?:'ve| have)? (?:received|got) (?:your|the) "
+                               r"(?:order|package|parcel|item|delivery)"
+                               r"(?! (?:damaged|broken|late|in|with|without|but|yet|after|that|which)\b)"),
+                           _rx(_DAMAGE.pattern, _DELIVERY.pattern)),
 }
 
 
@@ -394,6 +404,10 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
         or _first(_INVESTIGATING, reply)
     if resolved and reopened:
         return f"treats a problem the message says is solved as open ({reopened!r})"
+    # the previous turn called it solved ("We're glad it's working now"), and the message raises nothing new
+    closed = _resolved(ctx.previous) and not troubled and not _ASKS.search(message)
+    if closed and reopened:
+        return f"treats a problem the previous turn calls solved as open ({reopened!r}), though the message raises none"
     glad = (mood["compound"] >= 0.3 or praise) and calm
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
@@ -432,7 +446,9 @@ _WILL_ACT = _rx(r"\b(?:i'?ll|i will|shall|i'?m going to|gonna|will (?:try|do|che
 def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
     if not _troubled(ctx):
         return None
-    rest = re.sub(r"https?://\S+", " ", _AWAIT.sub(" ", _SIGN_OFF.sub(" ", reply)))  # a link alone is no help
+    # a link alone is no help, nor "check out <link>"
+    rest = re.sub(r"\b(?:check (?:out|in at|with us at|us out at) )?https?://\S+", " ",
+                  _AWAIT.sub(" ", _SIGN_OFF.sub(" ", reply)), flags=re.IGNORECASE)
     if _HELP.search(rest):
         return None
     hit = _first(_SIGN_OFF, reply)
@@ -505,8 +521,8 @@ _SLOTS = {
     "model": (_rx(r"\b(what|which) (model|iphone|ipad|mac)\b", r"model (are you|you're|do you)"),
               _rx(r"\biphone ?(x|se|\d+)( ?plus| ?pro| ?s)?\b", r"\bipad (pro|air|mini)\b", r"\bmacbook (air|pro)\b",
                   r"\bgalaxy (s|note) ?\d+", r"\bpixel ?\d", r"\becho (dot|show|plus)\b")),
-    "software version": (_rx(r"\b(what|which) (?:(?:device|model|phone) (?:and|&) )?"
-                             r"(ios|version|os|software|app version)", r"version (of|are you)",
+    "software version": (_rx(r"\b(what|which)(?:'s| is)? (?:the )?(?:exact |current )?(?:(?:device|model|phone) "
+                             r"(?:and|&) )?(ios|version|os|software|app version)", r"version (of|are you)",
                              r"(tell|let|dm|send|share|give|provide|confirm) us[^.?!]{0,30}\b(ios|version)\b"),
                          _rx(r"\bios ?\d+\.\d+", r"\bversion \d+\.\d+", r"\b\d+\.\d+\.\d+\b",
                              r"\b(android|macos) ?\d+(\.\d+)?",
@@ -569,6 +585,26 @@ _STATED_VERSION = _rx(r"\byou(?:'re| are|'ve| have)? (?:have|on|running|using|up
                       r"macos |watchos )?\d+(?:\.\d+)+\b")
 
 
+# the kind of device a word names ("my 7 plus", "your iPhone": a phone; "your Apple Watch": a watch)
+_KINDS = {"phone": r"i?phones?|device|mobile|cell|handset|android|galaxy|pixel|\d+s?|plus|x|se",
+          "watch": r"watch(?:es)?", "tablet": r"ipad|tablet", "computer": r"mac|macbook|imac|laptop|computer|pc",
+          "router": r"router|modem", "tv": r"tv|television|roku|fire ?tv|chromecast", "speaker": r"echo|dot|sonos"}
+_THING = re.compile(r"^\w*\s+(?:my|the|our|your)\s+((?:[\w-]+\s*){1,2})", re.IGNORECASE)
+
+
+def _kinds(text: str) -> set[str]:
+    thing = _THING.match(text)
+    words = thing.group(1).lower().split() if thing else []
+    return {k for k, p in _KINDS.items() for w in words if re.fullmatch(p, w)}
+
+
+def _other_thing(done: str, suggested: str) -> bool:
+    """Whether a fix is suggested for another device than the one the customer did it to ("updated my 7 plus" and
+    "Have you updated your Apple Watch?"); `done`, `suggested`: the texts right after each."""
+    a, b = _kinds(done), _kinds(suggested)
+    return bool(a and b) and not a & b
+
+
 def asks_known(reply: str, ctx: Context) -> str | None:
     said = ctx.said
     for slot, (ask, given) in _SLOTS.items():
@@ -577,8 +613,9 @@ def asks_known(reply: str, ctx: Context) -> str | None:
     failed = bool(ctx.previous) and _FAILED.search(ctx.message) and not _resolved(ctx.message)
     for fix, (done, suggest) in _TRIED.items():
         tried = re.search(r"\b" + done, said, re.IGNORECASE)
-        if tried and re.search(r"\b(try|tried|please|could you|can you|have you)\b[^.!?]{0,25}" + suggest, reply,
-                               re.IGNORECASE):
+        offer = tried and re.search(r"\b(try|tried|please|could you|can you|have you)\b[^.!?]{0,25}" + suggest, reply,
+                                    re.IGNORECASE)
+        if offer and not _other_thing(said[tried.end():], reply[offer.end():]):
             return f"suggests {fix}, which the message says was tried ({tried.group(0)!r})"
         if failed and _OFFERED[fix].search(ctx.previous) and _OFFERED[fix].search(reply):
             return f"suggests {fix} again: the previous turn did, and the message says it did not help"
@@ -598,7 +635,8 @@ _ASKS = _rx(r"\?",
 _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out we i appreciate love that this it glad
     happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
     there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening
-    reaching out shopping eating riding contacting letting know looking forward seeing got ok okay noted""".split())
+    reaching out shopping eating riding contacting letting know looking forward seeing got ok okay noted
+    s ll re ve just you to good cool idea deal thing consider question suggestion point sounds""".split())
 
 
 def no_answer(reply: str, ctx: Context) -> str | None:

@@ -34,7 +34,8 @@ def context(params: Params, brand: str, message: str, previous: str, rules: Rule
     conf = params.brands.get(brand) or BrandParams()
     harm = bool(set(rules.reasons) & set(params.rules.safety_keywords))
     return Context(message, previous, escalate=rules.escalate, harm=harm, intent=rules.intent,
-                   support_url=conf.support_url, contacts=tuple(conf.contacts), truncated=truncated)
+                   support_url=conf.support_url, contacts=(*conf.contacts, *([conf.help_url] if conf.help_url else [])),
+                   truncated=truncated)
 
 
 def check_sent(text: str, brand: str, message: str, previous: str, rules: RuleResult, params: Params,
