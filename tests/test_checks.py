@@ -228,3 +228,6 @@ def test_what_the_message_says_what_the_previous_turn_closed_and_evaluation_as_a
     question = Context("can i do double meat for my boorito and still only pay $3?")
     assert [f.check for f in check_reply("Thanks! That's a great thing to consider.", question)] == ["no_answer"]
     assert not check_reply("Great question! If it fits comfortably inside your meal, it's $3.", question)
+    visit = "We appreciate you stopping by! What all did you get in your burrito?"
+    assert [f.check for f in check_reply(visit, question)] == ["welcome_without_thanks"]
+    assert not check_reply(visit, Context("Just got my $3 boorito in my bear costume, how cool is that?"))

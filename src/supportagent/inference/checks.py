@@ -505,6 +505,8 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     if hit and (_TO_COME.search(said) and not _BEEN.search(said)
                 or _ELSEWHERE.search(said) and not _IN_PERSON.search(said)):
         return f"thanks the customer for a visit ({hit!r}) the message does not speak of"
+    if hit and _ASKS.search(ctx.message) and not _BEEN.search(said):  # "can i do double meat for $3?"
+        return f"thanks the customer for a visit ({hit!r}) in answer to a question"
     for m in _GIVEN.finditer(reply):
         thing = m.group(1).lower().rstrip("s")
         shown = thing in ("pic", "photo", "picture", "video") and _SHOWN.search(said)
