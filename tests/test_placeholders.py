@@ -46,7 +46,8 @@ def test_a_link_to_read_gets_the_help_site_and_a_link_to_reach_the_contact_page(
                      "Here are the steps. <url>"):  # the clause before the link is its own sentence
         assert serve(to_reach, "SpotifyCares", brands) == to_reach.replace("<url>", contact)
     # a brand without a help site: its contact page, whatever the words
-    assert serve("Follow the steps here: <url>", "ChipotleTweets", brands).endswith(brands["ChipotleTweets"].support_url)
+    chipotle = brands["ChipotleTweets"].support_url
+    assert serve("Follow the steps here: <url>", "ChipotleTweets", brands) == f"Follow the steps here: {chipotle}"
 
 
 SPOTIFY = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
