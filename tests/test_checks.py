@@ -231,3 +231,14 @@ def test_what_the_message_says_what_the_previous_turn_closed_and_evaluation_as_a
     visit = "We appreciate you stopping by! What all did you get in your burrito?"
     assert [f.check for f in check_reply(visit, question)] == ["welcome_without_thanks"]
     assert not check_reply(visit, Context("Just got my $3 boorito in my bear costume, how cool is that?"))
+
+
+def test_an_apology_for_a_loss_nobody_spoke_of_and_an_apology_said_twice_in_a_row():
+    refund = Context("I bought this item for £5.99, why am I only getting £1.67 back?!")
+    assert [f.check for f in check_reply("I'm sorry you have lost your order. Please reach out.", refund)] == [
+        "mood_mismatch"]
+    assert not check_reply("I'm sorry you've lost your parcel! Please reach out.", Context("my parcel got lost"))
+    assert [f.check for f in check_reply("I'm sorry, but I'm sorry you don't have an account.", refund)] == ["looping"]
+    # once at the start and again at the end, as real agents write
+    assert not check_reply("Sorry to hear about the trouble. Please reach out so our team can review your refund. "
+                           "We apologize for the inconvenience.", refund)

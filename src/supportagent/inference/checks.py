@@ -88,6 +88,10 @@ _DOUBLED = _rx(r"\b(\w{4,}), \w+, \1\b",  # "the weirdest, sweetest, weirdest th
                r"\bdm us (?:a |an |your )?dm\b", r"\b(?:send|message) us (?:a |an )?(?:dm|message) (?:a |an )?dm\b")
 
 
+_SORRY_SAID = _rx(r"\b(?:i'?m|we'?re|i am|we are) (?:so |very |really |truly |terribly )?sorry\b", r"\bsorry to hear\b",
+                  r"\b(?:i|we) apologi[sz]e\b", r"\b(?:my )?apologies\b")
+
+
 def looping(reply: str, ctx: Context) -> str | None:
     sentences = [s.strip().lower() for s in _SENTENCE.findall(reply) if len(s.split()) >= 3]
     words = [" ".join(re.findall(r"[\w']+", s)) for s in sentences]
@@ -99,6 +103,9 @@ def looping(reply: str, ctx: Context) -> str | None:
     doubled = _first(_DOUBLED, reply)
     if doubled:
         return f"a garbled phrase: {doubled!r}"
+    starts = [m.start() for m in _SORRY_SAID.finditer(reply)]
+    if any(b - a < 50 for a, b in zip(starts, starts[1:])):  # real replies apologise once, or again at the end
+        return "apologises twice in a row"
     links = re.findall(r"https?://\S+", reply)
     if len(links) != len(set(links)):
         return "the same link stands twice"
@@ -339,7 +346,8 @@ _UNREPORTED = {
     "a wait": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|your) (?:delay|wait)"), _WAITING),
     "a delivery": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|was ?n[o']t|"
                        r"were ?n[o']t|not|never) (?:yet )?(?:arrived?|been delivered|delivered|received?|come|"
-                       r"shown up)|delivery (?:issue|problem)|missing (?:package|parcel))"),
+                       r"shown up)|delivery (?:issue|problem)|missing (?:package|parcel)|"
+                       r"(?:you(?:'ve| have)? )?lost (?:your|the) (?:order|package|parcel|item|delivery))"),
                    _DELIVERY),
     "a confusion": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|that) (?:confusion|misunderstanding)"),
                     _rx(r"\?|\b(?:confus\w*|understand\w*|unclear|mean\w*|talk\w* about|said|says|read|incomplete|"
