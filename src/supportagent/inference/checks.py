@@ -436,6 +436,7 @@ _SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\b
                 r"\b(?:don'?t|do not) hesitate to (?:reach out|contact us|get in touch|let us know)\b",
                 r"\b(?:if|whenever) (?:we|you) (?:can|need to) (?:help|assist)[^.!?]{0,25}\b(?:again|else)\b",
                 r"\bif (?:we|you) need anything\b", r"\bif there'?s anything else\b",
+                r"\blet us know if (?:we|there'?s anything we) can (?:help|assist|do)\b",
                 r"\bif you (?:do )?have any (?:other |more |further )?(?:issues|questions|problems)\b",
                 r"\bif (?:the|this|that|your) (?:problem|issue)s? (?:persists?|continues?|comes? back|returns?)\b")
 _HELP = _rx(r"\?", r"\b(?:info|information|steps|details)\b[^.!?]{0,50}\bhere\b",  # a page to read, linked
