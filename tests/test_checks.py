@@ -181,6 +181,8 @@ def test_a_fix_that_failed_an_order_that_came_and_news_of_no_step_are_flagged():
         "signs_off_open_problem"]
     assert [f.check for f in check_reply("I'm sorry. We're here to help. Let us know if we can help you out.",
                                          broken)] == ["signs_off_open_problem"]
+    assert [f.check for f in check_reply("We'll see if we can help. Let us know if you need further assistance.",
+                                         broken)] == ["signs_off_open_problem"]
     # the customer says they will act: waiting for their news is right
     assert not check_reply("No worries. Keep us in the loop", Context("It did not. But shall try again Thank you."))
 

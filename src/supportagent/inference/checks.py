@@ -433,6 +433,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
 
 # --- the conversation closed while the problem is open, or thanks answered that were never given
 _SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\bneed us again\b",
+                r"\bif you (?:ever )?need (?:any )?(?:further|more|additional|other) (?:help|assistance|support)\b",
                 r"\b(?:don'?t|do not) hesitate to (?:reach out|contact us|get in touch|let us know)\b",
                 r"\b(?:if|whenever) (?:we|you) (?:can|need to) (?:help|assist)[^.!?]{0,25}\b(?:again|else)\b",
                 r"\bif (?:we|you) need anything\b", r"\bif there'?s anything else\b",
