@@ -209,7 +209,7 @@ class BrandParams(Strict):
     # fills it instead where the reply points to something to read (steps, an article, more info: placeholders.py);
     # None: support_url
     help_url: str | None = None
-    # phone numbers, e-mail addresses and sites a reply may give besides support_url (checks.unknown_contact)
+    # phone numbers, e-mail addresses and sites a reply may give besides its links (checks.unknown_contact)
     contacts: list[str] = []
     # what is sent when no candidate and no past reply passes the checks (guard.py); `{url}`: support_url
     fallback: str | None = None
