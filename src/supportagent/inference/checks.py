@@ -687,7 +687,15 @@ _HISTORY = _rx(r"\b(?:again|another|twice|second|2nd|third|3rd|keeps?|kept|every
                r"\d+ times|before|last time|anymore|no longer)\b")
 
 
+# a DM the agent says it sent: it sends none (its replies are public), so the customer would wait for nothing
+_DM_SENT = _rx(r"\b(?:we'?ve|we have|i'?ve|i have|we|i) (?:just |already )?(?:sent|dropped|shot) you (?:a |an )?"
+               r"(?:dm|direct message|private message|reply to your dm)\b")
+
+
 def claims_dm(reply: str, ctx: Context) -> str | None:
+    hit = _first(_DM_SENT, reply)
+    if hit:
+        return f"says it sent a DM ({hit!r}): the agent sends none"
     hit = _first(_DM_CLAIM, reply)
     if hit and not _DM_SAID.search(ctx.said):
         return f"speaks of a DM ({hit!r}) the conversation never mentions"
