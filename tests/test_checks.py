@@ -196,6 +196,7 @@ def test_an_earlier_time_is_flagged_only_where_the_message_speaks_of_none():
     # the agent sends no DM: saying it did leaves the customer waiting, whatever the conversation says
     dmd = Context("Just dm'd you", previous="Can you DM us your account's username?")
     assert [f.check for f in check_reply("We've just sent you a DM. Let's carry on there.", dmd)] == ["claims_dm"]
+    assert [f.check for f in check_reply("We've just sent you a bit more info over DM.", dmd)] == ["claims_dm"]
     assert not check_reply("Thanks! Our team will pick it up there.", dmd)
     # a conversation under way may have had an earlier time the agent cannot see
     assert not check_reply("Again? I'm so sorry.", Context("no", previous="Did the new order arrive?"))

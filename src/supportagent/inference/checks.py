@@ -688,8 +688,8 @@ _HISTORY = _rx(r"\b(?:again|another|twice|second|2nd|third|3rd|keeps?|kept|every
 
 
 # a DM the agent says it sent: it sends none (its replies are public), so the customer would wait for nothing
-_DM_SENT = _rx(r"\b(?:we'?ve|we have|i'?ve|i have|we|i) (?:just |already )?(?:sent|dropped|shot) you (?:a |an )?"
-               r"(?:dm|direct message|private message|reply to your dm)\b")
+_DM_SENT = _rx(r"\b(?:we'?ve|we have|i'?ve|i have|we|i) (?:just |already )?(?:sent|dropped|shot) you\b[^.!?]{0,30}?"
+               r"\b(?:dms?|direct message|private message)\b")  # "sent you another DM", "sent you more info over DM"
 
 
 def claims_dm(reply: str, ctx: Context) -> str | None:
