@@ -53,7 +53,7 @@ def link_for(text: str, support_url: str | None, help_url: str | None = None) ->
     """The link the first `<url>` of `text` gets: `help_url` where the clause before it points to something to read,
     else `support_url`."""
     head, found, _ = text.partition(URL)
-    clause = re.split(r"(?<=[.!?])\s+", head)[-1]
+    clause = _SENTENCE_END.split(head)[-1]
     if found and help_url and _READ.search(clause) and not _REACH.search(clause):
         return help_url
     return support_url

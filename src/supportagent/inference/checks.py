@@ -88,10 +88,6 @@ _DOUBLED = _rx(r"\b(\w{4,}), \w+, \1\b",  # "the weirdest, sweetest, weirdest th
                r"\bdm us (?:a |an |your )?dm\b", r"\b(?:send|message) us (?:a |an )?(?:dm|message) (?:a |an )?dm\b")
 
 
-_SORRY_SAID = _rx(r"\b(?:i'?m|we'?re|i am|we are) (?:so |very |really |truly |terribly )?sorry\b", r"\bsorry to hear\b",
-                  r"\b(?:i|we) apologi[sz]e\b", r"\b(?:my )?apologies\b")
-
-
 def looping(reply: str, ctx: Context) -> str | None:
     sentences = [s.strip().lower() for s in _SENTENCE.findall(reply) if len(s.split()) >= 3]
     words = [" ".join(re.findall(r"[\w']+", s)) for s in sentences]
@@ -103,7 +99,7 @@ def looping(reply: str, ctx: Context) -> str | None:
     doubled = _first(_DOUBLED, reply)
     if doubled:
         return f"a garbled phrase: {doubled!r}"
-    starts = [m.start() for m in _SORRY_SAID.finditer(reply)]
+    starts = [m.start() for m in _APOLOGY.finditer(reply)]
     if any(b - a < 50 for a, b in zip(starts, starts[1:])):  # real replies apologise once, or again at the end
         return "apologises twice in a row"
     links = re.findall(r"https?://\S+", reply)

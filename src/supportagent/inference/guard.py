@@ -34,7 +34,7 @@ def context(params: Params, brand: str, message: str, previous: str, rules: Rule
     conf = params.brands.get(brand) or BrandParams()
     harm = bool(set(rules.reasons) & set(params.rules.safety_keywords))
     return Context(message, previous, escalate=rules.escalate, harm=harm, intent=rules.intent,
-                   support_url=conf.support_url, contacts=(*conf.contacts, *([conf.help_url] if conf.help_url else [])),
+                   support_url=conf.support_url, contacts=tuple(c for c in (*conf.contacts, conf.help_url) if c),
                    truncated=truncated)
 
 
