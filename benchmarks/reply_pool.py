@@ -15,7 +15,8 @@ an embedder the selector never used; at 0 it ranks by MiniLM alone, so its ROUGE
 `--relevance` the pool is also ranked with fit to the message: (1 - w) x the consensus score (normalised by the
 votes' weight) + w x the MiniLM cosine of each member with the customer's message, for each w given; with
 `--learned-fit`, with a fit scorer learned on the workspace's train split (evaluation/fit.py) in place of the cosine,
-both terms as z-scores within the pool. Writes a record
+both terms as z-scores within the pool; with `--past-bonus`, with a head start for the past replies
+(`evaluate.rerank_past_reply_bonus`). Writes a record
 to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity, their paired difference to retrieval
 with 95% intervals, send_ready, and the share of replies that are past replies."""
 from __future__ import annotations
@@ -67,16 +68,17 @@ def scores(sent: list[str], refs: list[str], embedder, base: pd.DataFrame) -> di
 
 def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]], messages: list[str],
                       word_weights: list[float], fit_weights: list[float], embedder, *, word_weight: float,
-                      reference_weight: float, learned_weights: list[float] = (), scorer: FitScorer | None = None) \
-        -> dict[str, list[list[int]]]:
+                      reference_weight: float, learned_weights: list[float] = (), scorer: FitScorer | None = None,
+                      past_bonuses: list[float] = ()) -> dict[str, list[list[int]]]:
     """Each message's pool (candidates, then past replies; `sims`: their reranking.similarities, computed once)
     best first, as pool_rankings ranks it, for each ROUGE-L share in `word_weights`; for each w in `fit_weights`,
     by (1 - w) x its mean agreement (reranking.agreement over the votes' total weight) + w x the MiniLM cosine of
     each member with the message; and for each w in `learned_weights`, by (1 - w) x the agreement + w x `scorer`'s
-    fit of each member to the message, both as z-scores within the pool (the fit is a logit, on no fixed scale)."""
+    fit of each member to the message, both as z-scores within the pool (the fit is a logit, on no fixed scale);
+    for each b in `past_bonuses`, by the mean agreement plus b for a past reply (reranking.pool_rankings)."""
     out = {f"word_weight_{w}": [rank(s, word_weight=w, reference_weight=reference_weight, voters=len(c))
                                 for s, c in zip(sims, cands)] for w in word_weights}
-    if not fit_weights and not learned_weights:
+    if not fit_weights and not learned_weights and not past_bonuses:
         return out
     unique = list(dict.fromkeys(t for pool in pools for t in pool))  # each text embedded once, in one batch
     row = {t: i for i, t in enumerate(unique)}
@@ -97,7 +99,9 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
 
     return out | {f"relevance_{w}": [order((1 - w) * b + w * f) for b, f in zip(base, cosine)] for w in fit_weights} \
         | {f"learned_fit_{w}": [order((1 - w) * z(b) + w * z(f)) for b, f in zip(base, learned)]
-           for w in learned_weights}
+           for w in learned_weights} \
+        | {f"past_bonus_{w}": [order(b + w * (np.arange(len(b)) >= len(c))) for b, c in zip(base, cands)]
+           for w in past_bonuses}
 
 
 def floats(text: str) -> list[float]:
@@ -113,6 +117,8 @@ def main() -> None:
                     help="where the stages ran (e.g. build/full of gpu_pipeline.py): its params.yaml and outputs")
     ap.add_argument("--commit", help="the commit the tree is at, where its git history does not tell (a copied tree)")
     ap.add_argument("--word-weights", default="", help="comma-separated ROUGE-L shares of the similarity, e.g. 1,0")
+    ap.add_argument("--past-bonus", default="", help="comma-separated head starts of a past reply over the model's "
+                    "own (evaluate.rerank_past_reply_bonus), e.g. 0.01,0.02")
     ap.add_argument("--learned-fit", default="", help="comma-separated weights of a fit scorer learned on the train "
                     "split (evaluation/fit.py), e.g. 0.1,0.2")
     args = ap.parse_args()
@@ -142,7 +148,7 @@ def main() -> None:
     scorer = FitScorer.train(train, embedder, seed=params.seed) if args.learned_fit else None
     others = weighted_rankings(sims, cands, pools, frame["customer"].tolist(), floats(args.word_weights),
                                floats(args.relevance), embedder, **weights, learned_weights=floats(args.learned_fit),
-                               scorer=scorer)
+                               scorer=scorer, past_bonuses=floats(args.past_bonus))
     orders = [("candidates", rankings(cands, past, embedder, **weights)),
               ("candidates_and_past_replies", [rank(s, **weights, voters=len(c)) for s, c in zip(sims, cands)]),
               *((f"candidates_and_past_replies_{name}", order) for name, order in others.items())]
@@ -166,7 +172,8 @@ def main() -> None:
                              "send_ready": round(100 * float(np.mean([len(f) == 0 for f in retrieval["flags"]])), 2)}
     notes = "past replies in the reranker's pool" + (", and fit to the message" if args.relevance else "") + \
         (", and a fit scorer learned on the train split" if args.learned_fit else "") + \
-        (", and other ROUGE-L shares of the similarity" if args.word_weights else "")
+        (", and other ROUGE-L shares of the similarity" if args.word_weights else "") + \
+        (", and a head start for past replies" if args.past_bonus else "")
     record = {"notes": notes, "machine": records.machine_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
               "variants": variants, **({"commit": args.commit} if args.commit else {})}

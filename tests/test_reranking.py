@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from conftest import tiny_system
 from supportagent.data.overlap import lcs_f1, positions
 from supportagent.inference.generation import SAMPLE_GROUP, Generator, Rerank
-from supportagent.inference.reranking import Similarities, choose, consensus, pool_rankings, rank, similarities
+from supportagent.inference.reranking import (Similarities, agreement, choose, consensus, pool_rankings, rank,
+                                              similarities)
 from supportagent.model import models
 
 pytestmark = pytest.mark.numeric  # run again under the other dtype by `make test-dtypes`
@@ -221,6 +222,33 @@ def test_a_pool_of_candidates_and_past_replies_ranks_a_fitting_past_reply_over_a
     # a candidate scores as `rank` scores it against the past replies: the candidates keep their order among them
     alone, = similarities([candidates], [past], embedder)
     assert [i for i in order if i < len(candidates)] == rank(alone, **w)
+
+
+def test_a_head_start_for_past_replies_sends_a_persons_reply_unless_a_candidate_agrees_clearly_better(embedder):
+    """`evaluate.rerank_past_reply_bonus`: 0 ranks as before; a head start moves past replies up by that much of
+    the similarity scale, so a candidate far ahead stays first and one barely ahead does not."""
+    candidates = ["Restart the app and log in again.", "Restart the app and log in again, please.",
+                  "I love pizza on Sundays."]
+    past = ["Log out and back in, that should do it.", "Restart the app, then log in again.", "Happy to help!"]
+    w = dict(word_weight=0.75, reference_weight=1.0)
+    s, = similarities([candidates + past], [[]], embedder)
+    plain = rank(s, **w, voters=len(candidates))
+    assert pool_rankings([candidates], [past], embedder, **w, past_bonus=0.0) == [plain]
+    votes = len(candidates) + len(past)
+    score = agreement(s, **w, voters=len(candidates)) / votes
+    best_candidate, best_past = score[:3].max(), score[3:].max()
+    assert best_candidate > best_past  # the fixture: the model's reply leads without a head start
+    lead = best_candidate - best_past
+    behind, = pool_rankings([candidates], [past], embedder, **w, past_bonus=lead + 1e-6)
+    assert behind[0] == 3 + int(np.argmax(score[3:]))  # the best past reply overtakes it
+    ahead, = pool_rankings([candidates], [past], embedder, **w, past_bonus=lead / 2)
+    assert ahead[0] == int(np.argmax(score[:3]))  # a head start smaller than the lead changes nothing at the top
+    everything, = pool_rankings([candidates], [past], embedder, **w, past_bonus=1.0)
+    assert sorted(everything[:3]) == [3, 4, 5] and everything[3:] == plain_among(plain, range(3))
+
+
+def plain_among(order: list[int], members) -> list[int]:
+    return [i for i in order if i in set(members)]
 
 
 def test_a_past_reply_ranked_first_is_the_reply_and_the_guard_sends_it_as_such(params, tiny_base, tokenizer):

@@ -171,6 +171,9 @@ class EvaluateParams(Strict):
     # those past replies ranked in one pool with the candidates (reranking.pool_rankings): a reply a person wrote is
     # sent where it fits better than the model's; false: they are only the yardstick, and the guard's fallback
     rerank_past_replies: bool = True
+    # a past reply's head start in that pool, on the similarity scale (0-1): the model's own reply is sent only where
+    # its agreement beats the best past reply's by this much; 0: none (a base that writes as well as a person)
+    rerank_past_reply_bonus: float = Field(0.02, ge=0.0, le=1.0)
     # the languages the base writes well enough to send: a message in another language gets no reply of the model's,
     # but a past reply in its language or the brand's hand-over (guard.py); a small base writes English only
     model_languages: list[str] = Field(["en"], min_length=1)

@@ -12,7 +12,10 @@ candidate without a word (an empty reply) is never sent while another candidate 
 
 With `evaluate.rerank_past_replies` the brand's past replies join the pool (`pool_rankings`): each is scored like a
 candidate, by its similarity to the model's candidates and to the other past replies, so a reply a person wrote is
-sent where it agrees best with what the model would say and with what the brand said to similar messages.
+sent where it agrees best with what the model would say and with what the brand said to similar messages. With
+`evaluate.rerank_past_reply_bonus` a past reply also gets a head start over the model's own: a small base writes
+replies the consensus ranks high and a reader finds odd ("We appreciate you coming on to us!"), which a person's
+reply of the same meaning does not (benchmarks/results/reply_pool/).
 """
 from __future__ import annotations
 
@@ -102,11 +105,19 @@ def consensus(candidates: list[list[str]], references: list[list[str]], embedder
 
 
 def pool_rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
-                  reference_weight: float) -> list[list[int]]:
+                  reference_weight: float, past_bonus: float = 0.0) -> list[list[int]]:
     """For each message, the indices of its pool (its candidates, then its references: the brand's past replies)
     best first; an index past the candidates is a past reply. Each member is compared with every other (its own
     entry 0, so a past reply does not vote for itself) and scored as `rank` scores a candidate: the model's
-    candidates weigh 1 each, the past replies `reference_weight` each."""
+    candidates weigh 1 each, the past replies `reference_weight` each. The score is that agreement over the votes'
+    total weight (a similarity, 0 to 1), plus `past_bonus` for a past reply (`evaluate.rerank_past_reply_bonus`):
+    the consensus cannot see whether a reply reads as a person's, so a model's own reply is sent only where it
+    agrees better than the best past reply by that margin."""
     pools = [list(c) + list(r) for c, r in zip(candidates, references)]
-    return [rank(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c))
-            for s, c in zip(similarities(pools, [[] for _ in pools], embedder), candidates)]
+    out = []
+    for s, c, r in zip(similarities(pools, [[] for _ in pools], embedder), candidates, references):
+        votes = len(c) + len(r) * reference_weight
+        score = agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c))
+        score = score / (votes or 1.0) + np.r_[np.zeros(len(c)), np.full(len(r), past_bonus)]
+        out.append([int(i) for i in np.argsort(-score, kind="stable")])
+    return out
