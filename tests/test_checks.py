@@ -251,3 +251,21 @@ def test_an_apology_for_a_loss_nobody_spoke_of_and_an_apology_said_twice_in_a_ro
     # once at the start and again at the end, as real agents write
     assert not check_reply("Sorry to hear about the trouble. Please reach out so our team can review your refund. "
                            "We apologize for the inconvenience.", refund)
+
+
+def test_a_version_to_verify_a_fix_that_sorted_it_a_case_already_handled_and_a_great_option_to_a_letdown():
+    updated = Context("I've updated to iOS 11.1 just now. I shall check out these WiFi hotspots tomorrow.")
+    assert [f.check for f in check_reply("So we can best isolate the cause, could you verify your exact iOS version?",
+                                         updated)] == ["asks_known"]
+    assert not check_reply("Could you verify your exact iOS version?", Context("my wifi keeps dropping"))
+    sorted_it = Context("Think that sorted it, thanks for the help 👍", previous="Does restarting your device help?")
+    assert [f.check for f in check_reply("We're sorry for the frustration! Let us know if you need anything else.",
+                                         sorted_it)] == ["mood_mismatch"]
+    assert not check_reply("Awesome! Let us know if you ever need us again.", sorted_it)
+    handled = Context("Already handled, just venting. It was a pretty big bummer.")
+    assert [f.check for f in check_reply("I'm sorry you've encountered an unknown charge! We'd be happy to look into "
+                                         "this with you.", handled)] == ["mood_mismatch"]
+    letdown = Context("Went there dressed up as Napoleon Dynamite and the line was out the door. So disappointed 😔")
+    assert [f.check for f in check_reply("That's the truth. It's just such a great option!", letdown)] == [
+        "mood_mismatch"]
+    assert not check_reply("Such a great costume! I'm confident it'll be worth the wait.", letdown)

@@ -276,7 +276,9 @@ _RESOLVED = _rx(_NEG + r"\b(works|working|playing|loading|showing|syncing) (now|
                 r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b",
                 r"\b(?:(that|it|this) (worked|helped|did it|did the trick)|fixed (it|now))\b"
                 r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
-                r"\ball good\b", r"\bback to normal\b", r"\bgot it (?:done|sorted|fixed|working|to work)\b")
+                r"\ball good\b", r"\bback to normal\b", r"\bgot it (?:done|sorted|fixed|working|to work)\b",
+                r"\b(?:that|this) (?:has )?sorted (?:it|things|that|this)\b",
+                r"\balready (?:handled|sorted|resolved|fixed|taken care of)\b")
 _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hear|good to hear|glad to hear|"
              r"happy to hear|love to hear|glad to know|love that|so glad|glad (?:it|that|you|everything)|that's great|"
              r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
@@ -285,6 +287,7 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
              r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]", r"\bthat'?s a great\b",
              r"\bthat'?s (?:just )?what (?:i|we) (?:like|love) to hear\b",
+             r"\bsuch a great (?:option|choice|deal|idea|time|day)\b",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b",
              # agreement that answers banter, said to a complaint
              r"^\W*(?:(?:that'?s right|agreed|truth|true story|so true|totally|yeah,? buddy|heck yeah)\b|right\?)")
@@ -531,7 +534,9 @@ _SLOTS = {
                   r"\bgalaxy (s|note) ?\d+", r"\bpixel ?\d", r"\becho (dot|show|plus)\b")),
     "software version": (_rx(r"\b(what|which)(?:'s| is)? (?:the )?(?:exact |current )?(?:(?:device|model|phone) "
                              r"(?:and|&) )?(ios|version|os|software|app version)", r"version (of|are you)",
-                             r"(tell|let|dm|send|share|give|provide|confirm) us[^.?!]{0,30}\b(ios|version)\b"),
+                             r"(tell|let|dm|send|share|give|provide|confirm) us[^.?!]{0,30}\b(ios|version)\b",
+                             r"\b(?:verify|confirm|check)\b[^.?!]{0,20}\b(?:your|the) (?:exact |current )?"
+                             r"(?:ios |software |os )?version\b"),
                          _rx(r"\bios ?\d+\.\d+", r"\bversion \d+\.\d+", r"\b\d+\.\d+\.\d+\b",
                              r"\b(android|macos) ?\d+(\.\d+)?",
                              r"\b(?:updated|upgraded|updating|upgrading)\b[^.!?]{0,25}\bto \d+(?:\.\d+)+")),
