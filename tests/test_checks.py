@@ -269,3 +269,17 @@ def test_a_version_to_verify_a_fix_that_sorted_it_a_case_already_handled_and_a_g
     assert [f.check for f in check_reply("That's the truth. It's just such a great option!", letdown)] == [
         "mood_mismatch"]
     assert not check_reply("Such a great costume! I'm confident it'll be worth the wait.", letdown)
+
+
+def test_an_outage_explained_to_a_message_that_reports_none_and_thanks_for_a_visit_that_never_happened():
+    question = Context("For the boorito offer, if I order half steak and extra steak, it would still be $3, right?")
+    assert [f.check for f in check_reply("I'm sorry. We turned it off for the Boorito promotion tonight.",
+                                         question)] == ["mood_mismatch"]
+    down = Context("Why can't I place an order through the app tonight??")
+    assert not check_reply("We turned off online ordering for our Boorito promo, but it'll be back on tomorrow.", down)
+    # a picture may show what the customer saw: real agents answer a screenshot so
+    assert not check_reply("We turned off online ordering tonight for our Boorito promo.", Context("WHAT?! <url>"))
+    stuck = Context("My grandma dressed up to get her $3 burrito but couldn't get out of the house 😂")
+    assert [f.check for f in check_reply("Thanks for stopping by!", stuck)] == ["welcome_without_thanks"]
+    assert not check_reply("Oh noooo! Did she make it?", stuck)
+

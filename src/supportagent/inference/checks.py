@@ -367,6 +367,14 @@ _UNREPORTED = {
 }
 
 
+# a service switched off or down, explained to a message that reports nothing of the kind (a past reply about an
+# outage, sent to a question about a menu or a location)
+_OUTAGE = _rx(r"\b(?:turned|turn|shut|switched|took) (?:it |online ordering |ordering |the app |the site )?off\b",
+              r"\b(?:it'?ll|it will|will) be back (?:on|up|online)\b", r"\b(?:outage|is down|are down|went down)\b")
+_OUTAGE_SAID = _rx(r"\b(?:app|online|website|site|ordering|down|crash\w*|load\w*|work\w*|error\w*|broken|unavailable|"
+                   r"offline|outage|off)\b", r"<url>|https?://")  # a picture may show it
+
+
 # emojis VADER reads by their names as negative ("fire", "ghost") where tweets mean praise and Halloween
 _UNMOODY = str.maketrans({"\U0001f525": " ", "\U0001f47b": " "})
 
@@ -427,6 +435,9 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
         hit = _first(apology, reply)
         if hit and not reported.search(said):
             return f"apologises for {problem} ({hit!r}) the message does not speak of"
+    hit = _first(_OUTAGE, reply)
+    if hit and not _OUTAGE_SAID.search(said):
+        return f"explains an outage ({hit!r}) the message does not report"
     return None
 
 
@@ -489,6 +500,8 @@ _VISIT = _rx(r"\b(?:for|appreciate you) (?:stopping|coming|swinging|dropping) (?
 _TO_COME = _rx(r"\b(?:gonna|going to|i'?ll be|we'?ll be|(?:i|we) will be|can'?t wait|planning (?:to|on)|plan to|"
                r"about to|on my way|first in line|looking to|considering|thinking (?:of|about)|hope to|want to)\b")
 _BEEN = _rx(r"\b(?:went|got|had|ate|picked up|scored|came|stopped|enjoy\w*|tried|just|made|gave|was|were)\b")
+_NO_VISIT = _rx(r"\b(?:could(?:n'?t| not)|can'?t|cannot|did(?:n'?t| not)|never) "
+                r"(?:get out|make it|made it|go|come|get there|get in)\b")
 _ELSEWHERE = _rx(r"\b(?:app|online|website|deliver\w*|resolv\w*|issues?|customer service|support|refund\w*)\b")
 _IN_PERSON = _rx(r"\b(?:went|go|going|visit\w*|store|restaurant|location|line|in person|stopped|came|come|walk\w*)\b")
 # thanks for an update or a follow-up, said to a first message: nothing came before it
@@ -514,6 +527,8 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     if hit and (_TO_COME.search(said) and not _BEEN.search(said)
                 or _ELSEWHERE.search(said) and not _IN_PERSON.search(said)):
         return f"thanks the customer for a visit ({hit!r}) the message does not speak of"
+    if hit and _NO_VISIT.search(said):
+        return f"thanks the customer for a visit ({hit!r}) the message says did not happen"
     if hit and _ASKS.search(ctx.message) and not _BEEN.search(said):  # "can i do double meat for $3?"
         return f"thanks the customer for a visit ({hit!r}) in answer to a question"
     for m in _GIVEN.finditer(reply):
