@@ -37,7 +37,7 @@ from supportagent.evaluation.fit import FitScorer
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.guard import guard, own_brand
-from supportagent.inference.reranking import agreement, rank, rankings, similarities
+from supportagent.inference.reranking import pool_scores, rank, rankings, similarities
 from supportagent.model import models
 from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
@@ -72,7 +72,7 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
                       past_bonuses: list[float] = ()) -> dict[str, list[list[int]]]:
     """Each message's pool (candidates, then past replies; `sims`: their reranking.similarities, computed once)
     best first, as pool_rankings ranks it, for each ROUGE-L share in `word_weights`; for each w in `fit_weights`,
-    by (1 - w) x its mean agreement (reranking.agreement over the votes' total weight) + w x the MiniLM cosine of
+    by (1 - w) x its mean agreement (reranking.pool_scores) + w x the MiniLM cosine of
     each member with the message; and for each w in `learned_weights`, by (1 - w) x the agreement + w x `scorer`'s
     fit of each member to the message, both as z-scores within the pool (the fit is a logit, on no fixed scale);
     for each b in `past_bonuses`, by the mean agreement plus b for a past reply (reranking.pool_rankings)."""
@@ -85,8 +85,7 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
     embedded = embed(embedder, unique)
     base, cosine, learned = [], [], []
     for s, c, pool, m in zip(sims, cands, pools, embed(embedder, messages)):
-        total = len(c) + (len(pool) - len(c)) * reference_weight
-        base.append(agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c)) / total)
+        base.append(pool_scores(s, len(c), word_weight=word_weight, reference_weight=reference_weight))
         vectors = embedded[[row[t] for t in pool]]
         cosine.append(vectors @ m)
         learned.append(scorer.scores(m, vectors) if scorer else None)
@@ -100,8 +99,8 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
     return out | {f"relevance_{w}": [order((1 - w) * b + w * f) for b, f in zip(base, cosine)] for w in fit_weights} \
         | {f"learned_fit_{w}": [order((1 - w) * z(b) + w * z(f)) for b, f in zip(base, learned)]
            for w in learned_weights} \
-        | {f"past_bonus_{w}": [order(b + w * (np.arange(len(b)) >= len(c))) for b, c in zip(base, cands)]
-           for w in past_bonuses}
+        | {f"past_bonus_{w}": [order(pool_scores(s, len(c), word_weight=word_weight, reference_weight=reference_weight,
+                                                 past_bonus=w)) for s, c in zip(sims, cands)] for w in past_bonuses}
 
 
 def floats(text: str) -> list[float]:

@@ -104,20 +104,27 @@ def consensus(candidates: list[list[str]], references: list[list[str]], embedder
                                    reference_weight=reference_weight)]
 
 
+def pool_scores(s: Similarities, candidates: int, *, word_weight: float, reference_weight: float,
+                past_bonus: float = 0.0) -> np.ndarray:
+    """Each member's score in a pool of `candidates` model candidates followed by past replies (`s`: the pool
+    against itself): its `agreement` over the votes' total weight (a similarity, 0 to 1), plus `past_bonus` for a
+    past reply."""
+    votes = candidates + (len(s.has_words) - candidates) * reference_weight
+    score = agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=candidates) / (votes or 1.0)
+    score[candidates:] += past_bonus
+    return score
+
+
 def pool_rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
                   reference_weight: float, past_bonus: float = 0.0) -> list[list[int]]:
     """For each message, the indices of its pool (its candidates, then its references: the brand's past replies)
     best first; an index past the candidates is a past reply. Each member is compared with every other (its own
     entry 0, so a past reply does not vote for itself) and scored as `rank` scores a candidate: the model's
-    candidates weigh 1 each, the past replies `reference_weight` each. The score is that agreement over the votes'
-    total weight (a similarity, 0 to 1), plus `past_bonus` for a past reply (`evaluate.rerank_past_reply_bonus`):
-    the consensus cannot see whether a reply reads as a person's, so a model's own reply is sent only where it
-    agrees better than the best past reply by that margin."""
+    candidates weigh 1 each, the past replies `reference_weight` each (`pool_scores`). A past reply starts
+    `past_bonus` ahead (`evaluate.rerank_past_reply_bonus`): the consensus cannot see whether a reply reads as a
+    person's, so a model's own reply is sent only where it agrees better than the best past reply by that margin."""
     pools = [list(c) + list(r) for c, r in zip(candidates, references)]
-    out = []
-    for s, c, r in zip(similarities(pools, [[] for _ in pools], embedder), candidates, references):
-        votes = len(c) + len(r) * reference_weight
-        score = agreement(s, word_weight=word_weight, reference_weight=reference_weight, voters=len(c))
-        score = score / (votes or 1.0) + np.r_[np.zeros(len(c)), np.full(len(r), past_bonus)]
-        out.append([int(i) for i in np.argsort(-score, kind="stable")])
-    return out
+    return [[int(i) for i in np.argsort(-pool_scores(s, len(c), word_weight=word_weight,
+                                                     reference_weight=reference_weight, past_bonus=past_bonus),
+                                        kind="stable")]
+            for s, c in zip(similarities(pools, [[] for _ in pools], embedder), candidates)]
