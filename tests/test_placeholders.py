@@ -50,6 +50,19 @@ def test_a_link_to_read_gets_the_help_site_and_a_link_to_reach_the_contact_page(
     assert serve("Follow the steps here: <url>", "ChipotleTweets", brands) == f"Follow the steps here: {chipotle}"
 
 
+def test_a_link_the_words_give_to_someone_else_is_never_the_brands():
+    """A past reply's "You can contact tunecore here: <url>" linked tunecore's page: the brand's would be mislabelled,
+    so the sentence goes, as for any mask that cannot be filled."""
+    brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
+    link = brands["SpotifyCares"].support_url
+    assert serve("Our friends at Artist Services can help with this. You can reach them at <url>", "SpotifyCares",
+                 brands) == "Our friends at Artist Services can help with this."
+    assert serve("Sorry! You can contact tunecore here: <url>", "SpotifyCares", brands) == "Sorry!"
+    for ours in ("Please contact us here: <url>", "Please contact support here: <url>",
+                 "Please reach out to us with our contact information: <url>", "You can reach us at <url>"):
+        assert serve(ours, "SpotifyCares", brands) == ours.replace("<url>", link)
+
+
 SPOTIFY = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/")}
 LINK = SPOTIFY["SpotifyCares"].support_url
 

@@ -4,12 +4,13 @@ The model learns from cleaned replies, so it writes the masks the cleaning put i
 `<url>`). Before a reply is sent, `<url>` becomes the brand's `brands.<brand>.support_url` from policy.yaml, its
 contact page; or its `help_url` where the words before the mask point to something to read (steps, an article, more
 info) rather than someone to reach: in "follow the steps here: <url>" the link was a help article, which the contact
-page is not. A mask that cannot be filled (no link for the brand, or a masked `@user` handle, whose account is
-unknown) takes its whole sentence with it; a reply left empty, or written empty, becomes `NO_LINK`. Initials that
-sign a brand agent's replies (SpotifyCares' "/JM" before the link), which the model copies from the replies it
-learned from, are dropped: the agent signs as no one. So is a last sentence that Twitter cut ("We'll be... <url>":
-the link led to the whole tweet), which the model copies too: it would reach the customer unfinished. And the number
-that opens the first tweet of a brand's thread ("1: Thanks!"): the agent sends one.
+page is not. A mask that cannot be filled (no link for the brand; a link the words give to someone else, "contact
+tunecore here: <url>"; a masked `@user` handle, whose account is unknown) takes its whole sentence with it; a reply
+left empty, or written empty, becomes `NO_LINK`. Initials that sign a brand agent's replies (SpotifyCares' "/JM"
+before the link), which the model copies from the replies it learned from, are dropped: the agent signs as no one.
+So is a last sentence that Twitter cut ("We'll be... <url>": the link led to the whole tweet), which the model
+copies too: it would reach the customer unfinished. And the number that opens the first tweet of a brand's thread
+("1: Thanks!"): the agent sends one.
 Scoring still compares the masked model output with the masked reference."""
 from __future__ import annotations
 
@@ -49,11 +50,20 @@ _REACH = re.compile(r"\b(?:reach|contact|write|call|chat|message|get in touch|co
                     r"submit|form|send|provide|share|include|fill|dm)\b", re.IGNORECASE)
 
 
+# the clause before a mask names someone else to reach ("You can contact tunecore here:", "You can reach them at"):
+# the link was theirs, which the brand's is not
+_THIRD_PARTY = re.compile(r"\b(?:reach|contact|call|write to) (?:them|him|her)\b"
+                          r"|\bcontact (?!(?:us|our|you|your|the|this|that|a|an|my|me|support|customer|team)\b)"
+                          r"[a-z][\w.-]* (?:here|at|via|on|through)\b", re.IGNORECASE)
+
+
 def link_for(text: str, support_url: str | None, help_url: str | None = None) -> str | None:
     """The link the first `<url>` of `text` gets: `help_url` where the clause before it points to something to read,
-    else `support_url`."""
+    none where it names someone else to reach (the sentence is then dropped), else `support_url`."""
     head, found, _ = text.partition(URL)
     clause = _SENTENCE_END.split(head)[-1]
+    if found and _THIRD_PARTY.search(clause):
+        return None
     if found and help_url and _READ.search(clause) and not _REACH.search(clause):
         return help_url
     return support_url
