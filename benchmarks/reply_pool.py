@@ -37,7 +37,7 @@ from supportagent.evaluation.fit import FitScorer
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.guard import guard, own_brand
-from supportagent.inference.reranking import pool_scores, rank, rankings, similarities
+from supportagent.inference.reranking import pool_scores, rank, rank_pool, rankings, similarities
 from supportagent.model import models
 from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
@@ -78,7 +78,9 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
     for each b in `past_bonuses`, by the mean agreement plus b for a past reply (reranking.pool_rankings)."""
     out = {f"word_weight_{w}": [rank(s, word_weight=w, reference_weight=reference_weight, voters=len(c))
                                 for s, c in zip(sims, cands)] for w in word_weights}
-    if not fit_weights and not learned_weights and not past_bonuses:
+    out |= {f"past_bonus_{b}": [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight,
+                                          past_bonus=b) for s, c in zip(sims, cands)] for b in past_bonuses}
+    if not fit_weights and not learned_weights:  # neither needs the embeddings below
         return out
     unique = list(dict.fromkeys(t for pool in pools for t in pool))  # each text embedded once, in one batch
     row = {t: i for i, t in enumerate(unique)}
@@ -98,9 +100,7 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
 
     return out | {f"relevance_{w}": [order((1 - w) * b + w * f) for b, f in zip(base, cosine)] for w in fit_weights} \
         | {f"learned_fit_{w}": [order((1 - w) * z(b) + w * z(f)) for b, f in zip(base, learned)]
-           for w in learned_weights} \
-        | {f"past_bonus_{w}": [order(pool_scores(s, len(c), word_weight=word_weight, reference_weight=reference_weight,
-                                                 past_bonus=w)) for s, c in zip(sims, cands)] for w in past_bonuses}
+           for w in learned_weights}
 
 
 def floats(text: str) -> list[float]:

@@ -124,7 +124,13 @@ def pool_rankings(candidates: list[list[str]], references: list[list[str]], embe
     `past_bonus` ahead (`evaluate.rerank_past_reply_bonus`): the consensus cannot see whether a reply reads as a
     person's, so a model's own reply is sent only where it agrees better than the best past reply by that margin."""
     pools = [list(c) + list(r) for c, r in zip(candidates, references)]
-    return [[int(i) for i in np.argsort(-pool_scores(s, len(c), word_weight=word_weight,
-                                                     reference_weight=reference_weight, past_bonus=past_bonus),
-                                        kind="stable")]
+    return [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight, past_bonus=past_bonus)
             for s, c in zip(similarities(pools, [[] for _ in pools], embedder), candidates)]
+
+
+def rank_pool(s: Similarities, candidates: int, *, word_weight: float, reference_weight: float,
+              past_bonus: float = 0.0) -> list[int]:
+    """One pool's members best first by their `pool_scores` (ties: the earlier first)."""
+    score = pool_scores(s, candidates, word_weight=word_weight, reference_weight=reference_weight,
+                        past_bonus=past_bonus)
+    return [int(i) for i in np.argsort(-score, kind="stable")]
