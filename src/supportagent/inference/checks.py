@@ -61,7 +61,9 @@ _LEAK = _rx(r"\b(customer|reply|previous turn|user|assistant|system)\s*:",
             r"\breply in one short,? polite tweet\b", r"\byou are \S+ customer support\b", r"<url>|@user\b",
             # a template's blank ("at [address]"), not a step of a settings path ("Settings > [your name] > iCloud")
             r"(?<!> )\[[a-z][a-z' ]{1,28}\](?! ?>)",
-            r"</?(?:url|user|p|br|a|b|i|div|span|em|strong)\b[^>]{0,20}>")  # markup
+            r"</?(?:url|user|p|br|a|b|i|div|span|em|strong)\b[^>]{0,20}>",  # markup
+            # a desk's signature ("/NH") with more words after it: real replies sign at the end
+            r"(?<![\w:/.])/[a-z]{1,4}\b(?![/.])(?=\s+[a-z])")
 
 
 def leaked_prompt(reply: str, ctx: Context) -> str | None:
@@ -283,7 +285,7 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"happy to hear|love to hear|glad to know|love that|so glad|glad (?:it|that|you|everything)|that's great|"
              r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
              # thanks for praise, said to a complaint
-             r"\bshout ?-?out\b", r"\bthanks? (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
+             r"\bshout ?-?out\b", r"\b(?:thanks?|thank you) (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
              r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]", r"\bthat'?s a great\b",
              r"\bthat'?s (?:just )?what (?:i|we) (?:like|love) to hear\b",
@@ -442,7 +444,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
 
 
 # --- the conversation closed while the problem is open, or thanks answered that were never given
-_SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\bneed us again\b",
+_SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\bneed (?:us|you) again\b",
                 r"\bif you (?:ever )?need (?:any )?(?:further|more|additional|other) (?:help|assistance|support)\b",
                 r"\b(?:don'?t|do not) hesitate to (?:reach out|contact us|get in touch|let us know)\b",
                 r"\b(?:if|whenever) (?:we|you) (?:can|need to) (?:help|assist)[^.!?]{0,25}\b(?:again|else)\b",
