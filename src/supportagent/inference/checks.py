@@ -285,7 +285,8 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"happy to hear|love to hear|glad to know|love that|so glad|glad (?:it|that|you|everything)|that's great|"
              r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
              # thanks for praise, said to a complaint
-             r"\bshout ?-?out\b", r"\b(?:thanks?|thank you) (?:so much )?for stopping by\b", r"\bappreciate you stopping by\b",
+             r"\bshout ?-?out\b", r"\b(?:thanks?|thank you) (?:so much )?for stopping by\b",
+             r"\bappreciate you stopping by\b",
              r"\bwe love (?:you|that|this|it)\b", r"\bi love (?:that|this|it)\b", r"\bmade (?:our|my) day\b",
              r"\b(?:well|nicely) done\b", r"^\W*m{3,}\b", r"^\W*great\s*[!.]", r"\bthat'?s a great\b",
              r"\bthat'?s (?:just )?what (?:i|we) (?:like|love) to hear\b",
