@@ -333,7 +333,8 @@ _DETAILS = _rx(_ASKS_DETAILS,
 # offer to investigate
 _INVESTIGATE = r"\b(?:investigat\w*|look into (?:this|it)|take a (?:closer |further )?look)\b"
 _INVESTIGATING = _rx(_INVESTIGATE)  # an investigation offered reopens a problem the message calls solved
-_CASE = _rx(_ASKS_DETAILS, _INVESTIGATE, r"\b(?:reach (?:out to )?us|contact us|troubleshoot\w*)\b")
+_CASE = _rx(_ASKS_DETAILS, _INVESTIGATE, r"\b(?:reach (?:out to )?us|contact us|troubleshoot\w*)\b",
+            r"\b(?:reach|contact)\b[^.!?]{0,40}\bhere\b")  # "You can reach the nearest location here: <url>"
 # what a message about a delivery says
 _DELIVERY = _rx(r"\b(deliver\w*|dlvd|arriv\w*|receiv\w*|package|parcel|ship\w*|tracking|courier|driver|carrier|"
                 r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
