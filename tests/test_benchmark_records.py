@@ -83,6 +83,18 @@ def test_every_committed_record_fits_the_schema_and_names_its_run():
     assert len(files) == len(runs) and not list((ROOT / "benchmarks").glob("*.json"))  # one schema, no old shapes
 
 
+def test_a_recorded_command_names_no_path_of_the_machine_it_ran_on(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    monkeypatch.setattr(records.sys, "argv", [str(tmp_path / "benchmarks/x.py"), "--llama-server",
+                                              "/opt/llama.cpp/build/bin/llama-server", "--out=/tmp/sweep.json",
+                                              f"--workdir={tmp_path}/build/full", "--n", "16"])
+    assert records.invocation() == ("python benchmarks/x.py --llama-server <path>/llama-server --out=<path>/sweep.json"
+                                    " --workdir=build/full --n 16")
+    for r in records.load_all(ROOT / records.RESULTS):
+        assert not re.search(r"(?<![\w.<>])/(?:work|tmp|home|root|opt|mnt)/", r.command), r.command
+
+
 def test_no_benchmark_script_patches_sys_path():
     for script in (ROOT / "benchmarks").glob("*.py"):
         assert "sys.path" not in script.read_text(), script.name

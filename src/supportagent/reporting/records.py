@@ -177,14 +177,23 @@ def machine_name(machine: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", slug.lower()).strip("-")
 
 
-def invocation() -> str:
-    """This process's command line as typed from the project's root."""
-    script = Path(sys.argv[0])
+def portable(arg: str, root: Path | None = None) -> str:
+    """`arg` as a record keeps it on any machine: an absolute path inside the project (`root`, default the working
+    folder) relative to it, one elsewhere as `<path>/` and its file name (`--opt=/abs/x` alike)."""
+    opt, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+    if not value.startswith("/"):
+        return arg
+    path = Path(value)
     try:
-        script = script.resolve().relative_to(Path.cwd())
+        value = str(path.resolve().relative_to((root or Path.cwd()).resolve()))
     except ValueError:
-        pass
-    return " ".join(["python", str(script), *sys.argv[1:]])
+        value = f"<path>/{path.name}"
+    return f"{opt}{eq}{value}"
+
+
+def invocation() -> str:
+    """This process's command line as typed from the project's root, with no path of this machine in it."""
+    return " ".join(["python", *(portable(a) for a in sys.argv)])
 
 
 def make(benchmark: str, result: dict, **meta) -> Record:
