@@ -383,6 +383,13 @@ _OUTAGE_SAID = _rx(r"\b(?:app|online|website|site|ordering|down|crash\w*|load\w*
 _UNMOODY = str.maketrans({"\U0001f525": " ", "\U0001f47b": " "})
 
 
+# faces and signs of dismay, which VADER reads as neutral ("...and no chips😤😔"): a customer to cheer no more than one
+# who complains, though not always one with a problem still open ("Not right now 👎" to a feature declined); not 😭,
+# also said laughing
+_DISMAY = re.compile("[\U0001F494\U0001F614\U0001F61E\U0001F61F\U0001F622\U0001F625\U0001F629\U0001F62B"
+                     "\U0001F624\U0001F620\U0001F621\U0001F92C\U0001F44E\u2639\U0001F641\U0001F612\U0001F623"
+                     "\U0001F616]")
+
 # idioms VADER reads as negated praise
 _IDIOMS = _rx(r"\bcould(?:n'?t| not) (?:be|have been) (?:happier|better)\b")
 
@@ -408,12 +415,13 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     mood = _mood(message)
     resolved = _resolved(message)
     troubled = _troubled(ctx)
+    dismayed = bool(_DISMAY.search(message))
     cheer = _first(_CHEER, reply)
-    if troubled and cheer:
+    if (troubled or dismayed) and cheer:
         return f"cheers ({cheer!r}) a message that reports a problem"
     negated = re.search(r"\?|\b(still|not|never|no|nothing|cannot|unable)\b|n't", message, re.IGNORECASE)
-    # no negative word, problem or negation: a message that is pleased (or praises), or at least glad
-    calm = mood["neg"] == 0 and not _PROBLEM.search(message) and not negated
+    # no negative word, problem, negation or face of dismay: a message that is pleased (or praises), or at least glad
+    calm = mood["neg"] == 0 and not _PROBLEM.search(message) and not negated and not dismayed
     praise = ctx.intent == "praise"
     pleased = (mood["compound"] >= 0.5 or praise) and calm
     sorry = _first(_APOLOGY, reply)
@@ -456,8 +464,9 @@ _SIGN_OFF = _rx(r"\b(?:if|when) you (?:ever )?need (?:us|anything|help)\b", r"\b
                 r"\bif (?:the|this|that|your) (?:problem|issue)s? (?:persists?|continues?|comes? back|returns?)\b")
 _HELP = _rx(r"\?", r"\b(?:info|information|steps|details)\b[^.!?]{0,50}\bhere\b",  # a page to read, linked
             # "don't hesitate to reach out", "feel free to contact us": a sign-off, no help
-            r"(?<!for )(?<!hesitate to )(?<!free to )\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|send|"
-            r"tap|open|update|restart|reinstall|log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|"
+            r"(?<!for )(?<!hesitate to )(?<!free to )\b(try|check|head|go to|visit|reach (?:us|out)|contact|dm|"
+            r"send|tap|open|update|restart|reinstall|log (?:out|in)|sign (?:out|in)|call|chat|follow|look into|"
+            r"recommend\w*|suggest\w*|"
             r"investigat\w*|escalat\w*|pass\w* (?:this|it|your))")
 
 
