@@ -16,7 +16,11 @@ an embedder the selector never used; at 0 it ranks by MiniLM alone, so its ROUGE
 votes' weight) + w x the MiniLM cosine of each member with the customer's message, for each w given; with
 `--learned-fit`, with a fit scorer learned on the workspace's train split (evaluation/fit.py) in place of the cosine,
 both terms as z-scores within the pool; with `--past-bonus`, with a head start for the past replies
-(`evaluate.rerank_past_reply_bonus`). Writes a record
+(`evaluate.rerank_past_reply_bonus`); with `--likelihood`, with each member's mean token log-probability under the
+system's own model after the message's prompt (teacher-forced: the prompt read once, its cache shared by the members),
+which tells how well a past reply fits this message as the model reads it; each w given weighs it against the pool
+score, both as z-scores, the likelihood within the model's candidates and within the past replies apart (a person's
+reply reads less likely to the model than its own); the record gives the scoring's seconds per message. Writes a record
 to benchmarks/results/reply_pool/: per variant ROUGE-L, semantic similarity, their paired difference to retrieval
 with 95% intervals, send_ready, and the share of replies that are past replies."""
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from supportagent.config import load_params
 from supportagent.data.retrieval import ExampleIndex, embed
@@ -36,6 +41,7 @@ from supportagent.evaluation.evaluate import evaluate_system, test_sample
 from supportagent.evaluation.fit import FitScorer
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
+from supportagent.inference.agent import SupportAgent, prepare
 from supportagent.inference.guard import guard, own_brand
 from supportagent.inference.reranking import pool_scores, rank, rank_pool, rankings, similarities
 from supportagent.model import models
@@ -103,6 +109,53 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
            for w in learned_weights}
 
 
+@torch.no_grad()
+def likelihoods(generator, tokenizer, prompt: list[int], texts: list[str], max_tokens: int) -> np.ndarray:
+    """Each text's mean token log-probability (its end token included, at most `max_tokens` tokens) after `prompt`
+    under the generator's sampling model (its soft prompt included): the prompt read once, its cache repeated."""
+    from transformers import DynamicCache
+
+    model = generator.sampler
+    ids, mask, embeds = generator._inputs([prompt], len(prompt), model)
+    cache = DynamicCache(config=model.config)
+    first = model(input_ids=ids if embeds is None else None, inputs_embeds=embeds, attention_mask=mask,
+                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1].float().log_softmax(-1)
+    eos = tokenizer.eos_token_id
+    seqs = [tokenizer(t, add_special_tokens=False)["input_ids"][: max_tokens - 1] + [eos] for t in texts]
+    k, width, length = len(seqs), mask.shape[1], max(map(len, seqs))
+    cache.batch_repeat_interleave(k)
+    tokens = torch.full((k, length), eos, device=ids.device)
+    own = torch.zeros((k, length), dtype=mask.dtype, device=ids.device)
+    for j, seq in enumerate(seqs):
+        tokens[j, :len(seq)], own[j, :len(seq)] = torch.tensor(seq), 1
+    logits = model(input_ids=tokens, attention_mask=torch.cat([mask.expand(k, -1), own], 1),
+                   position_ids=torch.arange(width, width + length, device=ids.device).expand(k, -1),
+                   past_key_values=cache, use_cache=True).logits.float()
+    steps = logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
+    return np.array([(float(first[seq[0]]) + float(steps[j, :len(seq) - 1].sum())) / len(seq)
+                     for j, seq in enumerate(seqs)])
+
+
+def likelihood_rankings(sims: list, cands: list[list[str]], lps: list[np.ndarray], weights: list[float], *,
+                        word_weight: float, reference_weight: float, past_bonus: float) -> dict[str, list[list[int]]]:
+    """Each pool best first by (1 - w) x its pool score (agreement and the past replies' head start, `pool_scores`)
+    + w x its likelihood (`likelihoods`), both as z-scores within the pool, the likelihood within the model's
+    candidates and within the past replies apart, for each w in `weights`."""
+    def z(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) / (x.std() or 1.0) if len(x) else x
+
+    out = {}
+    for w in weights:
+        orders = []
+        for s, c, lp in zip(sims, cands, lps):
+            n = len(c)
+            score = pool_scores(s, n, word_weight=word_weight, reference_weight=reference_weight, past_bonus=past_bonus)
+            mixed = (1 - w) * z(score) + w * np.concatenate([z(lp[:n]), z(lp[n:])])
+            orders.append([int(i) for i in np.argsort(-mixed, kind="stable")])
+        out[f"likelihood_{w}"] = orders
+    return out
+
+
 def floats(text: str) -> list[float]:
     return [float(w) for w in filter(None, text.split(","))]
 
@@ -120,6 +173,8 @@ def main() -> None:
                     "own (evaluate.rerank_past_reply_bonus), e.g. 0.01,0.02")
     ap.add_argument("--learned-fit", default="", help="comma-separated weights of a fit scorer learned on the train "
                     "split (evaluation/fit.py), e.g. 0.1,0.2")
+    ap.add_argument("--likelihood", default="", help="comma-separated weights of each member's likelihood under the "
+                    "system's model after the prompt, e.g. 0.2,0.3")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
     tag = "" if work == ROOT else f"{work.name}_"  # names the cached replies and the record of another workdir
@@ -148,6 +203,18 @@ def main() -> None:
     others = weighted_rankings(sims, cands, pools, frame["customer"].tolist(), floats(args.word_weights),
                                floats(args.relevance), embedder, **weights, learned_weights=floats(args.learned_fit),
                                scorer=scorer, past_bonuses=floats(args.past_bonus))
+    seconds_per_message = None
+    if args.likelihood:
+        agent = SupportAgent(params, str(paths["base"]), str(paths["index"]), args.system,
+                             str(paths["adapters"] / args.system))
+        start_scoring = time.perf_counter()
+        lps = [likelihoods(agent.generator, agent.tokenizer,
+                           prepare(params, agent.tokenizer, row.brand, row.customer, row.context or "", ex)[0], pool,
+                           ev.max_new_tokens)
+               for row, ex, pool in zip(frame.itertuples(), examples, pools)]
+        seconds_per_message = round((time.perf_counter() - start_scoring) / len(frame), 3)
+        others |= likelihood_rankings(sims, cands, lps, floats(args.likelihood), **weights,
+                                      past_bonus=ev.rerank_past_reply_bonus)
     orders = [("candidates", rankings(cands, past, embedder, **weights)),
               ("candidates_and_past_replies", [rank(s, **weights, voters=len(c)) for s, c in zip(sims, cands)]),
               *((f"candidates_and_past_replies_{name}", order) for name, order in others.items())]
@@ -172,10 +239,12 @@ def main() -> None:
     notes = "past replies in the reranker's pool" + (", and fit to the message" if args.relevance else "") + \
         (", and a fit scorer learned on the train split" if args.learned_fit else "") + \
         (", and other ROUGE-L shares of the similarity" if args.word_weights else "") + \
-        (", and a head start for past replies" if args.past_bonus else "")
+        (", and a head start for past replies" if args.past_bonus else "") + \
+        (", and each member's likelihood under the model after the prompt" if args.likelihood else "")
     record = {"notes": notes, "machine": records.machine_facts(), "split": args.split,
               "system": args.system, "n": len(frame), "seconds": round(time.perf_counter() - start, 1),
-              "variants": variants, **({"commit": args.commit} if args.commit else {})}
+              "variants": variants, **({"commit": args.commit} if args.commit else {}),
+              **({"likelihood_seconds_per_message": seconds_per_message} if seconds_per_message is not None else {})}
     records.save("reply_pool", record, label=f"{tag.replace('_', '-')}{args.split}-{args.system}")
 
 
