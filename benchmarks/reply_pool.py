@@ -42,6 +42,7 @@ from supportagent.evaluation.fit import FitScorer
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.agent import SupportAgent, prepare
+from supportagent.inference.decoding import batch_inputs
 from supportagent.inference.guard import guard, own_brand
 from supportagent.inference.reranking import pool_scores, rank, rank_pool, rankings, similarities
 from supportagent.model import models
@@ -116,7 +117,8 @@ def likelihoods(generator, tokenizer, prompt: list[int], texts: list[str], max_t
     from transformers import DynamicCache
 
     model = generator.sampler
-    ids, mask, embeds = generator._inputs([prompt], len(prompt), model)
+    ids, mask, embeds = batch_inputs([prompt], len(prompt), tokenizer.pad_token_id, generator.device,
+                                     generator.soft_prompt, model.get_input_embeddings())
     cache = DynamicCache(config=model.config)
     first = model(input_ids=ids if embeds is None else None, inputs_embeds=embeds, attention_mask=mask,
                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1].float().log_softmax(-1)
