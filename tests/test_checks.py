@@ -283,3 +283,22 @@ def test_an_outage_explained_to_a_message_that_reports_none_and_thanks_for_a_vis
     assert [f.check for f in check_reply("Thanks for stopping by!", stuck)] == ["welcome_without_thanks"]
     assert not check_reply("Oh noooo! Did she make it?", stuck)
 
+
+
+def test_a_face_of_dismay_makes_a_cheer_a_mood_mismatch_but_no_open_problem():
+    # VADER reads the message as neutral: the faces alone tell that the customer is let down
+    chips = Context("they said they put chips in the bag, got home and no chips😤😔")
+    assert [f.check for f in check_reply("We appreciate you stopping by!", chips)] == ["mood_mismatch"]
+    assert not check_reply("I'm sorry. Let a manager know about this next time you're in so we can make amends.", chips)
+    assert [f.check for f in check_reply("We appreciate you stopping by!", Context("got home with my bowl 😋"))] == []
+    # a feature declined: disappointed, yet nothing left open to sign off on
+    assert not check_reply("We hear you. We'll pass your feedback on. Give us a shout if there's anything else.",
+                           Context("TL; DR “Not Right Now” 👎"))
+
+
+def test_a_reply_that_recommends_a_step_is_no_sign_off_on_an_open_problem():
+    ctx = Context("I tried my debit card again but it still doesn't work", support_url="https://support.spotify.com")
+    reply = ("Does your card meet these requirements: https://support.spotify.com If so, we'd recommend reaching out "
+             "to your bank. {}")
+    assert not check_reply(reply.format("Let us know how it goes"), ctx)
+    assert [f.check for f in check_reply("Thanks! Let us know how it goes", ctx)] == ["signs_off_open_problem"]
