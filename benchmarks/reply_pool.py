@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from supportagent.config import load_params
 from supportagent.data.retrieval import ExampleIndex, embed
@@ -42,7 +41,6 @@ from supportagent.evaluation.fit import FitScorer
 from supportagent.evaluation.intervals import mean_interval
 from supportagent.evaluation.metrics import cosine, rouge_l
 from supportagent.inference.agent import SupportAgent, prepare
-from supportagent.inference.decoding import batch_inputs
 from supportagent.inference.guard import guard, own_brand
 from supportagent.inference.reranking import pool_scores, rank, rank_pool, rankings, similarities
 from supportagent.model import models
@@ -110,52 +108,13 @@ def weighted_rankings(sims: list, cands: list[list[str]], pools: list[list[str]]
            for w in learned_weights}
 
 
-@torch.no_grad()
-def likelihoods(generator, tokenizer, prompt: list[int], texts: list[str], max_tokens: int) -> np.ndarray:
-    """Each text's mean token log-probability (its end token included, at most `max_tokens` tokens) after `prompt`
-    under the generator's sampling model (its soft prompt included): the prompt read once, its cache repeated."""
-    from transformers import DynamicCache
-
-    model = generator.sampler
-    ids, mask, embeds = batch_inputs([prompt], len(prompt), tokenizer.pad_token_id, generator.device,
-                                     generator.soft_prompt, model.get_input_embeddings())
-    cache = DynamicCache(config=model.config)
-    first = model(input_ids=ids if embeds is None else None, inputs_embeds=embeds, attention_mask=mask,
-                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1].float().log_softmax(-1)
-    eos = tokenizer.eos_token_id
-    seqs = [tokenizer(t, add_special_tokens=False)["input_ids"][: max_tokens - 1] + [eos] for t in texts]
-    k, width, length = len(seqs), mask.shape[1], max(map(len, seqs))
-    cache.batch_repeat_interleave(k)
-    tokens = torch.full((k, length), eos, device=ids.device)
-    own = torch.zeros((k, length), dtype=mask.dtype, device=ids.device)
-    for j, seq in enumerate(seqs):
-        tokens[j, :len(seq)], own[j, :len(seq)] = torch.tensor(seq), 1
-    logits = model(input_ids=tokens, attention_mask=torch.cat([mask.expand(k, -1), own], 1),
-                   position_ids=torch.arange(width, width + length, device=ids.device).expand(k, -1),
-                   past_key_values=cache, use_cache=True).logits.float()
-    steps = logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
-    return np.array([(float(first[seq[0]]) + float(steps[j, :len(seq) - 1].sum())) / len(seq)
-                     for j, seq in enumerate(seqs)])
-
-
 def likelihood_rankings(sims: list, cands: list[list[str]], lps: list[np.ndarray], weights: list[float], *,
                         word_weight: float, reference_weight: float, past_bonus: float) -> dict[str, list[list[int]]]:
-    """Each pool best first by (1 - w) x its pool score (agreement and the past replies' head start, `pool_scores`)
-    + w x its likelihood (`likelihoods`), both as z-scores within the pool, the likelihood within the model's
-    candidates and within the past replies apart, for each w in `weights`."""
-    def z(x: np.ndarray) -> np.ndarray:
-        return (x - x.mean()) / (x.std() or 1.0) if len(x) else x
-
-    out = {}
-    for w in weights:
-        orders = []
-        for s, c, lp in zip(sims, cands, lps):
-            n = len(c)
-            score = pool_scores(s, n, word_weight=word_weight, reference_weight=reference_weight, past_bonus=past_bonus)
-            mixed = (1 - w) * z(score) + w * np.concatenate([z(lp[:n]), z(lp[n:])])
-            orders.append([int(i) for i in np.argsort(-mixed, kind="stable")])
-        out[f"likelihood_{w}"] = orders
-    return out
+    """Each pool best first as the agent ranks it with `evaluate.rerank_likelihood_weight` (reranking.rank_pool with
+    the members' likelihoods, `lps`), for each weight in `weights`."""
+    return {f"likelihood_{w}": [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight,
+                                          past_bonus=past_bonus, likelihood=lp, likelihood_weight=w)
+                                for s, c, lp in zip(sims, cands, lps)] for w in weights}
 
 
 def floats(text: str) -> list[float]:
@@ -210,10 +169,9 @@ def main() -> None:
         agent = SupportAgent(params, str(paths["base"]), str(paths["index"]), args.system,
                              str(paths["adapters"] / args.system))
         start_scoring = time.perf_counter()
-        lps = [likelihoods(agent.generator, agent.tokenizer,
-                           prepare(params, agent.tokenizer, row.brand, row.customer, row.context or "", ex)[0], pool,
-                           ev.max_new_tokens)
-               for row, ex, pool in zip(frame.itertuples(), examples, pools)]
+        lps = [agent.generator.likelihoods(
+            prepare(params, agent.tokenizer, row.brand, row.customer, row.context or "", ex)[0], pool)
+            for row, ex, pool in zip(frame.itertuples(), examples, pools)]
         seconds_per_message = round((time.perf_counter() - start_scoring) / len(frame), 3)
         others |= likelihood_rankings(sims, cands, lps, floats(args.likelihood), **weights,
                                       past_bonus=ev.rerank_past_reply_bonus)

@@ -344,3 +344,68 @@ def test_candidates_sampled_in_another_dtype_use_a_cast_copy_that_keeps_buffers_
     assert any(b.dtype == torch.float32 for b in gen.sampler.buffers())  # the rotary frequencies
     same = Generator(model, tokenizer, sample_dtype=torch.float32, rerank=gen.rerank)
     assert same.sampler is same.model  # the model's own dtype: no copy
+
+
+@pytest.mark.parametrize("system", ["base", "soft_prompt"])
+def test_a_replys_likelihood_is_its_mean_token_log_probability_after_the_prompt(params, tiny_base, tokenizer,
+                                                                                system):
+    """The pool's members are read together after one read of the prompt (its cache repeated): each member's mean
+    log-probability, its end token included, is what one forward pass of prompt and member gives."""
+    gen = Generator(tiny_system(params, tiny_base, system), tokenizer, max_new_tokens=16)
+    prompt = tokenizer(MESSAGES[1])["input_ids"]
+    texts = ["Sorry about that! Please DM us your order number.", "Happy to help", "hi"]
+    got = gen.likelihoods(prompt, texts)
+    for text, value in zip(texts, got):
+        reply = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids, mask, embeds = gen._inputs([prompt + reply], len(prompt) + len(reply))
+        with torch.no_grad():
+            logits = gen.model(input_ids=ids if embeds is None else None, inputs_embeds=embeds,
+                               attention_mask=mask).logits[0].float()
+        want = logits[-len(reply) - 1:-1].log_softmax(-1).gather(-1, torch.tensor(reply)[:, None]).mean()
+        assert value == pytest.approx(float(want), abs=1e-3)
+    assert len(set(np.round(got, 4))) == 3  # a random model still tells the members apart
+
+
+def test_the_likelihood_weight_reorders_the_pool_within_each_kind():
+    """Pool scores tie: the likelihood decides, a candidate compared with candidates and a past reply with past
+    replies (a past reply less likely than every candidate still leads its kind); a member without a word stays
+    last; weight 0 is the plain pool ranking."""
+    from supportagent.inference.reranking import rank_pool, with_likelihood
+
+    n, pool = 2, 4  # two candidates, two past replies
+    s = Similarities(np.zeros((pool, pool)), np.zeros((pool, pool)), np.array([True, True, True, True]))
+    lp = np.array([-1.0, -0.5, -3.0, -2.0])
+    assert rank_pool(s, n, word_weight=0.75, reference_weight=4.0) == [0, 1, 2, 3]
+    ranked = rank_pool(s, n, word_weight=0.75, reference_weight=4.0, likelihood=lp, likelihood_weight=0.3)
+    assert ranked[:2] == [1, 3] and set(ranked[2:]) == {0, 2}
+    mixed = with_likelihood(np.array([0.2, -np.inf, 0.1, 0.3]), lp, n, 0.3)
+    assert mixed[1] == -np.inf and np.isfinite(mixed[[0, 2, 3]]).all()
+
+
+def test_the_likelihood_weight_needs_the_pool_and_an_engine_that_scores(params):
+    from pydantic import ValidationError
+
+    from supportagent.inference.vllm_engine import VllmGenerator
+
+    with pytest.raises(ValidationError, match="rerank_past_replies"):
+        params.evaluate.model_validate({**params.evaluate.model_dump(), "rerank_likelihood_weight": 0.3,
+                                        "rerank_past_replies": False})
+    with pytest.raises(ValueError, match="engine: eager or compiled"):
+        VllmGenerator(None, None, rerank=Rerank(2, 1.0, 0.95, 0, lambda c, r: [], likelihood_weight=0.3))
+
+
+def test_with_the_likelihood_weight_the_ranking_gets_each_pool_members_likelihood(tiny_base, tokenizer):
+    seen = []
+
+    def rank(candidates, references, likelihoods=None):
+        seen.append((candidates, likelihoods))
+        return [list(range(len(c) + len(r))) for c, r in zip(candidates, references)]
+
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=8,
+                    rerank=Rerank(2, 1.0, 0.95, 0, rank, likelihood_weight=0.3))
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:2]]
+    refs = [["Sorry about that! Please DM us your order number."], []]
+    gen.reply(prompts, refs)
+    (candidates, likelihoods), = seen
+    assert [len(lp) for lp in likelihoods] == [4, 3]  # the greedy reply, 2 samples, and the message's past replies
+    assert likelihoods[0] == pytest.approx(gen.likelihoods(prompts[0], candidates[0] + refs[0]), abs=1e-4)

@@ -13,6 +13,7 @@ import torch
 
 from ..model import models
 from .decoding import PREFILL_CHUNK, Draws, batch_inputs, draw, greedy, shared_decode, shared_prefill, static_decode
+from .likelihood import likelihoods
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Rerank:
     top_p: float
     seed: int
     rank: Callable[[list[list[str]], list[list[str]]], list[list[int]]]
+    likelihood_weight: float = 0.0  # > 0: `rank` also takes each pool's `likelihoods` (likelihood.py)
 
 
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
@@ -128,7 +130,12 @@ class Generator:
         pools = [s for lo in range(0, len(prompts), step) for s in
                  self.sample(prompts[lo: lo + step], n, r.temperature, r.top_p, self._draws, greedy_first=True)]
         references = references if references is not None else [[] for _ in prompts]
-        ranked = r.rank([[c.text for c in pool] for pool in pools], references)
+        texts = [[c.text for c in pool] for pool in pools]
+        if r.likelihood_weight:  # how likely the model finds each member of the pool after the prompt
+            ranked = r.rank(texts, references, likelihoods=[self.likelihoods(p, t + list(refs)) for p, t, refs
+                                                            in zip(prompts, texts, references)])
+        else:
+            ranked = r.rank(texts, references)
         out = []
         for pool, refs, order in zip(pools, references, ranked):
             ranked_pool = [(c.text, c.truncated) for c in pool] + [(t, False) for t in refs]
@@ -136,6 +143,11 @@ class Generator:
             best.alternatives = [ranked_pool[i] for i in order[1:]]
             out.append(best)
         return out
+
+    def likelihoods(self, prompt: list[int], texts: list[str]) -> np.ndarray:
+        """Each text's mean token log-probability after `prompt` under the sampling model (likelihood.py)."""
+        ids, mask, embeds = self._inputs([prompt], len(prompt), self.sampler)
+        return likelihoods(self.sampler, self.tokenizer, ids, mask, embeds, texts, self.max_new_tokens + 1)
 
     @contextlib.contextmanager
     def draws_kept(self):

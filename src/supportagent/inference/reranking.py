@@ -15,7 +15,9 @@ candidate, by its similarity to the model's candidates and to the other past rep
 sent where it agrees best with what the model would say and with what the brand said to similar messages. With
 `evaluate.rerank_past_reply_bonus` a past reply also gets a head start over the model's own: a small base writes
 replies the consensus ranks high and a reader finds odd ("We appreciate you coming on to us!"), which a person's
-reply of the same meaning does not (benchmarks/results/reply_pool/).
+reply of the same meaning does not (benchmarks/results/reply_pool/). With `evaluate.rerank_likelihood_weight` the pool
+is also ranked by how likely the served model finds each member after the message's prompt (likelihood.py,
+`with_likelihood`): a judge of fit the similarities lack, for one more read of every member.
 """
 from __future__ import annotations
 
@@ -115,22 +117,44 @@ def pool_scores(s: Similarities, candidates: int, *, word_weight: float, referen
     return score
 
 
+def with_likelihood(score: np.ndarray, likelihood: np.ndarray, candidates: int, weight: float) -> np.ndarray:
+    """(1 - `weight`) x the pool scores + `weight` x the members' likelihoods (likelihood.py), both as z-scores within
+    the pool, the likelihood within the `candidates` model candidates and within the past replies apart: a person's
+    reply reads less likely to the model than its own, so each is compared with its own kind. A member the pool
+    scores never sends (-inf: no word in it) keeps that score."""
+    def z(x: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(x)
+        return np.where(ok, (x - x[ok].mean()) / (x[ok].std() or 1.0), x) if ok.any() else x
+
+    mixed = (1 - weight) * z(score) + weight * np.concatenate([z(likelihood[:candidates]), z(likelihood[candidates:])])
+    return np.where(np.isfinite(score), mixed, score)
+
+
 def pool_rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
-                  reference_weight: float, past_bonus: float = 0.0) -> list[list[int]]:
+                  reference_weight: float, past_bonus: float = 0.0, likelihoods: list[np.ndarray] | None = None,
+                  likelihood_weight: float = 0.0) -> list[list[int]]:
     """For each message, the indices of its pool (its candidates, then its references: the brand's past replies)
     best first; an index past the candidates is a past reply. Each member is compared with every other (its own
     entry 0, so a past reply does not vote for itself) and scored as `rank` scores a candidate: the model's
     candidates weigh 1 each, the past replies `reference_weight` each (`pool_scores`). A past reply starts
     `past_bonus` ahead (`evaluate.rerank_past_reply_bonus`): the consensus cannot see whether a reply reads as a
-    person's, so a model's own reply is sent only where it agrees better than the best past reply by that margin."""
+    person's, so a model's own reply is sent only where it agrees better than the best past reply by that margin.
+    With `likelihoods` (each pool's, in pool order) and a `likelihood_weight`, how likely the model finds each
+    member after the prompt weighs in (`with_likelihood`, `evaluate.rerank_likelihood_weight`)."""
     pools = [list(c) + list(r) for c, r in zip(candidates, references)]
-    return [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight, past_bonus=past_bonus)
-            for s, c in zip(similarities(pools, [[] for _ in pools], embedder), candidates)]
+    likelihoods = likelihoods if likelihoods is not None and likelihood_weight else [None] * len(pools)
+    return [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight, past_bonus=past_bonus,
+                      likelihood=lp, likelihood_weight=likelihood_weight)
+            for s, c, lp in zip(similarities(pools, [[] for _ in pools], embedder), candidates, likelihoods)]
 
 
 def rank_pool(s: Similarities, candidates: int, *, word_weight: float, reference_weight: float,
-              past_bonus: float = 0.0) -> list[int]:
-    """One pool's members best first by their `pool_scores` (ties: the earlier first)."""
+              past_bonus: float = 0.0, likelihood: np.ndarray | None = None, likelihood_weight: float = 0.0
+              ) -> list[int]:
+    """One pool's members best first by their `pool_scores` (ties: the earlier first), mixed with their `likelihood`
+    where one is given (`with_likelihood`)."""
     score = pool_scores(s, candidates, word_weight=word_weight, reference_weight=reference_weight,
                         past_bonus=past_bonus)
+    if likelihood is not None and likelihood_weight:
+        score = with_likelihood(score, likelihood, candidates, likelihood_weight)
     return [int(i) for i in np.argsort(-score, kind="stable")]

@@ -56,6 +56,9 @@ class VllmGenerator(Generator):
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.0, rerank=None,
                  max_prompt_tokens: int | None = None, dtype: torch.dtype = torch.float32,
                  workdir: str | Path = "build"):
+        if rerank is not None and rerank.likelihood_weight:
+            raise ValueError("evaluate.rerank_likelihood_weight: the vLLM engine does not score the pool's replies "
+                             "after the prompt; set it to 0, or use evaluate.engine: eager or compiled")
         require_vllm()
         from vllm import LLM
 
