@@ -175,7 +175,7 @@ class EvaluateParams(Strict):
     # its agreement beats the best past reply's by this much; 0: none (a base that writes as well as a person)
     rerank_past_reply_bonus: float = Field(0.02, ge=0.0, le=1.0)
     # how much the pool's ranking also weighs how likely the served model finds each member after the prompt
-    # (likelihood.py; a z-score mixed with the agreement's): a better judge of fit, for one more read of every member;
+    # (likelihood.py; a z-score mixed with the agreement's): a judge of fit, for one more read of every member;
     # 0: none. Needs the pool (rerank_past_replies) and the eager or compiled engine
     rerank_likelihood_weight: float = Field(0.0, ge=0.0, le=1.0)
     # the languages the base writes well enough to send: a message in another language gets no reply of the model's,
