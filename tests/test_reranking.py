@@ -397,8 +397,8 @@ def test_the_likelihood_weight_needs_the_pool_and_an_engine_that_scores(params):
 def test_with_the_likelihood_weight_the_ranking_gets_each_pool_members_likelihood(tiny_base, tokenizer):
     seen = []
 
-    def rank(candidates, references, likelihoods=None):
-        seen.append((candidates, likelihoods))
+    def rank(candidates, references, likelihoods=None, likelihood_weight=0.0):
+        seen.append((candidates, likelihoods, likelihood_weight))
         return [list(range(len(c) + len(r))) for c, r in zip(candidates, references)]
 
     gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=8,
@@ -406,6 +406,7 @@ def test_with_the_likelihood_weight_the_ranking_gets_each_pool_members_likelihoo
     prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:2]]
     refs = [["Sorry about that! Please DM us your order number."], []]
     gen.reply(prompts, refs)
-    (candidates, likelihoods), = seen
+    (candidates, likelihoods, weight), = seen
+    assert weight == 0.3
     assert [len(lp) for lp in likelihoods] == [4, 3]  # the greedy reply, 2 samples, and the message's past replies
     assert likelihoods[0] == pytest.approx(gen.likelihoods(prompts[0], candidates[0] + refs[0]), abs=1e-4)

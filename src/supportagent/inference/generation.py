@@ -36,7 +36,7 @@ class Rerank:
     top_p: float
     seed: int
     rank: Callable[[list[list[str]], list[list[str]]], list[list[int]]]
-    likelihood_weight: float = 0.0  # > 0: `rank` also takes each pool's `likelihoods` (likelihood.py)
+    likelihood_weight: float = 0.0  # > 0: `rank` also takes each pool's `likelihoods` (likelihood.py) and this weight
 
 
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
@@ -132,8 +132,8 @@ class Generator:
         references = references if references is not None else [[] for _ in prompts]
         texts = [[c.text for c in pool] for pool in pools]
         if r.likelihood_weight:  # how likely the model finds each member of the pool after the prompt
-            ranked = r.rank(texts, references, likelihoods=[self.likelihoods(p, t + list(refs)) for p, t, refs
-                                                            in zip(prompts, texts, references)])
+            ranked = r.rank(texts, references, likelihood_weight=r.likelihood_weight, likelihoods=[
+                self.likelihoods(p, t + list(refs)) for p, t, refs in zip(prompts, texts, references)])
         else:
             ranked = r.rank(texts, references)
         out = []

@@ -142,7 +142,7 @@ def pool_rankings(candidates: list[list[str]], references: list[list[str]], embe
     With `likelihoods` (each pool's, in pool order) and a `likelihood_weight`, how likely the model finds each
     member after the prompt weighs in (`with_likelihood`, `evaluate.rerank_likelihood_weight`)."""
     pools = [list(c) + list(r) for c, r in zip(candidates, references)]
-    likelihoods = likelihoods if likelihoods is not None and likelihood_weight else [None] * len(pools)
+    likelihoods = likelihoods if likelihoods is not None else [None] * len(pools)
     return [rank_pool(s, len(c), word_weight=word_weight, reference_weight=reference_weight, past_bonus=past_bonus,
                       likelihood=lp, likelihood_weight=likelihood_weight)
             for s, c, lp in zip(similarities(pools, [[] for _ in pools], embedder), candidates, likelihoods)]
