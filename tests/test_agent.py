@@ -196,10 +196,10 @@ def test_warm_up_samples_the_one_cache_length_of_every_request_on_the_compiled_e
     make = lambda: SupportAgent(p, base_dir=str(tiny_base), index_dir=str(tiny_index), method="zero_shot")
     agent = make()
     widths, chosen, searched = [], [], []
-    sample, rank, search = agent.generator.sample, agent.generator.rerank.rank, agent.index.examples_and_references
-    monkeypatch.setattr(agent.generator, "sample", lambda prompts, n, *a, **k: widths.append(
+    sample, rank, search = agent.generator._sample, agent.generator.rerank.rank, agent.index.examples_and_references
+    monkeypatch.setattr(agent.generator, "_sample", lambda prompts, n, *a, **k: widths.append(
         (len(prompts[0]), n)) or sample(prompts, n, *a, **k))
-    monkeypatch.setattr(agent.generator.rerank, "rank", lambda *a: chosen.append(a) or rank(*a))
+    monkeypatch.setattr(agent.generator.rerank, "rank", lambda *a, **k: chosen.append(a) or rank(*a, **k))
     monkeypatch.setattr(agent.index, "examples_and_references", lambda *a: searched.append(a) or search(*a))
     assert agent.warm_up() > 0
     length = agent.generator.cache_length

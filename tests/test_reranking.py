@@ -346,10 +346,19 @@ def test_candidates_sampled_in_another_dtype_use_a_cast_copy_that_keeps_buffers_
     assert same.sampler is same.model  # the model's own dtype: no copy
 
 
+def _after_prompt(gen, prompt: list[int], reply: list[int]) -> float:
+    """A reply's mean token log-probability after `prompt` by one forward pass of prompt and reply together."""
+    ids, mask, embeds = gen._inputs([prompt + reply], len(prompt) + len(reply))
+    with torch.no_grad():
+        logits = gen.model(input_ids=ids if embeds is None else None, inputs_embeds=embeds,
+                           attention_mask=mask).logits[0].float()
+    return float(logits[-len(reply) - 1:-1].log_softmax(-1).gather(-1, torch.tensor(reply)[:, None]).mean())
+
+
 @pytest.mark.parametrize("system", ["base", "soft_prompt"])
 def test_a_replys_likelihood_is_its_mean_token_log_probability_after_the_prompt(params, tiny_base, tokenizer,
                                                                                 system):
-    """The pool's members are read together after one read of the prompt (its cache repeated): each member's mean
+    """The pool's members are read together after one read of the prompt, packed into one row: each member's mean
     log-probability, its end token included, is what one forward pass of prompt and member gives."""
     gen = Generator(tiny_system(params, tiny_base, system), tokenizer, max_new_tokens=16)
     prompt = tokenizer(MESSAGES[1])["input_ids"]
@@ -357,13 +366,38 @@ def test_a_replys_likelihood_is_its_mean_token_log_probability_after_the_prompt(
     got = gen.likelihoods(prompt, texts)
     for text, value in zip(texts, got):
         reply = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids, mask, embeds = gen._inputs([prompt + reply], len(prompt) + len(reply))
-        with torch.no_grad():
-            logits = gen.model(input_ids=ids if embeds is None else None, inputs_embeds=embeds,
-                               attention_mask=mask).logits[0].float()
-        want = logits[-len(reply) - 1:-1].log_softmax(-1).gather(-1, torch.tensor(reply)[:, None]).mean()
-        assert value == pytest.approx(float(want), abs=1e-3)
+        assert value == pytest.approx(_after_prompt(gen, prompt, reply), abs=1e-3)
     assert len(set(np.round(got, 4))) == 3  # a random model still tells the members apart
+
+
+@pytest.mark.parametrize("system", ["base", "soft_prompt"])
+def test_sampling_scores_its_candidates_as_it_draws_them_and_the_past_replies_after_the_prompt_it_read(
+        params, tiny_base, tokenizer, system):
+    """`sample_scored` draws the same candidates as `sample` (one seed), and each prompt's likelihoods: its candidates'
+    from the sampling loop (what a forward pass of prompt and candidate gives; a candidate cut at the token limit has
+    no end token), then its past replies', read after the prompt cache the sampling holds, whatever the batch's left
+    padding."""
+    gen = Generator(tiny_system(params, tiny_base, system), tokenizer, max_new_tokens=6)
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:3]]
+    refs = [["Sorry about that! Please DM us your order number.", "Happy to help"], [], ["hi"]]
+    pools, scores = gen.sample_scored(prompts, 3, 1.0, 0.95, torch.Generator().manual_seed(0), refs)
+    again = gen.sample(prompts, 3, 1.0, 0.95, torch.Generator().manual_seed(0), greedy_first=True)
+    assert [[c.token_ids for c in pool] for pool in pools] == [[c.token_ids for c in pool] for pool in again]
+    assert [len(s) for s in scores] == [5, 3, 4]
+    eos = tokenizer.eos_token_id
+    for prompt, pool, texts, got in zip(prompts, pools, refs, scores):
+        drawn = [c.token_ids + ([] if c.truncated else [eos]) for c in pool]
+        want = [_after_prompt(gen, prompt, ids) for ids in drawn] + list(gen.likelihoods(prompt, texts))
+        assert got == pytest.approx(want, abs=1e-2)  # bf16: the loop's logits and one forward's round apart
+
+
+def test_a_drawn_replys_mean_log_probability_counts_its_tokens_up_to_its_end_token():
+    from supportagent.inference.likelihood import mean_log_probs
+
+    eos = 9
+    rows = [[1, 2, eos, eos], [3, 4, 5, 6], [eos, eos, eos, eos]]
+    log_probs = torch.tensor([[-1.0, -2.0, -3.0, 0.0], [-1.0, -1.0, -1.0, -5.0], [-0.5, 0.0, 0.0, 0.0]])
+    assert mean_log_probs(rows, log_probs, eos) == pytest.approx([-2.0, -2.0, -0.5])
 
 
 def test_the_likelihood_weight_reorders_the_pool_within_each_kind():
@@ -382,16 +416,17 @@ def test_the_likelihood_weight_reorders_the_pool_within_each_kind():
     assert mixed[1] == -np.inf and np.isfinite(mixed[[0, 2, 3]]).all()
 
 
-def test_the_likelihood_weight_needs_the_pool_and_an_engine_that_scores(params):
-    from pydantic import ValidationError
+def test_without_past_replies_in_the_pool_the_likelihood_reorders_the_candidates(embedder):
+    """`evaluate.rerank_past_replies: false`: the candidates alone are ranked, the likelihood of each mixed in (a
+    past reply's, which the likelihoods also hold, is not one of them)."""
+    from supportagent.inference.reranking import rankings
 
-    from supportagent.inference.vllm_engine import VllmGenerator
-
-    with pytest.raises(ValidationError, match="rerank_past_replies"):
-        params.evaluate.model_validate({**params.evaluate.model_dump(), "rerank_likelihood_weight": 0.3,
-                                        "rerank_past_replies": False})
-    with pytest.raises(ValueError, match="engine: eager or compiled"):
-        VllmGenerator(None, None, rerank=Rerank(2, 1.0, 0.95, 0, lambda c, r: [], likelihood_weight=0.3))
+    candidates = [["Sorry, please DM us.", "Sorry, please DM us."]]
+    plain = rankings(candidates, [["a past reply"]], embedder, word_weight=0.75, reference_weight=4.0)
+    assert plain == [[0, 1]]  # a tie: the earlier first
+    mixed = rankings(candidates, [["a past reply"]], embedder, word_weight=0.75, reference_weight=4.0,
+                     likelihoods=[np.array([-3.0, -1.0, 0.0])], likelihood_weight=0.3)
+    assert mixed == [[1, 0]]
 
 
 def test_with_the_likelihood_weight_the_ranking_gets_each_pool_members_likelihood(tiny_base, tokenizer):
@@ -409,4 +444,4 @@ def test_with_the_likelihood_weight_the_ranking_gets_each_pool_members_likelihoo
     (candidates, likelihoods, weight), = seen
     assert weight == 0.3
     assert [len(lp) for lp in likelihoods] == [4, 3]  # the greedy reply, 2 samples, and the message's past replies
-    assert likelihoods[0] == pytest.approx(gen.likelihoods(prompts[0], candidates[0] + refs[0]), abs=1e-4)
+    assert likelihoods[0][3:] == pytest.approx(gen.likelihoods(prompts[0], refs[0]), abs=1e-4)

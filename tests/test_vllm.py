@@ -88,6 +88,14 @@ def test_vllm_greedy_replies_equal_the_eager_engines(embedded_base, method, monk
     first, again = draws(), draws()
     assert [[c.token_ids for c in pool] for pool in first] == [[c.token_ids for c in pool] for pool in again]
     assert [pool[0].token_ids for pool in first] == [r.token_ids for r in got]  # the greedy reply leads each pool
+    # evaluate.rerank_likelihood_weight: the same pools, each member's likelihood read by the model vLLM was made from
+    pools, scores = engine.sample_scored(prompts, 5, 0.7, 0.95, torch.Generator().manual_seed(0),
+                                         [["Happy to help!"]] * len(prompts))
+    assert [[c.token_ids for c in pool] for pool in pools] == [[c.token_ids for c in pool] for pool in first]
+    reader = Generator(model, tok, max_new_tokens=24)
+    for prompt, pool, got_scores in list(zip(prompts, pools, scores))[:3]:
+        want = reader.likelihoods(prompt, [c.text for c in pool] + ["Happy to help!"])
+        assert got_scores == pytest.approx(want, abs=1e-4)
     del engine
 
 

@@ -174,20 +174,13 @@ class EvaluateParams(Strict):
     # a past reply's head start in that pool, on the similarity scale (0-1): the model's own reply is sent only where
     # its agreement beats the best past reply's by this much; 0: none (a base that writes as well as a person)
     rerank_past_reply_bonus: float = Field(0.02, ge=0.0, le=1.0)
-    # how much the pool's ranking also weighs how likely the served model finds each member after the prompt
-    # (likelihood.py; a z-score mixed with the agreement's): a judge of fit, for one more read of every member;
-    # 0: none. Needs the pool (rerank_past_replies) and the eager or compiled engine
-    rerank_likelihood_weight: float = Field(0.0, ge=0.0, le=1.0)
+    # how much the ranking also weighs how likely the served model finds each reply after the prompt (likelihood.py;
+    # a z-score mixed with the agreement's): a judge of fit to the message, for one more read of the past replies
+    # (the candidates' come with their sampling); 0: none
+    rerank_likelihood_weight: float = Field(0.3, ge=0.0, le=1.0)
     # the languages the base writes well enough to send: a message in another language gets no reply of the model's,
     # but a past reply in its language or the brand's hand-over (guard.py); a small base writes English only
     model_languages: list[str] = Field(["en"], min_length=1)
-
-    @model_validator(mode="after")
-    def _likelihood_needs_the_pool(self):
-        if self.rerank_likelihood_weight and not self.rerank_past_replies:
-            raise ValueError("evaluate.rerank_likelihood_weight weighs the pool of candidates and past replies: set "
-                             "evaluate.rerank_past_replies: true, or the weight to 0")
-        return self
 
 
 class RetrievalParams(Strict):

@@ -135,10 +135,12 @@ def shared_prefill(model, ids, embeds, mask, n: int):
 
 
 def shared_decode(model, logits, shared, own, last, n: int, max_new_tokens: int, eos: int, d: Draws,
-                  greedy_rows: Callable | None, seen) -> torch.Tensor:
+                  greedy_rows: Callable | None, seen, log_probs: torch.Tensor | None = None) -> torch.Tensor:
     """The eager engine's sampling loop: a token per row (`draw`; the first row of each prompt's n by
     `greedy_rows(logits, seen)` where given), finished rows leaving the batch at once. Rows of the result start as
-    end tokens: a row that ended keeps them after its end."""
+    end tokens: a row that ended keeps them after its end. `log_probs` (rows, max_new_tokens), where given, receives
+    each chosen token's log-probability under the model (before temperature and nucleus), for the reranker's
+    likelihood term (likelihood.mean_log_probs)."""
     rows = shared.rows  # which reply each batch row writes
     tokens = torch.full((len(rows), max_new_tokens), eos, dtype=torch.long, device=logits.device)
     with shared_prompt_attention(model.config):
@@ -149,6 +151,8 @@ def shared_decode(model, logits, shared, own, last, n: int, max_new_tokens: int,
             if seen is not None:
                 seen[torch.arange(len(rows), device=logits.device), token] = True
             tokens[rows, t] = token
+            if log_probs is not None:
+                log_probs[rows, t] = logits.log_softmax(-1).gather(1, token[:, None])[:, 0]
             done = token == eos
             if bool(done.all()) or t + 1 == max_new_tokens:
                 break

@@ -13,7 +13,7 @@ import torch
 
 from ..model import models
 from .decoding import PREFILL_CHUNK, Draws, batch_inputs, draw, greedy, shared_decode, shared_prefill, static_decode
-from .likelihood import likelihoods
+from . import likelihood
 
 
 @dataclass
@@ -121,21 +121,25 @@ class Generator:
         sampled ones and the message's `references` (the replies of its retrieved examples). With `rerank` the
         greedy reply is decoded in the sampling batch (`sample(greedy_first=True)`), by the sampling model. Where
         the references are ranked with the candidates (`evaluate.rerank_past_replies`), the reply or one of its
-        alternatives may be a past reply (a reply without token ids)."""
+        alternatives may be a past reply (a reply without token ids). With `rerank.likelihood_weight` the ranking
+        also gets each member's likelihood after the prompt (`sample_scored`)."""
         if self.rerank is None or not self.rerank.candidates:
             return self.generate(prompts)
         r = self.rerank
         n = r.candidates + 1
         step = max(1, SAMPLE_ROWS // n)  # prompts sampled at once
-        pools = [s for lo in range(0, len(prompts), step) for s in
-                 self.sample(prompts[lo: lo + step], n, r.temperature, r.top_p, self._draws, greedy_first=True)]
         references = references if references is not None else [[] for _ in prompts]
-        texts = [[c.text for c in pool] for pool in pools]
         if r.likelihood_weight:  # how likely the model finds each member of the pool after the prompt
-            ranked = r.rank(texts, references, likelihood_weight=r.likelihood_weight, likelihoods=[
-                self.likelihoods(p, t + list(refs)) for p, t, refs in zip(prompts, texts, references)])
+            sampled = [self.sample_scored(prompts[lo: lo + step], n, r.temperature, r.top_p, self._draws,
+                                          references[lo: lo + step]) for lo in range(0, len(prompts), step)]
+            pools = [pool for batch, _ in sampled for pool in batch]
+            ranked = r.rank([[c.text for c in pool] for pool in pools], references,
+                            likelihood_weight=r.likelihood_weight,
+                            likelihoods=[lp for _, batch in sampled for lp in batch])
         else:
-            ranked = r.rank(texts, references)
+            pools = [s for lo in range(0, len(prompts), step) for s in
+                     self.sample(prompts[lo: lo + step], n, r.temperature, r.top_p, self._draws, greedy_first=True)]
+            ranked = r.rank([[c.text for c in pool] for pool in pools], references)
         out = []
         for pool, refs, order in zip(pools, references, ranked):
             ranked_pool = [(c.text, c.truncated) for c in pool] + [(t, False) for t in refs]
@@ -145,9 +149,10 @@ class Generator:
         return out
 
     def likelihoods(self, prompt: list[int], texts: list[str]) -> np.ndarray:
-        """Each text's mean token log-probability after `prompt` under the sampling model (likelihood.py)."""
+        """Each text's mean token log-probability after `prompt` under the sampling model (likelihood.py), its end
+        token included, at most the length of a reply."""
         ids, mask, embeds = self._inputs([prompt], len(prompt), self.sampler)
-        return likelihoods(self.sampler, self.tokenizer, ids, mask, embeds, texts, self.max_new_tokens + 1)
+        return likelihood.likelihoods(self.sampler, self.tokenizer, ids, mask, embeds, texts, self.max_new_tokens + 1)
 
     @contextlib.contextmanager
     def draws_kept(self):
@@ -200,7 +205,6 @@ class Generator:
         embed = (self.model if model is None else model).get_input_embeddings()
         return batch_inputs(prompts, width, self.tokenizer.pad_token_id, self.device, self.soft_prompt, embed)
 
-    @torch.no_grad()
     def sample(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
                generator: torch.Generator | None = None, max_new_tokens: int | None = None,
                greedy_first: bool = False) -> list[list[Reply]]:
@@ -217,27 +221,52 @@ class Generator:
         a CPU's bf16 copy) samples with the eager loop. The repetition penalty applies to greedy replies only.
         `generator` seeds the draws: the same prompts, batch, engine and seed give the same candidates. They are
         decoded by `self.sampler` (the model, or its copy in the Generator's `sample_dtype`)."""
+        return self._sample(prompts, n, Draws(temperature, top_p, generator), max_new_tokens, greedy_first)[0]
+
+    def sample_scored(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
+                      generator: torch.Generator | None, scored: list[list[str]]
+                      ) -> tuple[list[list[Reply]], list[np.ndarray]]:
+        """`sample(greedy_first=True)`, the same candidates, and each prompt's likelihoods (likelihood.py): of its
+        candidates, then of its texts in `scored` (its past replies). The eager loop keeps the candidates' token
+        log-probabilities as it draws them and reads the texts after the prompt cache it already holds; the compiled
+        engine reads them all anew."""
+        return self._sample(prompts, n, Draws(temperature, top_p, generator), None, True, scored)
+
+    @torch.no_grad()
+    def _sample(self, prompts: list[list[int]], n: int, d: Draws, max_new_tokens: int | None, greedy_first: bool,
+                scored: list[list[str]] | None = None) -> tuple[list[list[Reply]], list[np.ndarray] | None]:
         if not prompts or any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token (an empty message is answered without the model)")
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        d = Draws(temperature, top_p, generator)
         if self.engine == "compiled" and self.sampler is self.model:  # SAMPLE_GROUP prompts at a time: _static_sample
-            return [pool for lo in range(0, len(prompts), SAMPLE_GROUP) for pool in self._static_sample(
+            pools = [pool for lo in range(0, len(prompts), SAMPLE_GROUP) for pool in self._static_sample(
                 prompts[lo: lo + SAMPLE_GROUP], n, d, max_new_tokens, greedy_first)]
+            return pools, None if scored is None else [
+                self.likelihoods(p, [c.text for c in pool] + list(t)) for p, pool, t in zip(prompts, pools, scored)]
         model = self.sampler
         ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
         logits, shared, own, last = shared_prefill(model, ids, embeds, mask, n)
+        first = None if scored is None else logits[::n].log_softmax(-1)  # each prompt's next-token log-probabilities
+        log_probs = None if scored is None else logits.new_zeros((len(prompts) * n, max_new_tokens))
         seen = None  # the tokens each row's repetition penalty sees: prompt ids (not a soft prompt's) and its reply
         if greedy_first and self.repetition_penalty != 1.0:
             seen = torch.zeros(len(prompts), logits.shape[-1], dtype=torch.bool, device=self.device)
             if embeds is None:
                 seen.scatter_(1, ids, True)
             seen = seen.repeat_interleave(n, 0)
-        first = (lambda lg, sn: self._greedy(lg, sn, hold_eos=False)) if greedy_first else None
+        greedy_rows = (lambda lg, sn: self._greedy(lg, sn, hold_eos=False)) if greedy_first else None
         tokens = shared_decode(model, logits, shared, own, last, n, max_new_tokens, self.tokenizer.eos_token_id, d,
-                               first, seen)
-        out = self._replies(tokens.tolist())
-        return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
+                               greedy_rows, seen, log_probs)
+        rows = tokens.tolist()
+        out = self._replies(rows)
+        pools = [out[i * n:(i + 1) * n] for i in range(len(prompts))]
+        if scored is None:
+            return pools, None
+        drawn = likelihood.mean_log_probs(rows, log_probs, self.tokenizer.eos_token_id)
+        read = [likelihood.after_prompt(model, self.tokenizer, likelihood.cache_of(
+                    model, [k[i: i + 1] for k in shared.keys], [v[i: i + 1] for v in shared.values]),
+                    shared.mask[i], first[i], list(texts), self.max_new_tokens + 1) for i, texts in enumerate(scored)]
+        return pools, [np.concatenate([drawn[i * n:(i + 1) * n], r]) for i, r in enumerate(read)]
 
     def _static_sample(self, prompts: list[list[int]], n: int, d: Draws, max_new_tokens: int,
                        greedy_first: bool) -> list[list[Reply]]:

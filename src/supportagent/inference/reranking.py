@@ -92,11 +92,19 @@ def choose(s: Similarities, *, word_weight: float, reference_weight: float, refe
 
 
 def rankings(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,
-             reference_weight: float) -> list[list[int]]:
+             reference_weight: float, likelihoods: list[np.ndarray] | None = None, likelihood_weight: float = 0.0
+             ) -> list[list[int]]:
     """For each message, its candidates' indices best first (`rank`), given its references: the guard (guard.py)
-    sends the first that passes the output checks."""
-    return [rank(s, word_weight=word_weight, reference_weight=reference_weight)
-            for s in similarities(candidates, references, embedder)]
+    sends the first that passes the output checks. With `likelihoods` (each message's, its candidates' first) and a
+    `likelihood_weight`, how likely the model finds each candidate after the prompt weighs in (`with_likelihood`)."""
+    likelihoods = likelihoods if likelihoods is not None else [None] * len(candidates)
+    out = []
+    for s, c, lp in zip(similarities(candidates, references, embedder), candidates, likelihoods):
+        score = agreement(s, word_weight=word_weight, reference_weight=reference_weight)
+        if lp is not None and likelihood_weight:
+            score = with_likelihood(score, np.asarray(lp)[:len(c)], len(c), likelihood_weight)
+        out.append([int(i) for i in np.argsort(-score, kind="stable")])
+    return out
 
 
 def consensus(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,

@@ -17,9 +17,12 @@ import tempfile
 from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import ModelError
+from . import likelihood
+from .decoding import batch_inputs
 from .generation import Generator, Reply
 
 INSTALL = ("evaluate.engine: vllm needs vLLM, which is not installed in this environment: run `make vllm` (a second "
@@ -56,9 +59,6 @@ class VllmGenerator(Generator):
     def __init__(self, model, tokenizer, max_new_tokens: int = 64, repetition_penalty: float = 1.0, rerank=None,
                  max_prompt_tokens: int | None = None, dtype: torch.dtype = torch.float32,
                  workdir: str | Path = "build"):
-        if rerank is not None and rerank.likelihood_weight:
-            raise ValueError("evaluate.rerank_likelihood_weight: the vLLM engine does not score the pool's replies "
-                             "after the prompt; set it to 0, or use evaluate.engine: eager or compiled")
         require_vllm()
         from vllm import LLM
 
@@ -191,6 +191,21 @@ class VllmGenerator(Generator):
             return self._run(inputs, params)
         out = self._run(inputs + inputs, [self._greedy_params(max_new_tokens)] * len(inputs) + params)
         return [[g[0], *s] for g, s in zip(out[:len(inputs)], out[len(inputs):])]
+
+    def sample_scored(self, prompts: list[list[int]], n: int, temperature: float, top_p: float,
+                      generator: torch.Generator | None, scored: list[list[str]]
+                      ) -> tuple[list[list[Reply]], list[np.ndarray]]:
+        """`sample(greedy_first=True)`, and each pool's likelihoods (`evaluate.rerank_likelihood_weight`), its
+        candidates' and its past replies', read by the model this engine was made from (likelihood.py)."""
+        pools = self.sample(prompts, n, temperature, top_p, generator, greedy_first=True)
+        return pools, [self.likelihoods(p, [c.text for c in pool] + list(t)) for p, pool, t in zip(prompts, pools,
+                                                                                                    scored)]
+
+    def likelihoods(self, prompt: list[int], texts: list[str]) -> np.ndarray:
+        ids, mask, embeds = batch_inputs([prompt], len(prompt), self.tokenizer.pad_token_id, self.device,
+                                         self.soft_prompt, self.embed)
+        return likelihood.likelihoods(self.model.get_base_model() if self.soft_prompt is not None else self.model,
+                                      self.tokenizer, ids, mask, embeds, texts, self.max_new_tokens + 1)
 
     def warm_up(self, prompts: list[list[int]], batch_size: int = 1) -> float:
         import time
