@@ -4,6 +4,7 @@ status code is counted (the target is zero 5xx).
 
     python benchmarks/serve_load.py [--concurrency 1 16] [--requests 48]
     .venv-vllm/bin/python benchmarks/serve_load.py --engine vllm     # the server over vLLM (`make vllm` first)
+    python benchmarks/serve_load.py --set evaluate.rerank_likelihood_weight=0     # with a param changed
 
 Writes a record to benchmarks/results/serve_load/.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = [b"{not json", b'{"text": 123}', b'{"text": null}', b"[]", b'"just a string"', b'{"text": "hi", "x": 1}',
@@ -108,8 +110,27 @@ def main() -> None:
     ap.add_argument(
         "--url", help="load a server already running there (its --max-batch as given) instead of starting one"
     )
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="serve with this param changed (a dotted key and a YAML value, as `dvc exp run -S`), e.g. "
+                         "evaluate.rerank_likelihood_weight=0; the record names the changes")
     args = ap.parse_args()
     from supportagent.reporting import records
+
+    overrides = {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
+    folder = tempfile.TemporaryDirectory()
+    params = None
+    if overrides:  # one merged params file (params.yaml, policy.yaml, the changes): the server's --params
+        from supportagent.config import merge, read_raw
+
+        changes: dict = {}
+        for key, value in overrides.items():
+            node = changes
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        params = str(Path(folder.name) / "params.yaml")
+        Path(params).write_text(yaml.safe_dump(merge(read_raw(ROOT / "params.yaml"), changes), sort_keys=False))
 
     test = pd.read_parquet(ROOT / "data/processed/test.parquet")
     messages = [{"brand": r.brand, "text": r.customer, "context": r.context or ""}
@@ -117,13 +138,13 @@ def main() -> None:
     port = free_port()
     url = args.url or f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    proc = None if args.url else start_server(port, args.max_batch, args.engine)
+    proc = None if args.url else start_server(port, args.max_batch, args.engine, params=params)
     try:
         record = {"notes": "POST /v1/reply on the real served model, one message per request, the test split's first "
                           f"{args.requests} messages; the server batches requests that arrive together",
                   "machine": {**records.cpu_facts(), **records.gpu_facts()},
                   "startup_seconds": None if args.url else round(time.perf_counter() - started, 1),
-                  "max_batch": args.max_batch, "engine": args.engine or "params"}
+                  "max_batch": args.max_batch, "engine": args.engine or "params", "overrides": overrides}
         first = time.perf_counter()  # the first request after the health check: what the first customer waits
         httpx.post(f"{url}/v1/reply", json=messages[0], timeout=600).raise_for_status()
         record["first_request_ms"] = round((time.perf_counter() - first) * 1000, 1)
@@ -141,7 +162,8 @@ def main() -> None:
     record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \
         sum(int(n) for c, n in record["bad_requests"].items() if c >= "500")
     record["targets"] = [records.target("5xx responses", record["server_errors"], "<= 0")]
-    records.save("serve_load", record, label=args.engine or "")
+    folder.cleanup()
+    records.save("serve_load", record, label="-".join(filter(None, [args.engine, "set" if overrides else ""])))
     print(json.dumps({k: record[k] for k in ("levels", "speedup", "bad_requests", "server_errors")}, indent=1))
 
 
