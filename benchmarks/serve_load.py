@@ -122,15 +122,9 @@ def main() -> None:
     if overrides:  # one merged params file (params.yaml, policy.yaml, the changes): the server's --params
         from supportagent.config import merge, read_raw
 
-        changes: dict = {}
-        for key, value in overrides.items():
-            node = changes
-            *parents, last = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = value
         params = str(Path(folder.name) / "params.yaml")
-        Path(params).write_text(yaml.safe_dump(merge(read_raw(ROOT / "params.yaml"), changes), sort_keys=False))
+        merged = merge(read_raw(ROOT / "params.yaml"), records.unflatten(overrides))
+        Path(params).write_text(yaml.safe_dump(merged, sort_keys=False))
 
     test = pd.read_parquet(ROOT / "data/processed/test.parquet")
     messages = [{"brand": r.brand, "text": r.customer, "context": r.context or ""}

@@ -17,7 +17,8 @@ sent where it agrees best with what the model would say and with what the brand 
 replies the consensus ranks high and a reader finds odd ("We appreciate you coming on to us!"), which a person's
 reply of the same meaning does not (benchmarks/results/reply_pool/). With `evaluate.rerank_likelihood_weight` the pool
 is also ranked by how likely the served model finds each member after the message's prompt (likelihood.py,
-`with_likelihood`): a judge of fit the similarities lack, for one more read of every member.
+`with_likelihood`): a judge of fit the similarities lack, for one more read of the past replies (the candidates'
+log-probabilities come with their sampling).
 """
 from __future__ import annotations
 

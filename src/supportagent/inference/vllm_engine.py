@@ -5,7 +5,8 @@ What vLLM serves is the trained function: QLoRA folded into its dequantised 4-bi
 written once as a plain checkpoint; prompt tuning as the base with each prompt's embeddings (the soft prompt's
 vectors, then the prompt's token embeddings: `enable_prompt_embeds`); zero-shot as the base. The reply chosen
 among candidates is ranked as with the other engines (generation.Generator.reply): the greedy reply and the
-candidates sampled by vLLM on seeds drawn from the rerank seed.
+candidates sampled by vLLM on seeds drawn from the rerank seed; each member's likelihood after the prompt
+(`evaluate.rerank_likelihood_weight`) is read by the model vLLM was made from, in this process.
 
 vLLM is not a dependency of the project (its CPU build pins other fastapi, numpy and transformers releases):
 `make vllm` installs it into a second environment, .venv-vllm (docs/operations.md)."""
