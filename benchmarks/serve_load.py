@@ -117,9 +117,9 @@ def main() -> None:
     from supportagent.reporting import records
 
     overrides = {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
-    folder = tempfile.TemporaryDirectory()
+    folder = tempfile.TemporaryDirectory() if overrides else None
     params = None
-    if overrides:  # one merged params file (params.yaml, policy.yaml, the changes): the server's --params
+    if folder:  # one merged params file (params.yaml, policy.yaml, the changes): the server's --params
         from supportagent.config import merge, read_raw
 
         params = str(Path(folder.name) / "params.yaml")
@@ -151,12 +151,13 @@ def main() -> None:
     finally:
         if proc:
             stop_server(proc)
+        if folder:
+            folder.cleanup()
     base = record["levels"][0]["replies_per_s"]
     record["speedup"] = {str(lv["concurrency"]): round(lv["replies_per_s"] / base, 2) for lv in record["levels"]}
     record["server_errors"] = sum(int(n) for lv in record["levels"] for c, n in lv["status"].items() if c >= "500") + \
         sum(int(n) for c, n in record["bad_requests"].items() if c >= "500")
     record["targets"] = [records.target("5xx responses", record["server_errors"], "<= 0")]
-    folder.cleanup()
     records.save("serve_load", record, label="-".join(filter(None, [args.engine, "set" if overrides else ""])))
     print(json.dumps({k: record[k] for k in ("levels", "speedup", "bad_requests", "server_errors")}, indent=1))
 

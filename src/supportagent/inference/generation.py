@@ -241,8 +241,7 @@ class Generator:
         if self.engine == "compiled" and self.sampler is self.model:  # SAMPLE_GROUP prompts at a time: _static_sample
             pools = [pool for lo in range(0, len(prompts), SAMPLE_GROUP) for pool in self._static_sample(
                 prompts[lo: lo + SAMPLE_GROUP], n, d, max_new_tokens, greedy_first)]
-            return pools, None if scored is None else [
-                self.likelihoods(p, [c.text for c in pool] + list(t)) for p, pool, t in zip(prompts, pools, scored)]
+            return pools, None if scored is None else self._read(prompts, pools, scored)
         model = self.sampler
         ids, mask, embeds = self._inputs(prompts, max(len(p) for p in prompts), model)
         logits, shared, own, last = shared_prefill(model, ids, embeds, mask, n)
@@ -267,6 +266,11 @@ class Generator:
                     model, [k[i: i + 1] for k in shared.keys], [v[i: i + 1] for v in shared.values]),
                     shared.mask[i], first[i], list(texts), self.max_new_tokens + 1) for i, texts in enumerate(scored)]
         return pools, [np.concatenate([drawn[i * n:(i + 1) * n], r]) for i, r in enumerate(read)]
+
+    def _read(self, prompts: list[list[int]], pools: list[list[Reply]], scored: list[list[str]]) -> list[np.ndarray]:
+        """Each prompt's likelihoods of its pool's candidates and then its texts in `scored`, all read after the
+        prompt (`likelihoods`): for an engine whose sampling keeps no log-probabilities."""
+        return [self.likelihoods(p, [c.text for c in pool] + list(t)) for p, pool, t in zip(prompts, pools, scored)]
 
     def _static_sample(self, prompts: list[list[int]], n: int, d: Draws, max_new_tokens: int,
                        greedy_first: bool) -> list[list[Reply]]:

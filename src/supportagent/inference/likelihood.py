@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 
+@torch.no_grad()
 def prompt_cache(model, ids, mask, embeds):
     """One prompt read (`ids`, `mask`, `embeds`: decoding.batch_inputs of it, a soft prompt included): its KV
     cache and the log-probabilities of the token after it."""
@@ -63,8 +64,7 @@ def after_prompt(model, tokenizer, cache, prompt_mask: torch.Tensor, first: torc
 
 def likelihoods(model, tokenizer, ids, mask, embeds, texts: list[str], max_tokens: int) -> np.ndarray:
     """`after_prompt` for a prompt not yet read (`ids`, `mask`, `embeds`: decoding.batch_inputs of it)."""
-    with torch.no_grad():
-        cache, first = prompt_cache(model, ids, mask, embeds)
+    cache, first = prompt_cache(model, ids, mask, embeds)
     return after_prompt(model, tokenizer, cache, mask[0], first, texts, max_tokens)
 
 

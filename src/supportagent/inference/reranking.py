@@ -79,11 +79,14 @@ def agreement(s: Similarities, *, word_weight: float, reference_weight: float, r
 
 
 def rank(s: Similarities, *, word_weight: float, reference_weight: float, references: int | None = None,
-         voters: int | None = None) -> list[int]:
-    """The candidates best first by their `agreement`. Ties: the earlier first, so the greedy reply when it leads
-    the list."""
+         voters: int | None = None, likelihood: np.ndarray | None = None, likelihood_weight: float = 0.0
+         ) -> list[int]:
+    """The candidates best first by their `agreement`, mixed with their `likelihood` where one is given
+    (`with_likelihood`). Ties: the earlier first, so the greedy reply when it leads the list."""
     score = agreement(s, word_weight=word_weight, reference_weight=reference_weight, references=references,
                       voters=voters)
+    if likelihood is not None and likelihood_weight:
+        score = with_likelihood(score, likelihood, len(score), likelihood_weight)
     return [int(i) for i in np.argsort(-score, kind="stable")]
 
 
@@ -99,13 +102,9 @@ def rankings(candidates: list[list[str]], references: list[list[str]], embedder,
     sends the first that passes the output checks. With `likelihoods` (each message's, its candidates' first) and a
     `likelihood_weight`, how likely the model finds each candidate after the prompt weighs in (`with_likelihood`)."""
     likelihoods = likelihoods if likelihoods is not None else [None] * len(candidates)
-    out = []
-    for s, c, lp in zip(similarities(candidates, references, embedder), candidates, likelihoods):
-        score = agreement(s, word_weight=word_weight, reference_weight=reference_weight)
-        if lp is not None and likelihood_weight:
-            score = with_likelihood(score, np.asarray(lp)[:len(c)], len(c), likelihood_weight)
-        out.append([int(i) for i in np.argsort(-score, kind="stable")])
-    return out
+    return [rank(s, word_weight=word_weight, reference_weight=reference_weight, likelihood_weight=likelihood_weight,
+                 likelihood=None if lp is None else np.asarray(lp)[:len(c)])
+            for s, c, lp in zip(similarities(candidates, references, embedder), candidates, likelihoods)]
 
 
 def consensus(candidates: list[list[str]], references: list[list[str]], embedder, *, word_weight: float,

@@ -199,8 +199,7 @@ class VllmGenerator(Generator):
         """`sample(greedy_first=True)`, and each pool's likelihoods (`evaluate.rerank_likelihood_weight`), its
         candidates' and its past replies', read by the model this engine was made from (likelihood.py)."""
         pools = self.sample(prompts, n, temperature, top_p, generator, greedy_first=True)
-        return pools, [self.likelihoods(p, [c.text for c in pool] + list(t)) for p, pool, t in zip(prompts, pools,
-                                                                                                    scored)]
+        return pools, self._read(prompts, pools, scored)
 
     def likelihoods(self, prompt: list[int], texts: list[str]) -> np.ndarray:
         ids, mask, embeds = batch_inputs([prompt], len(prompt), self.tokenizer.pad_token_id, self.device,
