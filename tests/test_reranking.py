@@ -445,3 +445,19 @@ def test_with_the_likelihood_weight_the_ranking_gets_each_pool_members_likelihoo
     assert weight == 0.3
     assert [len(lp) for lp in likelihoods] == [4, 3]  # the greedy reply, 2 samples, and the message's past replies
     assert likelihoods[0][3:] == pytest.approx(gen.likelihoods(prompts[0], refs[0]), abs=1e-4)
+
+
+def test_past_replies_outside_the_pool_are_not_read(tiny_base, tokenizer):
+    """With `evaluate.rerank_past_replies: false` the ranking gets the candidates' likelihoods alone: the past
+    replies are not read after the prompt."""
+    seen = []
+
+    def rank(candidates, references, likelihoods=None, likelihood_weight=0.0):
+        seen.append(likelihoods)
+        return [list(range(len(c))) for c in candidates]
+
+    gen = Generator(models.load_base(tiny_base), tokenizer, max_new_tokens=8,
+                    rerank=Rerank(2, 1.0, 0.95, 0, rank, likelihood_weight=0.3, past_replies=False))
+    prompts = [tokenizer(m)["input_ids"] for m in MESSAGES[:2]]
+    gen.reply(prompts, [["Sorry about that! Please DM us your order number."], []])
+    assert [len(lp) for lp in seen[0]] == [3, 3]  # the greedy reply and 2 samples, no past reply

@@ -37,6 +37,7 @@ class Rerank:
     seed: int
     rank: Callable[[list[list[str]], list[list[str]]], list[list[int]]]
     likelihood_weight: float = 0.0  # > 0: `rank` also takes each pool's `likelihoods` (likelihood.py) and this weight
+    past_replies: bool = True  # whether `rank` ranks the references with the candidates (the likelihood reads them)
 
 
 SAMPLE_ROWS = 512  # replies sampled at once at most (prompts x candidates)
@@ -130,8 +131,9 @@ class Generator:
         step = max(1, SAMPLE_ROWS // n)  # prompts sampled at once
         references = references if references is not None else [[] for _ in prompts]
         if r.likelihood_weight:  # how likely the model finds each member of the pool after the prompt
+            scored = references if r.past_replies else [[] for _ in prompts]
             sampled = [self.sample_scored(prompts[lo: lo + step], n, r.temperature, r.top_p, self._draws,
-                                          references[lo: lo + step]) for lo in range(0, len(prompts), step)]
+                                          scored[lo: lo + step]) for lo in range(0, len(prompts), step)]
             pools = [pool for batch, _ in sampled for pool in batch]
             ranked = r.rank([[c.text for c in pool] for pool in pools], references,
                             likelihood_weight=r.likelihood_weight,

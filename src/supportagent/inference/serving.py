@@ -93,7 +93,7 @@ def ready_to_serve(model, tokenizer, ev, embedder=None, seed: int = 0, max_promp
         ranks = partial(pool_rankings, past_bonus=ev.rerank_past_reply_bonus) if ev.rerank_past_replies else rankings
         rerank = Rerank(ev.candidates, ev.temperature, ev.top_p, seed, partial(
             ranks, embedder=embedder, word_weight=ev.rerank_word_weight, reference_weight=ev.rerank_reference_weight),
-            ev.rerank_likelihood_weight)
+            ev.rerank_likelihood_weight, ev.rerank_past_replies)
     if ev.engine == "vllm":
         from .vllm_engine import VllmGenerator
 
