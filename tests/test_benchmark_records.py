@@ -112,6 +112,17 @@ def test_the_report_shows_the_latest_run_per_machine_and_the_others_in_a_row_eac
                                           "| 1 of 1 | 9.0 |" in text
 
 
+def test_a_run_with_a_param_changed_never_stands_for_the_defaults_in_the_report():
+    run = lambda commit, date, overrides: records.make(  # noqa: E731
+        "demo", {"p50_ms": 1.0}, command="python benchmarks/demo.py", commit=commit, date=date, machine=CPU,
+        overrides=overrides)
+    runs = [run("ccc", "2026-12-03", {"evaluate.candidates": 0}), run("bbb", "2026-12-02", {}),
+            run("aaa", "2026-12-01", {})]
+    text = "\n".join(benchmark_section("demo", runs))
+    assert "### 2026-12-03, commit ccc" in text and "### 2026-12-02, commit bbb" in text  # both in full
+    assert "### Earlier runs" in text and "| 2026-12-01 | aaa |" in text
+
+
 def test_figures_group_into_tables_by_their_shared_leaves_as_recorded():
     text = "\n".join(figure_tables({"a.rouge_l": 25.79, "a.bleu": 1.0, "b.rouge_l": 23.0, "b.bleu": 2.0,
                                     "share": 0.0086, "name": "x|y"}))

@@ -62,13 +62,15 @@ def machine_line(m: dict) -> str:
 
 
 def benchmark_section(name: str, runs: list[Record]) -> list[str]:
-    """`runs` newest first: the latest per machine in full, the others as one row each."""
+    """`runs` newest first: per machine the latest run with the defaults and the latest with params changed in full
+    (the one never stands for the other), the others as one row each."""
     latest, earlier = {}, []
     for r in runs:
-        if machine_name(r.machine) in latest:
+        key = (machine_name(r.machine), bool(r.overrides))
+        if key in latest:
             earlier.append(r)
         else:
-            latest[machine_name(r.machine)] = r
+            latest[key] = r
     out = [f"## {name}", "", f"`benchmarks/{name}.py`; {len(runs)} run(s) in `benchmarks/results/{name}/`.", ""]
     for r in latest.values():
         out += [f"### {r.date}, commit {r.commit}: {machine_line(r.machine)}", "", f"`{r.command}`", ""]
