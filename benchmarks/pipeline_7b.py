@@ -110,7 +110,7 @@ def main() -> None:
         "serving": {
             k: pick(
                 f"eval/{k}", ("latency_p50_ms", "latency_p95_ms", "replies_per_s", "avg_words", "truncated_share", "n",
-                             "send_ready", "fallback_retrieval_share", "fallback_template_share")
+                             "send_ready", "past_reply_share", "fallback_retrieval_share", "fallback_template_share")
             )
             for k in ("zero_shot", "retrieval", "qlora", "prompt_tuning")
         },
