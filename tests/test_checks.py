@@ -236,6 +236,9 @@ def test_what_the_message_says_what_the_previous_turn_closed_and_evaluation_as_a
 
     question = Context("can i do double meat for my boorito and still only pay $3?")
     assert [f.check for f in check_reply("Thanks! That's a great thing to consider.", question)] == ["no_answer"]
+    for thanks in ("Thanks for the info.", "Thanks for your patience.", "Thanks for the feedback!"):  # for nothing
+        assert [f.check for f in check_reply(thanks, question)] == ["no_answer"]
+    assert not check_reply("Thanks for the info! If it fits comfortably inside your meal, it's $3.", question)
     assert not check_reply("Great question! If it fits comfortably inside your meal, it's $3.", question)
     visit = "We appreciate you stopping by! What all did you get in your burrito?"
     assert [f.check for f in check_reply(visit, question)] == ["welcome_without_thanks"]

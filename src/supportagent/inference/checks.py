@@ -677,7 +677,8 @@ _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out
     happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
     there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening
     reaching out shopping eating riding contacting letting know looking forward seeing got ok okay noted
-    s ll re ve just you to good cool idea deal thing consider question suggestion point sounds""".split())
+    s ll re ve just you to good cool idea deal thing consider question suggestion point sounds
+    info information update updates feedback patience sharing details""".split())
 
 
 def no_answer(reply: str, ctx: Context) -> str | None:
