@@ -106,7 +106,7 @@ def main() -> None:
             for k in ("qlora", "prompt_tuning")
         },
         # random weights: how long the replies are (the length limit, or an end token an adapter learned early)
-        # decides the latency as much as the path does; the guard sends a fallback for most of the nonsense
+        # decides the latency as much as the path does; the pool may send past replies over most of the nonsense
         "serving": {
             k: pick(
                 f"eval/{k}", ("latency_p50_ms", "latency_p95_ms", "replies_per_s", "avg_words", "truncated_share", "n",
