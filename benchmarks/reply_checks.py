@@ -3,12 +3,11 @@
     python benchmarks/reply_checks.py
 
 Reads the labelled replies of tests/data/reply_checks.jsonl (crafted ones, and real ones of the data named by pair
-id: run `dvc repro split` first) and writes a record to benchmarks/results/reply_checks/: each check's precision
-and recall on
-them; each check's flag rate on the real replies of the test split (a check that flags what real agents send is
-wrong; the target is on this split), and on those of the train and validation splits (the same figure on more
-replies); how often the language identifier decides on short tweets, and how often rightly (the labelled messages of
-data/labels/escalation.jsonl name their language); and the milliseconds one reply's checks take."""
+id: run `dvc repro split` first) and writes a record to benchmarks/results/reply_checks/: each check's precision and
+recall on them; each check's flag rate on the real replies of the test split (a check that flags what real agents
+send is wrong; the target is on this split), and on those of the train and validation splits (the same figure on
+more replies); how often the language identifier decides on short tweets, and how often rightly (the labelled
+messages of data/labels/escalation.jsonl name their language); and the milliseconds one reply's checks take."""
 from __future__ import annotations
 
 import json
@@ -28,14 +27,14 @@ LABELS = ROOT / "tests/data/reply_checks.jsonl"
 TARGETS = {"precision": 0.9, "recall": 0.8, "real_replies_flagged": 5.0}
 
 
-def real_replies(params, test: pd.DataFrame) -> dict:
+def real_replies(params, pairs: pd.DataFrame) -> dict:
     """Each check's flag rate (0-100) on a split's real replies, all checks together, and ms per reply."""
     start = time.perf_counter()
-    found = raised(test["reply"].tolist(), test["brand"].tolist(), test["customer"].tolist(),
-                   test["context"].fillna("").tolist(), params)
-    ms = 1000 * (time.perf_counter() - start) / len(test)
+    found = raised(pairs["reply"].tolist(), pairs["brand"].tolist(), pairs["customer"].tolist(),
+                   pairs["context"].fillna("").tolist(), params)
+    ms = 1000 * (time.perf_counter() - start) / len(pairs)
     r = rates(found)
-    return {"n": len(test), "flagged": round(100 - r["send_ready"], 2), "flag_rate": r["flag_rate"],
+    return {"n": len(pairs), "flagged": round(100 - r["send_ready"], 2), "flag_rate": r["flag_rate"],
             "ms_per_reply": round(ms, 2)}
 
 
