@@ -20,6 +20,7 @@ from supportagent.config import load_params
 from supportagent.evaluation import checkset
 from supportagent.inference.checks import language
 from supportagent.inference.guard import raised, rates
+from supportagent.paths import pipeline_paths
 from supportagent.reporting import records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +52,12 @@ def language_id(path: Path) -> dict:
 
 def main() -> None:
     params = load_params(ROOT / "params.yaml")
-    pairs = pd.read_parquet(ROOT / "data/interim/pairs.parquet")
-    rows = checkset.load(LABELS, pairs)
+    paths = {k: ROOT / v for k, v in pipeline_paths(ROOT / "dvc.yaml").items()}
+    rows = checkset.load(LABELS, pd.read_parquet(paths["pairs"]))
     per_check = checkset.scores(rows, checkset.flagged(rows, params))
-    split = lambda name: pd.read_parquet(ROOT / f"data/processed/{name}.parquet")  # noqa: E731
-    real = real_replies(params, split("test"))
-    other = {name: real_replies(params, split(name)) for name in ("train", "val")}
+    flagged = {name: real_replies(params, pd.read_parquet(paths["splits"] / f"{name}.parquet"))
+               for name in ("test", "train", "val")}
+    real, other = flagged.pop("test"), flagged
     targets = [records.target(f"{c} {k}", s[k], f">= {TARGETS[k]}")
                for c, s in per_check.items() if s["positives"] for k in ("precision", "recall")]
     wanted = TARGETS["real_replies_flagged"]
@@ -75,7 +76,7 @@ def main() -> None:
         "real_replies_other_splits": {
             name: {k: r[k] for k in ("n", "flagged", "flag_rate")} for name, r in other.items()
         },
-        "language_id": language_id(ROOT / "data/labels/escalation.jsonl"),
+        "language_id": language_id(paths["escalation_labels"]),
         "targets": targets,
         "notes": "Precision and recall of each output check on labelled replies; flag rates on the test split's "
         "real replies (the target), and on the train and validation splits'. The crafted replies were written beside "
