@@ -1,10 +1,11 @@
-"""Where the server's gain from concurrent requests ends on this machine: the agent's work for one batch (what
-`serve` runs per batch, HTTP aside: rules, retrieval, the candidates, the reranker, the guard) for one message and
-for 16 messages at once, and the share of it each phase takes: reading the prompts (prefill), decoding the candidates,
-the likelihood term's read of the past replies after each prompt (likelihood.after_prompt: one read per message,
-however many share a batch) and the reranker's embeddings. 16 times the time of one message over the time of 16
-together bounds what answering 16 concurrent requests as one batch can gain over one at a time
-(benchmarks/serve_load.py measures the server itself); a phase whose share grows with the batch is what bounds it.
+"""Where the server's gain from concurrent requests ends on this machine: the agent's work for one batch (what `serve`
+runs per batch, HTTP aside: rules, retrieval, the candidates, the reranker, the guard) for one message and for 16
+messages at once, and the share of it each phase takes: reading the prompts (prefill), decoding the candidates, the
+likelihood term's read after each prompt (likelihood.after_prompt: one read per message, however many share a batch;
+the past replies, and on an engine whose sampling keeps no log-probabilities the candidates too) and the reranker's
+embeddings. 16 times the time of one message over the time of 16 together bounds what answering 16 concurrent
+requests as one batch can gain over one at a time (benchmarks/serve_load.py measures the server itself); a phase
+whose share grows with the batch is what bounds it.
 
     python benchmarks/serve_ceiling.py [--engine eager] [--messages 48]     # -> benchmarks/results/serve_ceiling/"""
 from __future__ import annotations
@@ -55,8 +56,7 @@ def main() -> None:
     result = {}
     for size in (1, 16):
         seconds = []
-        for name in seconds_in:
-            seconds_in[name] = 0.0
+        seconds_in.update(dict.fromkeys(seconds_in, 0.0))
         for lo in range(0, len(items), size):
             start = time.perf_counter()
             agent.reply_many(items[lo:lo + size], batch_size=16)
@@ -70,8 +70,9 @@ def main() -> None:
     record = {"notes": f"SupportAgent.reply_many on the test split's first {len(items)} messages, {params.method} "
                        f"served as in `serve` (evaluate.candidates {params.evaluate.candidates} reranked, the guard), "
                        "one message per batch against 16; <phase>_share: seconds in a phase over all seconds (prefill: "
-                       "the candidates' shared prefill; decode: their sampling loop; likelihood: the past replies read "
-                       "after each prompt; embeddings: the reranker's similarities)",
+                       "the candidates' shared prefill; decode: their sampling loop; likelihood: the texts read after "
+                       "each prompt, the past replies and, where sampling keeps no log-probabilities, the candidates; "
+                       "embeddings: the reranker's similarities)",
               "engine": args.engine, "machine": records.cpu_facts(), **result}
     records.save("serve_ceiling", record, label=args.engine)
 
