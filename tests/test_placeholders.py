@@ -101,3 +101,23 @@ def test_the_number_that_opens_a_brands_thread_is_not_sent():
     assert spotify("1/2 Thanks for waiting!") == "Thanks for waiting!"
     for kept in ("1 more thing: try a restart", "10:30 works for us", "1.5 GB is the limit"):
         assert spotify(kept) == kept
+
+
+def test_a_link_nothing_in_the_reply_points_to_is_not_sent():
+    """ "That's great! <url>": the brands' link there was a GIF or a picture; the contact page would answer a pleased
+    customer with a place to complain. A link the reply offers (to reach, to read, help) keeps the brand's page."""
+    brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/",
+                                          help_url="https://support.spotify.com")}
+    contact = brands["SpotifyCares"].support_url
+    for alone, sent in (("That's great! <url>", "That's great!"), ("Awesome, that's what we like to hear! <url>",
+                        "Awesome, that's what we like to hear!"), ("Thanks. Great detective work! 🙂 <url>",
+                        "Thanks. Great detective work!"), ("No worries!  <url>", "No worries!"),
+                       ("Glad we could help! <url>", "Glad we could help!")):
+        assert serve(alone, "SpotifyCares", brands) == sent
+    for offered in ("You're welcome! Let us know if you ever need us again. <url>", "We're here to help! <url>",
+                    "We can help. <url>",
+                    "Got it. Let's meet in DM. We'll keep going from there. <url>", "Glad it worked! Tips: <url>",
+                    "Thanks for the shout out <url>", "Enjoy!<url>", "You're welcome! We're... <url> Have a great day"):
+        assert serve(offered, "SpotifyCares", brands) != serve(offered.replace("<url>", ""), "SpotifyCares", brands)
+        assert contact in serve(offered, "SpotifyCares", brands) or "support.spotify.com" in serve(offered,
+                                                                                                 "SpotifyCares", brands)

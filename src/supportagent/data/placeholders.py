@@ -5,7 +5,8 @@ The model learns from cleaned replies, so it writes the masks the cleaning put i
 contact page; or its `help_url` where the words before the mask point to something to read (steps, an article, more
 info) rather than someone to reach: in "follow the steps here: <url>" the link was a help article, which the contact
 page is not. A mask that cannot be filled (no link for the brand; a link the words give to someone else, "contact
-tunecore here: <url>"; a masked `@user` handle, whose account is unknown) takes its whole sentence with it; a reply
+tunecore here: <url>"; one after words that point to nothing, "That's great! <url>", a GIF; a masked `@user`
+handle, whose account is unknown) takes its whole sentence with it; a reply
 left empty, or written empty, becomes `NO_LINK`. Initials that sign a brand agent's replies (SpotifyCares' "/JM"
 before the link), which the model copies from the replies it learned from, are dropped: the agent signs as no one.
 So is a last sentence that Twitter cut ("We'll be... <url>": the link led to the whole tweet), which the model
@@ -57,12 +58,23 @@ _THIRD_PARTY = re.compile(r"\b(?:reach|contact|call|write to) (?:them|him|her)\b
                           r"[a-z][\w.-]* (?:here|at|via|on|through)\b", re.IGNORECASE)
 
 
+# a link standing alone after the reply's sentences, none of which points to it ("That's great! <url>"): in the
+# replies the model learned from it was a GIF or a picture, which the brand's contact page is not
+_ALONE = re.compile(r"\w[^\w<]*[.!?…]\s[^\w<]*$")
+# help offered ("We're here to help! <url>", "We can help. <url>"): the link is the way to it
+_INVITES = re.compile(r"\b(?:here to|we can|happy to|love to|like to|want to) help\b", re.IGNORECASE)
+
+
 def link_for(text: str, support_url: str | None, help_url: str | None = None) -> str | None:
     """The link the first `<url>` of `text` gets: `help_url` where the clause before it points to something to read,
-    none where it names someone else to reach (the sentence is then dropped), else `support_url`."""
-    head, found, _ = text.partition(URL)
+    none where it names someone else to reach or stands alone after words that point to nothing to reach or read (it
+    is then dropped, with its sentence), else `support_url`."""
+    head, found, tail = text.partition(URL)
     clause = _SENTENCE_END.split(head)[-1]
     if found and _THIRD_PARTY.search(clause):
+        return None
+    alone = _ALONE.search(head) and not re.search(r"\w", tail)  # last in the reply, after a full sentence
+    if found and alone and not any(p.search(head) for p in (_REACH, _READ, _INVITES)):
         return None
     if found and help_url and _READ.search(clause) and not _REACH.search(clause):
         return help_url
