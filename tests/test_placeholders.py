@@ -108,7 +108,6 @@ def test_a_link_nothing_in_the_reply_points_to_is_not_sent():
     customer with a place to complain. A link the reply offers (to reach, to read, help) keeps the brand's page."""
     brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/",
                                           help_url="https://support.spotify.com")}
-    contact = brands["SpotifyCares"].support_url
     for alone, sent in (("That's great! <url>", "That's great!"), ("Awesome, that's what we like to hear! <url>",
                         "Awesome, that's what we like to hear!"), ("Thanks. Great detective work! 🙂 <url>",
                         "Thanks. Great detective work!"), ("No worries!  <url>", "No worries!"),
@@ -118,6 +117,4 @@ def test_a_link_nothing_in_the_reply_points_to_is_not_sent():
                     "We can help. <url>",
                     "Got it. Let's meet in DM. We'll keep going from there. <url>", "Glad it worked! Tips: <url>",
                     "Thanks for the shout out <url>", "Enjoy!<url>", "You're welcome! We're... <url> Have a great day"):
-        assert serve(offered, "SpotifyCares", brands) != serve(offered.replace("<url>", ""), "SpotifyCares", brands)
-        assert contact in serve(offered, "SpotifyCares", brands) or "support.spotify.com" in serve(offered,
-                                                                                                 "SpotifyCares", brands)
+        assert "https://support.spotify.com" in serve(offered, "SpotifyCares", brands)  # help site or contact page
