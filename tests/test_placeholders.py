@@ -108,13 +108,16 @@ def test_a_link_nothing_in_the_reply_points_to_is_not_sent():
     customer with a place to complain. A link the reply offers (to reach, to read, help) keeps the brand's page."""
     brands = {"SpotifyCares": BrandParams(support_url="https://support.spotify.com/contact-spotify-support/",
                                           help_url="https://support.spotify.com")}
-    for alone, sent in (("That's great! <url>", "That's great!"), ("Awesome, that's what we like to hear! <url>",
-                        "Awesome, that's what we like to hear!"), ("Thanks. Great detective work! 🙂 <url>",
-                        "Thanks. Great detective work!"), ("No worries!  <url>", "No worries!"),
-                       ("Glad we could help! <url>", "Glad we could help!")):
+    for alone, sent in (("That's great! <url>", "That's great!"),
+                        ("Awesome, that's what we like to hear! <url>", "Awesome, that's what we like to hear!"),
+                        ("Thanks. Great detective work! 🙂 <url>", "Thanks. Great detective work!"),
+                        ("No worries!  <url>", "No worries!"),
+                        ("Glad we could help! <url>", "Glad we could help!")):
         assert serve(alone, "SpotifyCares", brands) == sent
-    for offered in ("You're welcome! Let us know if you ever need us again. <url>", "We're here to help! <url>",
-                    "We can help. <url>",
-                    "Got it. Let's meet in DM. We'll keep going from there. <url>", "Glad it worked! Tips: <url>",
-                    "Thanks for the shout out <url>", "Enjoy!<url>", "You're welcome! We're... <url> Have a great day"):
+    for offered in ("You're welcome! Let us know if you ever need us again. <url>",  # to reach
+                    "Glad it worked! Tips: <url>",  # to read
+                    "We're here to help! <url>", "We can help. <url>",  # help offered
+                    "Got it. Let's meet in DM. We'll keep going from there. <url>",
+                    "Thanks for the shout out <url>", "Enjoy!<url>",  # no full sentence before the link
+                    "You're welcome! We're... <url> Have a great day"):  # words after it
         assert "https://support.spotify.com" in serve(offered, "SpotifyCares", brands)  # help site or contact page
