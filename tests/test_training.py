@@ -55,6 +55,23 @@ def test_training_writes_adapter_metrics_and_curves(params, tiny_base, tiny_pair
 
 
 @pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
+def test_the_same_training_writes_the_same_adapter_folder(params, tiny_base, tiny_pairs, tmp_path, method):
+    """The adapter's folder is a DVC output: two runs that train the same weights must write the same bytes, so that
+    DVC sees the same hash (and the stages after it stay up to date). The run's timings go to its metrics only."""
+    first = _train(params, method, tiny_base, tiny_pairs, tmp_path / "a")
+    second = _train(params, method, tiny_base, tiny_pairs, tmp_path / "b")
+    files = sorted(f.name for f in (tmp_path / "a" / method).iterdir())
+    assert files == sorted(f.name for f in (tmp_path / "b" / method).iterdir())
+    for name in files:
+        assert (tmp_path / "a" / method / name).read_bytes() == (tmp_path / "b" / method / name).read_bytes(), name
+    info = json.loads((tmp_path / "a" / method / "training_info.json").read_text())["metrics"]
+    assert "train_seconds" not in info and first["train_seconds"] > 0 and second["train_seconds"] > 0
+    config = json.loads((tmp_path / "a" / method / "adapter_config.json").read_text())
+    if method == "qlora":  # peft holds them as a set, whose order changes with each process's string hashing
+        assert config["target_modules"] == sorted(config["target_modules"])
+
+
+@pytest.mark.parametrize("method", ["qlora", "prompt_tuning"])
 def test_bf16_training_saves_fp32_adapters_that_serve_in_fp32(
     params, tiny_base, tiny_pairs, tmp_path, method, monkeypatch
 ):

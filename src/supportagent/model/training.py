@@ -143,6 +143,20 @@ def retrieved_examples(index: ExampleIndex, retrieval: RetrievalParams, train_df
     return index.examples_for_train(train_df, retrieval), val_ex
 
 
+# facts of one run, not of the adapter it trained: they go to the stage's metrics only, so that the adapter's folder
+# (a DVC output) hashes the same whenever the weights are the same
+RUN_FACTS = ("train_seconds", "tokens_per_second", "peak_memory_mb", "resumed_from")
+
+
+def save_adapter(model, out_dir: Path) -> None:
+    """Save the adapter so that the same weights give the same bytes: peft keeps LoRA's target modules as a set and
+    writes them in an order that changes with each process's string hashing."""
+    for config in model.peft_config.values():
+        if isinstance(getattr(config, "target_modules", None), set):
+            config.target_modules = sorted(config.target_modules)
+    model.save_pretrained(out_dir, safe_serialization=True)
+
+
 def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: str | Path, index_dir: str | Path,
           out_dir: str | Path, params: TrainParams, model_params: ModelParams, rules_params: RulesParams,
           retrieval: RetrievalParams, seed: int, log_dir: str | Path, checkpoint_root: str | Path,
@@ -217,7 +231,7 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         return None
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    save_adapter(model, out_dir)
     manifest, _ = bases.read_manifest(base_dir)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     metrics = {
@@ -238,6 +252,8 @@ def train(method: str, train_df: pd.DataFrame, val_df: pd.DataFrame, base_dir: s
         "device": "cuda" if cuda else "cpu",
         "dtype": str(runtime.compute_dtype(training=True)).removeprefix("torch."),
     }
-    (out_dir / "training_info.json").write_text(json.dumps({"base_manifest": manifest, "metrics": metrics}, indent=2))
+    adapter_facts = {k: v for k, v in metrics.items() if k not in RUN_FACTS}
+    (out_dir / "training_info.json").write_text(json.dumps({"base_manifest": manifest, "metrics": adapter_facts},
+                                                           indent=2))
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing left to resume
     return metrics
