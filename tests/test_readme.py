@@ -36,6 +36,9 @@ def test_the_readme_is_short_with_the_answer_on_its_first_screen():
     for link in ["docs/method.md", "docs/recommendation.md", "docs/gpu.md", "docs/benchmarks.md",
                  "docs/operations.md", REPORT]:
         assert f"]({link}" in text and (ROOT / link).exists(), link
+    # and the code that writes the README's block and the report stays small: generic tables, no narration per record
+    writers = ["readme.py", "report.py", "markdown.py"]
+    assert sum(len((ROOT / "src/supportagent/reporting" / f).read_text().splitlines()) for f in writers) <= 300
 
 
 def test_a_changed_metric_makes_the_check_fail(tmp_path):

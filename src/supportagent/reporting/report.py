@@ -65,12 +65,9 @@ def benchmark_section(name: str, runs: list[Record]) -> list[str]:
     """`runs` newest first: per machine the latest run with the defaults and the latest with params changed in full
     (the one never stands for the other), the others as one row each."""
     latest, earlier = {}, []
-    for r in runs:
-        key = (machine_name(r.machine), bool(r.overrides))
-        if key in latest:
+    for r in runs:  # newest first: a key's first run is its latest
+        if latest.setdefault((machine_name(r.machine), bool(r.overrides)), r) is not r:
             earlier.append(r)
-        else:
-            latest[key] = r
     out = [f"## {name}", "", f"`benchmarks/{name}.py`; {len(runs)} run(s) in `benchmarks/results/{name}/`.", ""]
     for r in latest.values():
         out += [f"### {r.date}, commit {r.commit}: {machine_line(r.machine)}", "", f"`{r.command}`", ""]
