@@ -280,7 +280,8 @@ _RESOLVED = _rx(_NEG + r"\b(works|working|playing|loading|showing|syncing) (now|
                 r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
                 r"\ball good\b", r"\bback to normal\b", r"\bgot it (?:done|sorted|fixed|working|to work)\b",
                 r"\b(?:that|this) (?:has )?sorted (?:it|things|that|this)\b",
-                r"\balready (?:handled|sorted|resolved|fixed|taken care of)\b")
+                r"\balready (?:handled|sorted|resolved|fixed|taken care of)\b",
+                r"\b(?:they'?re|theyre|they are|it'?s|its|it is|everything'?s|everything is)(?: all)? back now\b")
 _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hear|good to hear|glad to hear|"
              r"happy to hear|love to hear|glad to know|love that|so glad|glad (?:it|that|you|everything)|that's great|"
              r"thats great|sounds great|how exciting|congrat\w*|enjoy(?: it| your| the)?[!.])",
@@ -328,6 +329,7 @@ _DETAILS = _rx(_ASKS_DETAILS,
                r"\bcontinue (?:working with you |assisting you |helping you |from |over )?(?:there|in dm)\b",
                r"\bmeet (?:us |me |up )?in (?:dm|direct message)", r"\blet'?s work together\b",
                r"\bfigure out what'?s (?:going on|happening)", r"\bcarry on (?:chatting|helping(?: out)?) there\b",
+               r"\bdescribe (?:the|your|what)\b",
                _DM_CLAIM.pattern)
 # a first message that reports no problem is no support case: real agents never ask it for account details, nor
 # offer to investigate
