@@ -228,6 +228,17 @@ def test_what_the_message_says_what_the_previous_turn_closed_and_evaluation_as_a
     reopened = Context("It stopped again this morning, same error", previous="Nice! We're glad it's working now.")
     assert not check_reply("Sorry to hear that. Can you DM us your account's email address?", reopened)
 
+    # a DM asked for, or work started, reopens a solved problem; the same offer held back by a condition does not
+    fixed = Context("Thanks I got it fixed now. But if I need anything I'll send a DM.", previous="Try a restart.")
+    assert [f.check for f in check_reply("Happy to help. Send us a DM and we'll get started.", fixed)] == [
+        "mood_mismatch"]
+    assert not check_reply("Glad to hear it! If it happens again, send us a DM.", fixed)
+    assert not check_reply("We're here to help. Let us know if you need anything else.", fixed)
+    # "can't see" reports a problem: waiting for news of a step never given does not answer it
+    unseen = Context("just updated to 11.1 but I can't see the new emojis on my watch. Pls help.")
+    assert [f.check for f in check_reply("We're here to help. Let us know how it goes.", unseen)] == [
+        "signs_off_open_problem"]
+
     link = "https://support.spotify.com/contact-spotify-support/"
     unanswered = Context("Thanks but doesn't really answer my question??", previous="More info here: <url>",
                          support_url=link)

@@ -252,7 +252,8 @@ def _sentiment():
 
 _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|didn'?t|isn'?t|wasn'?t|haven'?t|"
                r"hasn'?t)\b"
-               r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect|answer)",
+               r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect|answer|"
+               r"see|find|access|log ?in|sign ?in|download|install|update)",
                r"\b(broken|botched|stuck|missing|lost|wrong|crash\w*|fail|failed|fails|late|cold|rude|worst|terrible|awful|"
                r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|(?<!i )forgot|upset|useless|ridiculous|"
                r"undercook\w*|overcook\w*|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
@@ -276,6 +277,7 @@ _RESOLVED = _rx(_NEG + r"\b(works|working|playing|loading|showing|syncing) (now|
                 r"\b(?:seems?|seemed) to (?:do the trick|have worked|work now|be working)\b", r"\bactually found\b",
                 r"\b(it's|its|it is|all) (sorted|fixed)\b",
                 r"\bsorted now\b", r"^\W*works\b", r"\bresol(ved|ving)\b",
+                r"\bfound a (?:work-? ?around|fix|solution)\b",
                 r"\b(?:(that|it|this) (worked|helped|did it|did the trick)|fixed (it|now))\b"
                 r"(?! for (?:a|an|one|\d+|a few) \w+| until| but| somewhat)",
                 r"\ball good\b", r"\bback to normal\b", r"\bgot it (?:done|sorted|fixed|working|to work)\b",
@@ -337,6 +339,23 @@ _INVESTIGATE = r"\b(?:investigat\w*|look into (?:this|it)|take a (?:closer |furt
 _INVESTIGATING = _rx(_INVESTIGATE)  # an investigation offered reopens a problem the message calls solved
 _CASE = _rx(_ASKS_DETAILS, _INVESTIGATE, r"\b(?:reach (?:out to )?us|contact us|troubleshoot\w*)\b",
             r"\b(?:reach|contact)\b[^.!?]{0,40}\bhere\b")  # "You can reach the nearest location here: <url>"
+# a problem the message calls solved is reopened, too, by a DM asked for or work started with no condition in its
+# sentence ("Send us a DM and we'll get started" to "Thanks, I got it fixed now"; not "If it happens again, DM us")
+_INVITE = _rx(r"\b(?:send|drop|shoot) us an? (?:dm|direct message|message|note)\b", r"\b(?:dm|message) us\b",
+              r"\blet'?s get started\b", r"\bwe'?ll get started\b",
+              r"\blet'?s (?:take|move) (?:this|it) to (?:a )?dm\b")
+_CONDITION = _rx(r"\b(?:if|whenever|should|in case|anytime|any time|next time|ever|again)\b")
+
+
+def _invites(reply: str) -> str | None:
+    """The first invitation to a DM or to start work that no condition in its sentence holds back."""
+    for sentence in re.split(r"(?<=[.!?])\s+", reply):
+        hit = None if _CONDITION.search(sentence) else _first(_INVITE, sentence)
+        if hit:
+            return hit
+    return None
+
+
 # what a message about a delivery says
 _DELIVERY = _rx(r"\b(deliver\w*|dlvd|arriv\w*|receiv\w*|package|parcel|ship\w*|tracking|courier|driver|carrier|"
                 r"mail\w*|order\w*|wheres?|came|come|coming|got|get|showed|missing|lost|stolen|bestellung|angekommen|"
@@ -430,7 +449,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     if pleased and sorry:
         return f"apologises ({sorry!r}) to a customer who is pleased"
     reopened = _first(_OPEN_PROBLEM_APOLOGY, reply) or _first(_FIX, reply) or _first(_DETAILS, reply) \
-        or _first(_INVESTIGATING, reply)
+        or _first(_INVESTIGATING, reply) or _invites(reply)
     if resolved and reopened:
         return f"treats a problem the message says is solved as open ({reopened!r})"
     # the previous turn called it solved ("We're glad it's working now"), and the message raises nothing new
