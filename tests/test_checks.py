@@ -316,3 +316,28 @@ def test_a_reply_that_recommends_a_step_is_no_sign_off_on_an_open_problem():
              "to your bank. {}")
     assert not check_reply(reply.format("Let us know how it goes"), ctx)
     assert [f.check for f in check_reply("Thanks! Let us know how it goes", ctx)] == ["signs_off_open_problem"]
+
+
+def test_a_wish_banter_to_a_question_an_apology_to_a_plain_question_and_the_other_platform_are_flagged():
+    wish = Context("can you please add a feature to only view releases from artists you follow.")
+    assert [f.check for f in check_reply("We'll take a look into this for you.", wish)] == ["mood_mismatch"]
+    assert not check_reply("We hear you! We'll pass your idea on to the right folks.", wish)
+    passed_on = "Check out the idea and add your vote to let our devs know it's something you'd like to see"
+    declined = Context("TL; DR Not right now \U0001f44e", passed_on)
+    assert [f.check for f in check_reply("Can you DM us your account's username? We'll take a look.", declined)] == [
+        "mood_mismatch"]
+    new_problem = Context("Also, my downloads keep disappearing. Any idea why?", passed_on)
+    assert not check_reply("Can you DM us your account's username? We'll take a look.", new_problem)
+    asked = Context("aye can i do double meat for my boorito and still only pay $3?")
+    assert [f.check for f in check_reply("Right? Best day of the year.", asked)] == ["no_answer"]
+    assert [f.check for f in check_reply("That's concerning. We'll tell the team.", asked)] == ["mood_mismatch"]
+    excited = Context("$3 bowls and @user isn't charging for double meat?! Day is made")
+    assert not check_reply("Right? Best day of the year.", excited)
+    how_to = Context("How do you switch between multi-room audio and playing on only one Echo?")
+    assert [f.check for f in check_reply("We're sorry for the frustration. Please reach out to us.", how_to)] == [
+        "mood_mismatch"]
+    assert not check_reply("Sorry for the wait! Please reach out to us.", Context("where is my package"))
+    apple = Context("ios 11.0.3 on 6s. Cannot adjust alarm volume")
+    assert [f.check for f in check_reply("Is iOS 11.1 on your Android device?", apple)] == ["asks_known"]
+    both = Context("v8.4.23 on 2 androids, same problem on wifi and data. ios is doing fine tho")
+    assert not check_reply("Let's try reinstalling Spotify on your android devices.", both)

@@ -255,7 +255,8 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"[^.!?]{0,30}\b(work|working|arriv|load|play|open|respond|help|fix|deliver|come|show|sync|connect|answer|"
                r"see|find|access|log ?in|sign ?in|download|install|update)",
                r"\b(broken|botched|stuck|missing|lost|wrong|crash\w*|fail|failed|fails|late|cold|rude|worst|terrible|awful|"
-               r"annoy\w*|frustrat\w*|disappoint\w*|hurt|injur\w*|accident|(?<!i )forgot|upset|useless|ridiculous|"
+               r"annoy\w*|frustrat\w*|disappoint\w*|piss(?:ed|ing)?(?: me)? off|hurt|injur\w*|accident|(?<!i )forgot|"
+               r"upset|useless|ridiculous|"
                r"undercook\w*|overcook\w*|burnt|stale|bone in|hair in|no response|still waiting|overcharg\w*|"
                r"false charges?|charged (?:twice|double|again))\b",
                r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
@@ -302,9 +303,12 @@ _FIX = _rx(r"\b(?:try|trying|tried|could you|can you|are you able to|please) (?:
            r"reset|updat|clear|reboot|delet)\w*",
            r"\b(?:does|did|would|will) [^.!?]{0,60}\bhelp\b[^.!]*\?")  # "does logging out help any?"
 _OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
-                            r"(?:delay|wait|trouble|confusion|inconvenience|frustration|issue|problem)",
+                            r"(?:delay|wait|trouble|confusion|inconvenience|frustration|disappointment|issue|problem)",
                             r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
                             r"\bsorry to hear (?:that|this|about)")
+# concern voiced at what the customer said ("That's concerning.")
+_CONCERN = _rx(r"^\W*(?:oh no\W+)?(?:that'?s|this is|that is|that sounds|this sounds) (?:very |really |so )?"
+               r"(?:concerning|troubling|alarming|worrying|odd|strange|not good|not ok|not okay|frustrating)\b")
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
 _SORRY = r"\b(?:sorry|apologi[sz]e|apologies)\b"
 _WAITING = _rx(r"\b(late|wait\w*|delay\w*|still|yet|hours?|days?|weeks?|minutes?|mins?|long|slow\w*|ago|when|never|eta|"
@@ -339,6 +343,18 @@ _INVESTIGATE = r"\b(?:investigat\w*|look into (?:this|it)|take a (?:closer |furt
 _INVESTIGATING = _rx(_INVESTIGATE)  # an investigation offered reopens a problem the message calls solved
 _CASE = _rx(_ASKS_DETAILS, _INVESTIGATE, r"\b(?:reach (?:out to )?us|contact us|troubleshoot\w*)\b",
             r"\b(?:reach|contact)\b[^.!?]{0,40}\bhere\b")  # "You can reach the nearest location here: <url>"
+# a question how to do something ("How do you switch between multi-room and one speaker?")
+_HOW_TO = _rx(r"\bhow (?:do|can|could|would|should) (?:i|you|we|one)\b", r"\bhow to\b", r"\bis (?:there|it possible)\b")
+# a feature wished for, or the brand's word that a wish was passed on: nothing on the customer's account to look into
+# ("Can you DM us your account's email?" to "Please add a way to see only new releases")
+_WISH = _rx(r"\b(?:a|the|this|that|new) feature\b", r"\bfeature request\b",
+            r"\b(?:please|pls|plz|can you|could you|will you|would you|you should|you need to|you guys should) "
+            r"(?:please )?(?:add|bring back|put back|implement|introduce)\b", r"\bbring (?:it|them|that|this) back\b",
+            r"\bwould (?:love|like) (?:to see|it if|if you)\b", r"\bi wish (?:you|there|it|spotify|apple)\b")
+_PASSED_ON = _rx(r"\bpass(?:ed|ing)? (?:this|that|it|your \w+)(?: \w+)? (?:on|along)\b",
+                 r"\blet (?:the|our) (?:\w+ )?(?:team|folks|devs?|developers) know\b", r"\b(?:relevant|right) folks\b",
+                 r"\badd your vote\b", r"\bsomething you'?d (?:like|love) to see\b")
+_LOOK_INTO = _rx(_ASKS_DETAILS, _INVESTIGATE, _FIX.pattern)
 # a problem the message calls solved is reopened, too, by a DM asked for or work started with no condition in its
 # sentence ("Send us a DM and we'll get started" to "Thanks, I got it fixed now"; not "If it happens again, DM us")
 _INVITE = _rx(r"\b(?:send|drop|shoot) us an? (?:dm|direct message|message|note)\b", r"\b(?:dm|message) us\b",
@@ -460,9 +476,29 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     invented = _first(_OPEN_PROBLEM_APOLOGY, reply)
     if glad and invented:
         return f"apologises for a problem ({invented!r}) the message does not report"
+    # a first message that asks something, with no problem, negation, dismay or picture (which may show a problem):
+    # nothing to be sorry or concerned about ("can I still get double meat for $3?")
+    question = _HOW_TO.search(message) or _ASKS.search(_EXCLAIMED.sub(".", message)) \
+        and not re.search(r"\b(?:not|never|cannot|no)\b|n't", message, re.IGNORECASE)
+    asking = not ctx.previous and question and not troubled and not dismayed \
+        and not re.search(r"<url>|https?://", message)
+    # (a wait apologised for is _UNREPORTED's: "where is my package" reports one; "sorry for the trouble" or "the
+    # inconvenience" is the courtesy of a hand-over, the brands' fallback reply among them)
+    invented = None if invented and re.search(r"delay|wait|trouble|inconvenience", invented, re.IGNORECASE) \
+        else invented
+    invented = invented or _first(_CONCERN, reply)
+    if asking and invented:
+        return f"treats a question that reports no problem as one ({invented!r})"
     case = _first(_CASE, reply) if pleased and not ctx.previous and "help" not in message.lower() else None
     if case:
         return f"treats a first message that reports no problem as a support case ({case!r})"
+    # after a wish passed on, a message that asks or reports nothing new ("Not right now 👎" to a feature declined)
+    settled = _PASSED_ON.search(ctx.previous) and not _ASKS.search(message) and mood["neg"] == 0 \
+        and not re.search(r"\b(?:issue|error|problem|bug|same thing)s?\b", message, re.IGNORECASE)
+    wish = _WISH.search(message) or settled
+    case = _first(_LOOK_INTO, reply) if wish and not ctx.harm and not _PROBLEM.search(message) else None
+    if case:
+        return f"treats a wish for a feature as a problem on the customer's account ({case!r})"
     said = ctx.said
     for problem, (apology, reported) in _UNREPORTED.items():
         hit = _first(apology, reply)
@@ -577,7 +613,8 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
 _SLOTS = {
     "device": (_rx(r"\b(what|which) (device|phone|kind of (?:phone|device))\b", r"device (are you|you're) using"),
                _rx(r"\b(iphone|ipad|ipod|macbook|imac|mac|android|samsung|galaxy|pixel|echo|kindle|fire ?tv|roku|"
-                   r"xbox|playstation|ps4|chromecast|apple ?watch|huawei|oneplus|laptop)\b")),
+                   r"xbox|playstation|ps4|chromecast|apple ?watch|huawei|oneplus|laptop)\b",
+                   r"\b(?:on|my|an?|the|with) (?:[4-8]s|[678] ?plus)\b")),  # "ios 11.0.3 on 6s"
     "model": (_rx(r"\b(what|which) (model|iphone|ipad|mac)\b", r"model (are you|you're|do you)"),
               _rx(r"\biphone ?(x|se|\d+)( ?plus| ?pro| ?s)?\b", r"\bipad (pro|air|mini)\b", r"\bmacbook (air|pro)\b",
                   r"\bgalaxy (s|note) ?\d+", r"\bpixel ?\d", r"\becho (dot|show|plus)\b")),
@@ -667,8 +704,28 @@ def _other_thing(done: str, suggested: str) -> bool:
     return bool(a and b) and not a & b
 
 
+# the platform a reply puts the customer on, where the message names only the other ("Is iOS 11.1 on your Android
+# device?" to "ios 11.0.3 on 6s")
+_PLATFORMS = {"iOS": _rx(r"\b(?:ios|iphones?|ipads?|ipod)\b"),
+              "Android": _rx(r"\b(?:androids?|samsungs?|galaxy|pixels?)\b")}
+
+
+def _platform_contradicted(reply: str, said: str) -> str | None:
+    named = {p for p, rx in _PLATFORMS.items() if rx.search(said)}
+    if len(named) != 1:
+        return None
+    for platform, rx in _PLATFORMS.items():
+        hit = _first(rx, reply)
+        if hit and platform not in named:
+            return f"puts the customer on {platform} ({hit!r}), where the message says {next(iter(named))}"
+    return None
+
+
 def asks_known(reply: str, ctx: Context) -> str | None:
     said = ctx.said
+    contradicted = _platform_contradicted(reply, said)
+    if contradicted:
+        return contradicted
     for slot, (ask, given) in _SLOTS.items():
         if ask.search(reply) and given.search(said):
             return f"asks for the {slot}, which the message gives ({_first(given, said)!r})"
@@ -697,14 +754,24 @@ _ASKS = _rx(r"\?",
 _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out we i appreciate love that this it glad
     happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
     there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening
+    best year ever
     reaching out shopping eating riding contacting letting know looking forward seeing got ok okay noted
     s ll re ve just you to good cool idea deal thing consider question suggestion point sounds
     info information update updates feedback patience sharing details""".split())
 
 
+_EXCLAIMED = re.compile(r"[?!]*(?:\?!|!\?)[?!]*")  # "...isn't charging for double meat?!": excitement, no question
+# agreement that answers banter ("Right? Best day of the year."), sent to a question as if it were banter
+_BANTER = _rx(r"^\W*(?:right\?|(?:that'?s )?(?:so )?true(?: story)?\b|truth\b|totally\b|agreed\b|same\b|"
+              r"yeah,? buddy\b|heck yeah\b)")
+
+
 def no_answer(reply: str, ctx: Context) -> str | None:
-    if not _ASKS.search(ctx.message):
+    if not _ASKS.search(_EXCLAIMED.sub(".", ctx.message)):
         return None
+    hit = _first(_BANTER, reply)
+    if hit:
+        return f"answers a question with banter ({hit.strip()!r})"
     words = [w.lower() for w in re.findall(r"[^\W\d_]+", reply)]
     content = [w for w in words if w not in _PLEASANTRY]
     return None if content else f"answers a question with pleasantries alone ({reply.strip()!r})"
