@@ -302,10 +302,13 @@ _FIX = _rx(r"\b(?:try|trying|tried|could you|can you|are you able to|please) (?:
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
            r"reset|updat|clear|reboot|delet)\w*",
            r"\b(?:does|did|would|will) [^.!?]{0,60}\bhelp\b[^.!]*\?")  # "does logging out help any?"
-_OPEN_PROBLEM_APOLOGY = _rx(r"\bsorry (?:for|about) (?:the|any|this|that) "
-                            r"(?:delay|wait|trouble|confusion|inconvenience|frustration|disappointment|issue|problem)",
-                            r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)",
-                            r"\bsorry to hear (?:that|this|about)")
+_SORRY_FOR = r"\bsorry (?:for|about) (?:the|any|this|that) "
+_SORRY_YOU = (r"\bsorry (?:you|that you)(?:'re| are| have|'ve| did|didn't)", r"\bsorry to hear (?:that|this|about)")
+_OPEN_PROBLEM_APOLOGY = _rx(_SORRY_FOR + r"(?:delay|wait|trouble|confusion|inconvenience|frustration|disappointment|"
+                            r"issue|problem)", *_SORRY_YOU)
+# the same, said to a question that reports no problem: a wait is _UNREPORTED's ("where is my package" reports one),
+# and "sorry for the trouble / the inconvenience" is the courtesy of a hand-over, the brands' fallback reply among them
+_UNCAUSED_APOLOGY = _rx(_SORRY_FOR + r"(?:confusion|frustration|disappointment|issue|problem)", *_SORRY_YOU)
 # concern voiced at what the customer said ("That's concerning.")
 _CONCERN = _rx(r"^\W*(?:oh no\W+)?(?:that'?s|this is|that is|that sounds|this sounds) (?:very |really |so )?"
                r"(?:concerning|troubling|alarming|worrying|odd|strange|not good|not ok|not okay|frustrating)\b")
@@ -478,17 +481,13 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
         return f"apologises for a problem ({invented!r}) the message does not report"
     # a first message that asks something, with no problem, negation, dismay or picture (which may show a problem):
     # nothing to be sorry or concerned about ("can I still get double meat for $3?")
-    question = _HOW_TO.search(message) or _ASKS.search(_EXCLAIMED.sub(".", message)) \
+    question = _HOW_TO.search(message) or _asks(message) \
         and not re.search(r"\b(?:not|never|cannot|no)\b|n't", message, re.IGNORECASE)
     asking = not ctx.previous and question and not troubled and not dismayed \
         and not re.search(r"<url>|https?://", message)
-    # (a wait apologised for is _UNREPORTED's: "where is my package" reports one; "sorry for the trouble" or "the
-    # inconvenience" is the courtesy of a hand-over, the brands' fallback reply among them)
-    invented = None if invented and re.search(r"delay|wait|trouble|inconvenience", invented, re.IGNORECASE) \
-        else invented
-    invented = invented or _first(_CONCERN, reply)
-    if asking and invented:
-        return f"treats a question that reports no problem as one ({invented!r})"
+    uncaused = _first(_UNCAUSED_APOLOGY, reply) or _first(_CONCERN, reply) if asking else None
+    if uncaused:
+        return f"treats a question that reports no problem as one ({uncaused!r})"
     case = _first(_CASE, reply) if pleased and not ctx.previous and "help" not in message.lower() else None
     if case:
         return f"treats a first message that reports no problem as a support case ({case!r})"
@@ -761,13 +760,20 @@ _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out
 
 
 _EXCLAIMED = re.compile(r"[?!]*(?:\?!|!\?)[?!]*")  # "...isn't charging for double meat?!": excitement, no question
+
+
+def _asks(message: str) -> bool:
+    """The message asks something: a question mark or a question's opening word, a "?!" read as excitement."""
+    return bool(_ASKS.search(_EXCLAIMED.sub(".", message)))
+
+
 # agreement that answers banter ("Right? Best day of the year."), sent to a question as if it were banter
 _BANTER = _rx(r"^\W*(?:right\?|(?:that'?s )?(?:so )?true(?: story)?\b|truth\b|totally\b|agreed\b|same\b|"
               r"yeah,? buddy\b|heck yeah\b)")
 
 
 def no_answer(reply: str, ctx: Context) -> str | None:
-    if not _ASKS.search(_EXCLAIMED.sub(".", ctx.message)):
+    if not _asks(ctx.message):
         return None
     hit = _first(_BANTER, reply)
     if hit:
