@@ -297,7 +297,8 @@ _CHEER = _rx(r"\b(awesome|yay+|woo+hoo+|hooray|fantastic|great news|great to hea
              r"\bsuch a great (?:option|choice|deal|idea|time|day)\b",
              r"\b(?:thanks|thank you) (?:so much )?for the (?:compliment|kind words|love)\b",
              # agreement that answers banter, said to a complaint
-             r"^\W*(?:(?:that'?s right|agreed|truth|true story|so true|totally|yeah,? buddy|heck yeah)\b|right\?)")
+             r"^\W*(?:(?:that'?s right|that'?s the (?:thing|truth)|agreed|truth|true story|so true|totally|"
+             r"yeah,? buddy|heck yeah)\b|right\?)")
 _FIX = _rx(r"\b(?:try|trying|tried|could you|can you|are you able to|please) (?:to )?"
            r"(?:restart|reinstall|re-install|log(?:ging)? out|sign(?:ing)? out|"
            r"reset|updat|clear|reboot|delet)\w*",
@@ -309,16 +310,20 @@ _OPEN_PROBLEM_APOLOGY = _rx(_SORRY_FOR + r"(?:delay|wait|trouble|confusion|incon
 # the same, said to a question that reports no problem: a wait is _UNREPORTED's ("where is my package" reports one),
 # and "sorry for the trouble / the inconvenience" is the courtesy of a hand-over, the brands' fallback reply among them
 _UNCAUSED_APOLOGY = _rx(_SORRY_FOR + r"(?:confusion|frustration|disappointment|issue|problem)", *_SORRY_YOU)
+# an apology that the customer did not write: blame, where the brand's own failures (a reply never heard, a line that
+# could not be reached) are worth the apology
+_BLAME = _rx(r"\bsorry (?:that )?you (?:didn'?t|did not|never) (?:write|contact|reach out|message|dm|tweet|call|tell|"
+             r"let us know)\b")
 # concern voiced at what the customer said ("That's concerning.")
 _CONCERN = _rx(r"^\W*(?:oh no\W+)?(?:that'?s|this is|that is|that sounds|this sounds) (?:very |really |so )?"
                r"(?:concerning|troubling|alarming|worrying|odd|strange|not good|not ok|not okay|frustrating)\b")
 _APOLOGY = _rx(r"\b(sorry|apologi[sz]e|apologies|we regret)\b")
 _SORRY = r"\b(?:sorry|apologi[sz]e|apologies)\b"
-_WAITING = _rx(r"\b(late|wait\w*|delay\w*|still|yet|hours?|days?|weeks?|minutes?|mins?|long|slow\w*|ago|when|never|eta|"
-               r"hasn'?t|haven'?t|not (?:arrived|received|delivered|here|come)|expected|tracking|where|today|tomorrow|"
-               r"yesterday|last (?:night|week|month)|since|nothing back|heard nothing|no (?:reply|response|answer)|"
-               r"no ?one|nobody|semanas?|d[ií]as|horas?|todav[ií]a|a[uú]n|tagen?|wochen|stunden|noch|seit|jours?|"
-               r"semaines?|heures?|encore|toujours)\b")
+_WAITING = _rx(r"\b(late|wait\w*|delay\w*|still|yet|hours?|hrs?|days?|weeks?|minutes?|mins?|long|slow\w*|ago|when|"
+               r"never|eta|hasn'?t|haven'?t|not (?:arrived|received|delivered|here|come)|expected|tracking|where|today|"
+               r"tomorrow|yesterday|last (?:night|week|month)|since|nothing back|heard nothing|"
+               r"no (?:reply|response|answer)|no ?one|nobody|semanas?|d[ií]as|horas?|todav[ií]a|a[uú]n|tagen?|wochen|"
+               r"stunden|noch|seit|jours?|semaines?|heures?|encore|toujours)\b")
 # a DM spoken of as sent or read (claims_dm where the conversation never mentions one; a problem reopened where
 # the customer calls it fixed)
 _DM_CLAIM = _rx(r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:received|got|responded to|replied to|answered) your "
@@ -345,7 +350,8 @@ _DETAILS = _rx(_ASKS_DETAILS,
 _INVESTIGATE = r"\b(?:investigat\w*|look into (?:this|it)|take a (?:closer |further )?look)\b"
 _INVESTIGATING = _rx(_INVESTIGATE)  # an investigation offered reopens a problem the message calls solved
 _CASE = _rx(_ASKS_DETAILS, _INVESTIGATE, r"\b(?:reach (?:out to )?us|contact us|troubleshoot\w*)\b",
-            r"\b(?:reach|contact)\b[^.!?]{0,40}\bhere\b")  # "You can reach the nearest location here: <url>"
+            r"\b(?:reach|contact)\b[^.!?]{0,40}\bhere\b",  # "You can reach the nearest location here: <url>"
+            r"\blet us know (?:in|via|by|through|over) (?:a )?(?:dm|direct message|private message)\b")
 # a question how to do something ("How do you switch between multi-room and one speaker?")
 _HOW_TO = _rx(r"\bhow (?:do|can|could|would|should) (?:i|you|we|one)\b", r"\bhow to\b", r"\bis (?:there|it possible)\b")
 # a feature wished for, or the brand's word that a wish was passed on: nothing on the customer's account to look into
@@ -498,6 +504,9 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     case = _first(_LOOK_INTO, reply) if wish and not ctx.harm and not _PROBLEM.search(message) else None
     if case:
         return f"treats a wish for a feature as a problem on the customer's account ({case!r})"
+    hit = _first(_BLAME, reply)
+    if hit:
+        return f"blames the customer ({hit!r}) for not writing to the brand"
     said = ctx.said
     for problem, (apology, reported) in _UNREPORTED.items():
         hit = _first(apology, reply)
@@ -532,12 +541,19 @@ _AWAIT = _rx(r"\blet us know how (?:it|that|this|things) (?:goes|go|went|plays o
 _WILL_ACT = _rx(r"\b(?:i'?ll|i will|shall|i'?m going to|gonna|will (?:try|do|check|let you know|contact))\b")
 
 
+# a sign-off for a later need ("If you ever need us again, just reach out and we'll be right there"): the rest of its
+# sentence belongs to it, and its "reach out" is no help with the problem at hand
+_LATER_NEED = _rx(r"\b(?:if|when|whenever) you ever need\b[^.!?]*",
+                  r"\b(?:if|when|whenever) you need (?:us|anything|help)\b(?=[^.!?]*\b(?:again|else)\b)[^.!?]*",
+                  r"\bif (?:we|you) need anything\b[^.!?]*")
+
+
 def signs_off_open_problem(reply: str, ctx: Context) -> str | None:
     if not _troubled(ctx):
         return None
     # a link alone is no help, nor "check out <link>"
     rest = re.sub(r"\b(?:check (?:out|in at|with us at|us out at) )?https?://\S+", " ",
-                  _AWAIT.sub(" ", _SIGN_OFF.sub(" ", reply)), flags=re.IGNORECASE)
+                  _AWAIT.sub(" ", _SIGN_OFF.sub(" ", _LATER_NEED.sub(" ", reply))), flags=re.IGNORECASE)
     if _HELP.search(rest):
         return None
     hit = _first(_SIGN_OFF, reply)
@@ -577,6 +593,8 @@ _IN_PERSON = _rx(r"\b(?:went|go|going|visit\w*|store|restaurant|location|line|in
 _UPDATE = _rx(r"\bthanks? (?:you )?(?:so much )?(?:for )?(?:the|your) "
               r"(?:update|follow[- ]?up|reply|response|quick reply)\b",
               r"\bthanks? (?:you )?(?:so much )?for (?:getting|coming) back\b", r"\bthanks? for following up\b")
+# thanks for patience, said to a first message that reports neither a problem nor a wait
+_PATIENCE = _rx(r"\b(?:thanks?|thank you|appreciate)\b[^.!?]{0,20}\bpatience\b")
 _KIND_WORDS = _rx(r"\b(?:thanks?|thank you|appreciate) (?:so much |very much )?(?:for )?(?:the|your) "
                  r"(?:kind words|compliment|praise)\b")
 
@@ -591,6 +609,9 @@ def welcome_without_thanks(reply: str, ctx: Context) -> str | None:
     hit = None if ctx.previous else _first(_UPDATE, reply)
     if hit:
         return f"thanks the customer for an update ({hit!r}) on a first message"
+    hit = None if ctx.previous or _troubled(ctx) or _WAITING.search(ctx.message) else _first(_PATIENCE, reply)
+    if hit:
+        return f"thanks the customer for patience ({hit!r}) a first message that reports no problem never shows"
     said = ctx.said
     hit = _first(_VISIT, reply)
     if hit and (_TO_COME.search(said) and not _BEEN.search(said)
@@ -768,7 +789,8 @@ def _asks(message: str) -> bool:
 
 
 # agreement that answers banter ("Right? Best day of the year."), sent to a question as if it were banter
-_BANTER = _rx(r"^\W*(?:right\?|(?:that'?s )?(?:so )?true(?: story)?\b|truth\b|totally\b|agreed\b|same\b|"
+_BANTER = _rx(r"^\W*(?:right\?|(?:that'?s )?(?:so )?true(?: story)?\b|(?:that'?s the )?truth\b|that'?s the thing\b|"
+              r"totally\b|agreed\b|same\b|"
               r"yeah,? buddy\b|heck yeah\b)")
 
 
