@@ -262,10 +262,13 @@ _PROBLEM = _rx(r"\b(not|n't|never|no longer|still|can'?t|cannot|won'?t|doesn'?t|
                r"\bstill (?:gone|happening|the same|down|an issue|a problem)\b",
                r"\b(?:too often|keeps? (?:happening|crashing|freezing|stopping|skipping|pausing))\b",
                r"\b(?:tried|did|done) (?:literally )?everything\b",
+               # something paid for or waited on that never came ("the money I've paid for things I haven't gotten")
+               r"\b(?:haven'?t|hasn'?t|didn'?t|did not|have not|has not|not yet|yet to) (?:\w+ ){0,2}?"
+               r"(?:gotten|got|received|heard back)\b",
                r"\b(?:it'?s|that'?s|so|very|really) (?:weird|strange|odd)\b",
                r"\bnever used to\b", r"\b(?:did ?n'?t|did not|never) (?:do|happen)(?:ed)? (?:that|this|it) before\b",
                r"\b(?:been )?going on (?:for|since)\b", r"\bsame (?:issue|problem|error)\b",
-               r"\b(?:having|experiencing|getting|facing) (?:some |an? |the same |more |these |those )?"
+               r"\b(?:having|experiencing|getting|facing) (?:some |an? |the same |the |more |these |those )?"
                r"(?:issues?|problems?|trouble|errors?)\b",
                r"\b(?:is|are|was|were|has|have|got) (?:gone|missing|disappeared|vanished|deleted)\b",
                r"\b(?:it|this|that) worked for (?:a|an|one|\d+|a few|only) \w+",  # and stopped
@@ -332,7 +335,9 @@ _DM_CLAIM = _rx(r"\b(?:we'?ve|we have|i'?ve|i have) (?:just )?(?:received|got|re
                 r"(?:dm|direct message|reply|message)")
 # asking for what troubleshooting needs (account, device, version)
 _ASKS_DETAILS = (r"\b(dm|send|share|provide|confirm|tell|give|let) us\b[^.!?]{0,40}\b(e-?mail|username|account|details|"
-                 r"version|device|screenshot|order|information|info)")
+                 r"version|device|screenshot|order|information|info)"
+                 r"|\b(?:share|provide|send|include|enter) (?:your|the|some|more|a few|as many) (?:\w+ ){0,2}?"
+                 r"(?:details|info|information)\b")
 # a problem reopened: asking for details, or for a DM about it
 _DETAILS = _rx(_ASKS_DETAILS,
                r"\b(which|what)[^.!?]{0,20}\b(device|version|model|error)\b",
@@ -408,6 +413,11 @@ _UNREPORTED = {
                                 r"condition|damaged|broken)|(?:an? |the )?(?:incorrect|wrong|damaged|broken|defective) "
                                 r"(?:item|order|product))"),
                             _DAMAGE),
+    # an error on the customer's screen, apologised for where the message shows or speaks of none ("I'm sorry you've
+    # received an error." to thanks for style advice)
+    "an error": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:an|the|this|that|these|those) (?:\w+ )?errors?\b"),
+                 _rx(r"\b(errors?|wrong|problems?|issues?|work\w*|crash\w*|fail\w*|bugs?|glitch\w*|messages?|says|said|"
+                     r"tells|shows|showing|screen\w*|pop-?ups?|codes?|won'?t|can'?t|cannot|unable|not)\b|n't")),
     # an order that came, apologised for as such ("I'm sorry you have received your order."), where the message
     # speaks of no delivery, nor of anything wrong with what came
     "an order that came": (_rx(_SORRY + r" (?:that )?you(?:'ve| have)? (?:received|got) (?:your|the) "
@@ -775,7 +785,7 @@ _PLEASANTRY = set("""thanks thank you for so much stopping by the a an shout out
     happy to help hear our us enjoy have great nice day awesome anytime welcome cheers and always here hi hey hello
     there kind words compliment made my your too of in all right what be will see soon again heck yeah yes listening
     best year ever
-    reaching out shopping eating riding contacting letting know looking forward seeing got ok okay noted
+    reaching out shopping eating riding contacting letting know look looking forward seeing got ok okay noted
     s ll re ve just you to good cool idea deal thing consider question suggestion point sounds
     info information update updates feedback patience sharing details""".split())
 
@@ -802,7 +812,19 @@ def no_answer(reply: str, ctx: Context) -> str | None:
         return f"answers a question with banter ({hit.strip()!r})"
     words = [w.lower() for w in re.findall(r"[^\W\d_]+", reply)]
     content = [w for w in words if w not in _PLEASANTRY]
-    return None if content else f"answers a question with pleasantries alone ({reply.strip()!r})"
+    if not content:
+        return f"answers a question with pleasantries alone ({reply.strip()!r})"
+    # a sign-off for later and the brand's contact link are no answer either ("Awesome. Let us know if you ever need
+    # us again. <link>" to "how do you set a display name?")
+    rest = _SIGN_OFF.sub(" ", _LATER_NEED.sub(" ", reply))
+    if ctx.support_url:
+        rest = rest.replace(ctx.support_url, " ")
+    asked = "?" in _EXCLAIMED.sub(".", ctx.message)  # not "Will check and let you know. Thanks :)"
+    if rest == reply or not asked or _resolved(ctx.message):  # "Works now. Looks like version 1.0.68?": it fits
+        return None
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", rest)]
+    content = [w for w in words if w not in _PLEASANTRY and w != "let"]
+    return None if content else f"answers a question with a sign-off ({reply.strip()!r})"
 
 
 # --- a name the customer never gave: real agents read it from the profile, which the agent never sees
@@ -822,8 +844,8 @@ def invented_name(reply: str, ctx: Context) -> str | None:
     return None
 
 
-# --- a DM or an earlier time the conversation never mentions: real agents see their inbox and the customer's
-# history, which the agent never sees
+# --- a DM or an earlier time the conversation never mentions, or news the agent cannot give: real agents see their
+# inbox and the customer's history, which the agent never sees
 _DM_SAID = _rx(r"\b(dm|dms|dm'?d|dm'?ed|direct message|message|messaged|pm|inbox|sent|wrote|emailed|e-mailed|check)\b")
 
 
@@ -838,10 +860,27 @@ _DM_SENT = _rx(r"\b(?:we'?ve|we have|i'?ve|i have|we|i) (?:just |already )?(?:se
                r"\b(?:dms?|direct message|private message)\b")  # "sent you another DM", "sent you more info over DM"
 
 
+# news the agent promises of a step only the customer takes ("Can you try restarting your device? We'll let you know
+# if it helps"): no one would send it, so the customer waits for nothing
+_REPORT_BACK = _rx(r"\b(?:we'?ll|we will|i'?ll|i will) (?:let you know|keep you posted|update you|get back to you) "
+                   r"(?:if|whether) (?:it|that|this|things?) (?:\w+ )?(?:helps?|works?|worked|works? out|"
+                   r"makes? a difference|fix(?:es|ed)?|does the trick|did the trick|solves?)\b")
+
+# the customer asked to say when the brand needs something ("Let us know if we need anything else")
+_ROLES_TURNED = _rx(r"\b(?:let us know|tell us) (?:if|when|whether) (?:we|i) (?:ever )?need (?:you|anything|more|any|"
+                    r"help|something)\b")
+
+
 def claims_dm(reply: str, ctx: Context) -> str | None:
     hit = _first(_DM_SENT, reply)
     if hit:
         return f"says it sent a DM ({hit!r}): the agent sends none"
+    hit = _first(_REPORT_BACK, reply)
+    if hit:
+        return f"promises news ({hit!r}) of a step only the customer takes: the customer would wait for nothing"
+    hit = _first(_ROLES_TURNED, reply)
+    if hit:
+        return f"turns the roles round ({hit!r}): the brand offers help, the customer gives none"
     hit = _first(_DM_CLAIM, reply)
     if hit and not _DM_SAID.search(ctx.said):
         return f"speaks of a DM ({hit!r}) the conversation never mentions"
