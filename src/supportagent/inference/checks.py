@@ -804,15 +804,18 @@ _BANTER = _rx(r"^\W*(?:right\?|(?:that'?s )?(?:so )?true(?: story)?\b|(?:that'?s
               r"yeah,? buddy\b|heck yeah\b)")
 
 
+def _content(text: str, also: set[str] = frozenset()) -> list[str]:
+    """The words of `text` that are neither pleasantries nor in `also`: what a reply says beyond courtesy."""
+    return [w for w in (w.lower() for w in re.findall(r"[^\W\d_]+", text)) if w not in _PLEASANTRY and w not in also]
+
+
 def no_answer(reply: str, ctx: Context) -> str | None:
     if not _asks(ctx.message):
         return None
     hit = _first(_BANTER, reply)
     if hit:
         return f"answers a question with banter ({hit.strip()!r})"
-    words = [w.lower() for w in re.findall(r"[^\W\d_]+", reply)]
-    content = [w for w in words if w not in _PLEASANTRY]
-    if not content:
+    if not _content(reply):
         return f"answers a question with pleasantries alone ({reply.strip()!r})"
     # a sign-off for later and the brand's contact link are no answer either ("Awesome. Let us know if you ever need
     # us again. <link>" to "how do you set a display name?")
@@ -822,9 +825,7 @@ def no_answer(reply: str, ctx: Context) -> str | None:
     asked = "?" in _EXCLAIMED.sub(".", ctx.message)  # not "Will check and let you know. Thanks :)"
     if rest == reply or not asked or _resolved(ctx.message):  # "Works now. Looks like version 1.0.68?": it fits
         return None
-    words = [w.lower() for w in re.findall(r"[^\W\d_]+", rest)]
-    content = [w for w in words if w not in _PLEASANTRY and w != "let"]
-    return None if content else f"answers a question with a sign-off ({reply.strip()!r})"
+    return None if _content(rest, {"let"}) else f"answers a question with a sign-off ({reply.strip()!r})"
 
 
 # --- a name the customer never gave: real agents read it from the profile, which the agent never sees
