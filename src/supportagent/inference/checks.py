@@ -401,7 +401,8 @@ _UNREPORTED = {
     "a delivery": (_rx(_SORRY + r"[^.!?]{0,30}?\b(?:(?:has ?n[o']t|have ?n[o']t|did ?n[o']t|was ?n[o']t|"
                        r"were ?n[o']t|not|never) (?:yet )?(?:arrived?|been delivered|delivered|received?|come|"
                        r"shown up)|delivery (?:issue|problem)|missing (?:package|parcel)|"
-                       r"(?:you(?:'ve| have)? )?lost (?:your|the) (?:order|package|parcel|item|delivery))"),
+                       r"(?:you(?:'ve| have)? )?(?:received |got )?(?:an? )?lost (?:your |the )?"
+                       r"(?:order|package|parcel|item|delivery))"),
                    _DELIVERY),
     "a confusion": (_rx(_SORRY + r" (?:for|about) (?:the|any|this|that) (?:confusion|misunderstanding)"),
                     _rx(r"\?|\b(?:confus\w*|understand\w*|unclear|mean\w*|talk\w* about|said|says|read|incomplete|"
@@ -431,8 +432,10 @@ _UNREPORTED = {
 # outage, sent to a question about a menu or a location)
 _OUTAGE = _rx(r"\b(?:turned|turn|shut|switched|took) (?:it |online ordering |ordering |the app |the site )?off\b",
               r"\b(?:it'?ll|it will|will) be back (?:on|up|online)\b", r"\b(?:outage|is down|are down|went down)\b")
-_OUTAGE_SAID = _rx(r"\b(?:app|online|website|site|ordering|down|crash\w*|load\w*|work\w*|error\w*|broken|unavailable|"
-                   r"offline|outage|off)\b", r"<url>|https?://")  # a picture may show it
+# (an order made in the app is no failing app: "Quality Control on app orders", "app order messed up AGAIN")
+_OUTAGE_SAID = _rx(r"\b(?:app(?! orders?\b)|online|website|site|ordering|down|crash\w*|load\w*|work\w*|error\w*|broken|"
+                   r"unavailable|offline|outage|off)\b")
+_PICTURE = _rx(r"<url>|https?://")  # in the message, a picture may show it (in the previous turn: the brand's link)
 
 
 # emojis VADER reads by their names as negative ("fire", "ghost") where tweets mean praise and Halloween
@@ -523,7 +526,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
         if hit and not reported.search(said):
             return f"apologises for {problem} ({hit!r}) the message does not speak of"
     hit = _first(_OUTAGE, reply)
-    if hit and not _OUTAGE_SAID.search(said):
+    if hit and not _OUTAGE_SAID.search(said) and not _PICTURE.search(ctx.message):
         return f"explains an outage ({hit!r}) the message does not report"
     return None
 
