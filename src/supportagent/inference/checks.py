@@ -435,7 +435,7 @@ _OUTAGE = _rx(r"\b(?:turned|turn|shut|switched|took) (?:it |online ordering |ord
 # (an order made in the app is no failing app: "Quality Control on app orders", "app order messed up AGAIN")
 _OUTAGE_SAID = _rx(r"\b(?:app(?! orders?\b)|online|website|site|ordering|down|crash\w*|load\w*|work\w*|error\w*|broken|"
                    r"unavailable|offline|outage|off)\b")
-_PICTURE = _rx(r"<url>|https?://")  # in the message, a picture may show it (in the previous turn: the brand's link)
+_PICTURE = _rx(r"<url>|https?://")  # a link in the message: a picture, which may show a problem
 
 
 # emojis VADER reads by their names as negative ("fire", "ghost") where tweets mean praise and Halloween
@@ -503,7 +503,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
     question = _HOW_TO.search(message) or _asks(message) \
         and not re.search(r"\b(?:not|never|cannot|no)\b|n't", message, re.IGNORECASE)
     asking = not ctx.previous and question and not troubled and not dismayed \
-        and not re.search(r"<url>|https?://", message)
+        and not _PICTURE.search(message)
     uncaused = _first(_UNCAUSED_APOLOGY, reply) or _first(_CONCERN, reply) if asking else None
     if uncaused:
         return f"treats a question that reports no problem as one ({uncaused!r})"
@@ -526,7 +526,7 @@ def mood_mismatch(reply: str, ctx: Context) -> str | None:
         if hit and not reported.search(said):
             return f"apologises for {problem} ({hit!r}) the message does not speak of"
     hit = _first(_OUTAGE, reply)
-    if hit and not _OUTAGE_SAID.search(said) and not _PICTURE.search(ctx.message):
+    if hit and not _OUTAGE_SAID.search(said) and not _PICTURE.search(ctx.message):  # not the previous turn's link
         return f"explains an outage ({hit!r}) the message does not report"
     return None
 
